@@ -1,0 +1,449 @@
+//! Weights by role: the family declarations map file tensor names to [`TensorRole`]s through
+//! load-time transforms given as data, and [`load_weights`] does it strictly — a missing tensor,
+//! a wrong shape or a tensor nothing used is an error naming the file and the tensor.
+
+use crate::error::{closest_names, IoError};
+use crate::source::TensorSource;
+use sinkscope_spec::{MlpKind, ModelConfig, NormKind, Positional};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a weight is for. Per-block roles come with a block index in [`RoleKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TensorRole {
+    /// Token embedding `[V, d]`.
+    TokEmbed,
+    /// Learned positions `[n_ctx, d]`.
+    PosEmbed,
+    /// Final norm gain `[d]`.
+    FinalNormW,
+    /// Final norm bias `[d]`.
+    FinalNormB,
+    /// Unembedding `[V, d]`.
+    Unembed,
+    /// Attention pre-norm gain.
+    AttnNormW,
+    /// Attention pre-norm bias.
+    AttnNormB,
+    /// MLP pre-norm gain.
+    MlpNormW,
+    /// MLP pre-norm bias.
+    MlpNormB,
+    /// Query projection `[H·dh, d]`.
+    Q,
+    /// Query bias.
+    QBias,
+    /// Key projection `[KVH·dh, d]`.
+    K,
+    /// Key bias.
+    KBias,
+    /// Value projection `[KVH·dh, d]`.
+    V,
+    /// Value bias.
+    VBias,
+    /// Output projection `[d, H·dh]`.
+    O,
+    /// Output bias.
+    OBias,
+    /// Gate projection `[d_mlp, d]`.
+    Gate,
+    /// Gate bias.
+    GateBias,
+    /// Up projection `[d_mlp, d]`.
+    Up,
+    /// Up bias.
+    UpBias,
+    /// Down projection `[d, d_mlp]`.
+    Down,
+    /// Down bias.
+    DownBias,
+}
+
+/// A role, with its block index for per-block roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoleKey {
+    /// The role.
+    pub role: TensorRole,
+    /// Block index (None for global roles).
+    pub block: Option<usize>,
+}
+
+/// How the fused rows of a QKV tensor are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkvLayout {
+    /// `[q | k | v]` blocks of rows.
+    Blocks,
+    /// Per head `[H, 3, dh]` (GPT-NeoX, Bloom in HF format).
+    PerHead,
+}
+
+/// One load-time transformation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// Swap the two axes of a matrix (GPT-2's Conv1D `[in, out]` -> `[out, in]`).
+    Transpose,
+    /// Undo llama.cpp's Q permutation (`n_heads` groups) for interleaved RoPE.
+    UnpermuteQ,
+    /// Undo llama.cpp's K permutation (`n_kv_heads` groups).
+    UnpermuteK,
+    /// Split a fused QKV tensor along its first axis into the Q, K, V roles of the entry.
+    SplitQkv(QkvLayout),
+}
+
+/// One row of a family's tensor-name table.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorEntry {
+    /// The name in the file; `{i}` stands for the block index.
+    pub name: &'static str,
+    /// Transforms applied in order.
+    pub transforms: &'static [Transform],
+    /// The role(s) produced: one, or three for a split QKV.
+    pub roles: &'static [TensorRole],
+}
+
+impl TensorEntry {
+    /// Whether the entry is per block.
+    pub fn per_block(&self) -> bool {
+        self.name.contains("{i}")
+    }
+}
+
+/// A loaded weight: row-major f32 values and their shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weight {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// Values.
+    pub data: Vec<f32>,
+}
+
+/// Every weight of a model, by role.
+#[derive(Debug, Default)]
+pub struct WeightSet {
+    map: BTreeMap<RoleKey, Weight>,
+}
+
+impl WeightSet {
+    /// Removes and returns a weight (the model takes ownership without copying).
+    pub fn take(&mut self, role: TensorRole, block: Option<usize>) -> Option<Weight> {
+        self.map.remove(&RoleKey { role, block })
+    }
+
+    /// Borrows a weight.
+    pub fn get(&self, role: TensorRole, block: Option<usize>) -> Option<&Weight> {
+        self.map.get(&RoleKey { role, block })
+    }
+
+    /// Number of weights.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no weights.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The roles (with expected row-major shapes) that a model with this config needs.
+pub fn required_roles(cfg: &ModelConfig) -> BTreeMap<RoleKey, Vec<usize>> {
+    use TensorRole::*;
+    let (d, v, m) = (cfg.d_model, cfg.d_vocab, cfg.d_mlp);
+    let (q, kv) = (cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head);
+    let norm_bias = matches!(cfg.norm, NormKind::LayerNorm { bias: true, .. });
+    let mut out = BTreeMap::new();
+    let mut put = |role, block, shape: Vec<usize>| {
+        out.insert(RoleKey { role, block }, shape);
+    };
+    put(TokEmbed, None, vec![v, d]);
+    if matches!(cfg.positional, Positional::Learned) {
+        put(PosEmbed, None, vec![cfg.context_length, d]);
+    }
+    put(FinalNormW, None, vec![d]);
+    if norm_bias {
+        put(FinalNormB, None, vec![d]);
+    }
+    if !cfg.tied_unembed {
+        put(Unembed, None, vec![v, d]);
+    }
+    for b in (0..cfg.n_layers).map(Some) {
+        put(AttnNormW, b, vec![d]);
+        put(MlpNormW, b, vec![d]);
+        if norm_bias {
+            put(AttnNormB, b, vec![d]);
+            put(MlpNormB, b, vec![d]);
+        }
+        put(Q, b, vec![q, d]);
+        put(K, b, vec![kv, d]);
+        put(V, b, vec![kv, d]);
+        put(O, b, vec![d, q]);
+        if cfg.attn.qkv_bias {
+            put(QBias, b, vec![q]);
+            put(KBias, b, vec![kv]);
+            put(VBias, b, vec![kv]);
+        }
+        if cfg.attn.o_bias {
+            put(OBias, b, vec![d]);
+        }
+        let bias = match cfg.mlp {
+            MlpKind::Gated { bias, .. } => {
+                put(Gate, b, vec![m, d]);
+                if bias {
+                    put(GateBias, b, vec![m]);
+                }
+                bias
+            }
+            MlpKind::Plain { bias, .. } => bias,
+        };
+        put(Up, b, vec![m, d]);
+        put(Down, b, vec![d, m]);
+        if bias {
+            put(UpBias, b, vec![m]);
+            put(DownBias, b, vec![d]);
+        }
+    }
+    out
+}
+
+/// Loads every weight the config needs through the table, strictly: each needed role must come
+/// from exactly one file tensor of the right shape, and every file tensor must be used unless
+/// it matches one of `ignored` (suffix patterns of tensors known to be redundant, such as
+/// cached rotary frequencies).
+pub fn load_weights(
+    src: &dyn TensorSource,
+    cfg: &ModelConfig,
+    table: &[TensorEntry],
+    ignored: &[&str],
+) -> Result<WeightSet, IoError> {
+    let needed = required_roles(cfg);
+    let files = src.tensors();
+    let path = src.path().to_path_buf();
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let mut set = WeightSet::default();
+    let blocks: Vec<Option<usize>> = std::iter::once(None).chain((0..cfg.n_layers).map(Some)).collect();
+    for entry in table {
+        for &block in &blocks {
+            if entry.per_block() != block.is_some() {
+                continue;
+            }
+            let keys: Vec<RoleKey> = entry.roles.iter().map(|&role| RoleKey { role, block }).collect();
+            let wanted: Vec<bool> = keys.iter().map(|k| needed.contains_key(k)).collect();
+            if !wanted.iter().any(|w| *w) {
+                continue;
+            }
+            let name = match block {
+                Some(i) => entry.name.replace("{i}", &i.to_string()),
+                None => entry.name.to_string(),
+            };
+            // Shapes of the roles this entry produces (known for every role when any is needed).
+            let shapes: Vec<Vec<usize>> = keys.iter().map(|k| role_shape(cfg, *k)).collect();
+            let expected_file_shape = file_shape(entry, &shapes);
+            let Some(meta) = files.get(&name) else {
+                return Err(IoError::MissingTensor {
+                    nearest: closest_names(&name, files.keys().map(String::as_str)),
+                    path,
+                    name,
+                    expected: expected_file_shape,
+                });
+            };
+            if meta.shape != expected_file_shape {
+                return Err(IoError::WrongShape { path, name, expected: expected_file_shape, actual: meta.shape.clone() });
+            }
+            let mut data = src.read_f32(&name)?;
+            let mut shape = meta.shape.clone();
+            let mut outputs: Option<Vec<Weight>> = None;
+            for t in entry.transforms {
+                match *t {
+                    Transform::Transpose => {
+                        (data, shape) = transpose(&data, &shape);
+                    }
+                    Transform::UnpermuteQ => data = unpermute(&data, &shape, cfg.n_heads),
+                    Transform::UnpermuteK => data = unpermute(&data, &shape, cfg.n_kv_heads),
+                    Transform::SplitQkv(layout) => {
+                        outputs = Some(split_qkv(&data, &shape, layout, cfg));
+                    }
+                }
+            }
+            let outputs = outputs.unwrap_or_else(|| vec![Weight { shape, data }]);
+            for ((key, w), exp) in keys.iter().zip(outputs).zip(&shapes) {
+                if &w.shape != exp {
+                    return Err(IoError::WrongShape { path, name, expected: exp.clone(), actual: w.shape });
+                }
+                if !w.data.iter().all(|x| x.is_finite()) {
+                    return Err(IoError::BadTensor { path, name, reason: "contains NaN or infinite values".into() });
+                }
+                set.map.insert(*key, w);
+            }
+            used.insert(name);
+        }
+    }
+    if let Some((key, shape)) = needed.iter().find(|(k, _)| !set.map.contains_key(k)) {
+        return Err(IoError::MissingTensor {
+            path,
+            name: format!("{:?}{}", key.role, key.block.map(|b| format!(" of block {b}")).unwrap_or_default()),
+            expected: shape.clone(),
+            nearest: vec![],
+        });
+    }
+    let unused: Vec<(&String, &Vec<usize>)> = files
+        .iter()
+        .filter(|(n, _)| !used.contains(*n) && !ignored.iter().any(|s| n.ends_with(s)))
+        .map(|(n, m)| (n, &m.shape))
+        .collect();
+    if !unused.is_empty() {
+        return Err(IoError::UnusedTensors {
+            path,
+            names: unused.iter().map(|(n, _)| (*n).clone()).collect(),
+            shapes: unused.iter().map(|(_, s)| (*s).clone()).collect(),
+        });
+    }
+    Ok(set)
+}
+
+/// The expected row-major shape of one role (also for roles not needed, e.g. an unused bias).
+fn role_shape(cfg: &ModelConfig, key: RoleKey) -> Vec<usize> {
+    use TensorRole::*;
+    let (d, m) = (cfg.d_model, cfg.d_mlp);
+    let (q, kv) = (cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head);
+    match key.role {
+        TokEmbed | Unembed => vec![cfg.d_vocab, d],
+        PosEmbed => vec![cfg.context_length, d],
+        FinalNormW | FinalNormB | AttnNormW | AttnNormB | MlpNormW | MlpNormB | OBias | DownBias => vec![d],
+        Q => vec![q, d],
+        K | V => vec![kv, d],
+        QBias => vec![q],
+        KBias | VBias => vec![kv],
+        O => vec![d, q],
+        Gate | Up => vec![m, d],
+        GateBias | UpBias => vec![m],
+        Down => vec![d, m],
+    }
+}
+
+/// The shape the file tensor must have so that the entry's transforms give `outs`.
+fn file_shape(entry: &TensorEntry, outs: &[Vec<usize>]) -> Vec<usize> {
+    let mut shape = match outs {
+        [one] => one.clone(),
+        many => {
+            // A split along axis 0: rows add up, trailing axes equal.
+            let rows: usize = many.iter().filter_map(|s| s.first()).sum();
+            let mut s = many.first().cloned().unwrap_or_default();
+            if let Some(r) = s.first_mut() {
+                *r = rows;
+            }
+            s
+        }
+    };
+    if entry.transforms.contains(&Transform::Transpose) && shape.len() == 2 {
+        shape.reverse();
+    }
+    shape
+}
+
+fn transpose(data: &[f32], shape: &[usize]) -> (Vec<f32>, Vec<usize>) {
+    match *shape {
+        [r, c] => {
+            let mut out = vec![0.0; data.len()];
+            for i in 0..r {
+                for j in 0..c {
+                    out[j * r + i] = data[i * c + j];
+                }
+            }
+            (out, vec![c, r])
+        }
+        _ => (data.to_vec(), shape.to_vec()),
+    }
+}
+
+/// Inverse of llama.cpp's `permute(w, n) = w.reshape(n, 2, rows/n/2, in).swapaxes(1, 2)`:
+/// file row `(h, i, j)` (j in 0..2) holds original row `(h, j, i)`.
+fn unpermute(data: &[f32], shape: &[usize], n: usize) -> Vec<f32> {
+    let rows = shape.first().copied().unwrap_or(0);
+    let cols: usize = shape.iter().skip(1).product();
+    if n == 0 || rows % (2 * n) != 0 {
+        return data.to_vec();
+    }
+    let half = rows / n / 2;
+    let mut out = vec![0.0; data.len()];
+    for h in 0..n {
+        for i in 0..half {
+            for j in 0..2 {
+                let src = (h * half * 2 + i * 2 + j) * cols;
+                let dst = (h * 2 * half + j * half + i) * cols;
+                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Splits fused QKV rows into (q, k, v) weights.
+fn split_qkv(data: &[f32], shape: &[usize], layout: QkvLayout, cfg: &ModelConfig) -> Vec<Weight> {
+    let cols: usize = shape.iter().skip(1).product();
+    let tail: Vec<usize> = shape.iter().skip(1).copied().collect();
+    let dh = cfg.d_head;
+    let (qh, kvh) = (cfg.n_heads, cfg.n_kv_heads);
+    let with_rows = |rows: usize, v: Vec<f32>| {
+        let mut s = vec![rows];
+        s.extend(&tail);
+        Weight { shape: s, data: v }
+    };
+    match layout {
+        QkvLayout::Blocks => {
+            let (nq, nk) = (qh * dh * cols, kvh * dh * cols);
+            let q = data[..nq.min(data.len())].to_vec();
+            let k = data[nq.min(data.len())..(nq + nk).min(data.len())].to_vec();
+            let v = data[(nq + nk).min(data.len())..].to_vec();
+            vec![with_rows(qh * dh, q), with_rows(kvh * dh, k), with_rows(kvh * dh, v)]
+        }
+        QkvLayout::PerHead => {
+            // Rows are [H, 3, dh]; only defined for n_kv_heads == n_heads.
+            let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+            for h in 0..qh {
+                for (p, part) in parts.iter_mut().enumerate() {
+                    let start = ((h * 3 + p) * dh) * cols;
+                    if let Some(s) = data.get(start..start + dh * cols) {
+                        part.extend_from_slice(s);
+                    }
+                }
+            }
+            let [q, k, v] = parts;
+            vec![with_rows(qh * dh, q), with_rows(kvh * dh, k), with_rows(kvh * dh, v)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's permutation followed by ours is the identity.
+    #[test]
+    fn unpermute_inverts_llamacpp_permute() {
+        let (n, rows, cols) = (2usize, 8usize, 3usize);
+        let w: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
+        // permute: reshape(n, 2, half, cols).swapaxes(1, 2)
+        let half = rows / n / 2;
+        let mut p = vec![0.0; w.len()];
+        for h in 0..n {
+            for j in 0..2 {
+                for i in 0..half {
+                    let src = (h * 2 * half + j * half + i) * cols;
+                    let dst = (h * half * 2 + i * 2 + j) * cols;
+                    p[dst..dst + cols].copy_from_slice(&w[src..src + cols]);
+                }
+            }
+        }
+        assert_ne!(p, w);
+        assert_eq!(unpermute(&p, &[rows, cols], n), w);
+    }
+
+    /// Transposing twice is the identity and swaps the shape.
+    #[test]
+    fn transpose_roundtrip() {
+        let w: Vec<f32> = (0..6).map(|x| x as f32).collect();
+        let (t, s) = transpose(&w, &[2, 3]);
+        assert_eq!(s, vec![3, 2]);
+        assert_eq!(t, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(transpose(&t, &s).0, w);
+    }
+}

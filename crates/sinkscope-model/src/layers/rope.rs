@@ -1,0 +1,86 @@
+//! Rotary position embeddings in Hugging Face's rotate-half layout, with the cos/sin tables
+//! computed in f32 the way transformers computes them.
+
+use candle_core::{Device, Tensor, D};
+use sinkscope_spec::{RopeScaling, RopeSpec};
+
+/// cos/sin tables for T positions: `[T, rotary_dim]` each.
+pub struct RopeTables {
+    cos: Tensor,
+    sin: Tensor,
+    rotary_dim: usize,
+}
+
+/// The inverse frequencies `1 / θ^(2i/dim)`, scaled as the spec asks
+/// (transformers' `_compute_default_rope_parameters` and `_compute_llama3_parameters`).
+pub fn inv_freq(spec: &RopeSpec) -> Vec<f32> {
+    let dim = spec.rotary_dim;
+    let base = spec.theta as f32;
+    let raw: Vec<f32> = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32)).collect();
+    match spec.scaling {
+        RopeScaling::None => raw,
+        RopeScaling::Linear { factor } => raw.iter().map(|f| f / factor as f32).collect(),
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+            let (factor, lo, hi, old) =
+                (factor as f32, low_freq_factor as f32, high_freq_factor as f32, original_max_position as f32);
+            let low_wavelen = old / lo;
+            let high_wavelen = old / hi;
+            raw.iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    let scaled = if wavelen > low_wavelen { f / factor } else { f };
+                    if wavelen < high_wavelen || wavelen > low_wavelen {
+                        scaled
+                    } else {
+                        let smooth = (old / wavelen - lo) / (hi - lo);
+                        (1.0 - smooth) * scaled / factor + smooth * scaled
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+impl RopeTables {
+    /// Tables for positions `0..t`.
+    pub fn new(spec: &RopeSpec, t: usize, device: &Device) -> candle_core::Result<Self> {
+        let inv = inv_freq(spec);
+        let half = inv.len();
+        let mut cos = Vec::with_capacity(t * 2 * half);
+        let mut sin = Vec::with_capacity(t * 2 * half);
+        for p in 0..t {
+            // emb = cat(freqs, freqs)
+            for _ in 0..2 {
+                for f in &inv {
+                    let a = p as f32 * f;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+        Ok(RopeTables {
+            cos: Tensor::from_vec(cos, (t, 1, 2 * half), device)?, // [T, 1, rd]
+            sin: Tensor::from_vec(sin, (t, 1, 2 * half), device)?, // [T, 1, rd]
+            rotary_dim: 2 * half,
+        })
+    }
+
+    /// Rotates the first `rotary_dim` dims of each head of `x: [T, H, dh]`.
+    pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dh = x.dim(D::Minus1)?;
+        let rd = self.rotary_dim;
+        let (rot, pass) = if rd < dh {
+            (x.narrow(D::Minus1, 0, rd)?, Some(x.narrow(D::Minus1, rd, dh - rd)?))
+        } else {
+            (x.clone(), None)
+        };
+        let x1 = rot.narrow(D::Minus1, 0, rd / 2)?;
+        let x2 = rot.narrow(D::Minus1, rd / 2, rd / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?; // rotate_half
+        let out = (rot.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?;
+        match pass {
+            Some(p) => Tensor::cat(&[&out, &p], D::Minus1),
+            None => Ok(out),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The decoder: embeddings, the blocks, the final norm and the LM head, built from a
+//! [`ModelConfig`] and a [`WeightSet`].
+
+use crate::block::{ensure_finite, Block};
+use crate::error::{ModelError, Result};
+use crate::hooks::ForwardCtx;
+use crate::layers::{attention::causal_mask, attention::Attention, linear::Linear, mlp::Mlp, norm::Norm, rope::RopeTables};
+use candle_core::{Device, Tensor};
+use sinkscope_io::{TensorRole as R, WeightSet};
+use sinkscope_spec::{HookSite, MlpKind, ModelConfig, NormKind, Positional, SiteKind};
+
+/// A loaded, immutable decoder.
+pub struct Model {
+    /// The config it was built from.
+    pub config: ModelConfig,
+    device: Device,
+    tok_embed: Tensor,
+    pos_embed: Option<Tensor>,
+    blocks: Vec<Block>,
+    ln_final: Norm,
+    unembed: Tensor,
+}
+
+struct Loader<'a> {
+    w: &'a mut WeightSet,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn take(&mut self, role: R, block: Option<usize>) -> Result<Tensor> {
+        let w = self.w.take(role, block).ok_or_else(|| ModelError::MissingWeight {
+            role: format!("{role:?}"),
+            block: block.map_or("the model".into(), |b| format!("block {b}")),
+        })?;
+        Ok(Tensor::from_vec(w.data, w.shape, self.device)?)
+    }
+
+    fn opt(&mut self, role: R, block: Option<usize>) -> Result<Option<Tensor>> {
+        match self.w.get(role, block) {
+            Some(_) => self.take(role, block).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn linear(&mut self, w: R, b: R, block: usize, bias: bool) -> Result<Linear> {
+        let weight = self.take(w, Some(block))?;
+        let bias = if bias { Some(self.take(b, Some(block))?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    fn norm(&mut self, kind: NormKind, w: R, b: R, block: Option<usize>) -> Result<Norm> {
+        let mut weight = self.take(w, block)?;
+        let bias = match kind {
+            NormKind::LayerNorm { bias: true, .. } => Some(self.take(b, block)?),
+            NormKind::LayerNorm { .. } => None,
+            NormKind::RmsNorm { weight_offset, .. } => {
+                if weight_offset != 0.0 {
+                    weight = (weight + f64::from(weight_offset))?;
+                }
+                None
+            }
+        };
+        Ok(Norm { kind, weight, bias })
+    }
+}
+
+impl Model {
+    /// Builds the model, taking ownership of the weights (no copy).
+    pub fn new(config: ModelConfig, mut weights: WeightSet, device: &Device) -> Result<Self> {
+        let cfg = &config;
+        let mut l = Loader { w: &mut weights, device };
+        let tok_embed = l.take(R::TokEmbed, None)?;
+        let pos_embed = l.opt(R::PosEmbed, None)?;
+        let mut blocks = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let (mlp_bias, act, gated) = match cfg.mlp {
+                MlpKind::Plain { act, bias } => (bias, act, false),
+                MlpKind::Gated { act, bias } => (bias, act, true),
+            };
+            blocks.push(Block {
+                index: i,
+                ln1: l.norm(cfg.norm, R::AttnNormW, R::AttnNormB, Some(i))?,
+                attn: Attention {
+                    q: l.linear(R::Q, R::QBias, i, cfg.attn.qkv_bias)?,
+                    k: l.linear(R::K, R::KBias, i, cfg.attn.qkv_bias)?,
+                    v: l.linear(R::V, R::VBias, i, cfg.attn.qkv_bias)?,
+                    o: l.linear(R::O, R::OBias, i, cfg.attn.o_bias)?,
+                    n_heads: cfg.n_heads,
+                    n_kv_heads: cfg.n_kv_heads,
+                    d_head: cfg.d_head,
+                    scale: cfg.attn.scale,
+                    window: cfg.layers.get(i).and_then(|s| s.sliding_window),
+                },
+                ln2: l.norm(cfg.norm, R::MlpNormW, R::MlpNormB, Some(i))?,
+                mlp: Mlp {
+                    gate: if gated { Some(l.linear(R::Gate, R::GateBias, i, mlp_bias)?) } else { None },
+                    up: l.linear(R::Up, R::UpBias, i, mlp_bias)?,
+                    down: l.linear(R::Down, R::DownBias, i, mlp_bias)?,
+                    act,
+                },
+                layout: cfg.block_layout,
+            });
+        }
+        let ln_final = l.norm(cfg.norm, R::FinalNormW, R::FinalNormB, None)?;
+        let unembed = if cfg.tied_unembed { tok_embed.clone() } else { l.take(R::Unembed, None)? };
+        Ok(Model { config, device: device.clone(), tok_embed, pos_embed, blocks, ln_final, unembed })
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the model on one prompt. Hooks in `ctx` see (and may edit) every site they want.
+    /// Returns the logits `[T, V]` when `ctx.want_logits` is set; the LM head is skipped when
+    /// neither the caller nor a hook needs it.
+    pub fn forward(&self, tokens: &[u32], ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
+        let cfg = &self.config;
+        let t = tokens.len();
+        if t == 0 {
+            return Err(ModelError::Input("empty token sequence".into()));
+        }
+        if t > cfg.context_length {
+            return Err(ModelError::Input(format!(
+                "{t} tokens exceed the model's context length {}",
+                cfg.context_length
+            )));
+        }
+        if let Some(bad) = tokens.iter().find(|&&id| id as usize >= cfg.d_vocab) {
+            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary (size {})", cfg.d_vocab)));
+        }
+        let ids = Tensor::from_vec(tokens.to_vec(), t, &self.device)?;
+        let tok = ctx.apply(HookSite::global(SiteKind::TokEmbed), self.tok_embed.index_select(&ids, 0)?)?; // [T, d]
+        let mut x = match cfg.embed_scale {
+            Some(s) => (tok * f64::from(s))?,
+            None => tok,
+        };
+        if let Some(pe) = &self.pos_embed {
+            let pos = ctx.apply(HookSite::global(SiteKind::PosEmbed), pe.narrow(0, 0, t)?)?; // [T, d]
+            x = (x + pos)?;
+        }
+        let x0 = ctx.apply(HookSite::global(SiteKind::Embed), x)?;
+        ensure_finite(&x0, HookSite::global(SiteKind::Embed))?;
+        let rope = match cfg.positional {
+            Positional::Rotary(spec) => Some(RopeTables::new(&spec, t, &self.device)?),
+            Positional::Learned => None,
+        };
+        let full_mask = causal_mask(t, None, &self.device)?;
+        let mut x = x0;
+        for b in &self.blocks {
+            let mask = match b.attn.window {
+                Some(w) => causal_mask(t, Some(w), &self.device)?,
+                None => full_mask.clone(),
+            };
+            x = b.forward(x, rope.as_ref(), &mask, ctx)?;
+        }
+        let ln_site = HookSite::global(SiteKind::LnFinal);
+        let logit_site = HookSite::global(SiteKind::Logits);
+        if !(ctx.want_logits || ctx.wants(ln_site) || ctx.wants(logit_site)) {
+            return Ok(None);
+        }
+        let normed = ctx.apply(ln_site, self.ln_final.forward(&x)?)?;
+        let logits = ctx.apply(logit_site, normed.matmul(&self.unembed.t()?)?)?; // [T, V]
+        Ok(ctx.want_logits.then_some(logits))
+    }
+
+    /// Applies the final norm and the unembedding to any residual `x: [T, d]` (LogitLens).
+    pub fn unembed(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.ln_final.forward(x)?.matmul(&self.unembed.t()?)?)
+    }
+}
