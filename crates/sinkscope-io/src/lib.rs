@@ -17,6 +17,7 @@ pub mod families;
 pub mod gguf;
 pub mod gguf_meta;
 pub mod hf_config;
+pub mod prompts;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

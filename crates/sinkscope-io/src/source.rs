@@ -138,20 +138,27 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError> {
-        let shard = self
-            .shard_of
-            .get(name)
-            .and_then(|i| self.shards.get(*i))
-            .ok_or_else(|| IoError::BadTensor { path: self.root.clone(), name: name.into(), reason: "not in checkpoint".into() })?;
+        let shard =
+            self.shard_of.get(name).and_then(|i| self.shards.get(*i)).ok_or_else(|| IoError::BadTensor {
+                path: self.root.clone(),
+                name: name.into(),
+                reason: "not in checkpoint".into(),
+            })?;
         let bad = |reason: String| IoError::BadTensor { path: shard.path.clone(), name: name.into(), reason };
         let st = SafeTensors::deserialize(&shard.mmap).map_err(|e| bad(e.to_string()))?;
         let view = st.tensor(name).map_err(|e| bad(e.to_string()))?;
         let bytes = view.data();
         use safetensors::Dtype;
         let out: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F32 => {
+                bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            Dtype::F16 => {
+                bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            Dtype::BF16 => {
+                bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
             other => return Err(bad(format!("unsupported dtype {other:?} (expected F32, F16 or BF16)"))),
         };
         let n: usize = view.shape().iter().product();
@@ -175,7 +182,9 @@ impl GgufSource {
         let index = file
             .tensors()
             .iter()
-            .map(|t| (t.name.clone(), TensorMeta { shape: t.shape.clone(), dtype: format!("{:?}", t.ggml_type) }))
+            .map(|t| {
+                (t.name.clone(), TensorMeta { shape: t.shape.clone(), dtype: format!("{:?}", t.ggml_type) })
+            })
             .collect();
         GgufSource { file, path: path.to_path_buf(), index }
     }

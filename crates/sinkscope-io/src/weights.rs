@@ -246,7 +246,12 @@ pub fn load_weights(
                 });
             };
             if meta.shape != expected_file_shape {
-                return Err(IoError::WrongShape { path, name, expected: expected_file_shape, actual: meta.shape.clone() });
+                return Err(IoError::WrongShape {
+                    path,
+                    name,
+                    expected: expected_file_shape,
+                    actual: meta.shape.clone(),
+                });
             }
             let mut data = src.read_f32(&name)?;
             let mut shape = meta.shape.clone();
@@ -269,7 +274,11 @@ pub fn load_weights(
                     return Err(IoError::WrongShape { path, name, expected: exp.clone(), actual: w.shape });
                 }
                 if !w.data.iter().all(|x| x.is_finite()) {
-                    return Err(IoError::BadTensor { path, name, reason: "contains NaN or infinite values".into() });
+                    return Err(IoError::BadTensor {
+                        path,
+                        name,
+                        reason: "contains NaN or infinite values".into(),
+                    });
                 }
                 set.map.insert(*key, w);
             }
@@ -279,7 +288,11 @@ pub fn load_weights(
     if let Some((key, shape)) = needed.iter().find(|(k, _)| !set.map.contains_key(k)) {
         return Err(IoError::MissingTensor {
             path,
-            name: format!("{:?}{}", key.role, key.block.map(|b| format!(" of block {b}")).unwrap_or_default()),
+            name: format!(
+                "{:?}{}",
+                key.role,
+                key.block.map(|b| format!(" of block {b}")).unwrap_or_default()
+            ),
             expected: shape.clone(),
             nearest: vec![],
         });

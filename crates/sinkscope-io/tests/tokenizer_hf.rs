@@ -19,10 +19,7 @@ fn check_folder_cases(folder: &str) -> TestResult {
         let auto = tok.encode(&case.text, BosPolicy::Auto)?;
         let always = tok.encode(&case.text, BosPolicy::Always)?;
         if never.ids != case.ids {
-            failures.push(format!(
-                "{:?}: Never ids {:?} != {:?}",
-                case.text, never.ids, case.ids
-            ));
+            failures.push(format!("{:?}: Never ids {:?} != {:?}", case.text, never.ids, case.ids));
         }
         if auto.ids != case.ids_with_special_tokens {
             failures.push(format!(
@@ -34,27 +31,16 @@ fn check_folder_cases(folder: &str) -> TestResult {
             failures.push(format!("{:?}: Always ids {:?}", case.text, always.ids));
         }
         if never.tokens != case.tokens {
-            failures.push(format!(
-                "{:?}: tokens {:?} != {:?}",
-                case.text, never.tokens, case.tokens
-            ));
+            failures.push(format!("{:?}: tokens {:?} != {:?}", case.text, never.tokens, case.tokens));
         }
         assert!(!never.bos_prepended && auto.bos_prepended && always.bos_prepended);
         assert_eq!(auto.tokens.first().map(String::as_str), Some("<|bos|>"));
         let decoded = tok.decode(&case.ids)?;
         if decoded != case.decoded {
-            failures.push(format!(
-                "{:?}: decoded {:?} != {:?}",
-                case.text, decoded, case.decoded
-            ));
+            failures.push(format!("{:?}: decoded {:?} != {:?}", case.text, decoded, case.decoded));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{folder}: {} failure(s):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{folder}: {} failure(s):\n{}", failures.len(), failures.join("\n"));
     Ok(())
 }
 
@@ -88,14 +74,8 @@ fn tiny_tokenizer_special_token_facts() -> TestResult {
 #[test]
 fn readme_prompt_p0() -> TestResult {
     let tok = Tokenizer::from_hf_folder(&fixtures().join("tokenizer"))?;
-    let enc = tok.encode(
-        "The quiet river carried small boats past the old mill.",
-        BosPolicy::Auto,
-    )?;
-    assert_eq!(
-        enc.ids,
-        [0, 374, 492, 413, 500, 415, 499, 311, 476, 263, 463, 310, 489, 16]
-    );
+    let enc = tok.encode("The quiet river carried small boats past the old mill.", BosPolicy::Auto)?;
+    assert_eq!(enc.ids, [0, 374, 492, 413, 500, 415, 499, 311, 476, 263, 463, 310, 489, 16]);
     assert_eq!(enc.tokens[..3], ["<|bos|>", "The", "Ġquiet"]);
     Ok(())
 }
@@ -105,18 +85,13 @@ struct ScratchFolder(PathBuf);
 
 impl ScratchFolder {
     fn new(name: &str, files: &[(&str, &str)]) -> TestResult<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "sinkscope-tokenizer-test-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("sinkscope-tokenizer-test-{}-{name}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
-        std::fs::copy(
-            fixtures().join("tokenizer/tokenizer.json"),
-            dir.join("tokenizer.json"),
-        )?;
+        std::fs::copy(fixtures().join("tokenizer/tokenizer.json"), dir.join("tokenizer.json"))?;
         for (file, content) in files {
             std::fs::write(dir.join(file), content)?;
         }
@@ -173,10 +148,7 @@ fn special_tokens_map_is_used_when_config_is_silent() -> TestResult {
         "map",
         &[
             ("tokenizer_config.json", r#"{"model_max_length": 128}"#),
-            (
-                "special_tokens_map.json",
-                r#"{"bos_token": "<|bos|>", "eos_token": {"content": "<|pad|>"}}"#,
-            ),
+            ("special_tokens_map.json", r#"{"bos_token": "<|bos|>", "eos_token": {"content": "<|pad|>"}}"#),
         ],
     )?;
     let tok = Tokenizer::from_hf_folder(dir.path())?;
@@ -188,19 +160,13 @@ fn special_tokens_map_is_used_when_config_is_silent() -> TestResult {
 
 #[test]
 fn null_bos_means_no_bos() -> TestResult {
-    let dir = ScratchFolder::new(
-        "nullbos",
-        &[("tokenizer_config.json", r#"{"bos_token": null}"#)],
-    )?;
+    let dir = ScratchFolder::new("nullbos", &[("tokenizer_config.json", r#"{"bos_token": null}"#)])?;
     let tok = Tokenizer::from_hf_folder(dir.path())?;
     assert_eq!(tok.bos_id(), None);
     assert!(!tok.add_bos_default());
     assert_eq!(tok.encode("hello", BosPolicy::Auto)?.ids, [260, 78, 383]);
     let err = tok.encode("hello", BosPolicy::Always).err();
-    assert!(
-        matches!(err, Some(TokenizerError::NoBosToken { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Some(TokenizerError::NoBosToken { .. })), "{err:?}");
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("always"), "{message}");
     Ok(())
@@ -215,57 +181,27 @@ fn missing_tokenizer_json_names_the_path() {
         "{err:?}"
     );
     let message = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        message.contains("no-such-tokenizer-folder") && message.contains("tokenizer.json"),
-        "{message}"
-    );
+    assert!(message.contains("no-such-tokenizer-folder") && message.contains("tokenizer.json"), "{message}");
 }
 
 #[test]
 fn invalid_files_are_errors_naming_the_file() -> TestResult {
     let dir = ScratchFolder::new("badjson", &[])?;
     std::fs::write(dir.path().join("tokenizer.json"), "{not json")?;
-    let message = Tokenizer::from_hf_folder(dir.path())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.contains("invalid tokenizer file") && message.contains("tokenizer.json"),
-        "{message}"
-    );
+    let message = Tokenizer::from_hf_folder(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("invalid tokenizer file") && message.contains("tokenizer.json"), "{message}");
 
     let dir = ScratchFolder::new("badconfig", &[("tokenizer_config.json", "[1,")])?;
-    let message = Tokenizer::from_hf_folder(dir.path())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let message = Tokenizer::from_hf_folder(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("tokenizer_config.json"), "{message}");
 
-    let dir = ScratchFolder::new(
-        "badfield",
-        &[("tokenizer_config.json", r#"{"add_bos_token": "yes"}"#)],
-    )?;
-    let message = Tokenizer::from_hf_folder(dir.path())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.contains("add_bos_token") && message.contains("tokenizer_config.json"),
-        "{message}"
-    );
+    let dir = ScratchFolder::new("badfield", &[("tokenizer_config.json", r#"{"add_bos_token": "yes"}"#)])?;
+    let message = Tokenizer::from_hf_folder(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("add_bos_token") && message.contains("tokenizer_config.json"), "{message}");
 
-    let dir = ScratchFolder::new(
-        "unknownbos",
-        &[("tokenizer_config.json", r#"{"bos_token": "<s>"}"#)],
-    )?;
-    let message = Tokenizer::from_hf_folder(dir.path())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.contains("bos_token") && message.contains("<s>"),
-        "{message}"
-    );
+    let dir = ScratchFolder::new("unknownbos", &[("tokenizer_config.json", r#"{"bos_token": "<s>"}"#)])?;
+    let message = Tokenizer::from_hf_folder(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("bos_token") && message.contains("<s>"), "{message}");
     Ok(())
 }
 
@@ -283,9 +219,6 @@ fn bos_policy_parses_and_serialises_lowercase() -> TestResult {
     assert_eq!(BosPolicy::default(), BosPolicy::Auto);
     assert_eq!(BosPolicy::Never.to_string(), "never");
     assert_eq!(serde_json::to_string(&BosPolicy::Always)?, "\"always\"");
-    assert_eq!(
-        serde_json::from_str::<BosPolicy>("\"never\"")?,
-        BosPolicy::Never
-    );
+    assert_eq!(serde_json::from_str::<BosPolicy>("\"never\"")?, BosPolicy::Never);
     Ok(())
 }

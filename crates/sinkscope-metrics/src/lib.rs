@@ -9,19 +9,19 @@
 //! JSON), never NaN.
 //!
 //! Modules:
-//! - [`norms`]: `bos_norm`, `bos_ratio`, `M`, `R`, `c`, `alpha`, top activations,
+//! - [`norms`] — `bos_norm`, `bos_ratio`, `M`, `R`, `c`, `alpha`, top activations,
 //!   `massive` (Sun et al.).
-//! - [`spectrum`]: Gram-matrix eigenvalues (faer) and `entropy`, `entropy_norm`,
+//! - [`spectrum`] — Gram-matrix eigenvalues (faer) and `entropy`, `entropy_norm`,
 //!   `anisotropy`, `dominance`, ...
-//! - [`theorem`]: the Theorem-1 bounds of arXiv 2510.06477, tightness, violations.
-//! - [`attention`]: per-head and per-layer attention statistics (`sink_rate`,
+//! - [`theorem`] — the Theorem-1 bounds of arXiv 2510.06477, tightness, violations.
+//! - [`attention`] — per-head and per-layer attention statistics (`sink_rate`,
 //!   `mixing_score`, `head_class`, ...).
-//! - [`aggregate`]: per-layer summaries over prompts, Pearson r, `corr_bos_entropy`,
+//! - [`aggregate`] — per-layer summaries over prompts, Pearson r, `corr_bos_entropy`,
 //!   `corr_bos_sink`.
-//! - [`phases`]: Mix–Compress–Refine.
-//! - [`massive_layers`]: automatic detection of the blocks that create the massive
+//! - [`phases`] — Mix–Compress–Refine.
+//! - [`massive_layers`] — automatic detection of the blocks that create the massive
 //!   activation.
-//! - [`layer`]: [`LayerMetrics`], everything for one `X(l)` with named output.
+//! - [`layer`] — [`LayerMetrics`], everything for one `X(l)` with named output.
 //!
 //! # Example
 //!
@@ -46,6 +46,8 @@
 //! assert_eq!(named[0], ("bos_norm", Some(100.0)));
 //! # Ok::<(), sinkscope_metrics::MetricsError>(())
 //! ```
+
+#![warn(missing_docs)]
 
 pub mod aggregate;
 pub mod attention;

@@ -35,7 +35,13 @@ pub fn ensure_finite(t: &Tensor, site: HookSite) -> Result<()> {
 
 impl Block {
     /// `x: [T, d]` (resid_pre) -> resid_post `[T, d]`.
-    pub fn forward(&self, x: Tensor, rope: Option<&RopeTables>, mask: &Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: Tensor,
+        rope: Option<&RopeTables>,
+        mask: &Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
         let site = |kind| HookSite::block(self.index, kind);
         let x = ctx.apply(site(SiteKind::ResidPre), x)?;
         let ln1 = ctx.apply(site(SiteKind::Ln1Normalized), self.ln1.forward(&x)?)?;

@@ -56,7 +56,11 @@ impl<'a> ForwardCtx<'a> {
                     if new.dims() != act.dims() {
                         return Err(ModelError::Hook {
                             site,
-                            reason: format!("replacement has shape {:?}, expected {:?}", new.dims(), act.dims()),
+                            reason: format!(
+                                "replacement has shape {:?}, expected {:?}",
+                                new.dims(),
+                                act.dims()
+                            ),
                         });
                     }
                     act = new;

@@ -4,7 +4,9 @@
 use crate::block::{ensure_finite, Block};
 use crate::error::{ModelError, Result};
 use crate::hooks::ForwardCtx;
-use crate::layers::{attention::causal_mask, attention::Attention, linear::Linear, mlp::Mlp, norm::Norm, rope::RopeTables};
+use crate::layers::{
+    attention::causal_mask, attention::Attention, linear::Linear, mlp::Mlp, norm::Norm, rope::RopeTables,
+};
 use candle_core::{Device, Tensor};
 use sinkscope_io::{TensorRole as R, WeightSet};
 use sinkscope_spec::{HookSite, MlpKind, ModelConfig, NormKind, Positional, SiteKind};
@@ -127,7 +129,10 @@ impl Model {
             )));
         }
         if let Some(bad) = tokens.iter().find(|&&id| id as usize >= cfg.d_vocab) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary (size {})", cfg.d_vocab)));
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                cfg.d_vocab
+            )));
         }
         let ids = Tensor::from_vec(tokens.to_vec(), t, &self.device)?;
         let tok = ctx.apply(HookSite::global(SiteKind::TokEmbed), self.tok_embed.index_select(&ids, 0)?)?; // [T, d]

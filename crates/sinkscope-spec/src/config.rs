@@ -247,7 +247,7 @@ impl ModelConfig {
                 return Err(format!("{name} = {v} is implausibly large"));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(format!(
                 "n_heads ({}) is not a multiple of n_kv_heads ({})",
                 self.n_heads, self.n_kv_heads
@@ -257,7 +257,7 @@ impl ModelConfig {
             return Err(format!("{} per-layer entries for {} layers", self.layers.len(), self.n_layers));
         }
         if let Positional::Rotary(r) = self.positional {
-            if r.rotary_dim == 0 || r.rotary_dim > self.d_head || r.rotary_dim % 2 != 0 {
+            if r.rotary_dim == 0 || r.rotary_dim > self.d_head || !r.rotary_dim.is_multiple_of(2) {
                 return Err(format!("rotary_dim {} must be even and in 1..={}", r.rotary_dim, self.d_head));
             }
             if !(r.theta.is_finite() && r.theta > 0.0) {

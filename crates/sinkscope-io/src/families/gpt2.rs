@@ -45,7 +45,11 @@ const HF: &[TensorEntry] = &[
         transforms: &[T::Transpose, T::SplitQkv(QkvLayout::Blocks)],
         roles: QKV,
     },
-    TensorEntry { name: "transformer.h.{i}.attn.c_attn.bias", transforms: &[T::SplitQkv(QkvLayout::Blocks)], roles: QKV_BIAS },
+    TensorEntry {
+        name: "transformer.h.{i}.attn.c_attn.bias",
+        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
+        roles: QKV_BIAS,
+    },
     conv("transformer.h.{i}.attn.c_proj.weight", &[R::O]),
     e("transformer.h.{i}.attn.c_proj.bias", &[R::OBias]),
     conv("transformer.h.{i}.mlp.c_fc.weight", &[R::Up]),
@@ -65,8 +69,16 @@ const GGUF: &[TensorEntry] = &[
     e("blk.{i}.attn_norm.bias", &[R::AttnNormB]),
     e("blk.{i}.ffn_norm.weight", &[R::MlpNormW]),
     e("blk.{i}.ffn_norm.bias", &[R::MlpNormB]),
-    TensorEntry { name: "blk.{i}.attn_qkv.weight", transforms: &[T::SplitQkv(QkvLayout::Blocks)], roles: QKV },
-    TensorEntry { name: "blk.{i}.attn_qkv.bias", transforms: &[T::SplitQkv(QkvLayout::Blocks)], roles: QKV_BIAS },
+    TensorEntry {
+        name: "blk.{i}.attn_qkv.weight",
+        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
+        roles: QKV,
+    },
+    TensorEntry {
+        name: "blk.{i}.attn_qkv.bias",
+        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
+        roles: QKV_BIAS,
+    },
     e("blk.{i}.attn_output.weight", &[R::O]),
     e("blk.{i}.attn_output.bias", &[R::OBias]),
     e("blk.{i}.ffn_up.weight", &[R::Up]),
@@ -75,7 +87,9 @@ const GGUF: &[TensorEntry] = &[
     e("blk.{i}.ffn_down.bias", &[R::DownBias]),
 ];
 
-fn base(d_model: usize, n_heads: usize, n_layers: usize, d_mlp: usize, d_vocab: usize, ctx: usize, eps: f64, act: Activation) -> ModelConfig {
+/// The GPT-2 config for these dimensions; `d_mlp`, `d_vocab`, `context_length` are set by
+/// the callers.
+fn base(d_model: usize, n_heads: usize, n_layers: usize, eps: f64, act: Activation) -> ModelConfig {
     let d_head = d_model / n_heads.max(1);
     ModelConfig {
         family: Family::Gpt2,
@@ -84,9 +98,9 @@ fn base(d_model: usize, n_heads: usize, n_layers: usize, d_mlp: usize, d_vocab: 
         n_heads,
         n_kv_heads: n_heads,
         d_head,
-        d_mlp,
-        d_vocab,
-        context_length: ctx,
+        d_mlp: 4 * d_model,
+        d_vocab: 0,
+        context_length: 0,
         norm: NormKind::LayerNorm { eps, bias: true },
         norm_placement: NormPlacement::Pre,
         block_layout: BlockLayout::Sequential,
@@ -111,17 +125,18 @@ fn from_hf(c: &HfConfig) -> Result<ModelConfig, IoError> {
     if n_heads == 0 {
         return Err(c.err("n_head", "must be positive"));
     }
-    let act = hf_activation(c, "activation_function", c.activation_function.as_deref().unwrap_or("gelu_new"))?;
-    let cfg = base(
+    let act =
+        hf_activation(c, "activation_function", c.activation_function.as_deref().unwrap_or("gelu_new"))?;
+    let mut cfg = base(
         d,
         n_heads,
         c.req("n_layer", c.n_layer.or(c.num_hidden_layers))?,
-        c.n_inner.unwrap_or(4 * d),
-        c.req("vocab_size", c.vocab_size)?,
-        c.req("n_positions", c.n_positions.or(c.max_position_embeddings))?,
         c.layer_norm_epsilon.unwrap_or(1e-5),
         act,
     );
+    cfg.d_mlp = c.n_inner.unwrap_or(4 * d);
+    cfg.d_vocab = c.req("vocab_size", c.vocab_size)?;
+    cfg.context_length = c.req("n_positions", c.n_positions.or(c.max_position_embeddings))?;
     checked(cfg, &c.path)
 }
 
@@ -130,17 +145,17 @@ fn from_gguf(m: &GgufMeta) -> Result<ModelConfig, IoError> {
     if n_heads == 0 {
         return Err(m.err("gpt2.attention.head_count", "must be positive"));
     }
+    // GPT-2's `gelu_new` (tanh approximation); GGUF does not record it.
     let mut cfg = base(
         m.usize("embedding_length")?,
         n_heads,
         m.usize("block_count")?,
-        m.usize("feed_forward_length")?,
-        m.vocab_size()?,
-        m.usize("context_length")?,
         m.f64("attention.layer_norm_epsilon")?,
-        // GPT-2's `gelu_new` (tanh approximation); GGUF does not record it.
         Activation::GeluTanh,
     );
+    cfg.d_mlp = m.usize("feed_forward_length")?;
+    cfg.d_vocab = m.vocab_size()?;
+    cfg.context_length = m.usize("context_length")?;
     cfg.tied_unembed = !m.has_tensor("output.weight");
     checked(cfg, &m.path)
 }

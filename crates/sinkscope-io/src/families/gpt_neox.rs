@@ -64,8 +64,16 @@ const GGUF: &[TensorEntry] = &[
     e("blk.{i}.attn_norm.bias", &[R::AttnNormB]),
     e("blk.{i}.ffn_norm.weight", &[R::MlpNormW]),
     e("blk.{i}.ffn_norm.bias", &[R::MlpNormB]),
-    TensorEntry { name: "blk.{i}.attn_qkv.weight", transforms: &[T::SplitQkv(QkvLayout::Blocks)], roles: HF_QKV },
-    TensorEntry { name: "blk.{i}.attn_qkv.bias", transforms: &[T::SplitQkv(QkvLayout::Blocks)], roles: HF_QKV_BIAS },
+    TensorEntry {
+        name: "blk.{i}.attn_qkv.weight",
+        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
+        roles: HF_QKV,
+    },
+    TensorEntry {
+        name: "blk.{i}.attn_qkv.bias",
+        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
+        roles: HF_QKV_BIAS,
+    },
     e("blk.{i}.attn_output.weight", &[R::O]),
     e("blk.{i}.attn_output.bias", &[R::OBias]),
     e("blk.{i}.ffn_up.weight", &[R::Up]),
@@ -95,9 +103,16 @@ fn from_hf(c: &HfConfig) -> Result<ModelConfig, IoError> {
         context_length: c.req("max_position_embeddings", c.max_position_embeddings)?,
         norm: NormKind::LayerNorm { eps: c.layer_norm_eps.unwrap_or(1e-5), bias: true },
         norm_placement: NormPlacement::Pre,
-        block_layout: if c.use_parallel_residual.unwrap_or(true) { BlockLayout::Parallel } else { BlockLayout::Sequential },
+        block_layout: if c.use_parallel_residual.unwrap_or(true) {
+            BlockLayout::Parallel
+        } else {
+            BlockLayout::Sequential
+        },
         positional: Positional::Rotary(hf_rope(c, d_head, 10000.0)?),
-        mlp: MlpKind::Plain { act: hf_activation(c, "hidden_act", c.hidden_act.as_deref().unwrap_or("gelu"))?, bias: true },
+        mlp: MlpKind::Plain {
+            act: hf_activation(c, "hidden_act", c.hidden_act.as_deref().unwrap_or("gelu"))?,
+            bias: true,
+        },
         attn: AttnSpec { qkv_bias: bias, o_bias: bias, scale: 1.0 / (d_head as f64).sqrt() },
         layers: full_layers(n_layers),
         embed_scale: None,

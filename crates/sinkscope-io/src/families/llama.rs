@@ -123,7 +123,11 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
         block_layout: BlockLayout::Sequential,
         positional: Positional::Rotary(hf_rope(c, d_head, 10000.0)?),
         mlp: MlpKind::Gated { act, bias: c.mlp_bias.unwrap_or(false) },
-        attn: AttnSpec { qkv_bias: qwen || attn_bias, o_bias: !qwen && attn_bias, scale: 1.0 / (d_head as f64).sqrt() },
+        attn: AttnSpec {
+            qkv_bias: qwen || attn_bias,
+            o_bias: !qwen && attn_bias,
+            scale: 1.0 / (d_head as f64).sqrt(),
+        },
         layers: full_layers(n_layers),
         embed_scale: None,
         tied_unembed: c.tie_word_embeddings.unwrap_or(false),
@@ -143,7 +147,9 @@ fn from_gguf(m: &GgufMeta, family: Family) -> Result<ModelConfig, IoError> {
     let scaling = match m.file.get_str(&format!("{}.rope.scaling.type", m.arch)).ok() {
         None | Some("none") => RopeScaling::None,
         Some("linear") => RopeScaling::Linear { factor: m.f64("rope.scaling.factor")? },
-        Some(other) => return Err(m.err(&format!("{}.rope.scaling.type", m.arch), &format!("unsupported '{other}'"))),
+        Some(other) => {
+            return Err(m.err(&format!("{}.rope.scaling.type", m.arch), &format!("unsupported '{other}'")))
+        }
     };
     let qwen = family == Family::Qwen2;
     let bias = m.has_tensor("blk.0.attn_q.bias");

@@ -85,10 +85,14 @@ pub(crate) fn hf_rope(cfg: &HfConfig, d_head: usize, default_theta: f64) -> Resu
             factor: cfg.req("rope_parameters.factor", r.factor)?,
             low_freq_factor: cfg.req("rope_parameters.low_freq_factor", r.low_freq_factor)?,
             high_freq_factor: cfg.req("rope_parameters.high_freq_factor", r.high_freq_factor)?,
-            original_max_position: cfg
-                .req("rope_parameters.original_max_position_embeddings", r.original_max_position_embeddings)?,
+            original_max_position: cfg.req(
+                "rope_parameters.original_max_position_embeddings",
+                r.original_max_position_embeddings,
+            )?,
         },
-        Some(other) => return Err(cfg.err("rope_parameters.rope_type", &format!("unsupported rope type '{other}'"))),
+        Some(other) => {
+            return Err(cfg.err("rope_parameters.rope_type", &format!("unsupported rope type '{other}'")))
+        }
     };
     Ok(RopeSpec { theta: r.rope_theta.unwrap_or(default_theta), rotary_dim, scaling })
 }
@@ -100,6 +104,10 @@ pub(crate) fn full_layers(n: usize) -> Vec<LayerSpec> {
 
 /// Validates a resolved config and attributes a failure to the file.
 pub(crate) fn checked(cfg: ModelConfig, path: &std::path::Path) -> Result<ModelConfig, IoError> {
-    cfg.validate().map_err(|reason| IoError::Config { path: path.to_path_buf(), field: "(dimensions)".into(), reason })?;
+    cfg.validate().map_err(|reason| IoError::Config {
+        path: path.to_path_buf(),
+        field: "(dimensions)".into(),
+        reason,
+    })?;
     Ok(cfg)
 }

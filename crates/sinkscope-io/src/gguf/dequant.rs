@@ -86,7 +86,7 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(),
 /// Bytes needed for `n_elements` of `ty`, if `n_elements` is a whole number of blocks.
 pub fn byte_size(ty: GgmlType, n_elements: u64) -> Result<u64, DequantError> {
     let block = ty.block_size();
-    if n_elements % block != 0 {
+    if n_elements.checked_rem(block) != Some(0) {
         return Err(DequantError::NotBlockMultiple { ggml_type: ty, n_elements, block_size: block });
     }
     // n_elements / block * type_size <= n_elements * 4 for every type except the 1-element F64/I64 (8×),
@@ -101,14 +101,23 @@ fn check_sizes(ty: GgmlType, n_bytes: usize, n_elements: usize) -> Result<(), De
     let n_elements = n_elements as u64;
     let expected = byte_size(ty, n_elements)?;
     if expected != n_bytes as u64 {
-        return Err(DequantError::SizeMismatch { ggml_type: ty, n_elements, expected, actual: n_bytes as u64 });
+        return Err(DequantError::SizeMismatch {
+            ggml_type: ty,
+            n_elements,
+            expected,
+            actual: n_bytes as u64,
+        });
     }
     Ok(())
 }
 
 /// Apply a block function to every `TS`-byte block of `data` and `QB`-element chunk of `out`.
 /// (Sizes were checked by `check_sizes`, so both iterators have the same length and no remainder.)
-fn run<const TS: usize, const QB: usize>(data: &[u8], out: &mut [f32], f: impl Fn(&[u8; TS], &mut [f32; QB])) {
+fn run<const TS: usize, const QB: usize>(
+    data: &[u8],
+    out: &mut [f32],
+    f: impl Fn(&[u8; TS], &mut [f32; QB]),
+) {
     for (b, y) in data.chunks_exact(TS).zip(out.chunks_exact_mut(QB)) {
         if let (Ok(b), Ok(y)) = (<&[u8; TS]>::try_from(b), <&mut [f32; QB]>::try_from(y)) {
             f(b, y);

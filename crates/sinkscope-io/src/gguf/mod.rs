@@ -221,7 +221,9 @@ impl GgufFile {
 
     /// The value of `key`, or [`GgufError::MissingKey`].
     pub fn value(&self, key: &str) -> Result<&GgufValue, GgufError> {
-        self.metadata.get(key).ok_or_else(|| GgufError::MissingKey { path: self.path.clone(), key: key.to_owned() })
+        self.metadata
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey { path: self.path.clone(), key: key.to_owned() })
     }
 
     fn wrong_type(&self, key: &str, expected: &str, found: &GgufValue) -> GgufError {
@@ -336,14 +338,16 @@ impl GgufFile {
     /// An array of integers of any width whose elements all fit in `i32` (e.g. `tokenizer.ggml.token_type`).
     pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>, GgufError> {
         self.typed_array(key, "array of integers", |e| {
-            e.as_integer().map(|i| i32::try_from(i).map_err(|_| self.out_of_range(key, i, "i32 (array element)")))
+            e.as_integer()
+                .map(|i| i32::try_from(i).map_err(|_| self.out_of_range(key, i, "i32 (array element)")))
         })
     }
 
     /// An array of integers of any width whose elements all fit in `u32`.
     pub fn get_u32_array(&self, key: &str) -> Result<Vec<u32>, GgufError> {
         self.typed_array(key, "array of integers", |e| {
-            e.as_integer().map(|i| u32::try_from(i).map_err(|_| self.out_of_range(key, i, "u32 (array element)")))
+            e.as_integer()
+                .map(|i| u32::try_from(i).map_err(|_| self.out_of_range(key, i, "u32 (array element)")))
         })
     }
 

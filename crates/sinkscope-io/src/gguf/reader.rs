@@ -109,7 +109,9 @@ impl<'a> Cursor<'a> {
         let bytes = self.take(len, &|| format!("{} ({len} bytes)", what()))?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(GgufError::InvalidUtf8 { path: self.path.to_path_buf(), what: what(), offset: start }),
+            Err(_) => {
+                Err(GgufError::InvalidUtf8 { path: self.path.to_path_buf(), what: what(), offset: start })
+            }
         }
     }
 
@@ -296,7 +298,7 @@ pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Header, GgufError> {
         }
         let row_len = ne.first().copied().unwrap_or(1);
         let block_size = ggml_type.block_size();
-        if row_len % block_size != 0 {
+        if row_len.checked_rem(block_size) != Some(0) {
             return Err(GgufError::RowNotBlockMultiple {
                 path: p(),
                 tensor: name.clone(),
@@ -339,13 +341,18 @@ pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Header, GgufError> {
 
     // --- data section
     let header_end = cur.pos as u64;
-    let data_offset = header_end
-        .checked_next_multiple_of(alignment)
-        .ok_or_else(|| GgufError::BadAlignment { path: p(), detail: format!("{alignment} overflows the data offset") })?;
+    let data_offset = header_end.checked_next_multiple_of(alignment).ok_or_else(|| {
+        GgufError::BadAlignment { path: p(), detail: format!("{alignment} overflows the data offset") }
+    })?;
     let size = data.len() as u64;
     for t in &mut tensors {
-        if t.offset % alignment != 0 {
-            return Err(GgufError::MisalignedOffset { path: p(), tensor: t.name.clone(), offset: t.offset, alignment });
+        if t.offset.checked_rem(alignment) != Some(0) {
+            return Err(GgufError::MisalignedOffset {
+                path: p(),
+                tensor: t.name.clone(),
+                offset: t.offset,
+                alignment,
+            });
         }
         let start = data_offset.checked_add(t.offset);
         let end = start.and_then(|s| s.checked_add(t.n_bytes));
@@ -364,7 +371,8 @@ pub(crate) fn parse(path: &Path, data: &[u8]) -> Result<Header, GgufError> {
     }
 
     // --- overlaps (empty tensors occupy nothing and never overlap)
-    let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors.get(i).is_some_and(|t| t.n_bytes > 0)).collect();
+    let mut order: Vec<usize> =
+        (0..tensors.len()).filter(|&i| tensors.get(i).is_some_and(|t| t.n_bytes > 0)).collect();
     order.sort_by_key(|&i| tensors.get(i).map_or(0, |t| t.file_offset));
     let mut furthest: Option<&GgufTensorInfo> = None;
     for &i in &order {

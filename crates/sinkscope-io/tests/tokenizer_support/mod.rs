@@ -166,11 +166,7 @@ fn strings(kv: &HashMap<String, Value>, key: &str) -> TestResult<Vec<String>> {
     let items = v.as_array().ok_or_else(|| format!("{key}: not an array"))?;
     items
         .iter()
-        .map(|i| {
-            i.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("{key}: not a string array").into())
-        })
+        .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("{key}: not a string array").into()))
         .collect()
 }
 
@@ -193,9 +189,7 @@ pub fn gguf_vocab_from_file(path: &Path) -> TestResult<GgufVocab> {
             .as_array()
             .ok_or("tokenizer.ggml.token_type: not an array")?
             .iter()
-            .map(|t| -> TestResult<i32> {
-                Ok(i32::try_from(t.as_int().ok_or("token_type: not an int")?)?)
-            })
+            .map(|t| -> TestResult<i32> { Ok(i32::try_from(t.as_int().ok_or("token_type: not an int")?)?) })
             .collect::<TestResult<Vec<i32>>>()?,
     };
     Ok(GgufVocab {
@@ -204,10 +198,7 @@ pub fn gguf_vocab_from_file(path: &Path) -> TestResult<GgufVocab> {
             .and_then(Value::as_str)
             .ok_or("tokenizer.ggml.model missing")?
             .to_string(),
-        pre: kv
-            .get("tokenizer.ggml.pre")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        pre: kv.get("tokenizer.ggml.pre").and_then(Value::as_str).map(str::to_string),
         tokens: strings(&kv, "tokenizer.ggml.tokens")?,
         merges: strings(&kv, "tokenizer.ggml.merges")?,
         token_types,

@@ -32,7 +32,11 @@ pub struct Attention {
 }
 
 /// Additive causal (and sliding-window) mask `[T, T]`: 0 where allowed, -inf elsewhere.
-pub fn causal_mask(t: usize, window: Option<usize>, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+pub fn causal_mask(
+    t: usize,
+    window: Option<usize>,
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
     let mut m = vec![0f32; t * t];
     for i in 0..t {
         for j in 0..t {

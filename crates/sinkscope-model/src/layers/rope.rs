@@ -21,8 +21,12 @@ pub fn inv_freq(spec: &RopeSpec) -> Vec<f32> {
         RopeScaling::None => raw,
         RopeScaling::Linear { factor } => raw.iter().map(|f| f / factor as f32).collect(),
         RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
-            let (factor, lo, hi, old) =
-                (factor as f32, low_freq_factor as f32, high_freq_factor as f32, original_max_position as f32);
+            let (factor, lo, hi, old) = (
+                factor as f32,
+                low_freq_factor as f32,
+                high_freq_factor as f32,
+                original_max_position as f32,
+            );
             let low_wavelen = old / lo;
             let high_wavelen = old / hi;
             raw.iter()

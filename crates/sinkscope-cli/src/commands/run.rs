@@ -1,0 +1,137 @@
+//! `sinkscope run MODEL --prompts FILE --capture PATTERNS [--edit SPEC ...] --out DIR`.
+
+use crate::common::*;
+use anyhow::{Context, Result};
+use candle_core::Device;
+use serde_json::json;
+use sinkscope_io::tokenizer::BosPolicy;
+use sinkscope_model::{ActivationCache, EditHook, ForwardCtx};
+use sinkscope_spec::{Edit, HookPlan, SitePattern, EDIT_GRAMMAR};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments.
+#[derive(clap::Args)]
+#[command(after_help = format!("Edit grammar: {EDIT_GRAMMAR}"))]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    /// Prompt file: JSONL ({"id": ..., "text": ...}; id optional) or plain text, one per line.
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    #[arg(long, default_value = "auto", value_parser = parse_bos)]
+    pub bos: BosPolicy,
+    /// Comma list of hook names to capture; `*` stands for the block index
+    /// (e.g. `hook_embed,blocks.*.hook_resid_post`).
+    #[arg(long, default_value = "hook_embed,blocks.*.hook_resid_post")]
+    pub capture: String,
+    /// An intervention, repeatable (grammar below).
+    #[arg(long = "edit")]
+    pub edits: Vec<String>,
+    /// Cut prompts longer than the model's context instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Output folder: manifest.json and activations/<id>.safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let plan = HookPlan {
+        capture: SitePattern::parse_list(&a.capture)?,
+        edits: a.edits.iter().map(|e| e.parse::<Edit>()).collect::<Result<_, _>>()?,
+    };
+    let prompts = sinkscope_io::prompts::read_prompts(&a.prompts)?;
+    let t0 = Instant::now();
+    let (files, model) = sinkscope_model::load(&a.model, &Device::Cpu)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let sites = plan.resolve_captures(&files.config)?;
+    let act_dir = a.out.join("activations");
+    create_dir(&act_dir)?;
+    let sha = model_sha256(&a.model)?;
+    let mut records = Vec::with_capacity(prompts.len());
+    let mut n_tokens_total = 0usize;
+    let t1 = Instant::now();
+    let mut used_names = std::collections::BTreeSet::new();
+    for p in &prompts {
+        let mut enc = files.tokenizer.encode(&p.text, a.bos).with_context(|| format!("prompt '{}'", p.id))?;
+        let ctx_len = files.config.context_length;
+        let truncated = enc.ids.len() > ctx_len;
+        if truncated {
+            if !a.truncate {
+                return Err(sinkscope_model::ModelError::Input(format!(
+                    "{}: prompt '{}' has {} tokens, more than the context length {ctx_len} (use --truncate)",
+                    a.prompts.display(),
+                    p.id,
+                    enc.ids.len()
+                ))
+                .into());
+            }
+            enc.ids.truncate(ctx_len);
+            enc.tokens.truncate(ctx_len);
+        }
+        let mut cache = ActivationCache::new(sites.iter().copied());
+        let mut editor = EditHook::new(plan.edits.clone());
+        let mut ctx = ForwardCtx::new().with(&mut editor).with(&mut cache);
+        model.forward(&enc.ids, &mut ctx).with_context(|| format!("prompt '{}'", p.id))?;
+        drop(ctx);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (site, t) in &cache.store {
+            let data: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((site.to_string(), t.dims().to_vec(), bytes));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(n, s, b)| {
+                Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?))
+            })
+            .collect::<Result<_, safetensors::SafeTensorError>>()?;
+        let mut name = safe_name(&p.id);
+        while !used_names.insert(name.clone()) {
+            name.push('_');
+        }
+        let file = act_dir.join(format!("{name}.safetensors"));
+        let bytes = safetensors::serialize(views, None)?;
+        write_file(&file, &bytes)?;
+        n_tokens_total += enc.ids.len();
+        records.push(json!({
+            "id": p.id,
+            "file": format!("activations/{name}.safetensors"),
+            "n_tokens": enc.ids.len(),
+            "truncated": truncated,
+            "token_ids": enc.ids,
+            "first_token": first_token(&files, &enc.ids, enc.bos_prepended),
+        }));
+    }
+    let run_s = t1.elapsed().as_secs_f64();
+    let manifest = json!({
+        "schema_version": 1,
+        "kind": "run",
+        "tool": tool_info(),
+        "model": model_info(&files, &sha),
+        "tokenizer": tokenizer_info(&files, a.bos),
+        "prompts_file": a.prompts,
+        "plan": plan,
+        "captured_sites": sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "conventions": {
+            "hook_names": "TransformerLens names, 0-based blocks: blocks.{i}.hook_resid_post is X(i+1) of metrics.md; hook_embed is X(0)",
+            "activations": "float32, no batch dimension: [T, d_model], per-head [T, n_heads, d_head], patterns [n_heads, T, T]",
+            "ln_final": "ln_final.hook_normalized is after the final norm; blocks.{L-1}.hook_resid_post is before it",
+        },
+        "prompts": records,
+        "timings": {"load_s": load_s, "forward_s": run_s, "tokens": n_tokens_total, "tokens_per_s": n_tokens_total as f64 / run_s.max(1e-9)},
+    });
+    write_file(&a.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    eprintln!(
+        "{} prompts, {} tokens in {:.2}s ({:.0} tokens/s); wrote {}",
+        prompts.len(),
+        n_tokens_total,
+        run_s,
+        n_tokens_total as f64 / run_s.max(1e-9),
+        a.out.join("manifest.json").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Helpers shared by the commands: model opening, hashing, output folders, exit-code mapping.
+
+use crate::exit;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sinkscope_io::tokenizer::BosPolicy;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// An output folder or file that cannot be written (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot write: {source}")]
+pub struct OutputError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Maps an error chain to the documented exit code.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.downcast_ref::<sinkscope_io::prompts::PromptError>().is_some()
+            || cause.downcast_ref::<OutputError>().is_some()
+        {
+            return exit::INPUT;
+        }
+        if let Some(m) = cause.downcast_ref::<sinkscope_model::ModelError>() {
+            return match m {
+                sinkscope_model::ModelError::NonFinite { .. } => exit::NUMERICAL,
+                sinkscope_model::ModelError::Input(_) => exit::INPUT,
+                sinkscope_model::ModelError::Hook { .. } => exit::USAGE,
+                _ => exit::OTHER,
+            };
+        }
+        if cause.downcast_ref::<sinkscope_spec::HookError>().is_some() {
+            return exit::USAGE;
+        }
+        if cause.downcast_ref::<sinkscope_io::IoError>().is_some()
+            || cause.downcast_ref::<sinkscope_model::LoadError>().is_some()
+        {
+            return exit::MODEL;
+        }
+        if cause.downcast_ref::<sinkscope_io::tokenizer::TokenizerError>().is_some() {
+            return exit::INPUT;
+        }
+    }
+    exit::OTHER
+}
+
+/// Parses `--bos`.
+pub fn parse_bos(s: &str) -> Result<BosPolicy, String> {
+    s.parse::<BosPolicy>().map_err(|e| e.to_string())
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("{}: read error", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Content hash of a model: the GGUF file's sha256, or for a HF folder the sha256 of the
+/// concatenated sha256s of `config.json` and every `*.safetensors` file (sorted by name).
+pub fn model_sha256(path: &Path) -> Result<String> {
+    if path.is_file() {
+        return sha256_file(path);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("{}: cannot list", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "safetensors")
+                || p.file_name().is_some_and(|n| n == "config.json")
+        })
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(sha256_file(&f)?.as_bytes());
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Creates the output folder (and parents).
+pub fn create_dir(path: &Path) -> Result<(), OutputError> {
+    std::fs::create_dir_all(path).map_err(|source| OutputError { path: path.to_path_buf(), source })
+}
+
+/// Writes a file, mapping failures to [`OutputError`].
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    std::fs::write(path, bytes).map_err(|source| OutputError { path: path.to_path_buf(), source })
+}
+
+/// The `tool` block of every manifest.
+pub fn tool_info() -> Value {
+    json!({
+        "name": "sinkscope",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command_line": std::env::args().collect::<Vec<_>>(),
+        "engine": "candle-core (CPU, f32 activations; quantised weights dequantised exactly to f32)",
+    })
+}
+
+/// The `model` block of every manifest.
+pub fn model_info(files: &sinkscope_io::ModelFiles, sha: &str) -> Value {
+    json!({
+        "path": files.path,
+        "format": files.format,
+        "sha256": sha,
+        "family": files.config.family,
+        "config": files.config,
+        "dtype_mix": files.dtype_mix(),
+    })
+}
+
+/// The `tokenizer` block of every manifest.
+pub fn tokenizer_info(files: &sinkscope_io::ModelFiles, bos: BosPolicy) -> Value {
+    let t = &files.tokenizer;
+    json!({
+        "source": t.source(),
+        "vocab_size": t.vocab_size(),
+        "bos_policy": bos.as_str(),
+        "bos_token": t.bos_token(),
+        "bos_id": t.bos_id(),
+        "model_adds_bos": t.add_bos_default(),
+        "method": "ids = ([bos] if the policy prepends it) + encode(text, add_special_tokens=false); no chat template, no EOS",
+    })
+}
+
+/// Describes the token at position 0 (the sink candidate).
+pub fn first_token(files: &sinkscope_io::ModelFiles, ids: &[u32], bos_prepended: bool) -> Value {
+    let id = ids.first().copied();
+    json!({
+        "id": id,
+        "token": id.and_then(|i| files.tokenizer.id_to_token(i)),
+        "is_bos": bos_prepended || (id.is_some() && id == files.tokenizer.bos_id()),
+        "bos_prepended": bos_prepended,
+    })
+}
+
+/// A file-name-safe version of a prompt id.
+pub fn safe_name(id: &str) -> String {
+    let s: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect();
+    if s.starts_with('.') {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
