@@ -73,24 +73,50 @@ fn qwen2_gguf_vocab_matches_transformers_on_all_cases() -> TestResult {
     Ok(())
 }
 
-/// `files.<family>-f32.gguf.transformers_gguf_tokenizer.prompts` of the GGUF reference.json:
-/// `AutoTokenizer.from_pretrained(dir, gguf_file=...)` ids, BOS included.
+/// Every fixture GGUF present under `tests/fixtures/gguf/` (all carry the shared vocabulary,
+/// with `tokenizer.ggml.pre` "gpt-2" or "qwen2"): all cases of the matching `tokenizer_cases.json`,
+/// and the p0–p2 ids `AutoTokenizer.from_pretrained(dir, gguf_file=...)` produced
+/// (`files.<family>-f32.gguf.transformers_gguf_tokenizer.prompts` of reference.json, where
+/// transformers could load the file).
 #[test]
-fn gguf_vocab_reproduces_transformers_gguf_prompt_ids() -> TestResult {
-    for family in ["llama", "qwen2"] {
-        let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-            fixtures().join("gguf").join(family).join("reference.json"),
-        )?)?;
+fn every_fixture_gguf_vocab_reproduces_transformers() -> TestResult {
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(fixtures().join("gguf"))? {
+        let dir = entry?.path();
+        let Some(family) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
+        let gguf = dir.join(format!("{family}-f32.gguf"));
+        if !gguf.is_file() {
+            continue;
+        }
+        let vocab = gguf_vocab_from_file(&gguf)?;
+        let tok = Tokenizer::from_gguf_vocab(&vocab)?;
+        let cases_folder = match vocab.pre.as_deref() {
+            Some("qwen2") => "tokenizer_qwen2",
+            _ => "tokenizer",
+        };
+        for case in load_cases(cases_folder)? {
+            assert_eq!(tok.encode(&case.text, BosPolicy::Never)?.ids, case.ids, "{family}: {:?}", case.text);
+        }
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json"))?)?;
         let prompts =
             &reference["files"][format!("{family}-f32.gguf")]["transformers_gguf_tokenizer"]["prompts"];
-        let tok = Tokenizer::from_gguf_vocab(&fixture_vocab(family)?)?;
         for (key, text) in PROMPTS {
-            let expected: Vec<u32> = serde_json::from_value(prompts[key]["ids"].clone())?;
-            assert!(!expected.is_empty(), "{family} {key}: no reference ids");
-            let enc = tok.encode(text, BosPolicy::Auto)?;
-            assert_eq!(enc.ids, expected, "{family} {key}");
+            let Some(ids) = prompts.get(key).and_then(|p| p.get("ids")) else {
+                continue;
+            };
+            let expected: Vec<u32> = serde_json::from_value(ids.clone())?;
+            assert_eq!(tok.encode(text, BosPolicy::Auto)?.ids, expected, "{family} {key}");
         }
+        checked.push(family);
     }
+    checked.sort();
+    assert!(
+        checked.iter().any(|f| f == "llama") && checked.iter().any(|f| f == "qwen2"),
+        "fixture GGUFs found: {checked:?}"
+    );
     Ok(())
 }
 

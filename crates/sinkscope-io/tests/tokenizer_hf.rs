@@ -222,3 +222,36 @@ fn bos_policy_parses_and_serialises_lowercase() -> TestResult {
     assert_eq!(serde_json::from_str::<BosPolicy>("\"never\"")?, BosPolicy::Never);
     Ok(())
 }
+
+/// Every model folder present under `tests/fixtures/models/`: `Auto` reproduces the prompt ids
+/// of its `reference.json` (BOS included), which are what the HF forward-pass references used.
+#[test]
+fn every_fixture_model_folder_reproduces_reference_prompt_ids() -> TestResult {
+    let mut checked = Vec::new();
+    let models = fixtures().join("models");
+    if !models.is_dir() {
+        return Err(format!("{} is missing", models.display()).into());
+    }
+    for entry in std::fs::read_dir(&models)? {
+        let dir = entry?.path();
+        if !dir.join("tokenizer.json").is_file() || !dir.join("reference.json").is_file() {
+            continue;
+        }
+        let tok = Tokenizer::from_hf_folder(&dir)?;
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json"))?)?;
+        let prompts = reference["prompts"].as_array().cloned().unwrap_or_default();
+        assert!(!prompts.is_empty(), "{}: no prompts", dir.display());
+        for prompt in prompts {
+            let text = prompt["text"].as_str().unwrap_or_default();
+            let expected: Vec<u32> = serde_json::from_value(prompt["token_ids"].clone())?;
+            let expected_tokens: Vec<String> = serde_json::from_value(prompt["tokens"].clone())?;
+            let enc = tok.encode(text, BosPolicy::Auto)?;
+            assert_eq!(enc.ids, expected, "{}: {text:?}", dir.display());
+            assert_eq!(enc.tokens, expected_tokens, "{}: {text:?}", dir.display());
+        }
+        checked.push(dir);
+    }
+    assert!(!checked.is_empty(), "no model folder under {}", models.display());
+    Ok(())
+}

@@ -310,12 +310,22 @@ fn from_gguf(
         }
         "llama" => {
             let Some(sp) = sentencepiece else {
-                return Err(TokenizerError::UnsupportedGgufModel { model: v.model.clone() });
+                return Err(TokenizerError::UnsupportedGgufModel {
+                    model: v.model.clone(),
+                    hint: "a SentencePiece vocabulary needs tokenizer.ggml.scores; build it with \
+                           Tokenizer::from_gguf_sentencepiece"
+                        .to_string(),
+                });
             };
             let inner = build_sentencepiece(v, &tokens, vocab, &sp)?;
             (inner, true, format!("llama (SentencePiece), add_space_prefix = {}", sp.add_space_prefix))
         }
-        other => return Err(TokenizerError::UnsupportedGgufModel { model: other.to_string() }),
+        other => {
+            return Err(TokenizerError::UnsupportedGgufModel {
+                model: other.to_string(),
+                hint: "supported: gpt2 (byte-level BPE), llama (SentencePiece)".to_string(),
+            })
+        }
     };
 
     add_gguf_special_tokens(&mut inner, v, &tokens);

@@ -69,13 +69,13 @@ pub enum TokenizerError {
         /// What is wrong.
         message: String,
     },
-    /// `tokenizer.ggml.model` names a tokenizer type this crate cannot build.
-    #[error(
-        "unsupported tokenizer model '{model}' in GGUF (field tokenizer.ggml.model); supported: gpt2, llama"
-    )]
+    /// `tokenizer.ggml.model` names a tokenizer type this constructor cannot build.
+    #[error("unsupported tokenizer model '{model}' in GGUF (field tokenizer.ggml.model): {hint}")]
     UnsupportedGgufModel {
         /// The value of `tokenizer.ggml.model`.
         model: String,
+        /// What is supported instead.
+        hint: String,
     },
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
     #[error("unsupported pre-tokenizer '{pre}' in GGUF (field tokenizer.ggml.pre); supported: {supported}")]
