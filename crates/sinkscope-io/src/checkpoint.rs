@@ -82,7 +82,18 @@ impl ModelFiles {
                 supported: families::supported(false),
             })?;
             let config = (decl.from_gguf)(&meta)?;
-            let tokenizer = Tokenizer::from_gguf_vocab(&gguf_vocab(&file)?)?;
+            let vocab = gguf_vocab(&file)?;
+            let tokenizer = if vocab.model == "llama" {
+                // SentencePiece vocabularies (Gemma, Llama 2) also need the scores.
+                let scores = file.get_f32_array("tokenizer.ggml.scores")?;
+                let prefix = match file.contains_key("tokenizer.ggml.add_space_prefix") {
+                    true => Some(file.get_bool("tokenizer.ggml.add_space_prefix")?),
+                    false => None,
+                };
+                Tokenizer::from_gguf_sentencepiece(&vocab, &scores, prefix)?
+            } else {
+                Tokenizer::from_gguf_vocab(&vocab)?
+            };
             (decl, config, tokenizer)
         };
         Ok(ModelFiles {

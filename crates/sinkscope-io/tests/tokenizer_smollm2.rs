@@ -3,8 +3,8 @@
 //! (transformers and llama.cpp agree on all 36 cases).
 //!
 //! The GGUF is not in the repository: it is `<workspace>/models/SmolLM2-135M-Instruct.Q4_1.gguf`
-//! after the setup step (or the path in `SINKSCOPE_SMOLLM2_GGUF`). Without it the test prints
-//! `SKIPPED` and passes.
+//! after the setup step (or the path in `SINKSCOPE_SMOLLM2_GGUF`). Without it the test fails
+//! with instructions: `scripts/test.sh` fetches it first.
 
 mod tokenizer_support;
 
@@ -71,12 +71,12 @@ fn check_smollm2(vocab: &GgufVocab) -> TestResult {
 fn smollm2_gguf_tokenizer_matches_transformers() -> TestResult {
     let path = model_path();
     if !path.is_file() {
-        eprintln!(
-            "SKIPPED smollm2_gguf_tokenizer_matches_transformers: {} not found (run the model \
-             setup step, or set SINKSCOPE_SMOLLM2_GGUF)",
+        return Err(format!(
+            "{} not found: run `cargo run -p sinkscope-cli -- fetch smollm2` (scripts/test.sh does), \
+             or set SINKSCOPE_SMOLLM2_GGUF",
             path.display()
-        );
-        return Ok(());
+        )
+        .into());
     }
     let vocab = gguf_vocab_from_file(&path)?;
     check_smollm2(&vocab)
