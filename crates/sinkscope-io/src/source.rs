@@ -28,10 +28,36 @@ pub trait TensorSource {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError>;
 }
 
-/// One memory-mapped safetensors file.
+/// The bytes of one safetensors file: memory-mapped, or owned (tests, fuzzing).
+enum Bytes {
+    Mmap(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Mmap(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// Where one tensor lives in a shard, as validated by [`parse_header`].
+#[derive(Debug, Clone)]
+struct Entry {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: usize,
+    end: usize,
+}
+
+/// One safetensors file.
 struct Shard {
     path: PathBuf,
-    mmap: Mmap,
+    bytes: Bytes,
+    entries: BTreeMap<String, Entry>,
 }
 
 /// A Hugging Face safetensors checkpoint: `model.safetensors` or a sharded
@@ -39,8 +65,8 @@ struct Shard {
 pub struct SafetensorsSource {
     root: PathBuf,
     shards: Vec<Shard>,
-    /// name -> (shard index, metadata)
     index: BTreeMap<String, TensorMeta>,
+    /// name -> shard index
     shard_of: BTreeMap<String, usize>,
 }
 
@@ -48,12 +74,160 @@ fn os(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
     move |source| IoError::Os { path: path.to_path_buf(), source }
 }
 
-fn map_file(path: &Path) -> Result<Mmap, IoError> {
+fn map_file(path: &Path) -> Result<Bytes, IoError> {
     let f = File::open(path).map_err(os(path))?;
+    if f.metadata().map_err(os(path))?.len() == 0 {
+        return Ok(Bytes::Owned(Vec::new()));
+    }
     // SAFETY: the map is read-only; a concurrent writer truncating the file is outside our
     // control (as for every mmap-based loader); we never hand out references beyond its life.
     #[allow(unsafe_code)]
-    unsafe { Mmap::map(&f) }.map_err(os(path))
+    let map = unsafe { Mmap::map(&f) }.map_err(os(path))?;
+    Ok(Bytes::Mmap(map))
+}
+
+/// The safetensors crate's header-size limit (`MAX_HEADER_SIZE`).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The JSON header as written, in file order, duplicates kept (serde_json's own maps would keep
+/// only the last of two equal keys, silently).
+struct RawHeader(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for RawHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawHeader;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object mapping tensor names to {dtype, shape, data_offsets}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawHeader, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = m.next_entry::<String, serde_json::Value>()? {
+                    out.push(kv);
+                }
+                Ok(RawHeader(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// One tensor entry of the header as written.
+#[derive(serde::Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<u64>,
+    data_offsets: (u64, u64),
+}
+
+/// Parses and validates a whole safetensors header: the length prefix, the JSON, every entry
+/// (known dtype, shape, byte length = elements x dtype size, offsets inside the data), unique
+/// names, and data ranges that tile the data section exactly. Every error names the file and,
+/// where one entry is at fault, the tensor.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, IoError> {
+    let bad = |reason: String| IoError::BadHeader { path: path.to_path_buf(), reason };
+    let size = bytes.len() as u64;
+    let Some(prefix) = bytes.get(..8) else {
+        return Err(bad(format!("the file has {size} bytes, fewer than the 8-byte header length")));
+    };
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(prefix);
+    let n = u64::from_le_bytes(len8);
+    if n > size - 8 {
+        return Err(bad(format!(
+            "header length {n} runs past the end of the file ({size} bytes; at most {} fit)",
+            size - 8
+        )));
+    }
+    if n > MAX_HEADER_BYTES {
+        return Err(bad(format!("header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes")));
+    }
+    // n <= size - 8 <= usize::MAX, so these conversions are lossless.
+    let header_end = 8 + n as usize;
+    let text = bytes.get(8..header_end).unwrap_or_default();
+    let text = std::str::from_utf8(text)
+        .map_err(|e| bad(format!("not valid UTF-8 at header byte {}", e.valid_up_to())))?;
+    let raw: RawHeader = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let data_len = (size - 8 - n) as usize;
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    for (name, value) in raw.0 {
+        if name == "__metadata__" {
+            let ok = value.as_object().is_some_and(|m| m.values().all(|v| v.is_string()));
+            if !ok {
+                return Err(bad("'__metadata__' must map strings to strings".into()));
+            }
+            continue;
+        }
+        let tensor = |reason: String| bad(format!("tensor '{name}': {reason}"));
+        if entries.contains_key(&name) {
+            return Err(tensor("the name appears twice in the header".into()));
+        }
+        let e: RawEntry = serde_json::from_value(value).map_err(|e| tensor(e.to_string()))?;
+        let dtype: safetensors::Dtype = serde_json::from_value(serde_json::Value::String(e.dtype.clone()))
+            .map_err(|_| tensor(format!("unknown dtype '{}'", e.dtype)))?;
+        let (s, t) = e.data_offsets;
+        if t < s {
+            return Err(tensor(format!("data_offsets [{s}, {t}] end before they start")));
+        }
+        let bits = e
+            .shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(dtype.bitsize() as u64))
+            .ok_or_else(|| tensor(format!("shape {:?} overflows", e.shape)))?;
+        if bits % 8 != 0 {
+            return Err(tensor(format!("shape {:?} of {} is not a whole number of bytes", e.shape, e.dtype)));
+        }
+        if bits / 8 != t - s {
+            return Err(tensor(format!(
+                "shape {:?} of {} needs {} bytes but data_offsets [{s}, {t}] hold {} bytes",
+                e.shape,
+                e.dtype,
+                bits / 8,
+                t - s
+            )));
+        }
+        if t > data_len as u64 {
+            return Err(tensor(format!(
+                "data_offsets [{s}, {t}] run past the end of the data ({data_len} bytes after the header)"
+            )));
+        }
+        let shape = e
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| tensor(format!("shape {:?} does not fit in memory", e.shape)))?;
+        // t <= data_len, so both fit in usize.
+        let entry = Entry { dtype, shape, start: header_end + s as usize, end: header_end + t as usize };
+        entries.insert(name, entry);
+    }
+    // The data ranges must tile the data section: no gap, no overlap, nothing left over.
+    let mut spans: Vec<(&String, &Entry)> = entries.iter().collect();
+    spans.sort_by_key(|(_, e)| (e.start, e.end));
+    let mut pos = header_end;
+    let mut prev: Option<&String> = None;
+    for (name, e) in spans {
+        if e.start != pos {
+            let what = if e.start > pos { "a gap" } else { "an overlap" };
+            let after = prev.map(|p| format!(" after tensor '{p}'")).unwrap_or_default();
+            return Err(bad(format!(
+                "tensor '{name}': data starts at data offset {} but the previous data ends at {}{after} ({what})",
+                e.start - header_end,
+                pos - header_end,
+            )));
+        }
+        pos = e.end;
+        prev = Some(name);
+    }
+    if pos != bytes.len() {
+        return Err(bad(format!(
+            "{} bytes after the last tensor's data belong to no tensor",
+            bytes.len() - pos
+        )));
+    }
+    Ok(entries)
 }
 
 impl SafetensorsSource {
@@ -102,29 +276,41 @@ impl SafetensorsSource {
             });
         };
         let mut shards = Vec::new();
+        for path in files {
+            let bytes = map_file(&path)?;
+            shards.push((path, bytes));
+        }
+        Self::from_shards(dir, shards)
+    }
+
+    /// One safetensors image held in memory (tests, fuzzing). `path` is only used in messages.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, IoError> {
+        Self::from_shards(path, vec![(path.to_path_buf(), Bytes::Owned(bytes))])
+    }
+
+    fn from_shards(root: &Path, files: Vec<(PathBuf, Bytes)>) -> Result<Self, IoError> {
+        let mut shards = Vec::new();
         let mut index = BTreeMap::new();
         let mut shard_of = BTreeMap::new();
-        for (si, path) in files.into_iter().enumerate() {
-            let mmap = map_file(&path)?;
-            let st = SafeTensors::deserialize(&mmap).map_err(|e| IoError::BadTensor {
-                path: path.clone(),
-                name: "(header)".into(),
-                reason: e.to_string(),
-            })?;
-            for (name, view) in st.tensors() {
-                let meta = TensorMeta { shape: view.shape().to_vec(), dtype: format!("{:?}", view.dtype()) };
+        for (si, (path, bytes)) in files.into_iter().enumerate() {
+            let entries = parse_header(&path, bytes.get())?;
+            // Belt and braces: the reference parser must agree with ours.
+            SafeTensors::deserialize(bytes.get())
+                .map_err(|e| IoError::BadHeader { path: path.clone(), reason: e.to_string() })?;
+            for (name, e) in &entries {
+                let meta = TensorMeta { shape: e.shape.clone(), dtype: format!("{:?}", e.dtype) };
                 if index.insert(name.clone(), meta).is_some() {
                     return Err(IoError::BadTensor {
                         path: path.clone(),
-                        name,
+                        name: name.clone(),
                         reason: "tensor appears in more than one shard".into(),
                     });
                 }
-                shard_of.insert(name, si);
+                shard_of.insert(name.clone(), si);
             }
-            shards.push(Shard { path, mmap });
+            shards.push(Shard { path, bytes, entries });
         }
-        Ok(SafetensorsSource { root: dir.to_path_buf(), shards, index, shard_of })
+        Ok(SafetensorsSource { root: root.to_path_buf(), shards, index, shard_of })
     }
 }
 
@@ -138,18 +324,26 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError> {
-        let shard =
-            self.shard_of.get(name).and_then(|i| self.shards.get(*i)).ok_or_else(|| IoError::BadTensor {
+        let found = self
+            .shard_of
+            .get(name)
+            .and_then(|i| self.shards.get(*i))
+            .and_then(|s| s.entries.get(name).map(|e| (s, e)));
+        let Some((shard, entry)) = found else {
+            return Err(IoError::BadTensor {
                 path: self.root.clone(),
                 name: name.into(),
                 reason: "not in checkpoint".into(),
-            })?;
+            });
+        };
         let bad = |reason: String| IoError::BadTensor { path: shard.path.clone(), name: name.into(), reason };
-        let st = SafeTensors::deserialize(&shard.mmap).map_err(|e| bad(e.to_string()))?;
-        let view = st.tensor(name).map_err(|e| bad(e.to_string()))?;
-        let bytes = view.data();
+        let bytes = shard
+            .bytes
+            .get()
+            .get(entry.start..entry.end)
+            .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
         use safetensors::Dtype;
-        let out: Vec<f32> = match view.dtype() {
+        let out: Vec<f32> = match entry.dtype {
             Dtype::F32 => {
                 bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
             }
@@ -161,9 +355,9 @@ impl TensorSource for SafetensorsSource {
             }
             other => return Err(bad(format!("unsupported dtype {other:?} (expected F32, F16 or BF16)"))),
         };
-        let n: usize = view.shape().iter().product();
+        let n: usize = entry.shape.iter().product();
         if out.len() != n {
-            return Err(bad(format!("{} values for shape {:?}", out.len(), view.shape())));
+            return Err(bad(format!("{} values for shape {:?}", out.len(), entry.shape)));
         }
         Ok(out)
     }
@@ -205,6 +399,8 @@ impl TensorSource for GgufSource {
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError> {
-        Ok(self.file.dequantize(name)?)
+        let values = self.file.dequantize(name)?;
+        self.file.release_pages(name);
+        Ok(values)
     }
 }

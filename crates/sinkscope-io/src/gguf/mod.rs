@@ -408,6 +408,19 @@ impl GgufFile {
     }
 
     /// The stored bytes of tensor `name` (borrowed from the memory map).
+    /// Tells the kernel that a tensor's mapped pages are no longer needed (best effort), so
+    /// that a loader that has dequantised it does not keep both copies resident: the pages
+    /// stay valid and are read again from the file if touched.
+    pub fn release_pages(&self, name: &str) {
+        let (Storage::Mmap(m), Ok(t)) = (&self.data, self.tensor_info(name)) else { return };
+        let (Ok(off), Ok(len)) = (usize::try_from(t.file_offset), usize::try_from(t.n_bytes)) else { return };
+        // SAFETY: the map is a private read-only file mapping; MADV_DONTNEED only drops our
+        // copy of its pages, which the kernel re-reads from the file on the next access, so no
+        // reference into the map can observe different bytes.
+        #[allow(unsafe_code)]
+        let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
+    }
+
     pub fn raw_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
         self.bytes_of(self.tensor_info(name)?)
     }
