@@ -76,6 +76,14 @@ pub enum IoError {
         /// Their shapes.
         shapes: Vec<Vec<usize>>,
     },
+    /// A malformed safetensors header (length prefix, JSON, or one tensor's entry).
+    #[error("{path}: safetensors header: {reason}")]
+    BadHeader {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What is wrong (names the tensor when one entry is at fault).
+        reason: String,
+    },
     /// A tensor whose bytes cannot be read as the declared dtype/shape.
     #[error("{path}: tensor '{name}': {reason}")]
     BadTensor {
