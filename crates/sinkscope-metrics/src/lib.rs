@@ -22,6 +22,9 @@
 //! - [`massive_layers`] — automatic detection of the blocks that create the massive
 //!   activation.
 //! - [`layer`] — [`LayerMetrics`], everything for one `X(l)` with named output.
+//! - [`lens`] — LogitLens next-token NLL, perplexity and top-1 accuracy (`logit_lens_nll`).
+//! - [`probe`] — layer-wise linear probes: standardised, L2-regularised logistic regression,
+//!   stratified k-fold cross-validation (`probe_accuracy`).
 //!
 //! # Example
 //!
@@ -53,17 +56,21 @@ pub mod aggregate;
 pub mod attention;
 mod error;
 pub mod layer;
+pub mod lens;
 pub mod massive_layers;
 mod matrix;
 pub mod norms;
 pub mod phases;
+pub mod probe;
 pub mod spectrum;
 pub mod theorem;
 
 pub use attention::{AttentionParams, HeadClass, HeadStats, LayerAttention};
 pub use error::MetricsError;
 pub use layer::LayerMetrics;
+pub use lens::{next_token_nll, LensAccumulator, LensError, LensStats};
 pub use matrix::Matrix;
 pub use norms::{norm_stats, NormStats};
+pub use probe::{cross_validate, Features, LogisticParams, ProbeError, ProbeParams, ProbeReport};
 pub use spectrum::{gram_eigenvalues, spectral_stats, SpectralStats, Spectrum};
 pub use theorem::TheoremCheck;
