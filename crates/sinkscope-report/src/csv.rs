@@ -1,0 +1,68 @@
+//! `layers.csv`: one row per layer `l = 0..L`, `layer,depth,<metric>_mean,<metric>_std,...`.
+
+use std::fmt::Write as _;
+
+use crate::schema::MetricsFile;
+
+/// The scalar per-layer metrics of `metrics`, in report order: first the names of
+/// `metrics.md` in the order the metrics crate defines them (norms, spectrum, Theorem 1,
+/// then attention), then any other metric in the file, alphabetically.
+pub fn metric_order(metrics: &MetricsFile) -> Vec<String> {
+    let known = sinkscope_metrics::layer::LAYER_METRIC_NAMES
+        .iter()
+        .chain(sinkscope_metrics::attention::LAYER_ATTENTION_METRIC_NAMES.iter());
+    let mut out: Vec<String> = Vec::new();
+    for name in known {
+        if metrics.metrics.contains_key(*name) && !out.iter().any(|o| o == name) {
+            out.push((*name).to_string());
+        }
+    }
+    for name in metrics.metrics.keys() {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// Formats a number for CSV: shortest round-trip representation, empty when undefined.
+pub fn fmt_cell(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:?}"),
+        _ => String::new(),
+    }
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// The text of `layers.csv` for `metrics`: a header and `L + 1` rows, `\n` line ends.
+pub fn layers_csv(metrics: &MetricsFile) -> String {
+    let names = metric_order(metrics);
+    let mut s = String::from("layer,depth");
+    for n in &names {
+        let _ = write!(s, ",{},{}", quote(&format!("{n}_mean")), quote(&format!("{n}_std")));
+    }
+    s.push('\n');
+    let l_max = metrics.n_layers;
+    for l in 0..=l_max {
+        let _ = write!(s, "{l},{}", fmt_cell(Some(l as f64 / l_max.max(1) as f64)));
+        for n in &names {
+            let m = metrics.metric(n);
+            let _ = write!(
+                s,
+                ",{},{}",
+                fmt_cell(m.and_then(|m| m.mean_at(l))),
+                fmt_cell(m.and_then(|m| m.std_at(l)))
+            );
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,76 @@
+//! [`ReportError`]: everything that can go wrong turning a run folder into a report.
+
+use std::path::PathBuf;
+
+/// Errors while reading a run folder or writing its report. Every variant names the file
+/// it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// An I/O failure on a named file or folder.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON or does not have the shape of `docs/results-schema.md`.
+    #[error("{path}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line (for JSONL files).
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file was written for a different result-schema version than this crate reads.
+    #[error(
+        "{path}: schema_version {found} is not supported (this sinkscope reads schema_version {expected}); \
+         re-run the command that wrote it with this version of sinkscope"
+    )]
+    SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found in the file (`None` when the field is missing or not an integer).
+        found: String,
+        /// The version this crate reads.
+        expected: u32,
+    },
+    /// A file parses but its contents are inconsistent (e.g. an array of the wrong length).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is inconsistent.
+        message: String,
+    },
+    /// Drawing a plot failed.
+    #[error("plot {plot}: {message}")]
+    Plot {
+        /// The plot's file stem (e.g. `fig1`).
+        plot: String,
+        /// The plotting library's message.
+        message: String,
+    },
+    /// Encoding a PNG failed.
+    #[error("{path}: PNG encoding failed: {message}")]
+    Png {
+        /// The PNG file.
+        path: PathBuf,
+        /// The encoder's message.
+        message: String,
+    },
+    /// `render_compare` was called without any run folder.
+    #[error("compare needs at least one run folder")]
+    NoRuns,
+}
+
+impl ReportError {
+    /// An [`ReportError::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

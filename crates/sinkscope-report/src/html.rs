@@ -1,0 +1,809 @@
+//! The self-contained HTML pages: `report.html` (one run) and `compare.html` (several).
+//!
+//! Self-contained means: CSS inline, SVGs inline (without their XML namespace URL, which
+//! inline SVG in HTML does not need), no script, no font, image or style fetched from
+//! anywhere. Links point only at files in the run folder (relative paths).
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::plots::{phase_color, xml_escape as esc, RenderedPlot};
+use crate::schema::{LayerRange, Phase, Run};
+
+const CSS: &str = r#"
+:root { --fg: #1d1d1f; --muted: #5f6368; --line: #d9dce0; --bg-alt: #f6f7f9; --accent: #1f77b4; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", Roboto, Helvetica, Arial, sans-serif;
+       color: var(--fg); margin: 0 auto; max-width: 1560px; padding: 24px 28px 60px; line-height: 1.45; }
+h1 { font-size: 1.7rem; margin: 0 0 4px; }
+h2 { font-size: 1.25rem; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 1.05rem; margin: 18px 0 6px; }
+.sub { color: var(--muted); margin: 0 0 12px; }
+.summary li { margin: 4px 0; }
+.ok { color: #0a7d32; font-weight: 600; }
+.bad { color: #c62828; font-weight: 700; }
+.note { color: var(--muted); font-size: 0.92rem; }
+figure { margin: 10px 0 22px; }
+figure svg { width: 100%; height: auto; max-width: 100%; display: block; border: 1px solid var(--line); border-radius: 4px; }
+figcaption { color: var(--muted); font-size: 0.92rem; margin-top: 6px; }
+table { border-collapse: collapse; font-size: 0.86rem; margin: 6px 0 14px; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: right; vertical-align: top; white-space: nowrap; }
+th { background: var(--bg-alt); position: sticky; top: 0; }
+td.l, th.l { text-align: left; }
+tr.massive td { font-weight: 600; }
+.scroll { overflow-x: auto; max-height: 720px; overflow-y: auto; border: 1px solid var(--line); }
+.scroll table { margin: 0; }
+code, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.85rem; }
+.phase { display: inline-block; padding: 0 6px; border-radius: 3px; }
+dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: 0.9rem; }
+dl.kv dt { font-weight: 600; } dl.kv dd { margin: 0; word-break: break-word; }
+nav a { margin-right: 14px; color: var(--accent); text-decoration: none; }
+"#;
+
+/// Formats a number with about 3 significant digits.
+pub(crate) fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.2e}")
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(num).unwrap_or_else(|| "–".into())
+}
+
+fn pct(d: f64) -> String {
+    format!("{:.0} %", d * 100.0)
+}
+
+fn range_text(r: &LayerRange, run: &Run) -> String {
+    let fd = r.first_depth.unwrap_or_else(|| run.depth(r.first));
+    let ld = r.last_depth.unwrap_or_else(|| run.depth(r.last));
+    format!("layers {}–{} ({}–{} of depth)", r.first, r.last, pct(fd), pct(ld))
+}
+
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Inline form of a plot's SVG: no XML declaration, no namespace URL, scalable.
+pub(crate) fn inline_svg(svg: &str) -> String {
+    let body = match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    };
+    body.replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1).replacen(
+        "<svg ",
+        "<svg role=\"img\" preserveAspectRatio=\"xMidYMid meet\" ",
+        1,
+    )
+}
+
+fn figure(plot: &RenderedPlot, caption: &str) -> String {
+    let png = plot.png_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let svg = plot.svg_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    format!(
+        "<figure id=\"plot-{stem}\">\n{svg_text}\n<figcaption>{caption} Files: <a href=\"plots/{svg}\">plots/{svg}</a>, \
+         <a href=\"plots/{png}\">plots/{png}</a>.</figcaption>\n</figure>\n",
+        stem = esc(&plot.stem),
+        svg_text = inline_svg(&plot.svg),
+        caption = caption,
+        svg = esc(&svg),
+        png = esc(&png),
+    )
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n",
+        esc(title)
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Summary in words
+// ---------------------------------------------------------------------------------------
+
+/// The first-token sentence: which token sits at position 0 and whether it is a BOS.
+fn first_token_sentence(run: &Run) -> String {
+    let m = &run.manifest;
+    let ft = m.first_token.clone().or_else(|| run.prompts.first().and_then(|p| p.first_token.clone()));
+    let policy = m.tokenizer.as_ref().and_then(|t| t.bos_policy.clone());
+    let adds = m.tokenizer.as_ref().and_then(|t| t.model_adds_bos);
+    let mut s = match ft {
+        Some(ft) => {
+            let tok = ft.token.as_deref().map(|t| format!("<code>{}</code>", esc(&format!("{t:?}"))));
+            let id = ft.id.map(|i| format!("id {i}"));
+            let what = match (tok, id) {
+                (Some(t), Some(i)) => format!("{t} ({i})"),
+                (Some(t), None) => t,
+                (None, Some(i)) => i,
+                (None, None) => "an unrecorded token".into(),
+            };
+            let bos = match ft.is_bos {
+                Some(true) => "<strong>a BOS token</strong>".to_string(),
+                Some(false) => "<strong>not a BOS token</strong>".to_string(),
+                None => "of unknown BOS status".to_string(),
+            };
+            let all = match ft.same_for_all_prompts {
+                Some(true) => " It is the same token for every prompt.".to_string(),
+                Some(false) => " The first token differs between prompts (the first prompt's is shown; see the prompt table).".to_string(),
+                None => String::new(),
+            };
+            format!("Position 0 (the sink candidate) holds {what}, which is {bos}.{all}")
+        }
+        None => "The manifest does not record the token at position 0.".to_string(),
+    };
+    if policy.is_some() || adds.is_some() {
+        let _ = write!(
+            s,
+            " BOS policy: <code>{}</code>{}.",
+            esc(policy.as_deref().unwrap_or("?")),
+            match adds {
+                Some(true) => " (the model adds a BOS by default)",
+                Some(false) => " (the model adds no BOS by default)",
+                None => "",
+            }
+        );
+    }
+    s
+}
+
+/// Sentences (HTML) summarising a run.
+pub(crate) fn summary_sentences(run: &Run) -> Vec<String> {
+    let s = &run.metrics.summary;
+    let mut out = Vec::new();
+
+    // Massive activation.
+    let peak = s.peak_bos_ratio.map(|p| {
+        format!(
+            "the first token's norm ratio to the other tokens (<code>bos_ratio</code>) peaks at <strong>{}</strong> at layer {} ({} of depth)",
+            num(p.value),
+            p.layer,
+            pct(run.depth(p.layer))
+        )
+    });
+    if s.massive_layers.is_empty() {
+        out.push(format!(
+            "No massive-activation block was detected (no block whose MLP output at position 0 is ≥ 10× the median of the other positions and raises <code>bos_ratio</code> ≥ 3×){}.",
+            peak.map(|p| format!("; {p}")).unwrap_or_default()
+        ));
+    } else {
+        let parts: Vec<String> = s
+            .massive_layers
+            .iter()
+            .map(|m| {
+                let l = m.layer_index();
+                let mut t = match l {
+                    Some(l) => format!("layer {l} ({} of depth, block {l}'s MLP", pct(run.depth(l))),
+                    None => "an unnamed layer (".to_string(),
+                };
+                if let Some(r) = m.mlp_ratio {
+                    let _ = write!(t, "; MLP output at position 0 = {}× the other positions' median", num(r));
+                }
+                if let Some(g) = m.bos_ratio_gain {
+                    let _ = write!(t, "; bos_ratio × {}", num(g));
+                }
+                t.push(')');
+                t
+            })
+            .collect();
+        out.push(format!(
+            "The massive activation forms at <strong>{}</strong>{}.",
+            parts.join(" and "),
+            peak.map(|p| format!("; {p}")).unwrap_or_default()
+        ));
+    }
+    // Massive by Sun et al.'s criterion.
+    let massive_frac: Vec<usize> = (0..=run.n_layers())
+        .filter(|&l| run.metrics.mean_at("massive", l).is_some_and(|v| v >= 0.5))
+        .collect();
+    if run.metrics.metric("massive").is_some() {
+        if let (Some(a), Some(b)) = (massive_frac.first(), massive_frac.last()) {
+            out.push(format!(
+                "By Sun et al.'s criterion (top |activation| &gt; 100 and &gt; 1000× the median) the activations are massive in most prompts at {} layers, from layer {a} to layer {b}.",
+                massive_frac.len()
+            ));
+        } else {
+            out.push("By Sun et al.'s criterion (top |activation| &gt; 100 and &gt; 1000× the median) no layer has massive activations in most prompts.".into());
+        }
+    }
+
+    // Phases.
+    match s.phases {
+        Some(ph) => {
+            let parts: Vec<String> = ph
+                .named()
+                .into_iter()
+                .map(|(p, r)| {
+                    let c = phase_color(p);
+                    format!(
+                        "<span class=\"phase\" style=\"background: rgba({},{},{},0.22)\">{}</span> {}",
+                        c.0,
+                        c.1,
+                        c.2,
+                        p.as_str(),
+                        range_text(&r, run)
+                    )
+                })
+                .collect();
+            let mid = ph.entropy_norm_midpoint.map(|m| format!(" (entropy_norm midpoint {})", num(m))).unwrap_or_default();
+            out.push(format!(
+                "Phases: {}{mid}. The paper places them near 0–20 %, 20–85 % and 85–100 % of depth.",
+                parts.join("; ")
+            ));
+        }
+        None => out.push(
+            "No compression phase was found (no contiguous run of layers with sink_rate ≥ 0.5 and entropy_norm below the midpoint of its range), so no Mix/Compress/Refine split is reported."
+                .into(),
+        ),
+    }
+    if let Some(m) = s.min_entropy_norm {
+        out.push(format!(
+            "Normalised entropy is lowest at layer {} ({} of depth): <strong>{}</strong>; it starts at {} (layer 0) and ends at {} (layer {}).",
+            m.layer,
+            pct(run.depth(m.layer)),
+            num(m.value),
+            opt(run.metrics.mean_at("entropy_norm", 0)),
+            opt(run.metrics.mean_at("entropy_norm", run.n_layers())),
+            run.n_layers()
+        ));
+    }
+    if let Some(sr) = run.metrics.metric("sink_rate") {
+        let vals: Vec<(usize, f64)> =
+            (1..=run.n_layers()).filter_map(|l| sr.mean_at(l).map(|v| (l, v))).collect();
+        if !vals.is_empty() {
+            let mean = vals.iter().map(|v| v.1).sum::<f64>() / vals.len() as f64;
+            let max = vals.iter().map(|v| v.1).fold(f64::NEG_INFINITY, f64::max);
+            let at: Vec<String> =
+                vals.iter().filter(|v| (v.1 - max).abs() < 1e-12).map(|v| v.0.to_string()).collect();
+            out.push(format!(
+                "Sink rate: mean {} over blocks 1–{}, maximum {} at layer{} {}.",
+                num(mean),
+                run.n_layers(),
+                num(max),
+                if at.len() > 1 { "s" } else { "" },
+                compact_list(&at)
+            ));
+        }
+    }
+
+    // Correlations.
+    let r = |v: Option<f64>| {
+        v.map(|x| format!("<strong>r = {x:.2}</strong>")).unwrap_or_else(|| "undefined".into())
+    };
+    out.push(format!(
+        "Layer-to-layer change of log bos_norm vs change of entropy: {} (<code>corr_bos_entropy</code>; paper: −0.9 ± 0.18 across six models); vs change of sink rate: {} (<code>corr_bos_sink</code>; paper: 0.58 ± 0.25).",
+        r(s.corr_bos_entropy),
+        r(s.corr_bos_sink)
+    ));
+
+    // Theorem 1.
+    out.push(match s.bound_violations {
+        Some(0) => "Theorem-1 bounds (σ₁², anisotropy, entropy, dominance): <span class=\"ok\">0 violations</span> at every layer of every prompt.".into(),
+        Some(n) => format!(
+            "Theorem-1 bounds: <span class=\"bad\">{n} violation{}</span> — a measured value on the wrong side of its bound is a bug (see docs/metrics.md).",
+            if n == 1 { "" } else { "s" }
+        ),
+        None => "Theorem-1 bound violations were not recorded.".into(),
+    });
+
+    out.push(first_token_sentence(run));
+    out
+}
+
+/// "1, 2, 3, 5" → "1–3, 5".
+fn compact_list(items: &[String]) -> String {
+    let nums: Option<Vec<usize>> = items.iter().map(|s| s.parse().ok()).collect();
+    let Some(nums) = nums else { return items.join(", ") };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j + 1] == nums[j] + 1 {
+            j += 1;
+        }
+        out.push(if j > i { format!("{}–{}", nums[i], nums[j]) } else { nums[i].to_string() });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------------------
+
+/// Columns of the per-layer HTML table (those present in the run).
+const TABLE_METRICS: [&str; 10] = [
+    "bos_norm",
+    "token_norm_mean",
+    "bos_ratio",
+    "entropy_norm",
+    "anisotropy",
+    "alpha",
+    "sink_rate",
+    "mixing_score",
+    "bos_attention",
+    "massive",
+];
+
+fn layer_table(run: &Run) -> String {
+    let cols: Vec<&str> = TABLE_METRICS.iter().copied().filter(|n| run.metrics.metric(n).is_some()).collect();
+    let massive: Vec<usize> =
+        run.metrics.summary.massive_layers.iter().filter_map(|m| m.layer_index()).collect();
+    let phases = run.metrics.summary.phases;
+    let mut s = String::from("<div class=\"scroll\"><table id=\"layer-table\">\n<thead><tr><th>layer</th><th>depth</th><th class=\"l\">phase</th>");
+    for c in &cols {
+        let _ = write!(s, "<th>{}</th>", esc(c));
+    }
+    s.push_str("<th class=\"l\">top activation (value @ dim, token)</th></tr></thead>\n<tbody>\n");
+    for l in 0..=run.n_layers() {
+        let cls = if massive.contains(&l) { " class=\"massive\"" } else { "" };
+        let _ = write!(s, "<tr{cls}><td>{l}</td><td>{}</td>", pct(run.depth(l)));
+        match phases.and_then(|p| p.phase_of(l)) {
+            Some(p) => {
+                let c = phase_color(p);
+                let _ = write!(
+                    s,
+                    "<td class=\"l\"><span class=\"phase\" style=\"background: rgba({},{},{},0.22)\">{}</span></td>",
+                    c.0,
+                    c.1,
+                    c.2,
+                    p.as_str()
+                );
+            }
+            None => s.push_str("<td class=\"l\"></td>"),
+        }
+        for c in &cols {
+            let m = run.metrics.metric(c);
+            let mean = m.and_then(|m| m.mean_at(l));
+            let std = m.and_then(|m| m.std_at(l));
+            let cell = match (mean, std) {
+                (Some(v), Some(sd)) if sd > 1e-9 * v.abs().max(1e-300) => {
+                    format!("{} <span class=\"note\">± {}</span>", num(v), num(sd))
+                }
+                (Some(v), _) => num(v),
+                (None, _) => "–".into(),
+            };
+            let _ = write!(s, "<td>{cell}</td>");
+        }
+        let top = run.metrics.top_activations.get(l).and_then(|v| v.first());
+        match top {
+            Some(a) => {
+                let _ = write!(
+                    s,
+                    "<td class=\"l\">{} @ dim {}, token {}{}</td>",
+                    num(a.value),
+                    a.dim,
+                    a.token,
+                    a.n_prompts
+                        .map(|n| format!(" <span class=\"note\">({n} prompts)</span>"))
+                        .unwrap_or_default()
+                );
+            }
+            None => s.push_str("<td class=\"l\">–</td>"),
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody></table></div>\n");
+    if !massive.is_empty() {
+        s.push_str("<p class=\"note\">Bold rows: layers written by a massive-activation block.</p>\n");
+    }
+    s
+}
+
+fn prompt_table(run: &Run) -> String {
+    if run.prompts.is_empty() {
+        return if run.prompts_present {
+            "<p class=\"note\">prompts.jsonl is empty.</p>\n".into()
+        } else {
+            "<p class=\"note\">prompts.jsonl was not found in the run folder.</p>\n".into()
+        };
+    }
+    let peak = |m: &std::collections::BTreeMap<String, Vec<Option<f64>>>, name: &str, max: bool| {
+        m.get(name).and_then(|c| {
+            c.iter().enumerate().filter_map(|(l, v)| v.map(|v| (l, v))).reduce(|a, b| {
+                if (b.1 > a.1) == max && b.1 != a.1 {
+                    b
+                } else {
+                    a
+                }
+            })
+        })
+    };
+    let mut s = String::from(
+        "<div class=\"scroll\"><table id=\"prompt-table\">\n<thead><tr><th class=\"l\">id</th><th>tokens</th>\
+         <th class=\"l\">first token</th><th class=\"l\">BOS?</th><th>peak bos_ratio (layer)</th>\
+         <th>min entropy_norm (layer)</th></tr></thead>\n<tbody>\n",
+    );
+    for p in &run.prompts {
+        let ft = p.first_token.as_ref();
+        let tok = ft
+            .map(|f| {
+                let t = f.token.as_deref().map(|t| format!("{t:?}")).unwrap_or_else(|| "?".into());
+                format!("<code>{}</code>{}", esc(&t), f.id.map(|i| format!(" ({i})")).unwrap_or_default())
+            })
+            .unwrap_or_else(|| "–".into());
+        let bos = match ft.and_then(|f| f.is_bos) {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "?",
+        };
+        let pr = peak(&p.metrics, "bos_ratio", true)
+            .map(|(l, v)| format!("{} ({l})", num(v)))
+            .unwrap_or_else(|| "–".into());
+        let me = peak(&p.metrics, "entropy_norm", false)
+            .map(|(l, v)| format!("{} ({l})", num(v)))
+            .unwrap_or_else(|| "–".into());
+        let n = p.n_tokens.or((!p.token_ids.is_empty()).then_some(p.token_ids.len()));
+        let _ = writeln!(
+            s,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{tok}</td><td class=\"l\">{bos}</td><td>{pr}</td><td>{me}</td></tr>",
+            esc(&p.id),
+            n.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
+        );
+    }
+    s.push_str("</tbody></table></div>\n");
+    s
+}
+
+fn kv_list(items: &[(String, String)]) -> String {
+    let mut s = String::from("<dl class=\"kv\">\n");
+    for (k, v) in items {
+        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+    }
+    s.push_str("</dl>\n");
+    s
+}
+
+fn config_field(run: &Run, key: &str) -> Option<String> {
+    run.manifest.model.as_ref()?.config.as_ref()?.get(key).map(json_text)
+}
+
+fn run_details(run: &Run) -> String {
+    let m = &run.manifest;
+    let mut s = String::new();
+    let mut model: Vec<(String, String)> = Vec::new();
+    if let Some(mi) = &m.model {
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                model.push((k.to_string(), v));
+            }
+        };
+        push("path", mi.path.clone());
+        push("format", mi.format.as_ref().map(json_text));
+        push("family", mi.family.as_ref().map(json_text));
+        push("sha256", mi.sha256.clone());
+        for k in
+            ["n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "d_mlp", "d_vocab", "context_length"]
+        {
+            push(k, config_field(run, k));
+        }
+        if !mi.dtype_mix.is_empty() {
+            let mix: Vec<String> =
+                mi.dtype_mix.iter().map(|(k, v)| format!("{k}: {}", json_text(v))).collect();
+            push("dtype_mix (tensors)", Some(mix.join(", ")));
+        }
+    }
+    if !model.is_empty() {
+        s.push_str("<h3>Model</h3>\n");
+        s.push_str(&kv_list(&model));
+    }
+    if let Some(t) = &m.tokenizer {
+        let mut v: Vec<(String, String)> = Vec::new();
+        let items = [
+            ("source", t.source.clone()),
+            ("vocab_size", t.vocab_size.map(|x| x.to_string())),
+            ("bos_policy", t.bos_policy.clone()),
+            ("bos_token", t.bos_token.clone()),
+            ("bos_id", t.bos_id.map(|x| x.to_string())),
+            ("model_adds_bos", t.model_adds_bos.map(|x| x.to_string())),
+            ("method", t.method.clone()),
+        ];
+        for (k, x) in items {
+            if let Some(x) = x {
+                v.push((k.into(), x));
+            }
+        }
+        s.push_str("<h3>Tokenizer</h3>\n");
+        s.push_str(&kv_list(&v));
+    }
+    if let Some(Value::Object(d)) = &m.data {
+        s.push_str("<h3>Data</h3>\n");
+        let v: Vec<(String, String)> = d.iter().map(|(k, x)| (k.clone(), json_text(x))).collect();
+        s.push_str(&kv_list(&v));
+    }
+    let mut counts: Vec<(String, String)> = Vec::new();
+    counts.push(("n_prompts".into(), run.n_prompts().to_string()));
+    if let Some(n) = m.n_tokens {
+        counts.push(("n_tokens".into(), n.to_string()));
+    }
+    for (k, v) in &m.timings {
+        counts.push((k.clone(), json_text(v)));
+    }
+    s.push_str("<h3>Prompts and timings</h3>\n");
+    s.push_str(&kv_list(&counts));
+    if !m.options.is_empty() {
+        s.push_str("<h3>Options and thresholds</h3>\n");
+        let v: Vec<(String, String)> = m.options.iter().map(|(k, x)| (k.clone(), json_text(x))).collect();
+        s.push_str(&kv_list(&v));
+    }
+    if let Some(t) = &m.tool {
+        let mut v: Vec<(String, String)> = Vec::new();
+        if let Some(x) = &t.name {
+            v.push(("tool".into(), format!("{x} {}", t.version.clone().unwrap_or_default())));
+        }
+        if let Some(x) = &t.engine {
+            v.push(("engine".into(), x.clone()));
+        }
+        if !t.command_line.is_empty() {
+            v.push(("command line".into(), t.command_line.join(" ")));
+        }
+        s.push_str("<h3>Tool</h3>\n");
+        s.push_str(&kv_list(&v));
+    }
+    s
+}
+
+fn conventions(run: &Run) -> String {
+    let c = &run.manifest.conventions;
+    if c.is_empty() {
+        return "<p class=\"note\">The manifest records no conventions; see docs/metrics.md.</p>\n".into();
+    }
+    let mut s = String::from("<table id=\"conventions\"><thead><tr><th class=\"l\">name</th><th class=\"l\">convention</th></tr></thead><tbody>\n");
+    for (k, v) in c {
+        let _ = writeln!(
+            s,
+            "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td></tr>",
+            esc(k),
+            esc(&json_text(v))
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+/// Captions of the run plots, by stem.
+fn caption(stem: &str, run: &Run) -> String {
+    match stem {
+        "fig1" => "The paper's Fig. 1: normalised matrix entropy of X(l) (H / ln min(T, d)), fraction of sink heads \
+                   (bos_attention &gt; ε), and the first token's residual norm on a log scale, per layer; line = mean over prompts, \
+                   band = ± one sample standard deviation; background = Mix / Compress / Refine phases."
+            .to_string(),
+        "fig3" => "The paper's Fig. 3: Theorem 1 checked per layer. σ₁² and anisotropy must lie on or above their (dashed) \
+                   lower bounds, entropy on or below its upper bound; where the first token dominates, the bounds are tight."
+            .to_string(),
+        "bos_attention_heads" => format!(
+            "Attention paid to position 0 by each head of each block (mean over prompts; {} heads × {} blocks). Layer 0 \
+             (the embeddings) has no attention.",
+            run.metrics.head_count(),
+            run.n_layers()
+        ),
+        "top_activations" => "The largest |X[i, j]| of every layer (up to k entries, grouped over prompts by token position and \
+                              dimension); colours mark the (dimension, token) pairs that most often hold a layer's top entry, \
+                              and a label names the dimension where the top entry changes."
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The whole `report.html` of a run.
+pub(crate) fn report_html(run: &Run, plots: &[RenderedPlot]) -> String {
+    let label = run.label();
+    let kind = run.manifest.kind.clone().unwrap_or_else(|| "run".into());
+    let mut b = String::new();
+    let _ = writeln!(b, "<header><h1>sinkscope {}: {}</h1>", esc(&kind), esc(&label));
+    let _ = writeln!(
+        b,
+        "<p class=\"sub\">{} blocks, {} heads, {} prompts{} · result schema v{} · generated from <code>manifest.json</code>, \
+         <code>metrics.json</code>, <code>prompts.jsonl</code> in this folder</p>",
+        run.n_layers(),
+        run.metrics.head_count(),
+        run.n_prompts(),
+        run.manifest.n_tokens.map(|n| format!(", {n} tokens")).unwrap_or_default(),
+        crate::schema::SCHEMA_VERSION
+    );
+    b.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#plots\">Plots</a><a href=\"#layers\">Per-layer table</a>\
+                <a href=\"#prompts\">Prompts</a><a href=\"#conventions-sec\">Conventions</a><a href=\"#run\">Run</a></nav></header>\n");
+    b.push_str("<section id=\"summary\"><h2>Summary</h2>\n<ul class=\"summary\">\n");
+    for s in summary_sentences(run) {
+        let _ = writeln!(b, "<li>{s}</li>");
+    }
+    b.push_str("</ul>\n</section>\n<section id=\"plots\"><h2>Plots</h2>\n");
+    for p in plots {
+        let _ = writeln!(b, "<h3>{}</h3>", esc(&p.title));
+        b.push_str(&figure(p, &caption(&p.stem, run)));
+    }
+    b.push_str("</section>\n<section id=\"layers\"><h2>Per-layer table</h2>\n");
+    b.push_str(
+        "<p class=\"note\">Layer l is X(l), the residual stream after block l (0 = embedding output); attention metrics belong \
+         to block l. Cells: mean ± sample std over prompts. Every metric with its std is in \
+         <a href=\"layers.csv\">layers.csv</a>.</p>\n",
+    );
+    b.push_str(&layer_table(run));
+    b.push_str("</section>\n<section id=\"prompts\"><h2>Prompts</h2>\n");
+    b.push_str(&prompt_table(run));
+    b.push_str("</section>\n<section id=\"conventions-sec\"><h2>Conventions</h2>\n");
+    b.push_str(&conventions(run));
+    b.push_str("</section>\n<section id=\"run\"><h2>Run</h2>\n");
+    b.push_str(&run_details(run));
+    b.push_str("</section>\n");
+    page(&format!("sinkscope {kind} — {label}"), &b)
+}
+
+// ---------------------------------------------------------------------------------------
+// Compare
+// ---------------------------------------------------------------------------------------
+
+/// Rows of the side-by-side table: (quantity, value per run).
+pub(crate) fn compare_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row =
+        |name: &str, f: &dyn Fn(&Run) -> String| rows.push((name.to_string(), runs.iter().map(f).collect()));
+    row("family", &|r| {
+        r.manifest.model.as_ref().and_then(|m| m.family.as_ref()).map(json_text).unwrap_or_else(|| "–".into())
+    });
+    row("blocks L", &|r| r.n_layers().to_string());
+    row("d_model", &|r| config_field(r, "d_model").unwrap_or_else(|| "–".into()));
+    row("heads", &|r| r.metrics.head_count().to_string());
+    row("prompts", &|r| r.n_prompts().to_string());
+    row("tokens", &|r| r.manifest.n_tokens.map(|n| n.to_string()).unwrap_or_else(|| "–".into()));
+    row("first token (BOS?)", &|r| {
+        let ft = r.manifest.first_token.as_ref();
+        let t = ft.and_then(|f| f.token.clone()).map(|t| format!("{t:?}")).unwrap_or_else(|| "?".into());
+        let b = match ft.and_then(|f| f.is_bos) {
+            Some(true) => "BOS",
+            Some(false) => "not BOS",
+            None => "?",
+        };
+        let same = match ft.and_then(|f| f.same_for_all_prompts) {
+            Some(false) => ", varies",
+            _ => "",
+        };
+        format!("{t} ({b}{same})")
+    });
+    row("massive layers (depth)", &|r| {
+        let v: Vec<String> = r
+            .metrics
+            .summary
+            .massive_layers
+            .iter()
+            .filter_map(|m| m.layer_index())
+            .map(|l| format!("{l} ({})", pct(r.depth(l))))
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    });
+    row("peak bos_ratio (layer, depth)", &|r| {
+        r.metrics
+            .summary
+            .peak_bos_ratio
+            .map(|p| format!("{} ({}, {})", num(p.value), p.layer, pct(r.depth(p.layer))))
+            .unwrap_or_else(|| "–".into())
+    });
+    row("min entropy_norm (layer, depth)", &|r| {
+        r.metrics
+            .summary
+            .min_entropy_norm
+            .map(|p| format!("{} ({}, {})", num(p.value), p.layer, pct(r.depth(p.layer))))
+            .unwrap_or_else(|| "–".into())
+    });
+    for (name, phase) in [("Mix", Phase::Mix), ("Compress", Phase::Compress), ("Refine", Phase::Refine)] {
+        row(&format!("{name} (layers, depth)"), &|r| {
+            let rg = r.metrics.summary.phases.and_then(|p| match phase {
+                Phase::Mix => p.mix,
+                Phase::Compress => p.compress,
+                Phase::Refine => p.refine,
+            });
+            match (rg, r.metrics.summary.phases) {
+                (Some(rg), _) => {
+                    let fd = rg.first_depth.unwrap_or_else(|| r.depth(rg.first));
+                    let ld = rg.last_depth.unwrap_or_else(|| r.depth(rg.last));
+                    format!("{}–{} ({}–{})", rg.first, rg.last, pct(fd), pct(ld))
+                }
+                (None, Some(_)) => "none".into(),
+                (None, None) => "no compression phase".into(),
+            }
+        });
+    }
+    row("mean sink_rate (blocks 1..L)", &|r| {
+        let v: Vec<f64> = (1..=r.n_layers()).filter_map(|l| r.metrics.mean_at("sink_rate", l)).collect();
+        if v.is_empty() {
+            "–".into()
+        } else {
+            num(v.iter().sum::<f64>() / v.len() as f64)
+        }
+    });
+    row("corr_bos_entropy", &|r| {
+        r.metrics.summary.corr_bos_entropy.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
+    });
+    row("corr_bos_sink", &|r| {
+        r.metrics.summary.corr_bos_sink.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
+    });
+    row("bound_violations", &|r| {
+        r.metrics.summary.bound_violations.map(|x| x.to_string()).unwrap_or_else(|| "–".into())
+    });
+    rows
+}
+
+/// The whole `compare.html`.
+pub(crate) fn compare_html(runs: &[Run], labels: &[String], plots: &[RenderedPlot]) -> String {
+    let mut b = String::new();
+    let _ = writeln!(b, "<header><h1>sinkscope compare: {} runs</h1>", runs.len());
+    let _ = writeln!(
+        b,
+        "<p class=\"sub\">{} · depth is normalised to l / L so models of different depth line up</p></header>",
+        labels.iter().map(|l| esc(l)).collect::<Vec<_>>().join(" · ")
+    );
+    b.push_str("<section id=\"table\"><h2>Side by side</h2>\n<div class=\"scroll\"><table id=\"compare-table\"><thead><tr><th class=\"l\">quantity</th>");
+    for (i, l) in labels.iter().enumerate() {
+        let c = crate::plots::PALETTE[i % crate::plots::PALETTE.len()];
+        let _ = write!(
+            b,
+            "<th class=\"l\"><span style=\"color: rgb({},{},{})\">■</span> {}</th>",
+            c.0,
+            c.1,
+            c.2,
+            esc(l)
+        );
+    }
+    b.push_str("</tr></thead><tbody>\n");
+    for (name, vals) in compare_rows(runs) {
+        let _ = write!(b, "<tr><td class=\"l\">{}</td>", esc(&name));
+        for v in vals {
+            let _ = write!(b, "<td class=\"l\">{}</td>", esc(&v));
+        }
+        b.push_str("</tr>\n");
+    }
+    b.push_str("</tbody></table></div>\n");
+    b.push_str("<p class=\"note\">The paper reports r(Δ log bos_norm, Δ entropy) = −0.9 ± 0.18 and r(Δ log bos_norm, Δ sink_rate) = 0.58 ± 0.25 across six models, and places Mix / Compress / Refine near 0–20 %, 20–85 %, 85–100 % of depth.</p>\n</section>\n");
+    b.push_str("<section id=\"plots\"><h2>Plots</h2>\n");
+    for p in plots {
+        let _ = writeln!(b, "<h3>{}</h3>", esc(&p.title));
+        b.push_str(&figure(
+            p,
+            "One line per model (colours as in the table), mean over prompts with a ± std band, against normalised depth l / L. \
+             The shading marks the paper's nominal phases; each run's own phases are in the table.",
+        ));
+    }
+    b.push_str("</section>\n<section id=\"runs\"><h2>Runs</h2>\n<ul>\n");
+    for (r, l) in runs.iter().zip(labels) {
+        let _ = writeln!(
+            b,
+            "<li><strong>{}</strong>: <code>{}</code>{}</li>",
+            esc(l),
+            esc(&r.dir.display().to_string()),
+            r.manifest
+                .model
+                .as_ref()
+                .and_then(|m| m.sha256.as_ref())
+                .map(|s| format!(" · model sha256 <code>{}</code>", esc(s)))
+                .unwrap_or_default()
+        );
+    }
+    b.push_str("</ul>\n</section>\n");
+    page(&format!("sinkscope compare — {}", labels.join(", ")), &b)
+}

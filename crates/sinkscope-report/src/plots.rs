@@ -1,0 +1,930 @@
+//! The plots, drawn once with plotters and rendered twice: to SVG (inlined in the HTML)
+//! and to PNG (in-memory RGB bitmap encoded with `png`, text from the bundled font, see
+//! [`crate::font`]).
+//!
+//! - `fig1`: the paper's Fig. 1: `entropy_norm`, `sink_rate`, `bos_norm` (log scale) vs
+//!   layer, mean ± std band, Mix/Compress/Refine shaded.
+//! - `fig3`: the paper's Fig. 3: measured vs Theorem-1 bound for `sigma1_sq` (log),
+//!   `anisotropy` and `entropy`.
+//! - `bos_attention_heads`: layer × head heatmap of `bos_attention`.
+//! - `top_activations`: the largest |activations| of every layer, coloured by
+//!   (token, dimension).
+//! - `compare_fig1`: Fig. 1 of several runs on normalised depth `l / L`.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::png_backend::PngBackend;
+use crate::schema::{Phase, Run};
+use crate::{font, ReportError};
+
+/// A plot written to disk: its SVG and PNG files and the SVG text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPlot {
+    /// File stem (`fig1`, ...).
+    pub stem: String,
+    /// Title (also the SVG's `<title>`).
+    pub title: String,
+    /// The SVG file.
+    pub svg_path: PathBuf,
+    /// The PNG file.
+    pub png_path: PathBuf,
+    /// The SVG document.
+    pub svg: String,
+    /// Width and height in pixels.
+    pub size: (u32, u32),
+}
+
+type DrawResult<T = ()> = Result<T, String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Something that draws itself on any plotters backend.
+pub(crate) trait Figure {
+    /// File stem.
+    fn stem(&self) -> &'static str;
+    /// Title, for the SVG `<title>` and the HTML.
+    fn title(&self) -> String;
+    /// Size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws on `root` (already filled white).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+/// Renders `fig` to `dir/<stem>.svg` and `dir/<stem>.png`.
+pub(crate) fn render<F: Figure>(fig: &F, dir: &Path) -> Result<RenderedPlot, ReportError> {
+    font::ensure_registered()?;
+    let stem = fig.stem();
+    let plot_err = |message: String| ReportError::Plot { plot: stem.to_string(), message };
+    let (w, h) = fig.size();
+    let title = fig.title();
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err).map_err(plot_err)?;
+        fig.draw(&root).map_err(plot_err)?;
+        root.present().map_err(err).map_err(plot_err)?;
+    }
+    let svg = insert_svg_title(&svg, &title);
+
+    let mut rgb = vec![0_u8; w as usize * h as usize * 3];
+    {
+        let root = PngBackend::new(&mut rgb, (w, h), font::font_ref()?).into_drawing_area();
+        root.fill(&WHITE).map_err(err).map_err(plot_err)?;
+        fig.draw(&root).map_err(plot_err)?;
+        root.present().map_err(err).map_err(plot_err)?;
+    }
+
+    std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
+    let svg_path = dir.join(format!("{stem}.svg"));
+    std::fs::write(&svg_path, &svg).map_err(ReportError::io(&svg_path))?;
+    let png_path = dir.join(format!("{stem}.png"));
+    write_png(&png_path, &rgb, (w, h))?;
+    Ok(RenderedPlot { stem: stem.to_string(), title, svg_path, png_path, svg, size: (w, h) })
+}
+
+/// Encodes an RGB8 buffer as a PNG file.
+fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), ReportError> {
+    let png_err =
+        |e: png::EncodingError| ReportError::Png { path: path.to_path_buf(), message: e.to_string() };
+    let file = std::fs::File::create(path).map_err(ReportError::io(path))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(png_err)?;
+    writer.write_image_data(rgb).map_err(png_err)?;
+    writer.finish().map_err(png_err)
+}
+
+/// Escapes text for XML/HTML content and attributes.
+pub(crate) fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Inserts `<title>` as the first child of the root `<svg>` element (accessibility, and
+/// what a viewer shows as the document's name).
+fn insert_svg_title(svg: &str, title: &str) -> String {
+    let tag = format!("<title>{}</title>", xml_escape(title));
+    match svg.find("<svg").and_then(|i| svg[i..].find('>').map(|j| i + j + 1)) {
+        Some(at) => format!("{}\n{}{}", &svg[..at], tag, &svg[at..]),
+        None => svg.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Colours
+// ---------------------------------------------------------------------------------------
+
+/// Tableau-10: distinguishable line colours, one per model or key.
+pub(crate) const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn palette(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Background colour of each phase (drawn translucent), also used by the HTML.
+pub(crate) fn phase_color(p: Phase) -> RGBColor {
+    match p {
+        Phase::Mix => RGBColor(86, 180, 233),
+        Phase::Compress => RGBColor(230, 159, 0),
+        Phase::Refine => RGBColor(0, 158, 115),
+    }
+}
+
+/// Viridis, sampled at 9 points and linearly interpolated; `t` in [0, 1].
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 9] = [
+        (68, 1, 84),
+        (71, 44, 122),
+        (59, 81, 139),
+        (44, 113, 142),
+        (33, 144, 141),
+        (39, 173, 129),
+        (92, 200, 99),
+        (170, 220, 50),
+        (253, 231, 37),
+    ];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let x = t * (STOPS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let lerp = |p: u8, q: u8| (f64::from(p) + (f64::from(q) - f64::from(p)) * f).round() as u8;
+    RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
+}
+
+const FONT: &str = "sans-serif";
+const GRID: RGBColor = RGBColor(225, 225, 225);
+
+// ---------------------------------------------------------------------------------------
+// Line panels (Fig. 1, Fig. 3, compare)
+// ---------------------------------------------------------------------------------------
+
+/// One line of a panel: points `(x, mean, std)`, `None` mean = gap.
+#[derive(Debug, Clone)]
+pub(crate) struct Series {
+    pub label: String,
+    pub color: RGBColor,
+    pub points: Vec<(f64, Option<f64>, Option<f64>)>,
+    pub dashed: bool,
+    /// Draw the mean ± std band.
+    pub band: bool,
+    /// Opacity of the band.
+    pub band_alpha: f64,
+}
+
+/// How the y axis is scaled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum YScale {
+    /// Linear, fixed range.
+    Fixed(f64, f64),
+    /// Linear, range from the data (starting at 0 when all data are ≥ 0).
+    Auto,
+    /// Log10, range from the positive data.
+    Log,
+}
+
+/// A shaded x range with a label.
+#[derive(Debug, Clone)]
+pub(crate) struct Shade {
+    pub from: f64,
+    pub to: f64,
+    pub label: String,
+    pub color: RGBColor,
+}
+
+/// One panel: title, axes and lines.
+#[derive(Debug, Clone)]
+pub(crate) struct Panel {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub x_range: (f64, f64),
+    /// Integer ticks (layers) rather than fractions.
+    pub x_integer: bool,
+    pub y_scale: YScale,
+    pub series: Vec<Series>,
+    pub shades: Vec<Shade>,
+    pub legend: Option<SeriesLabelPosition>,
+}
+
+/// Splits points into contiguous runs of defined means.
+fn segments(points: &[(f64, Option<f64>, Option<f64>)]) -> Vec<Vec<(f64, f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64, f64)>> = Vec::new();
+    let mut cur = Vec::new();
+    for &(x, m, s) in points {
+        match m {
+            Some(m) if m.is_finite() => cur.push((x, m, s.filter(|s| s.is_finite()).unwrap_or(0.0))),
+            _ => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn y_extent(series: &[Series], positive_only: bool) -> Option<(f64, f64)> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for s in series {
+        for &(_, m, sd) in &s.points {
+            let Some(m) = m.filter(|m| m.is_finite()) else { continue };
+            let sd = if s.band { sd.filter(|v| v.is_finite()).unwrap_or(0.0) } else { 0.0 };
+            for v in [m - sd, m, m + sd] {
+                if positive_only && v <= 0.0 {
+                    continue;
+                }
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+    }
+    (lo.is_finite() && hi.is_finite()).then_some((lo, hi))
+}
+
+fn tick_label_x(x: f64, integer: bool) -> String {
+    if integer {
+        if (x - x.round()).abs() < 1e-6 {
+            format!("{}", x.round() as i64)
+        } else {
+            String::new()
+        }
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// Short label for a y value on a linear axis.
+fn tick_label_y(y: f64) -> String {
+    let a = y.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{y:.0e}")
+    } else if a >= 100.0 {
+        format!("{y:.0}")
+    } else {
+        let s = format!("{y:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Label for a power of ten on a log axis (`10^k` ticks only; others are blank).
+fn tick_label_log(y: f64) -> String {
+    if y <= 0.0 {
+        return String::new();
+    }
+    let k = y.log10();
+    if (k - k.round()).abs() > 1e-6 {
+        return String::new();
+    }
+    let k = k.round() as i32;
+    match k {
+        -2..=4 => tick_label_y(10_f64.powi(k)),
+        _ => format!("1e{k}"),
+    }
+}
+
+/// Draws a panel on `area`.
+pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> DrawResult {
+    let (x0, x1) = p.x_range;
+    let mut chart = ChartBuilder::on(area);
+    chart
+        .caption(&p.title, (FONT, 17))
+        .margin(8)
+        .margin_right(14)
+        .x_label_area_size(42)
+        .y_label_area_size(62);
+    match p.y_scale {
+        YScale::Log => {
+            let (lo, hi) = y_extent(&p.series, true).unwrap_or((1.0, 10.0));
+            let lo = 10_f64.powf(lo.log10().floor());
+            let hi = 10_f64.powf((hi.log10() + 0.05).ceil());
+            let hi = if hi <= lo { lo * 10.0 } else { hi };
+            let mut c = chart.build_cartesian_2d(x0..x1, (lo..hi).log_scale()).map_err(err)?;
+            c.configure_mesh()
+                .x_desc(&p.x_desc)
+                .y_desc(&p.y_desc)
+                .label_style((FONT, 13))
+                .axis_desc_style((FONT, 14))
+                .light_line_style(GRID.mix(0.0))
+                .bold_line_style(GRID)
+                .x_label_formatter(&|x| tick_label_x(*x, p.x_integer))
+                .y_label_formatter(&|y| tick_label_log(*y))
+                .draw()
+                .map_err(err)?;
+            draw_panel_body(&mut c, p, (lo, hi), true)
+        }
+        YScale::Fixed(..) | YScale::Auto => {
+            let (lo, hi) = match p.y_scale {
+                YScale::Fixed(a, b) => (a, b),
+                _ => {
+                    let (lo, hi) = y_extent(&p.series, false).unwrap_or((0.0, 1.0));
+                    let lo = if lo >= 0.0 { 0.0 } else { lo };
+                    let pad = ((hi - lo) * 0.06).max(1e-9);
+                    (lo - if lo < 0.0 { pad } else { 0.0 }, hi + pad)
+                }
+            };
+            let mut c = chart.build_cartesian_2d(x0..x1, lo..hi).map_err(err)?;
+            c.configure_mesh()
+                .x_desc(&p.x_desc)
+                .y_desc(&p.y_desc)
+                .label_style((FONT, 13))
+                .axis_desc_style((FONT, 14))
+                .light_line_style(GRID.mix(0.0))
+                .bold_line_style(GRID)
+                .x_label_formatter(&|x| tick_label_x(*x, p.x_integer))
+                .y_label_formatter(&|y| tick_label_y(*y))
+                .draw()
+                .map_err(err)?;
+            draw_panel_body(&mut c, p, (lo, hi), false)
+        }
+    }
+}
+
+fn draw_panel_body<'a, DB, Y>(
+    c: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
+    p: &Panel,
+    (lo, hi): (f64, f64),
+    log: bool,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    Y: Ranged<ValueType = f64>,
+{
+    // Phases first, behind everything.
+    for s in &p.shades {
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(s.from, lo), (s.to, hi)],
+            s.color.mix(0.16).filled(),
+        )))
+        .map_err(err)?;
+        let y_top = hi;
+        let style =
+            (FONT, 13).into_font().color(&RGBColor(70, 70, 70)).pos(Pos::new(HPos::Center, VPos::Top));
+        let xc = (s.from + s.to) / 2.0;
+        c.draw_series(std::iter::once(Text::new(s.label.clone(), (xc, y_top), style))).map_err(err)?;
+    }
+    for s in &p.series {
+        let segs = segments(&s.points);
+        if s.band {
+            for seg in &segs {
+                if seg.iter().all(|&(_, _, sd)| sd <= 0.0) {
+                    continue;
+                }
+                let floor = if log { lo } else { f64::NEG_INFINITY };
+                let mut poly: Vec<(f64, f64)> = seg.iter().map(|&(x, m, sd)| (x, (m + sd).min(hi))).collect();
+                poly.extend(seg.iter().rev().map(|&(x, m, sd)| (x, (m - sd).max(floor).max(lo))));
+                c.draw_series(std::iter::once(Polygon::new(poly, s.color.mix(s.band_alpha).filled())))
+                    .map_err(err)?;
+            }
+        }
+        let style = s.color.stroke_width(2);
+        let mut first = true;
+        for seg in &segs {
+            let pts: Vec<(f64, f64)> =
+                seg.iter().map(|&(x, m, _)| (x, if log { m.max(lo) } else { m })).collect();
+            // A single point would not show as a line.
+            if pts.len() == 1 {
+                c.draw_series(pts.iter().map(|&pt| Circle::new(pt, 3, s.color.filled()))).map_err(err)?;
+            }
+            let anno = if s.dashed {
+                c.draw_series(DashedLineSeries::new(pts, 7, 5, style)).map_err(err)?
+            } else {
+                c.draw_series(LineSeries::new(pts, style)).map_err(err)?
+            };
+            if first && p.legend.is_some() && !s.label.is_empty() {
+                let color = s.color;
+                let dashed = s.dashed;
+                anno.label(s.label.clone()).legend(move |(x, y)| {
+                    if dashed {
+                        PathElement::new(
+                            vec![(x, y), (x + 7, y), (x + 12, y), (x + 20, y)],
+                            color.stroke_width(2),
+                        )
+                    } else {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    }
+                });
+                first = false;
+            }
+        }
+    }
+    if let Some(pos) = &p.legend {
+        c.configure_series_labels()
+            .position(pos.clone())
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .label_font((FONT, 13))
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Draws `panels` side by side under an optional figure title.
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[Panel],
+) -> DrawResult {
+    let area = if title.is_empty() { root.clone() } else { root.titled(title, (FONT, 20)).map_err(err)? };
+    let cells = area.split_evenly((1, panels.len().max(1)));
+    for (cell, p) in cells.iter().zip(panels) {
+        draw_panel(cell, p)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Run figures
+// ---------------------------------------------------------------------------------------
+
+/// `(x, mean, std)` of a metric at every layer, `x = l * x_scale`.
+fn metric_points(run: &Run, name: &str, x_scale: f64) -> Vec<(f64, Option<f64>, Option<f64>)> {
+    let m = run.metrics.metric(name);
+    (0..=run.n_layers())
+        .map(|l| (l as f64 * x_scale, m.and_then(|m| m.mean_at(l)), m.and_then(|m| m.std_at(l))))
+        .collect()
+}
+
+fn phase_shades(run: &Run) -> Vec<Shade> {
+    run.metrics
+        .summary
+        .phases
+        .map(|ph| {
+            ph.named()
+                .into_iter()
+                .map(|(p, r)| Shade {
+                    from: r.first as f64 - 0.5,
+                    to: r.last as f64 + 0.5,
+                    label: p.as_str().to_string(),
+                    color: phase_color(p),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn layer_range(run: &Run) -> (f64, f64) {
+    (-0.5, run.n_layers() as f64 + 0.5)
+}
+
+/// Fig. 1 of a run.
+pub(crate) struct Fig1<'a>(pub &'a Run);
+
+impl Figure for Fig1<'_> {
+    fn stem(&self) -> &'static str {
+        "fig1"
+    }
+    fn title(&self) -> String {
+        format!("Fig. 1 — {}: entropy_norm, sink_rate and bos_norm vs layer", self.0.label())
+    }
+    fn size(&self) -> (u32, u32) {
+        (1500, 470)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        let shades = phase_shades(run);
+        let mk = |title: &str, name: &str, y: YScale, color: RGBColor| Panel {
+            title: title.to_string(),
+            x_desc: "layer l".into(),
+            y_desc: name.to_string(),
+            x_range: layer_range(run),
+            x_integer: true,
+            y_scale: y,
+            series: vec![Series {
+                label: "mean ± std over prompts".into(),
+                color,
+                points: metric_points(run, name, 1.0),
+                dashed: false,
+                band: true,
+                band_alpha: 0.25,
+            }],
+            shades: shades.clone(),
+            legend: None,
+        };
+        let panels = [
+            mk("matrix entropy (normalised)", "entropy_norm", YScale::Fixed(0.0, 1.05), PALETTE[0]),
+            mk("sink rate (ε-sink heads)", "sink_rate", YScale::Fixed(0.0, 1.05), PALETTE[3]),
+            mk("first-token norm ‖x₀‖ (log)", "bos_norm", YScale::Log, PALETTE[2]),
+        ];
+        let title = format!("{} — mean ± std over {} prompts", run.label(), run.n_prompts());
+        draw_panels(root, &title, &panels)
+    }
+}
+
+/// Fig. 3 of a run: measured vs Theorem-1 bound.
+pub(crate) struct Fig3<'a>(pub &'a Run);
+
+impl Figure for Fig3<'_> {
+    fn stem(&self) -> &'static str {
+        "fig3"
+    }
+    fn title(&self) -> String {
+        format!("Fig. 3 — {}: measured vs Theorem-1 bound (sigma1_sq, anisotropy, entropy)", self.0.label())
+    }
+    fn size(&self) -> (u32, u32) {
+        (1500, 470)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        let shades = phase_shades(run);
+        let mk = |title: &str, name: &str, bound: &str, y: YScale, pos: SeriesLabelPosition| Panel {
+            title: title.to_string(),
+            x_desc: "layer l".into(),
+            y_desc: name.to_string(),
+            x_range: layer_range(run),
+            x_integer: true,
+            y_scale: y,
+            series: vec![
+                Series {
+                    label: format!("{name} (measured)"),
+                    color: PALETTE[0],
+                    points: metric_points(run, name, 1.0),
+                    dashed: false,
+                    band: true,
+                    band_alpha: 0.2,
+                },
+                Series {
+                    label: format!("{bound} (Theorem 1)"),
+                    color: PALETTE[3],
+                    points: metric_points(run, bound, 1.0),
+                    dashed: true,
+                    band: false,
+                    band_alpha: 0.0,
+                },
+            ],
+            shades: shades.clone(),
+            legend: Some(pos),
+        };
+        let panels = [
+            mk(
+                "σ₁² ≥ M + αR (log)",
+                "sigma1_sq",
+                "sigma1_sq_bound",
+                YScale::Log,
+                SeriesLabelPosition::LowerRight,
+            ),
+            mk(
+                "anisotropy p₁ ≥ (c+α)/(c+1)",
+                "anisotropy",
+                "anisotropy_bound",
+                YScale::Fixed(0.0, 1.05),
+                SeriesLabelPosition::LowerRight,
+            ),
+            mk("entropy H ≤ bound", "entropy", "entropy_bound", YScale::Auto, SeriesLabelPosition::LowerLeft),
+        ];
+        let title = format!("{} — Theorem 1: measured (solid, mean ± std) vs bound (dashed)", run.label());
+        draw_panels(root, &title, &panels)
+    }
+}
+
+/// Heatmap of `bos_attention[l][h]`.
+pub(crate) struct HeadsHeatmap<'a>(pub &'a Run);
+
+impl HeadsHeatmap<'_> {
+    fn epsilon(&self) -> Option<f64> {
+        self.0.manifest.options.get("epsilon").and_then(serde_json::Value::as_f64)
+    }
+}
+
+impl Figure for HeadsHeatmap<'_> {
+    fn stem(&self) -> &'static str {
+        "bos_attention_heads"
+    }
+    fn title(&self) -> String {
+        format!("bos_attention per head — {}: layer × head heatmap", self.0.label())
+    }
+    fn size(&self) -> (u32, u32) {
+        let h = self.0.metrics.head_count() as u32;
+        (1100, (150 + 24 * h).clamp(360, 900))
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        let l_max = run.n_layers();
+        let n_heads = run.metrics.head_count().max(1);
+        let eps = self.epsilon();
+        let title = format!(
+            "{} — bos_attention(l, h): mean over prompts of the attention paid to position 0{}",
+            run.label(),
+            eps.map(|e| format!(" (sink head: > ε = {e})")).unwrap_or_default()
+        );
+        let area = root.titled(&title, (FONT, 18)).map_err(err)?;
+        let (main, bar) = area.split_horizontally(area.dim_in_pixel().0.saturating_sub(110));
+        let mut c = ChartBuilder::on(&main)
+            .margin(10)
+            .x_label_area_size(42)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.5..l_max as f64 + 0.5, -0.5..n_heads as f64 - 0.5)
+            .map_err(err)?;
+        c.configure_mesh()
+            .disable_mesh()
+            .x_desc("layer l (block)")
+            .y_desc("head h")
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .x_labels(l_max.min(40))
+            .y_labels(n_heads.min(40))
+            .x_label_formatter(&|x| tick_label_x(*x, true))
+            .y_label_formatter(&|y| tick_label_x(*y, true))
+            .draw()
+            .map_err(err)?;
+        let rows = &run.metrics.heads.bos_attention;
+        let mut cells = Vec::new();
+        let mut missing = Vec::new();
+        for l in 1..=l_max {
+            let row = rows.get(l).and_then(Option::as_ref);
+            for h in 0..n_heads {
+                let x = l as f64;
+                let y = h as f64;
+                let rect = [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)];
+                match row.and_then(|r| r.get(h).copied().flatten()) {
+                    Some(v) => cells.push(Rectangle::new(rect, viridis(v).filled())),
+                    None => missing.push(Rectangle::new(rect, RGBColor(235, 235, 235).filled())),
+                }
+            }
+        }
+        c.draw_series(missing).map_err(err)?;
+        c.draw_series(cells).map_err(err)?;
+        if rows.iter().all(Option::is_none) {
+            let style = (FONT, 18).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+            c.draw_series(std::iter::once(Text::new(
+                "no attention statistics in this run",
+                (l_max as f64 / 2.0 + 0.5, (n_heads as f64 - 1.0) / 2.0),
+                style,
+            )))
+            .map_err(err)?;
+        }
+
+        // Colour bar 0..1 with the sink threshold.
+        let mut cb = ChartBuilder::on(&bar)
+            .margin_top(10)
+            .margin_bottom(52)
+            .margin_right(8)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(err)?;
+        cb.configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .y_labels(6)
+            .label_style((FONT, 12))
+            .y_label_formatter(&|y| tick_label_y(*y))
+            .draw()
+            .map_err(err)?;
+        let steps = 100;
+        cb.draw_series((0..steps).map(|i| {
+            let a = i as f64 / steps as f64;
+            let b = (i + 1) as f64 / steps as f64;
+            // Overlap the next step a little so no anti-aliasing seam shows between steps.
+            Rectangle::new([(0.0, a), (1.0, (b + 0.004).min(1.0))], viridis((a + b) / 2.0).filled())
+        }))
+        .map_err(err)?;
+        if let Some(e) = eps.filter(|e| (0.0..=1.0).contains(e)) {
+            cb.draw_series(std::iter::once(PathElement::new(vec![(0.0, e), (1.0, e)], RED.stroke_width(2))))
+                .map_err(err)?;
+            let style = (FONT, 12).into_font().color(&WHITE).pos(Pos::new(HPos::Center, VPos::Bottom));
+            cb.draw_series(std::iter::once(Text::new("ε", (0.5, e), style))).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The top activations of every layer.
+pub(crate) struct TopActivations<'a>(pub &'a Run);
+
+/// Most prominent (token, dim) keys: those that are a layer's top entry, by how often.
+fn top_keys(run: &Run, max: usize) -> Vec<(usize, usize)> {
+    let mut counts: Vec<((usize, usize), usize, f64)> = Vec::new();
+    for list in &run.metrics.top_activations {
+        for (rank, a) in list.iter().enumerate() {
+            let key = (a.token, a.dim);
+            let w = if rank == 0 { 1 } else { 0 };
+            match counts.iter_mut().find(|(k, _, _)| *k == key) {
+                Some(e) => {
+                    e.1 += w;
+                    e.2 = e.2.max(a.value.abs());
+                }
+                None => counts.push((key, w, a.value.abs())),
+            }
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)));
+    counts.into_iter().take(max).map(|(k, _, _)| k).collect()
+}
+
+impl Figure for TopActivations<'_> {
+    fn stem(&self) -> &'static str {
+        "top_activations"
+    }
+    fn title(&self) -> String {
+        format!("Top activations per layer — {}: |value| and (token, dimension)", self.0.label())
+    }
+    fn size(&self) -> (u32, u32) {
+        (1200, 500)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        let l_max = run.n_layers();
+        let lists = &run.metrics.top_activations;
+        let keys = top_keys(run, 7);
+        let color_of =
+            |k: (usize, usize)| keys.iter().position(|&q| q == k).map_or(RGBColor(150, 150, 150), palette);
+        let mut lo = f64::INFINITY;
+        let mut hi: f64 = 0.0;
+        for a in lists.iter().flatten() {
+            let v = a.value.abs();
+            if v > 0.0 && v.is_finite() {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+        if !lo.is_finite() {
+            lo = 1.0;
+            hi = 1000.0;
+        }
+        // Sun et al.'s absolute threshold (100) stays visible for reference.
+        hi = hi.max(200.0);
+        let lo = 10_f64.powf(lo.log10().floor());
+        let hi = 10_f64.powf((hi.log10() + 0.1).ceil());
+        let title = format!(
+            "{} — largest |X[i, j]| per layer (filled: positive, hollow: negative); dashed: 100 (Sun et al.)",
+            run.label()
+        );
+        let area = root.titled(&title, (FONT, 18)).map_err(err)?;
+        let mut c = ChartBuilder::on(&area)
+            .margin(10)
+            .margin_right(16)
+            .x_label_area_size(42)
+            .y_label_area_size(62)
+            .build_cartesian_2d(-0.5..l_max as f64 + 0.5, (lo..hi).log_scale())
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("layer l")
+            .y_desc("|activation|")
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(GRID.mix(0.0))
+            .bold_line_style(GRID)
+            .x_label_formatter(&|x| tick_label_x(*x, true))
+            .y_label_formatter(&|y| tick_label_log(*y))
+            .draw()
+            .map_err(err)?;
+        c.draw_series(DashedLineSeries::new(
+            vec![(-0.5, 100.0), (l_max as f64 + 0.5, 100.0)],
+            6,
+            5,
+            RGBColor(120, 120, 120).stroke_width(1),
+        ))
+        .map_err(err)?;
+        // Legend entries, one per highlighted key.
+        for (i, &(tok, dim)) in keys.iter().enumerate() {
+            let col = palette(i);
+            c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(err)?
+                .label(format!("dim {dim} @ token {tok}"))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, col.filled()));
+        }
+        let mut prev_top: Option<(usize, usize)> = None;
+        for (l, list) in lists.iter().enumerate() {
+            let x = l as f64;
+            // Smallest first so the top entry is drawn on top.
+            for a in list.iter().rev() {
+                let v = a.value.abs().max(lo);
+                let col = color_of((a.token, a.dim));
+                let style = if a.value >= 0.0 { col.filled() } else { col.stroke_width(2) };
+                c.draw_series(std::iter::once(Circle::new((x, v), 5, style))).map_err(err)?;
+            }
+            if let Some(top) = list.first() {
+                let key = (top.token, top.dim);
+                if prev_top != Some(key) {
+                    let style = (FONT, 12)
+                        .into_font()
+                        .color(&RGBColor(40, 40, 40))
+                        .pos(Pos::new(HPos::Center, VPos::Bottom));
+                    let peak = list.iter().map(|a| a.value.abs()).fold(lo, f64::max);
+                    let y = peak * 1.25;
+                    c.draw_series(std::iter::once(Text::new(format!("d{}", top.dim), (x, y), style)))
+                        .map_err(err)?;
+                }
+                prev_top = Some(key);
+            }
+        }
+        if !keys.is_empty() {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(180, 180, 180))
+                .label_font((FONT, 13))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Compare
+// ---------------------------------------------------------------------------------------
+
+/// Fig. 1 of several runs on normalised depth.
+pub(crate) struct CompareFig1<'a>(pub &'a [Run], pub &'a [String]);
+
+impl Figure for CompareFig1<'_> {
+    fn stem(&self) -> &'static str {
+        "compare_fig1"
+    }
+    fn title(&self) -> String {
+        format!("Fig. 1 compared — {} runs on normalised depth l / L", self.0.len())
+    }
+    fn size(&self) -> (u32, u32) {
+        (1500, 490)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let (runs, labels) = (self.0, self.1);
+        // The paper's nominal phases, for orientation only (each run's own are in the table).
+        let shades = vec![
+            Shade { from: 0.0, to: 0.2, label: "Mix (paper)".into(), color: phase_color(Phase::Mix) },
+            Shade {
+                from: 0.2,
+                to: 0.85,
+                label: "Compress (paper)".into(),
+                color: phase_color(Phase::Compress),
+            },
+            Shade { from: 0.85, to: 1.0, label: "Refine".into(), color: phase_color(Phase::Refine) },
+        ];
+        let mk = |title: &str, name: &str, y: YScale, legend: Option<SeriesLabelPosition>| Panel {
+            title: title.to_string(),
+            x_desc: "depth l / L".into(),
+            y_desc: name.to_string(),
+            x_range: (0.0, 1.0),
+            x_integer: false,
+            y_scale: y,
+            series: runs
+                .iter()
+                .zip(labels)
+                .enumerate()
+                .map(|(i, (r, label))| Series {
+                    label: label.clone(),
+                    color: palette(i),
+                    points: metric_points(r, name, 1.0 / r.n_layers().max(1) as f64),
+                    dashed: false,
+                    band: true,
+                    band_alpha: 0.12,
+                })
+                .collect(),
+            shades: shades.clone(),
+            legend,
+        };
+        let panels = [
+            mk(
+                "matrix entropy (normalised)",
+                "entropy_norm",
+                YScale::Fixed(0.0, 1.05),
+                Some(SeriesLabelPosition::LowerLeft),
+            ),
+            mk("sink rate (ε-sink heads)", "sink_rate", YScale::Fixed(0.0, 1.05), None),
+            mk("first-token norm ‖x₀‖ (log)", "bos_norm", YScale::Log, None),
+        ];
+        draw_panels(
+            root,
+            "Fig. 1 per model on normalised depth — mean ± std band; shading: the paper's nominal phases",
+            &panels,
+        )
+    }
+}

@@ -1,0 +1,607 @@
+//! The versioned result schema of `docs/results-schema.md` (schema version
+//! [`SCHEMA_VERSION`]) as serde structs, and [`Run`], a whole run folder in memory.
+//!
+//! The structs are tolerant: unknown fields are ignored and almost every field is optional,
+//! so a newer writer that adds fields (or a kind of run without attention metrics) still
+//! renders. What is not tolerated is a different `schema_version`: that is a
+//! [`ReportError::SchemaVersion`] naming the file, checked before anything else is parsed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ReportError;
+
+/// The result-schema version this crate reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File name of the run manifest inside a run folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of the aggregated metrics inside a run folder.
+pub const METRICS_FILE: &str = "metrics.json";
+/// File name of the per-prompt records inside a run folder.
+pub const PROMPTS_FILE: &str = "prompts.jsonl";
+
+/// A per-layer curve: `L + 1` entries indexed by layer `l = 0..L`, `None` (JSON `null`)
+/// where undefined.
+pub type Curve = Vec<Option<f64>>;
+
+// ---------------------------------------------------------------------------------------
+// metrics.json
+// ---------------------------------------------------------------------------------------
+
+/// `metrics.json`: per-layer summaries over prompts, per-head statistics, top activations
+/// and the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Number of blocks `L` (curves have `L + 1` entries).
+    pub n_layers: usize,
+    /// Query heads per layer.
+    #[serde(default)]
+    pub n_heads: Option<usize>,
+    /// Number of prompts aggregated.
+    #[serde(default)]
+    pub n_prompts: Option<usize>,
+    /// Per-layer summary of every scalar metric, keyed by its `metrics.md` name.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricSummary>,
+    /// Per-head statistics.
+    #[serde(default)]
+    pub heads: Heads,
+    /// `top_activations[l]`: the largest activations of layer `l` over prompts (at most k,
+    /// sorted by |value|). `null` entries are read as empty lists.
+    #[serde(default, deserialize_with = "de_null_lists")]
+    pub top_activations: Vec<Vec<TopActivation>>,
+    /// The run's headline numbers.
+    #[serde(default)]
+    pub summary: RunSummary,
+}
+
+/// Mean, standard deviation, min and max over prompts of one metric at every layer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Mean over prompts.
+    #[serde(default)]
+    pub mean: Curve,
+    /// Sample standard deviation over prompts.
+    #[serde(default)]
+    pub std: Curve,
+    /// Minimum over prompts.
+    #[serde(default)]
+    pub min: Curve,
+    /// Maximum over prompts.
+    #[serde(default)]
+    pub max: Curve,
+}
+
+impl MetricSummary {
+    /// Mean at layer `l` (`None` when undefined or out of range).
+    pub fn mean_at(&self, l: usize) -> Option<f64> {
+        self.mean.get(l).copied().flatten()
+    }
+
+    /// Standard deviation at layer `l` (`None` when undefined or out of range).
+    pub fn std_at(&self, l: usize) -> Option<f64> {
+        self.std.get(l).copied().flatten()
+    }
+}
+
+/// Per-head statistics of `metrics.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heads {
+    /// `bos_attention[l][h]`, mean over prompts; entry 0 (and any layer without attention)
+    /// is `None`.
+    #[serde(default)]
+    pub bos_attention: Vec<Option<Vec<Option<f64>>>>,
+    /// `head_class_counts[l]`: number of heads of each class (`sink`, `identity`,
+    /// `previous-token`, `mixing`, `other`) in layer `l`.
+    #[serde(default)]
+    pub head_class_counts: Vec<Option<BTreeMap<String, f64>>>,
+}
+
+/// One entry of `top_activations[l]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TopActivation {
+    /// Residual dimension j.
+    pub dim: usize,
+    /// Token position i.
+    pub token: usize,
+    /// The signed value with the largest magnitude seen.
+    pub value: f64,
+    /// Number of prompts where this (position, dimension) was in the top k.
+    #[serde(default)]
+    pub n_prompts: Option<usize>,
+}
+
+/// `summary` of `metrics.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The blocks that create the massive activation (metrics.md, "Interventions").
+    #[serde(default)]
+    pub massive_layers: Vec<MassiveLayer>,
+    /// Mix–Compress–Refine phases; `None` when no compression phase was found.
+    #[serde(default)]
+    pub phases: Option<Phases>,
+    /// Pearson r of `Δ log bos_norm` and `Δ entropy` over layers.
+    #[serde(default)]
+    pub corr_bos_entropy: Option<f64>,
+    /// Pearson r of `Δ log bos_norm` and `Δ sink_rate` over layers.
+    #[serde(default)]
+    pub corr_bos_sink: Option<f64>,
+    /// Number of measured values on the wrong side of a Theorem-1 bound (must be 0).
+    #[serde(default)]
+    pub bound_violations: Option<u64>,
+    /// Layer and value of the largest mean `bos_ratio`.
+    #[serde(default)]
+    pub peak_bos_ratio: Option<LayerValue>,
+    /// Layer and value of the smallest mean `entropy_norm`.
+    #[serde(default)]
+    pub min_entropy_norm: Option<LayerValue>,
+}
+
+/// One detected massive-activation block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MassiveLayer {
+    /// The block (1-based, = the layer whose `X(l)` it writes).
+    #[serde(default)]
+    pub block: Option<usize>,
+    /// The layer `l` (= `block`).
+    #[serde(default)]
+    pub layer: Option<usize>,
+    /// MLP output norm at position 0 over the median of the other positions.
+    #[serde(default)]
+    pub mlp_ratio: Option<f64>,
+    /// `bos_ratio(l) / bos_ratio(l − 1)`.
+    #[serde(default)]
+    pub bos_ratio_gain: Option<f64>,
+}
+
+impl MassiveLayer {
+    /// The layer this block writes (`layer`, else `block`).
+    pub fn layer_index(&self) -> Option<usize> {
+        self.layer.or(self.block)
+    }
+}
+
+/// Mix–Compress–Refine phases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Every layer before the compression (`None` when it starts at layer 0).
+    #[serde(default)]
+    pub mix: Option<LayerRange>,
+    /// The compression valley.
+    #[serde(default)]
+    pub compress: Option<LayerRange>,
+    /// Every layer after the compression (`None` when it reaches layer L).
+    #[serde(default)]
+    pub refine: Option<LayerRange>,
+    /// Midpoint of `entropy_norm` between its min and max over depth.
+    #[serde(default)]
+    pub entropy_norm_midpoint: Option<f64>,
+}
+
+impl Phases {
+    /// The three phases with their display names, in depth order (absent ones skipped).
+    pub fn named(&self) -> Vec<(Phase, LayerRange)> {
+        [(Phase::Mix, self.mix), (Phase::Compress, self.compress), (Phase::Refine, self.refine)]
+            .into_iter()
+            .filter_map(|(p, r)| r.map(|r| (p, r)))
+            .collect()
+    }
+
+    /// The phase layer `l` belongs to, if any.
+    pub fn phase_of(&self, l: usize) -> Option<Phase> {
+        self.named().into_iter().find(|(_, r)| r.first <= l && l <= r.last).map(|(p, _)| p)
+    }
+}
+
+/// One of the three phases of the paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Early layers: broad mixing.
+    Mix,
+    /// Middle layers: massive activation, compression, sinks.
+    Compress,
+    /// Late layers: decompression.
+    Refine,
+}
+
+impl Phase {
+    /// Display name ("Mix", "Compress", "Refine").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Mix => "Mix",
+            Phase::Compress => "Compress",
+            Phase::Refine => "Refine",
+        }
+    }
+}
+
+/// An inclusive range of layers with its depth fractions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerRange {
+    /// First layer (inclusive).
+    pub first: usize,
+    /// Last layer (inclusive).
+    pub last: usize,
+    /// `first / L`.
+    #[serde(default)]
+    pub first_depth: Option<f64>,
+    /// `last / L`.
+    #[serde(default)]
+    pub last_depth: Option<f64>,
+}
+
+/// A value at a layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerValue {
+    /// The layer `l`.
+    pub layer: usize,
+    /// The value.
+    pub value: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// manifest.json
+// ---------------------------------------------------------------------------------------
+
+/// `manifest.json`: what was run, on what, how, and with which conventions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The command that wrote the folder (`profile`, `ablate`, ...).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The tool and its command line.
+    #[serde(default)]
+    pub tool: Option<ToolInfo>,
+    /// The model.
+    #[serde(default)]
+    pub model: Option<ModelInfo>,
+    /// The tokenizer and BOS policy.
+    #[serde(default)]
+    pub tokenizer: Option<TokenizerInfo>,
+    /// The token at position 0.
+    #[serde(default)]
+    pub first_token: Option<FirstToken>,
+    /// Where the prompts came from (kept as JSON: its shape depends on the source).
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Every threshold and parameter (`epsilon`, `tau`, `top_k`, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, Value>,
+    /// Every convention, by name (`layer_index`, `entropy_norm`, `std`, ...).
+    #[serde(default)]
+    pub conventions: BTreeMap<String, Value>,
+    /// Number of prompts.
+    #[serde(default)]
+    pub n_prompts: Option<usize>,
+    /// Total number of tokens.
+    #[serde(default)]
+    pub n_tokens: Option<usize>,
+    /// Timings and memory (kept as JSON numbers by name).
+    #[serde(default)]
+    pub timings: BTreeMap<String, Value>,
+}
+
+/// `manifest.tool`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// `sinkscope`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The command line, one argument per entry.
+    #[serde(default)]
+    pub command_line: Vec<String>,
+    /// The compute engine.
+    #[serde(default)]
+    pub engine: Option<String>,
+}
+
+/// `manifest.model`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model file or folder.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `gguf` or `safetensors` (kept as JSON).
+    #[serde(default)]
+    pub format: Option<Value>,
+    /// Content hash.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Family id (kept as JSON).
+    #[serde(default)]
+    pub family: Option<Value>,
+    /// The resolved `ModelConfig` (kept as JSON).
+    #[serde(default)]
+    pub config: Option<Value>,
+    /// Number of tensors per storage dtype.
+    #[serde(default)]
+    pub dtype_mix: BTreeMap<String, Value>,
+}
+
+/// `manifest.tokenizer`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenizerInfo {
+    /// Where the tokenizer came from.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Vocabulary size.
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
+    /// `auto`, `always` or `never`.
+    #[serde(default)]
+    pub bos_policy: Option<String>,
+    /// The BOS token's text, if the tokenizer has one.
+    #[serde(default)]
+    pub bos_token: Option<String>,
+    /// The BOS token's id, if the tokenizer has one.
+    #[serde(default)]
+    pub bos_id: Option<u64>,
+    /// Whether the model adds a BOS by default.
+    #[serde(default)]
+    pub model_adds_bos: Option<bool>,
+    /// How ids were made from text.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// The token at position 0 (`manifest.first_token`, and per prompt in `prompts.jsonl`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirstToken {
+    /// Its id.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// Its text.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Whether it is the tokenizer's BOS token.
+    #[serde(default)]
+    pub is_bos: Option<bool>,
+    /// Whether every prompt starts with the same token (manifest only).
+    #[serde(default)]
+    pub same_for_all_prompts: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------
+// prompts.jsonl
+// ---------------------------------------------------------------------------------------
+
+/// One line of `prompts.jsonl`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    /// The prompt id (a number in the file is read as its decimal text).
+    #[serde(default, deserialize_with = "de_id")]
+    pub id: String,
+    /// Number of tokens T.
+    #[serde(default)]
+    pub n_tokens: Option<usize>,
+    /// The token ids.
+    #[serde(default)]
+    pub token_ids: Vec<u64>,
+    /// The token at position 0.
+    #[serde(default)]
+    pub first_token: Option<FirstToken>,
+    /// Every per-layer metric of this prompt (`L + 1` values each).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, Curve>,
+}
+
+fn de_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+fn de_null_lists<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<TopActivation>>, D::Error> {
+    let v: Vec<Option<Vec<TopActivation>>> = Vec::deserialize(d)?;
+    Ok(v.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------
+
+fn read_text(path: &Path) -> Result<String, ReportError> {
+    std::fs::read_to_string(path).map_err(ReportError::io(path))
+}
+
+/// Checks `schema_version` in a parsed JSON document, naming `path` in the error.
+fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
+    match v.get("schema_version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => Ok(()),
+        Some(other) => Err(ReportError::SchemaVersion {
+            path: path.to_path_buf(),
+            found: other.to_string(),
+            expected: SCHEMA_VERSION,
+        }),
+        None => Err(ReportError::SchemaVersion {
+            path: path.to_path_buf(),
+            found: "(missing)".to_string(),
+            expected: SCHEMA_VERSION,
+        }),
+    }
+}
+
+fn parse_versioned<T: DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
+    let text = read_text(path)?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
+        path: path.to_path_buf(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    check_version(path, &value)?;
+    serde_json::from_value(value).map_err(|e| ReportError::Parse {
+        path: path.to_path_buf(),
+        line: None,
+        message: e.to_string(),
+    })
+}
+
+impl MetricsFile {
+    /// Reads and checks a `metrics.json`.
+    ///
+    /// # Errors
+    /// [`ReportError::Io`], [`ReportError::Parse`], [`ReportError::SchemaVersion`] for a
+    /// different `schema_version`, [`ReportError::Invalid`] when a per-layer array does
+    /// not have `n_layers + 1` entries.
+    pub fn load(path: &Path) -> Result<Self, ReportError> {
+        let m: Self = parse_versioned(path)?;
+        m.validate(path)?;
+        Ok(m)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ReportError> {
+        let want = self.n_layers + 1;
+        let invalid = |message: String| ReportError::Invalid { path: path.to_path_buf(), message };
+        if self.n_layers == 0 {
+            return Err(invalid("n_layers is 0".into()));
+        }
+        for (name, s) in &self.metrics {
+            for (stat, c) in [("mean", &s.mean), ("std", &s.std), ("min", &s.min), ("max", &s.max)] {
+                if !c.is_empty() && c.len() != want {
+                    return Err(invalid(format!(
+                        "metrics.{name}.{stat} has {} entries, expected n_layers + 1 = {want}",
+                        c.len()
+                    )));
+                }
+            }
+        }
+        let h = &self.heads;
+        if !h.bos_attention.is_empty() && h.bos_attention.len() != want {
+            return Err(invalid(format!(
+                "heads.bos_attention has {} entries, expected n_layers + 1 = {want}",
+                h.bos_attention.len()
+            )));
+        }
+        if !self.top_activations.is_empty() && self.top_activations.len() != want {
+            return Err(invalid(format!(
+                "top_activations has {} entries, expected n_layers + 1 = {want}",
+                self.top_activations.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The summary of metric `name`, if present.
+    pub fn metric(&self, name: &str) -> Option<&MetricSummary> {
+        self.metrics.get(name)
+    }
+
+    /// Mean of metric `name` at layer `l`.
+    pub fn mean_at(&self, name: &str, l: usize) -> Option<f64> {
+        self.metric(name).and_then(|s| s.mean_at(l))
+    }
+
+    /// Number of heads: `n_heads`, else the widest row of `heads.bos_attention`.
+    pub fn head_count(&self) -> usize {
+        self.n_heads
+            .unwrap_or_else(|| self.heads.bos_attention.iter().flatten().map(Vec::len).max().unwrap_or(0))
+    }
+}
+
+impl Manifest {
+    /// Reads and checks a `manifest.json`.
+    ///
+    /// # Errors
+    /// [`ReportError::Io`], [`ReportError::Parse`], [`ReportError::SchemaVersion`].
+    pub fn load(path: &Path) -> Result<Self, ReportError> {
+        parse_versioned(path)
+    }
+
+    /// A short name for the model: the model file or folder name without `.gguf`.
+    pub fn model_name(&self) -> Option<String> {
+        let path = self.model.as_ref()?.path.as_ref()?;
+        let name = Path::new(path.trim_end_matches('/')).file_name()?.to_string_lossy().into_owned();
+        Some(name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name))
+    }
+}
+
+impl PromptRecord {
+    /// Reads every line of a `prompts.jsonl` (blank lines skipped).
+    ///
+    /// # Errors
+    /// [`ReportError::Io`], or [`ReportError::Parse`] naming the line.
+    pub fn load_all(path: &Path) -> Result<Vec<Self>, ReportError> {
+        let file = std::fs::File::open(path).map_err(ReportError::io(path))?;
+        let mut out = Vec::new();
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(ReportError::io(path))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let rec = serde_json::from_str(&line).map_err(|e| ReportError::Parse {
+                path: path.to_path_buf(),
+                line: Some(i + 1),
+                message: e.to_string(),
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+/// A run folder in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `manifest.json`.
+    pub manifest: Manifest,
+    /// `metrics.json`.
+    pub metrics: MetricsFile,
+    /// `prompts.jsonl` (empty when the file is absent).
+    pub prompts: Vec<PromptRecord>,
+    /// Whether `prompts.jsonl` was present.
+    pub prompts_present: bool,
+}
+
+impl Run {
+    /// Reads `dir/manifest.json`, `dir/metrics.json` and (if present) `dir/prompts.jsonl`.
+    ///
+    /// # Errors
+    /// As [`Manifest::load`], [`MetricsFile::load`] and [`PromptRecord::load_all`].
+    pub fn load(dir: &Path) -> Result<Self, ReportError> {
+        let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
+        let metrics = MetricsFile::load(&dir.join(METRICS_FILE))?;
+        let prompts_path = dir.join(PROMPTS_FILE);
+        let prompts_present = prompts_path.is_file();
+        let prompts = if prompts_present { PromptRecord::load_all(&prompts_path)? } else { Vec::new() };
+        Ok(Self { dir: dir.to_path_buf(), manifest, metrics, prompts, prompts_present })
+    }
+
+    /// Number of blocks `L`.
+    pub fn n_layers(&self) -> usize {
+        self.metrics.n_layers
+    }
+
+    /// Depth fraction `l / L`.
+    pub fn depth(&self, l: usize) -> f64 {
+        l as f64 / self.n_layers().max(1) as f64
+    }
+
+    /// Number of prompts: `metrics.n_prompts`, else the manifest's, else the lines read.
+    pub fn n_prompts(&self) -> usize {
+        self.metrics.n_prompts.or(self.manifest.n_prompts).unwrap_or(self.prompts.len())
+    }
+
+    /// A display label: the model name, else the folder name.
+    pub fn label(&self) -> String {
+        self.manifest.model_name().unwrap_or_else(|| {
+            self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
+        })
+    }
+}
