@@ -4,4 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo run --quiet -p sinkscope-cli -- fetch smollm2 --dir models >/dev/null
+# The report tests open report.html in headless Chromium (Debian's `chromium`). Install it
+# when it is missing and apt-get is available; if that fails the test skips, loudly.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the report rendering test..." >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+        >/dev/null 2>&1 || echo "warning: could not install chromium; the browser rendering test will be SKIPPED" >&2
+fi
 cargo test --workspace

@@ -19,6 +19,9 @@ pub struct OutputError {
 /// Maps an error chain to the documented exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
+        if let Some(code) = crate::commands::compare::exit_code_for(cause) {
+            return code;
+        }
         if cause.downcast_ref::<sinkscope_io::prompts::PromptError>().is_some()
             || cause.downcast_ref::<OutputError>().is_some()
         {

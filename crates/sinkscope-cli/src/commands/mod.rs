@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod compare;
 pub mod fetch;
 pub mod inspect;
 pub mod run;
