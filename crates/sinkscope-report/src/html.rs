@@ -28,7 +28,8 @@ figure { margin: 10px 0 22px; }
 figure svg { width: 100%; height: auto; max-width: 100%; display: block; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 0.92rem; margin-top: 6px; }
 table { border-collapse: collapse; font-size: 0.86rem; margin: 6px 0 14px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: right; vertical-align: top; white-space: nowrap; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: right; vertical-align: top; }
+#layer-table td, #prompt-table td, #compare-table td { white-space: nowrap; }
 th { background: var(--bg-alt); position: sticky; top: 0; }
 td.l, th.l { text-align: left; }
 tr.massive td { font-weight: 600; }
@@ -73,7 +74,11 @@ fn pct(d: f64) -> String {
 fn range_text(r: &LayerRange, run: &Run) -> String {
     let fd = r.first_depth.unwrap_or_else(|| run.depth(r.first));
     let ld = r.last_depth.unwrap_or_else(|| run.depth(r.last));
-    format!("layers {}–{} ({}–{} of depth)", r.first, r.last, pct(fd), pct(ld))
+    if r.first == r.last {
+        format!("layer {} ({} of depth)", r.first, pct(fd))
+    } else {
+        format!("layers {}–{} ({}–{} of depth)", r.first, r.last, pct(fd), pct(ld))
+    }
 }
 
 fn json_text(v: &Value) -> String {
@@ -145,12 +150,22 @@ fn first_token_sentence(run: &Run) -> String {
                 Some(false) => "<strong>not a BOS token</strong>".to_string(),
                 None => "of unknown BOS status".to_string(),
             };
-            let all = match ft.same_for_all_prompts {
-                Some(true) => " It is the same token for every prompt.".to_string(),
-                Some(false) => " The first token differs between prompts (the first prompt's is shown; see the prompt table).".to_string(),
-                None => String::new(),
-            };
-            format!("Position 0 (the sink candidate) holds {what}, which is {bos}.{all}")
+            let mix = first_token_mix(run);
+            match ft.same_for_all_prompts {
+                Some(false) if !mix.is_empty() => format!(
+                    "Position 0 (the sink candidate) holds each prompt's own first token, which differs between \
+                     prompts{mix}."
+                ),
+                Some(false) => format!(
+                    "Position 0 (the sink candidate) differs between prompts; the first prompt's is {what}, which \
+                     is {bos}."
+                ),
+                Some(true) => format!(
+                    "Position 0 (the sink candidate) holds {what}, which is {bos}. It is the same token for every \
+                     prompt."
+                ),
+                None => format!("Position 0 (the sink candidate) holds {what}, which is {bos}."),
+            }
         }
         None => "The manifest does not record the token at position 0.".to_string(),
     };
@@ -167,6 +182,38 @@ fn first_token_sentence(run: &Run) -> String {
         );
     }
     s
+}
+
+/// ": "A" in 3 prompts, "The" in 2 (none a BOS)" from prompts.jsonl; empty without it.
+fn first_token_mix(run: &Run) -> String {
+    let mut counts: Vec<(String, usize, bool)> = Vec::new();
+    for p in &run.prompts {
+        let Some(ft) = &p.first_token else { continue };
+        let tok =
+            ft.token.clone().unwrap_or_else(|| ft.id.map(|i| format!("#{i}")).unwrap_or_else(|| "?".into()));
+        let bos = ft.is_bos == Some(true);
+        match counts.iter_mut().find(|(t, _, _)| *t == tok) {
+            Some(c) => c.1 += 1,
+            None => counts.push((tok, 1, bos)),
+        }
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let n_bos: usize = counts.iter().filter(|c| c.2).map(|c| c.1).sum();
+    let shown: Vec<String> = counts
+        .iter()
+        .take(6)
+        .map(|(t, n, _)| format!("<code>{}</code> in {n}", esc(&format!("{t:?}"))))
+        .collect();
+    let more = if counts.len() > 6 { format!(" and {} more", counts.len() - 6) } else { String::new() };
+    let bos = match n_bos {
+        0 => " — <strong>none is a BOS token</strong>".to_string(),
+        n if n == run.prompts.len() => " — <strong>all are BOS tokens</strong>".to_string(),
+        n => format!(" — <strong>{n} of them BOS tokens</strong>"),
+    };
+    format!(": {}{more}{bos}", shown.join(", "))
 }
 
 /// Sentences (HTML) summarising a run.
@@ -195,21 +242,26 @@ pub(crate) fn summary_sentences(run: &Run) -> Vec<String> {
             .map(|m| {
                 let l = m.layer_index();
                 let mut t = match l {
-                    Some(l) => format!("layer {l} ({} of depth, block {l}'s MLP", pct(run.depth(l))),
+                    Some(l) => format!("<strong>layer {l}</strong> ({} of depth", pct(run.depth(l))),
                     None => "an unnamed layer (".to_string(),
                 };
+                let block = l.map(|l| format!("block {l}'s")).unwrap_or_else(|| "the block's".into());
                 if let Some(r) = m.mlp_ratio {
-                    let _ = write!(t, "; MLP output at position 0 = {}× the other positions' median", num(r));
+                    let _ = write!(
+                        t,
+                        "; {block} MLP output at position 0 is {}× the other positions' median",
+                        num(r)
+                    );
                 }
                 if let Some(g) = m.bos_ratio_gain {
-                    let _ = write!(t, "; bos_ratio × {}", num(g));
+                    let _ = write!(t, "; bos_ratio ×{}", num(g));
                 }
                 t.push(')');
                 t
             })
             .collect();
         out.push(format!(
-            "The massive activation forms at <strong>{}</strong>{}.",
+            "The massive activation forms at {}{}.",
             parts.join(" and "),
             peak.map(|p| format!("; {p}")).unwrap_or_default()
         ));

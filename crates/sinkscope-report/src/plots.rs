@@ -200,6 +200,8 @@ pub(crate) struct Series {
     pub band: bool,
     /// Opacity of the band.
     pub band_alpha: f64,
+    /// Natural range of the metric (e.g. [0, 1] for fractions): the band is clipped to it.
+    pub range: Option<(f64, f64)>,
 }
 
 /// How the y axis is scaled.
@@ -211,6 +213,12 @@ pub(crate) enum YScale {
     Auto,
     /// Log10, range from the positive data.
     Log,
+}
+
+/// The panels with a fixed linear range show fractions (entropy_norm, sink_rate,
+/// anisotropy): their bands stay within [0, 1].
+fn fraction_range(y: YScale) -> Option<(f64, f64)> {
+    matches!(y, YScale::Fixed(..)).then_some((0.0, 1.0))
 }
 
 /// A shaded x range with a label.
@@ -397,7 +405,15 @@ where
         let style =
             (FONT, 13).into_font().color(&RGBColor(70, 70, 70)).pos(Pos::new(HPos::Center, VPos::Top));
         let xc = (s.from + s.to) / 2.0;
-        c.draw_series(std::iter::once(Text::new(s.label.clone(), (xc, y_top), style))).map_err(err)?;
+        // A band too narrow for its name gets its initial only.
+        let (x0, x1) = p.x_range;
+        let frac = (s.to - s.from) / (x1 - x0).max(f64::MIN_POSITIVE);
+        let label = if frac * 420.0 < 7.5 * s.label.chars().count() as f64 {
+            s.label.chars().next().map(String::from).unwrap_or_default()
+        } else {
+            s.label.clone()
+        };
+        c.draw_series(std::iter::once(Text::new(label, (xc, y_top), style))).map_err(err)?;
     }
     for s in &p.series {
         let segs = segments(&s.points);
@@ -406,9 +422,12 @@ where
                 if seg.iter().all(|&(_, _, sd)| sd <= 0.0) {
                     continue;
                 }
-                let floor = if log { lo } else { f64::NEG_INFINITY };
-                let mut poly: Vec<(f64, f64)> = seg.iter().map(|&(x, m, sd)| (x, (m + sd).min(hi))).collect();
-                poly.extend(seg.iter().rev().map(|&(x, m, sd)| (x, (m - sd).max(floor).max(lo))));
+                let (r_lo, r_hi) = s.range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+                let top = hi.min(r_hi);
+                let bottom = lo.max(r_lo);
+                let mut poly: Vec<(f64, f64)> =
+                    seg.iter().map(|&(x, m, sd)| (x, (m + sd).min(top).max(bottom))).collect();
+                poly.extend(seg.iter().rev().map(|&(x, m, sd)| (x, (m - sd).max(bottom).min(top))));
                 c.draw_series(std::iter::once(Polygon::new(poly, s.color.mix(s.band_alpha).filled())))
                     .map_err(err)?;
             }
@@ -534,6 +553,7 @@ impl Figure for Fig1<'_> {
                 dashed: false,
                 band: true,
                 band_alpha: 0.25,
+                range: fraction_range(y),
             }],
             shades: shades.clone(),
             legend: None,
@@ -579,6 +599,7 @@ impl Figure for Fig3<'_> {
                     dashed: false,
                     band: true,
                     band_alpha: 0.2,
+                    range: fraction_range(y),
                 },
                 Series {
                     label: format!("{bound} (Theorem 1)"),
@@ -587,6 +608,7 @@ impl Figure for Fig3<'_> {
                     dashed: true,
                     band: false,
                     band_alpha: 0.0,
+                    range: None,
                 },
             ],
             shades: shades.clone(),
@@ -820,7 +842,6 @@ impl Figure for TopActivations<'_> {
                 .label(format!("dim {dim} @ token {tok}"))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, col.filled()));
         }
-        let mut prev_top: Option<(usize, usize)> = None;
         for (l, list) in lists.iter().enumerate() {
             let x = l as f64;
             // Smallest first so the top entry is drawn on top.
@@ -830,20 +851,25 @@ impl Figure for TopActivations<'_> {
                 let style = if a.value >= 0.0 { col.filled() } else { col.stroke_width(2) };
                 c.draw_series(std::iter::once(Circle::new((x, v), 5, style))).map_err(err)?;
             }
-            if let Some(top) = list.first() {
-                let key = (top.token, top.dim);
-                if prev_top != Some(key) {
-                    let style = (FONT, 12)
-                        .into_font()
-                        .color(&RGBColor(40, 40, 40))
-                        .pos(Pos::new(HPos::Center, VPos::Bottom));
-                    let peak = list.iter().map(|a| a.value.abs()).fold(lo, f64::max);
-                    let y = peak * 1.25;
-                    c.draw_series(std::iter::once(Text::new(format!("d{}", top.dim), (x, y), style)))
-                        .map_err(err)?;
-                }
-                prev_top = Some(key);
+        }
+        // Labels last, above the points: the top entry's dimension wherever it changes.
+        let mut prev_dim: Option<usize> = None;
+        for (l, list) in lists.iter().enumerate() {
+            let Some(top) = list.first() else { continue };
+            if prev_dim != Some(top.dim) {
+                let style = (FONT, 12)
+                    .into_font()
+                    .color(&RGBColor(40, 40, 40))
+                    .pos(Pos::new(HPos::Center, VPos::Bottom));
+                let peak = list.iter().map(|a| a.value.abs()).fold(lo, f64::max);
+                c.draw_series(std::iter::once(Text::new(
+                    format!("d{}", top.dim),
+                    (l as f64, peak * 1.6),
+                    style,
+                )))
+                .map_err(err)?;
             }
+            prev_dim = Some(top.dim);
         }
         if !keys.is_empty() {
             c.configure_series_labels()
@@ -906,6 +932,7 @@ impl Figure for CompareFig1<'_> {
                     dashed: false,
                     band: true,
                     band_alpha: 0.12,
+                    range: fraction_range(y),
                 })
                 .collect(),
             shades: shades.clone(),

@@ -177,7 +177,7 @@ fn report_html_is_self_contained_and_says_what_matters() {
     assert!(html.contains("<style>"), "inline CSS");
     // Summary in words.
     for s in [
-        "The massive activation forms at <strong>layer 2 (33 % of depth, block 2's MLP",
+        "The massive activation forms at <strong>layer 2</strong> (33 % of depth; block 2's MLP output at position 0 is 52.0× the other positions' median; bos_ratio ×85.7)",
         "peaks at <strong>114</strong> at layer 2",
         "layers 0–1 (0 %–17 % of depth)",
         "layers 2–4 (33 %–67 % of depth)",
