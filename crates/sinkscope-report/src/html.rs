@@ -720,6 +720,9 @@ pub(crate) fn compare_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
     row("heads", &|r| r.metrics.head_count().to_string());
     row("prompts", &|r| r.n_prompts().to_string());
     row("tokens", &|r| r.manifest.n_tokens.map(|n| n.to_string()).unwrap_or_else(|| "–".into()));
+    row("BOS policy", &|r| {
+        r.manifest.tokenizer.as_ref().and_then(|t| t.bos_policy.clone()).unwrap_or_else(|| "–".into())
+    });
     row("first token (BOS?)", &|r| {
         let ft = r.manifest.first_token.as_ref();
         let t = ft.and_then(|f| f.token.clone()).map(|t| format!("{t:?}")).unwrap_or_else(|| "?".into());
@@ -774,7 +777,11 @@ pub(crate) fn compare_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
                 (Some(rg), _) => {
                     let fd = rg.first_depth.unwrap_or_else(|| r.depth(rg.first));
                     let ld = rg.last_depth.unwrap_or_else(|| r.depth(rg.last));
-                    format!("{}–{} ({}–{})", rg.first, rg.last, pct(fd), pct(ld))
+                    if rg.first == rg.last {
+                        format!("{} ({})", rg.first, pct(fd))
+                    } else {
+                        format!("{}–{} ({}–{})", rg.first, rg.last, pct(fd), pct(ld))
+                    }
                 }
                 (None, Some(_)) => "none".into(),
                 (None, None) => "no compression phase".into(),
