@@ -16,6 +16,23 @@ pub struct OutputError {
     pub source: std::io::Error,
 }
 
+/// The error and its causes on one line, `outer: inner: ...`, each text once: library errors
+/// often print their source inside their own message, and repeating it would only add noise.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Maps an error chain to the documented exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
@@ -29,10 +46,17 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if let Some(m) = cause.downcast_ref::<sinkscope_model::ModelError>() {
             return match m {
-                sinkscope_model::ModelError::NonFinite { .. } => exit::NUMERICAL,
+                sinkscope_model::ModelError::NonFinite { .. }
+                | sinkscope_model::ModelError::NonFiniteWeights { .. } => exit::NUMERICAL,
                 sinkscope_model::ModelError::Input(_) => exit::INPUT,
                 sinkscope_model::ModelError::Hook { .. } => exit::USAGE,
                 _ => exit::OTHER,
+            };
+        }
+        if let Some(m) = cause.downcast_ref::<sinkscope_model::memory::MemoryError>() {
+            return match m {
+                sinkscope_model::memory::MemoryError::Insufficient { .. } => exit::MEMORY,
+                sinkscope_model::memory::MemoryError::BadOverride { .. } => exit::USAGE,
             };
         }
         if cause.downcast_ref::<sinkscope_spec::HookError>().is_some() {

@@ -18,6 +18,8 @@ pub mod exit {
     pub const MODEL: u8 = 4;
     /// A numerical failure (NaN/Inf activations).
     pub const NUMERICAL: u8 = 5;
+    /// Not enough memory for the run (the guard's estimate; `--force` overrides).
+    pub const MEMORY: u8 = 6;
 }
 
 #[derive(Parser)]
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", common::render(&e));
             ExitCode::from(common::exit_code(&e))
         }
     }

@@ -81,10 +81,13 @@ impl HfConfig {
             }
         })?;
         let de = &mut serde_json::Deserializer::from_str(&text);
-        let mut cfg: HfConfig = serde_path_to_error::deserialize(de).map_err(|e| IoError::Config {
-            path: path.clone(),
-            field: e.path().to_string(),
-            reason: e.inner().to_string(),
+        let mut cfg: HfConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            // serde_path_to_error says "?" or "." when the text is not JSON at all.
+            let field = match e.path().to_string() {
+                p if p == "?" || p == "." || p.is_empty() => "(JSON syntax)".to_string(),
+                p => p,
+            };
+            IoError::Config { path: path.clone(), field, reason: e.inner().to_string() }
         })?;
         cfg.path = path;
         Ok(cfg)

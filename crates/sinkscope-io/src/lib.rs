@@ -24,4 +24,4 @@ pub mod weights;
 
 pub use checkpoint::{Format, ModelFiles};
 pub use error::IoError;
-pub use weights::{TensorRole, Weight, WeightSet};
+pub use weights::{NonFiniteTensor, TensorRole, Weight, WeightSet};

@@ -151,8 +151,12 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, Io
     let raw: RawHeader = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let data_len = (size - 8 - n) as usize;
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut seen_metadata = false;
     for (name, value) in raw.0 {
         if name == "__metadata__" {
+            if std::mem::replace(&mut seen_metadata, true) {
+                return Err(bad("'__metadata__' appears twice".into()));
+            }
             let ok = value.as_object().is_some_and(|m| m.values().all(|v| v.is_string()));
             if !ok {
                 return Err(bad("'__metadata__' must map strings to strings".into()));

@@ -20,6 +20,7 @@ pub mod block;
 pub mod error;
 pub mod hooks;
 pub mod layers;
+pub mod memory;
 pub mod model;
 
 pub use error::{ModelError, Result};
@@ -32,9 +33,18 @@ pub fn load(
     device: &candle_core::Device,
 ) -> std::result::Result<(sinkscope_io::ModelFiles, Model), LoadError> {
     let files = sinkscope_io::ModelFiles::open(path)?;
-    let weights = files.load_weights()?;
-    let model = Model::new(files.config.clone(), weights, device)?;
+    let model = load_files(&files, device)?;
     Ok((files, model))
+}
+
+/// Loads the weights of a checkpoint already opened (e.g. after [`memory::guard`]) and builds
+/// its model on `device`.
+pub fn load_files(
+    files: &sinkscope_io::ModelFiles,
+    device: &candle_core::Device,
+) -> std::result::Result<Model, LoadError> {
+    let weights = files.load_weights()?;
+    Ok(Model::new(files.config.clone(), weights, device)?)
 }
 
 /// Error from [`load`].

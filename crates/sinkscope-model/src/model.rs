@@ -21,6 +21,8 @@ pub struct Model {
     blocks: Vec<Block>,
     ln_final: Norm,
     unembed: Tensor,
+    /// Checkpoint tensors holding NaN/Inf, cited when an activation turns non-finite.
+    non_finite_weights: Vec<String>,
 }
 
 struct Loader<'a> {
@@ -70,6 +72,7 @@ impl Model {
     /// Builds the model, taking ownership of the weights (no copy).
     pub fn new(config: ModelConfig, mut weights: WeightSet, device: &Device) -> Result<Self> {
         let cfg = &config;
+        let non_finite_weights = weights.non_finite().iter().map(|t| t.to_string()).collect();
         let mut l = Loader { w: &mut weights, device };
         let tok_embed = l.take(R::TokEmbed, None)?;
         let pos_embed = l.opt(R::PosEmbed, None)?;
@@ -105,7 +108,16 @@ impl Model {
         }
         let ln_final = l.norm(cfg.norm, R::FinalNormW, R::FinalNormB, None)?;
         let unembed = if cfg.tied_unembed { tok_embed.clone() } else { l.take(R::Unembed, None)? };
-        Ok(Model { config, device: device.clone(), tok_embed, pos_embed, blocks, ln_final, unembed })
+        Ok(Model {
+            config,
+            device: device.clone(),
+            tok_embed,
+            pos_embed,
+            blocks,
+            ln_final,
+            unembed,
+            non_finite_weights,
+        })
     }
 
     /// The device the model runs on.
@@ -113,10 +125,32 @@ impl Model {
         &self.device
     }
 
+    /// The checkpoint tensors that hold NaN or infinite values, described (empty for a sound
+    /// checkpoint). Loading accepts them; [`forward`](Self::forward) fails at the first
+    /// non-finite activation and cites them.
+    pub fn non_finite_weights(&self) -> &[String] {
+        &self.non_finite_weights
+    }
+
     /// Runs the model on one prompt. Hooks in `ctx` see (and may edit) every site they want.
     /// Returns the logits `[T, V]` when `ctx.want_logits` is set; the LM head is skipped when
     /// neither the caller nor a hook needs it.
+    ///
+    /// The residual stream is checked for NaN/Inf at `hook_embed`, each block's `attn_out`,
+    /// `mlp_out` and `resid_post`, and at `ln_final` / `logits` when computed: the first
+    /// non-finite one fails with [`ModelError::NonFinite`] naming the site, or with
+    /// [`ModelError::NonFiniteWeights`] (which also names the tensors) when the checkpoint holds
+    /// non-finite weights.
     pub fn forward(&self, tokens: &[u32], ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
+        self.forward_inner(tokens, ctx).map_err(|e| match e {
+            ModelError::NonFinite { site } if !self.non_finite_weights.is_empty() => {
+                ModelError::NonFiniteWeights { site, tensors: self.non_finite_weights.clone() }
+            }
+            other => other,
+        })
+    }
+
+    fn forward_inner(&self, tokens: &[u32], ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
         let cfg = &self.config;
         let t = tokens.len();
         if t == 0 {
@@ -165,7 +199,9 @@ impl Model {
             return Ok(None);
         }
         let normed = ctx.apply(ln_site, self.ln_final.forward(&x)?)?;
+        ensure_finite(&normed, ln_site)?;
         let logits = ctx.apply(logit_site, normed.matmul(&self.unembed.t()?)?)?; // [T, V]
+        ensure_finite(&logits, logit_site)?;
         Ok(ctx.want_logits.then_some(logits))
     }
 

@@ -180,6 +180,10 @@ pub struct LayerSpec {
     pub sliding_window: Option<usize>,
 }
 
+/// The most blocks [`ModelConfig::validate`] accepts (real models have at most a few hundred);
+/// a block count from a corrupt file must fail here, not allocate per-block tables first.
+pub const MAX_LAYERS: usize = 1 << 16;
+
 /// The resolved, family-independent description of a decoder-only model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -246,6 +250,9 @@ impl ModelConfig {
             if v > 1 << 24 {
                 return Err(format!("{name} = {v} is implausibly large"));
             }
+        }
+        if self.n_layers > MAX_LAYERS {
+            return Err(format!("n_layers = {} is implausibly large (at most {MAX_LAYERS})", self.n_layers));
         }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(format!(

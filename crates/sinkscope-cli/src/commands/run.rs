@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use serde_json::json;
 use sinkscope_io::tokenizer::BosPolicy;
-use sinkscope_model::{ActivationCache, EditHook, ForwardCtx};
-use sinkscope_spec::{Edit, HookPlan, SitePattern, EDIT_GRAMMAR};
+use sinkscope_model::{memory, ActivationCache, EditHook, ForwardCtx};
+use sinkscope_spec::{Edit, HookPlan, SiteKind, SitePattern, EDIT_GRAMMAR};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,9 +35,16 @@ pub struct Args {
     /// Output folder: manifest.json and activations/<id>.safetensors.
     #[arg(long)]
     pub out: PathBuf,
+    /// Run even when the memory estimate exceeds the memory available.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the command.
+///
+/// Order: everything that can be checked without the weights (command line, prompt file, model
+/// header and config, hook names, tokenization and prompt lengths, memory, output folder) is
+/// checked before the weights are loaded.
 pub fn run(a: Args) -> Result<()> {
     let plan = HookPlan {
         capture: SitePattern::parse_list(&a.capture)?,
@@ -45,19 +52,12 @@ pub fn run(a: Args) -> Result<()> {
     };
     let prompts = sinkscope_io::prompts::read_prompts(&a.prompts)?;
     let t0 = Instant::now();
-    let (files, model) = sinkscope_model::load(&a.model, &Device::Cpu)?;
-    let load_s = t0.elapsed().as_secs_f64();
+    let files = sinkscope_io::ModelFiles::open(&a.model)?;
     let sites = plan.resolve_captures(&files.config)?;
-    let act_dir = a.out.join("activations");
-    create_dir(&act_dir)?;
-    let sha = model_sha256(&a.model)?;
-    let mut records = Vec::with_capacity(prompts.len());
-    let mut n_tokens_total = 0usize;
-    let t1 = Instant::now();
-    let mut used_names = std::collections::BTreeSet::new();
+    let ctx_len = files.config.context_length;
+    let mut encoded = Vec::with_capacity(prompts.len());
     for p in &prompts {
         let mut enc = files.tokenizer.encode(&p.text, a.bos).with_context(|| format!("prompt '{}'", p.id))?;
-        let ctx_len = files.config.context_length;
         let truncated = enc.ids.len() > ctx_len;
         if truncated {
             if !a.truncate {
@@ -72,10 +72,38 @@ pub fn run(a: Args) -> Result<()> {
             enc.ids.truncate(ctx_len);
             enc.tokens.truncate(ctx_len);
         }
+        encoded.push((enc, truncated));
+    }
+    let max_tokens = encoded.iter().map(|(e, _)| e.ids.len()).max().unwrap_or(0);
+    let touches_head = |k: SiteKind| matches!(k, SiteKind::Logits | SiteKind::LnFinal);
+    // Captured activations live three times per prompt: the cache, the byte copies, the file image.
+    let captured: u64 = sites.iter().map(|s| memory::site_bytes(&files.config, *s, max_tokens)).sum();
+    let shape = memory::RunShape {
+        max_tokens,
+        logits: sites.iter().any(|s| touches_head(s.kind))
+            || plan.edits.iter().any(|e| touches_head(e.site.kind)),
+        retained_bytes: captured.saturating_mul(3),
+    };
+    let (estimate, available) = memory::guard(&files, &shape, a.force)?;
+    let act_dir = a.out.join("activations");
+    create_dir(&act_dir)?;
+    let model = sinkscope_model::load_files(&files, &Device::Cpu)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    for w in model.non_finite_weights() {
+        eprintln!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
+    }
+    let sha = model_sha256(&a.model)?;
+    let mut records = Vec::with_capacity(prompts.len());
+    let mut n_tokens_total = 0usize;
+    let t1 = Instant::now();
+    let mut used_names = std::collections::BTreeSet::new();
+    for (p, (enc, truncated)) in prompts.iter().zip(encoded) {
         let mut cache = ActivationCache::new(sites.iter().copied());
         let mut editor = EditHook::new(plan.edits.clone());
         let mut ctx = ForwardCtx::new().with(&mut editor).with(&mut cache);
-        model.forward(&enc.ids, &mut ctx).with_context(|| format!("prompt '{}'", p.id))?;
+        model
+            .forward(&enc.ids, &mut ctx)
+            .with_context(|| format!("{}: prompt '{}'", a.model.display(), p.id))?;
         drop(ctx);
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (site, t) in &cache.store {
@@ -122,6 +150,13 @@ pub fn run(a: Args) -> Result<()> {
             "ln_final": "ln_final.hook_normalized is after the final norm; blocks.{L-1}.hook_resid_post is before it",
         },
         "prompts": records,
+        "memory": {
+            "estimate_bytes": estimate.total(),
+            "estimate": estimate.to_string(),
+            "available_bytes": available.as_ref().map(|v| v.bytes),
+            "available_source": available.as_ref().map(|v| v.source.clone()),
+            "forced": a.force,
+        },
         "timings": {"load_s": load_s, "forward_s": run_s, "tokens": n_tokens_total, "tokens_per_s": n_tokens_total as f64 / run_s.max(1e-9)},
     });
     write_file(&a.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;

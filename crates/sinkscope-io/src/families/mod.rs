@@ -97,9 +97,11 @@ pub(crate) fn hf_rope(cfg: &HfConfig, d_head: usize, default_theta: f64) -> Resu
     Ok(RopeSpec { theta: r.rope_theta.unwrap_or(default_theta), rotary_dim, scaling })
 }
 
-/// Full-attention layer specs.
+/// Full-attention layer specs. Capped just past [`sinkscope_spec::MAX_LAYERS`] so that an
+/// absurd block count read from a file is rejected by `ModelConfig::validate` instead of
+/// allocating first (found by fuzzing: `block_count = 2^40` aborted on a 16 TB allocation).
 pub(crate) fn full_layers(n: usize) -> Vec<LayerSpec> {
-    vec![LayerSpec::default(); n]
+    vec![LayerSpec::default(); n.min(sinkscope_spec::MAX_LAYERS + 1)]
 }
 
 /// Validates a resolved config and attributes a failure to the file.

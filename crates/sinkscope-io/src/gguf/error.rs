@@ -70,7 +70,10 @@ pub enum GgufError {
     },
 
     /// A count (metadata kv count, tensor count, array length) cannot possibly fit in the rest of the file.
-    #[error("{}: {what}: count {count} is absurd (at most {max} fit in the remaining {remaining} bytes)", path.display())]
+    #[error(
+        "{}: {what}: count {count} is absurd (at most {max} fit in the remaining {remaining} bytes: a corrupt count or a truncated file)",
+        path.display()
+    )]
     AbsurdCount {
         /// File path.
         path: PathBuf,

@@ -1,0 +1,389 @@
+//! The memory guard: before the weights are loaded, estimate what a run will hold at its peak
+//! and refuse (unless forced) when that exceeds the memory available.
+//!
+//! The estimate ([`estimate`]) is, in bytes, with f32 = 4 bytes (the loader dequantises every
+//! weight to f32, whatever the file stores):
+//!
+//! - **weights**: 4 x every value stored in the checkpoint;
+//! - **load transient**: 2 x 4 x the largest tensor (its f32 copy plus one transformed copy
+//!   while it is un-permuted, transposed or split);
+//! - **working set** of one forward pass over the longest prompt (T tokens): 8 residual-width
+//!   tensors `[T, d]`, q/k/v/z and their rotary copies `3 (H + 2 KVH) T dh + H T dh`, the
+//!   keys/values repeated for grouped-query attention `2 H T dh`, 3 attention-sized tensors
+//!   `[H, T, T]` (scores, masked scores, probabilities) plus the mask `[T, T]`, 3 MLP-width
+//!   tensors `[T, d_mlp]`, and 2 logit tensors `[T, V]` when logits are computed;
+//! - **retained**: what the caller keeps per prompt (e.g. captured activations), passed in;
+//! - a fixed 64 MiB for the runtime, the tokenizer and the allocator.
+//!
+//! The memory available ([`available`]) is the smallest of `MemAvailable` in `/proc/meminfo`
+//! and the room left under the cgroup limit (v2 `memory.max - memory.current`, v1
+//! `memory.limit_in_bytes - memory.usage_in_bytes`), or the value of the environment variable
+//! `SINKSCOPE_AVAILABLE_MEMORY` (bytes, or with a K/M/G/T suffix, powers of 1024) when set.
+//! Where none can be read the guard does not refuse.
+//!
+//! ```no_run
+//! use sinkscope_model::memory::{guard, RunShape};
+//! let files = sinkscope_io::ModelFiles::open(std::path::Path::new("model.gguf"))?;
+//! let shape = RunShape { max_tokens: 128, logits: false, retained_bytes: 0 };
+//! let (estimate, available) = guard(&files, &shape, false)?; // Err(Insufficient) when too big
+//! println!("needs about {estimate}; available: {available:?}");
+//! let model = sinkscope_model::load_files(&files, &candle_core::Device::Cpu)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use sinkscope_io::ModelFiles;
+use sinkscope_spec::{HookSite, ModelConfig, SiteKind};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The environment variable that overrides the measured available memory.
+pub const AVAILABLE_ENV: &str = "SINKSCOPE_AVAILABLE_MEMORY";
+
+const F32: u64 = 4;
+const RUNTIME_OVERHEAD: u64 = 64 << 20;
+
+/// What a run will do, as far as memory goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunShape {
+    /// Tokens in the longest prompt.
+    pub max_tokens: usize,
+    /// Whether logits `[T, V]` are computed.
+    pub logits: bool,
+    /// Bytes the caller keeps alive per prompt beyond the forward pass (captured activations,
+    /// their serialised copies, collectors).
+    pub retained_bytes: u64,
+}
+
+/// The estimate, by part, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Every weight as f32.
+    pub weights: u64,
+    /// Extra copies while one tensor is loaded.
+    pub load_transient: u64,
+    /// One forward pass over the longest prompt.
+    pub working_set: u64,
+    /// What the caller keeps per prompt.
+    pub retained: u64,
+    /// Runtime, tokenizer, allocator.
+    pub overhead: u64,
+    /// Tokens in the longest prompt (for the message).
+    pub max_tokens: usize,
+}
+
+impl MemoryEstimate {
+    /// The peak: the weights plus the larger of the load transient and the per-prompt memory.
+    pub fn total(&self) -> u64 {
+        let per_prompt = self.working_set.saturating_add(self.retained);
+        self.weights.saturating_add(self.load_transient.max(per_prompt)).saturating_add(self.overhead)
+    }
+}
+
+impl fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (weights as f32 {}, load transient {}, forward working set for {} tokens {}, retained per prompt {}, runtime {})",
+            human(self.total()),
+            human(self.weights),
+            human(self.load_transient),
+            self.max_tokens,
+            human(self.working_set),
+            human(self.retained),
+            human(self.overhead)
+        )
+    }
+}
+
+/// Memory available to this process, and where the figure comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Available {
+    /// Bytes.
+    pub bytes: u64,
+    /// `MemAvailable in /proc/meminfo`, `cgroup memory.max`, the environment variable, ...
+    pub source: String,
+}
+
+/// Errors of the guard.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The estimate exceeds the memory available.
+    #[error(
+        "{}: not enough memory: this run needs about {estimate}, but only {} is available ({}); \
+         use --force to run anyway, or set {AVAILABLE_ENV} to override the measured amount",
+        .path.display(), human(.available.bytes), .available.source
+    )]
+    Insufficient {
+        /// The model.
+        path: PathBuf,
+        /// The estimate.
+        estimate: MemoryEstimate,
+        /// What is available.
+        available: Available,
+    },
+    /// `SINKSCOPE_AVAILABLE_MEMORY` is not a byte count.
+    #[error("{AVAILABLE_ENV}={value}: not a byte count (e.g. 8000000000, 512M, 16G)")]
+    BadOverride {
+        /// The value found.
+        value: String,
+    },
+}
+
+/// Bytes as `1.23 GiB` / `45.6 MiB` / `789 KiB` / `12 B`.
+pub fn human(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let x = b as f64;
+    if x >= K * K * K {
+        format!("{:.2} GiB", x / (K * K * K))
+    } else if x >= K * K {
+        format!("{:.1} MiB", x / (K * K))
+    } else if x >= K {
+        format!("{:.0} KiB", x / K)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// The bytes of one captured activation at `site` for a `t`-token prompt (f32, no batch).
+pub fn site_bytes(cfg: &ModelConfig, site: HookSite, t: usize) -> u64 {
+    let (t, d, h, kvh, dh) =
+        (t as u64, cfg.d_model as u64, cfg.n_heads as u64, cfg.n_kv_heads as u64, cfg.d_head as u64);
+    let values = match site.kind {
+        SiteKind::AttnPattern => h * t * t,
+        SiteKind::AttnQ | SiteKind::AttnZ => t * h * dh,
+        SiteKind::AttnK | SiteKind::AttnV => t * kvh * dh,
+        SiteKind::Logits => t * cfg.d_vocab as u64,
+        _ => t * d,
+    };
+    values.saturating_mul(F32)
+}
+
+/// The estimate from a config and the checkpoint's sizes (see the module docs for the formula).
+pub fn estimate_for(
+    cfg: &ModelConfig,
+    stored_values: u64,
+    largest_tensor_values: u64,
+    shape: &RunShape,
+) -> MemoryEstimate {
+    let (t, d, h, kvh, dh, m, v) = (
+        shape.max_tokens as u64,
+        cfg.d_model as u64,
+        cfg.n_heads as u64,
+        cfg.n_kv_heads as u64,
+        cfg.d_head as u64,
+        cfg.d_mlp as u64,
+        cfg.d_vocab as u64,
+    );
+    let values = 8 * t * d
+        + 3 * (h + 2 * kvh) * t * dh
+        + h * t * dh
+        + 2 * h * t * dh
+        + 3 * h * t * t
+        + t * t
+        + 3 * t * m
+        + if shape.logits { 2 * t * v } else { 0 };
+    MemoryEstimate {
+        weights: stored_values.saturating_mul(F32),
+        load_transient: largest_tensor_values.saturating_mul(2 * F32),
+        working_set: values.saturating_mul(F32),
+        retained: shape.retained_bytes,
+        overhead: RUNTIME_OVERHEAD,
+        max_tokens: shape.max_tokens,
+    }
+}
+
+/// The values of the largest weight a config implies: the embedding, an MLP matrix, or a fused
+/// QKV / gate-up matrix as some checkpoints store them.
+pub fn largest_tensor_values(cfg: &ModelConfig) -> u64 {
+    let (d, m, v) = (cfg.d_model as u64, cfg.d_mlp as u64, cfg.d_vocab as u64);
+    let qkv = ((cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.d_head) as u64;
+    [v * d, 2 * m * d, qkv * d].into_iter().max().unwrap_or(0)
+}
+
+/// The estimate for a checkpoint opened with [`ModelFiles::open`] (nothing loaded yet).
+pub fn estimate(files: &ModelFiles, shape: &RunShape) -> MemoryEstimate {
+    estimate_for(&files.config, files.stored_parameters(), largest_tensor_values(&files.config), shape)
+}
+
+/// Parses a byte count: digits with an optional K/M/G/T suffix (powers of 1024; `KiB`, `MB`
+/// and the like are accepted too, all binary).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// `MemAvailable` from the text of `/proc/meminfo`, in bytes.
+pub fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The room under a cgroup limit from the texts of its limit and usage files (`max` means none).
+pub fn cgroup_room(limit: &str, usage: Option<&str>) -> Option<u64> {
+    let limit: u64 = limit.trim().parse().ok()?;
+    // cgroup v1 writes a huge number (close to i64::MAX) for "no limit".
+    if limit >= 1 << 60 {
+        return None;
+    }
+    let used: u64 = usage.and_then(|u| u.trim().parse().ok()).unwrap_or(0);
+    Some(limit.saturating_sub(used))
+}
+
+/// The cgroup folders to look in: this process's own (from `/proc/self/cgroup`), then the root.
+fn cgroup_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") {
+        for line in text.lines() {
+            // v2: "0::/path"; v1: "N:memory:/path".
+            let mut parts = line.splitn(3, ':');
+            let (_, ctrl, rel) = (parts.next(), parts.next(), parts.next());
+            let Some(rel) = rel else { continue };
+            let rel = rel.trim_start_matches('/');
+            match ctrl {
+                Some("") => dirs.push(Path::new("/sys/fs/cgroup").join(rel)),
+                Some(c) if c.split(',').any(|x| x == "memory") => {
+                    dirs.push(Path::new("/sys/fs/cgroup/memory").join(rel))
+                }
+                _ => {}
+            }
+        }
+    }
+    dirs.push(PathBuf::from("/sys/fs/cgroup"));
+    dirs.push(PathBuf::from("/sys/fs/cgroup/memory"));
+    dirs
+}
+
+/// The memory available to this process (see the module docs), or `None` when it cannot be
+/// measured. An unparsable `SINKSCOPE_AVAILABLE_MEMORY` is an error.
+pub fn available() -> Result<Option<Available>, MemoryError> {
+    if let Ok(value) = std::env::var(AVAILABLE_ENV) {
+        let bytes = parse_bytes(&value).ok_or(MemoryError::BadOverride { value: value.clone() })?;
+        return Ok(Some(Available { bytes, source: format!("{AVAILABLE_ENV}={value}") }));
+    }
+    let mut best: Option<Available> = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| mem_available(&t))
+        .map(|bytes| Available { bytes, source: "MemAvailable in /proc/meminfo".into() });
+    for dir in cgroup_dirs() {
+        let candidates =
+            [("memory.max", "memory.current"), ("memory.limit_in_bytes", "memory.usage_in_bytes")];
+        for (limit_file, usage_file) in candidates {
+            let Ok(limit) = std::fs::read_to_string(dir.join(limit_file)) else { continue };
+            let usage = std::fs::read_to_string(dir.join(usage_file)).ok();
+            if let Some(room) = cgroup_room(&limit, usage.as_deref()) {
+                if best.as_ref().is_none_or(|b| room < b.bytes) {
+                    best = Some(Available {
+                        bytes: room,
+                        source: format!("cgroup limit {} minus usage", dir.join(limit_file).display()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Refuses when the estimate exceeds what is available, unless `force`. Unknown availability
+/// never refuses.
+pub fn check(
+    model: &Path,
+    estimate: &MemoryEstimate,
+    available: Option<&Available>,
+    force: bool,
+) -> Result<(), MemoryError> {
+    match available {
+        Some(a) if !force && estimate.total() > a.bytes => Err(MemoryError::Insufficient {
+            path: model.to_path_buf(),
+            estimate: *estimate,
+            available: a.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The whole guard in one call, for commands: estimate, measure, check. Returns the estimate
+/// and the availability (for the manifest) when the run may go ahead.
+pub fn guard(
+    files: &ModelFiles,
+    shape: &RunShape,
+    force: bool,
+) -> Result<(MemoryEstimate, Option<Available>), MemoryError> {
+    let est = estimate(files, shape);
+    let avail = available()?;
+    check(&files.path, &est, avail.as_ref(), force)?;
+    Ok((est, avail))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cfg() -> ModelConfig {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gguf/llama/llama-f32.gguf");
+        ModelFiles::open(&p).unwrap().config
+    }
+
+    /// Byte counts parse with binary suffixes; garbage does not.
+    #[test]
+    fn parse_bytes_units() {
+        assert_eq!(parse_bytes("123"), Some(123));
+        assert_eq!(parse_bytes("2K"), Some(2048));
+        assert_eq!(parse_bytes("3 MiB"), Some(3 << 20));
+        assert_eq!(parse_bytes("1g"), Some(1 << 30));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("99999999999999T"), None);
+    }
+
+    /// MemAvailable is read in KiB; cgroup "max" and v1's huge sentinel mean no limit.
+    #[test]
+    fn sources_parse() {
+        let meminfo = "MemTotal:       16000000 kB\nMemFree:  1 kB\nMemAvailable:    8000000 kB\n";
+        assert_eq!(mem_available(meminfo), Some(8_000_000 * 1024));
+        assert_eq!(cgroup_room("max\n", Some("5")), None);
+        assert_eq!(cgroup_room("9223372036854771712", None), None);
+        assert_eq!(cgroup_room("1000\n", Some("400\n")), Some(600));
+    }
+
+    /// An injected small availability refuses with a message naming the model, the estimate and
+    /// the source; force and unknown availability let the run go.
+    #[test]
+    fn refuses_when_too_small() {
+        let cfg = cfg();
+        let shape = RunShape { max_tokens: 64, logits: true, retained_bytes: 1000 };
+        let est = estimate_for(&cfg, 10_000_000, 1_000_000, &shape);
+        assert!(est.total() > 40_000_000);
+        let small = Available { bytes: 1 << 20, source: "injected".into() };
+        let e = check(Path::new("m.gguf"), &est, Some(&small), false).unwrap_err().to_string();
+        assert!(e.contains("m.gguf") && e.contains("needs about") && e.contains("injected"), "{e}");
+        assert!(e.contains("--force"), "{e}");
+        assert!(check(Path::new("m.gguf"), &est, Some(&small), true).is_ok());
+        assert!(check(Path::new("m.gguf"), &est, None, false).is_ok());
+        let big = Available { bytes: 1 << 40, source: "injected".into() };
+        assert!(check(Path::new("m.gguf"), &est, Some(&big), false).is_ok());
+    }
+
+    /// The working set grows with T^2 through the attention patterns.
+    #[test]
+    fn working_set_is_quadratic_in_tokens() {
+        let cfg = cfg();
+        let ws = |t| {
+            estimate_for(&cfg, 0, 0, &RunShape { max_tokens: t, logits: false, retained_bytes: 0 })
+                .working_set
+        };
+        let (a, b) = (ws(1000), ws(2000));
+        assert!(b > 3 * a, "{a} {b}");
+    }
+}
