@@ -36,6 +36,9 @@ pub fn render(e: &anyhow::Error) -> String {
 /// Maps an error chain to the documented exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
+        if let Some(code) = crate::commands::profile::exit_code_for(cause) {
+            return code;
+        }
         if let Some(code) = crate::commands::compare::exit_code_for(cause) {
             return code;
         }

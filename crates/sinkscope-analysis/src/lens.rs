@@ -1,0 +1,335 @@
+//! `lens`: LogitLens — how good each layer's residual stream already is for generation.
+//!
+//! For every layer l = 0..L, the final norm and the unembedding (metrics.md: "apply the final
+//! norm and the unembedding (and any final soft-capping) to X(l)") are applied to `X(l)` as
+//! the layer runs, the next-token NLL over positions 1..T−1 is reduced on the spot
+//! ([`sinkscope_metrics::lens::next_token_nll`], f64 log-softmax) and the `[T, V]` logits
+//! are dropped, so no layer's logits outlive it. The model's own logits come from the same
+//! forward pass, so `logit_lens_nll(L)` equals the model's NLL (a test checks it).
+
+use crate::aggregate::Running;
+use crate::error::{AnalysisError, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sinkscope_metrics::lens::{next_token_nll, LensAccumulator, LensStats};
+use sinkscope_metrics::Matrix;
+use sinkscope_model::{ForwardCtx, Hook, Model};
+use sinkscope_spec::{HookSite, SiteKind};
+use std::collections::BTreeMap;
+
+/// Names of the per-layer lens metrics, as in metrics.md.
+pub const LENS_METRICS: [&str; 3] = ["logit_lens_nll", "logit_lens_ppl", "logit_lens_top1"];
+
+/// Reduces `X(l)` to its LogitLens statistics as each residual site runs.
+struct LensCollector<'m> {
+    model: &'m Model,
+    tokens: Vec<u32>,
+    layers: Vec<Option<LensStats>>,
+    error: Option<(HookSite, String)>,
+}
+
+impl Hook for LensCollector<'_> {
+    fn wants(&self, site: HookSite) -> bool {
+        site.metric_layer().is_some()
+    }
+
+    fn on(&mut self, site: HookSite, act: &Tensor) -> sinkscope_model::Result<Option<Tensor>> {
+        let Some(l) = site.metric_layer() else { return Ok(None) };
+        let logits = self.model.unembed(act)?; // [T, V]
+        let (t, v) = logits.dims2()?;
+        let data: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let stats = Matrix::new(&data, t, v)
+            .map_err(|e| e.to_string())
+            .and_then(|m| next_token_nll(&m, &self.tokens, None).map_err(|e| e.to_string()));
+        match stats {
+            Ok(s) => {
+                if let Some(slot) = self.layers.get_mut(l) {
+                    *slot = Some(s);
+                }
+            }
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some((site, e));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// LogitLens statistics of one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptLens {
+    /// `X(l)` for l = 0..L.
+    pub layers: Vec<LensStats>,
+    /// The model's own next-token statistics (its logits, after the final norm).
+    pub model: LensStats,
+}
+
+/// Runs the model once on `ids`, reducing every layer's LogitLens logits as they appear.
+///
+/// # Errors
+/// [`AnalysisError::Forward`] for model failures, [`AnalysisError::Options`] when a layer's
+/// statistics cannot be computed (the message names the site).
+pub fn lens_tokens(model: &Model, id: &str, ids: &[u32]) -> Result<PromptLens> {
+    let n = model.config.n_layers + 1;
+    let mut collector = LensCollector { model, tokens: ids.to_vec(), layers: vec![None; n], error: None };
+    let logits = {
+        let mut ctx = ForwardCtx::new().with(&mut collector).with_logits();
+        model.forward(ids, &mut ctx).map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?
+    };
+    if let Some((site, e)) = collector.error {
+        return Err(AnalysisError::Options(format!("prompt '{id}': LogitLens at {site}: {e}")));
+    }
+    let logits = logits.ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no logits")))?;
+    let (t, v) = logits.dims2().map_err(|e| forward_err(id, e))?;
+    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| forward_err(id, e))?;
+    let own = Matrix::new(&data, t, v)
+        .map_err(|e| e.to_string())
+        .and_then(|m| next_token_nll(&m, ids, None).map_err(|e| e.to_string()))
+        .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))?;
+    let layers = collector
+        .layers
+        .into_iter()
+        .enumerate()
+        .map(|(l, s)| {
+            s.ok_or_else(|| AnalysisError::MissingSite {
+                id: id.to_string(),
+                site: if l == 0 {
+                    HookSite::global(SiteKind::Embed)
+                } else {
+                    HookSite::block(l - 1, SiteKind::ResidPost)
+                },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PromptLens { layers, model: own })
+}
+
+fn forward_err(id: &str, e: candle_core::Error) -> AnalysisError {
+    AnalysisError::Forward { id: id.to_string(), source: e.into() }
+}
+
+/// One line of a lens run's `prompts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensRecord {
+    /// Prompt id.
+    pub id: String,
+    /// Tokens run.
+    pub n_tokens: usize,
+    /// Token ids.
+    pub token_ids: Vec<u32>,
+    /// The token at position 0.
+    pub first_token: crate::profile::FirstToken,
+    /// `logit_lens_nll`, `logit_lens_ppl`, `logit_lens_top1`, L + 1 values each.
+    pub metrics: BTreeMap<String, Vec<Option<f64>>>,
+    /// The model's own mean next-token NLL.
+    pub model_nll: Option<f64>,
+}
+
+impl LensRecord {
+    /// Builds the record of one prompt.
+    pub fn new(id: &str, ids: &[u32], first_token: crate::profile::FirstToken, lens: &PromptLens) -> Self {
+        let curve = |f: &dyn Fn(&LensStats) -> Option<f64>| lens.layers.iter().map(f).collect::<Vec<_>>();
+        let mut metrics = BTreeMap::new();
+        metrics.insert("logit_lens_nll".to_string(), curve(&|s| s.nll));
+        metrics.insert("logit_lens_ppl".to_string(), curve(&|s| s.ppl));
+        metrics.insert("logit_lens_top1".to_string(), curve(&|s| s.top1_accuracy));
+        LensRecord {
+            id: id.to_string(),
+            n_tokens: ids.len(),
+            token_ids: ids.to_vec(),
+            first_token,
+            metrics,
+            model_nll: lens.model.nll,
+        }
+    }
+}
+
+/// Streaming aggregate of lens runs: per-layer prompt statistics and token-weighted totals.
+#[derive(Debug, Clone)]
+pub struct LensAggregator {
+    n_layers: usize,
+    per_prompt: BTreeMap<&'static str, Vec<Running>>,
+    weighted: Vec<LensAccumulator>,
+    model: LensAccumulator,
+    n_prompts: usize,
+}
+
+impl LensAggregator {
+    /// An empty aggregate for a model of `n_layers` blocks.
+    pub fn new(n_layers: usize) -> Self {
+        LensAggregator {
+            n_layers,
+            per_prompt: LENS_METRICS.iter().map(|m| (*m, vec![Running::default(); n_layers + 1])).collect(),
+            weighted: vec![LensAccumulator::new(); n_layers + 1],
+            model: LensAccumulator::new(),
+            n_prompts: 0,
+        }
+    }
+
+    /// Adds one prompt.
+    pub fn add(&mut self, record: &LensRecord, lens: &PromptLens) {
+        for (name, runs) in self.per_prompt.iter_mut() {
+            if let Some(curve) = record.metrics.get(*name) {
+                for (r, v) in runs.iter_mut().zip(curve) {
+                    if let Some(v) = v {
+                        r.push(*v);
+                    }
+                }
+            }
+        }
+        for (acc, s) in self.weighted.iter_mut().zip(&lens.layers) {
+            acc.add(s);
+        }
+        self.model.add(&lens.model);
+        self.n_prompts += 1;
+    }
+
+    /// Prompts added.
+    pub fn n_prompts(&self) -> usize {
+        self.n_prompts
+    }
+
+    /// The `metrics.json` document (docs/results-schema.md, "lens runs").
+    pub fn finish(&self) -> Value {
+        let mut metrics = serde_json::Map::new();
+        for (name, runs) in &self.per_prompt {
+            metrics.insert(
+                (*name).to_string(),
+                json!({
+                    "mean": runs.iter().map(Running::mean).collect::<Vec<_>>(),
+                    "std": runs.iter().map(Running::std).collect::<Vec<_>>(),
+                    "min": runs.iter().map(Running::min).collect::<Vec<_>>(),
+                    "max": runs.iter().map(Running::max).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        let nll: Vec<Option<f64>> = self.weighted.iter().map(LensAccumulator::nll).collect();
+        let best_layer = nll
+            .iter()
+            .enumerate()
+            .filter_map(|(l, v)| v.map(|v| (l, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(l, _)| l);
+        let last = nll.get(self.n_layers).copied().flatten();
+        json!({
+            "schema_version": crate::profile::SCHEMA_VERSION,
+            "kind": "lens",
+            "n_layers": self.n_layers,
+            "n_prompts": self.n_prompts,
+            "metrics": metrics,
+            "summary": {
+                "n_predicted_tokens": self.model.n_tokens,
+                "token_weighted_nll": nll,
+                "token_weighted_ppl": self.weighted.iter().map(LensAccumulator::ppl).collect::<Vec<_>>(),
+                "token_weighted_top1": self.weighted.iter().map(LensAccumulator::top1_accuracy).collect::<Vec<_>>(),
+                "model_nll": self.model.nll(),
+                "model_ppl": self.model.ppl(),
+                "lens_at_L_minus_model_nll": last.zip(self.model.nll()).map(|(a, b)| a - b),
+                "best_layer": best_layer,
+            },
+        })
+    }
+}
+
+/// What a finished lens run reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LensSummary {
+    /// Prompts run.
+    pub n_prompts: usize,
+    /// Tokens run.
+    pub n_tokens: usize,
+    /// Seconds spent on the prompts.
+    pub run_s: f64,
+    /// Token-weighted perplexity of the model itself.
+    pub model_ppl: Option<f64>,
+}
+
+/// Runs LogitLens over a prompt set, writing `manifest.json`, `prompts.jsonl` (one line per
+/// prompt, flushed as it completes) and `metrics.json` into `out`.
+///
+/// # Errors
+/// Any tokenisation, forward or output error, naming the prompt or the file.
+pub fn run_lens(
+    model: &Model,
+    files: &sinkscope_io::ModelFiles,
+    opts: &crate::profile::ProfileOptions,
+    header: &crate::profile::ManifestHeader,
+    input: crate::profile::ProfileInput<'_>,
+    out: &std::path::Path,
+    progress: &mut dyn crate::profile::Progress,
+) -> Result<LensSummary> {
+    use std::io::Write;
+    opts.validate()?;
+    let output = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| AnalysisError::Output { path: path.clone(), source }
+    };
+    std::fs::create_dir_all(out).map_err(output(out))?;
+    let manifest_path = out.join("manifest.json");
+    let data = crate::profile::data_block(&input.source, input.limit, opts);
+    let base = |status: &str| {
+        json!({
+            "schema_version": crate::profile::SCHEMA_VERSION,
+            "kind": "lens",
+            "status": status,
+            "tool": header.tool,
+            "model": header.model,
+            "tokenizer": header.tokenizer,
+            "data": data,
+            "options": opts.to_json(),
+            "conventions": {
+                "layer_index": "l = 0..L; l = 0 is X(0) = hook_embed, l >= 1 is X(l) = blocks.{l-1}.hook_resid_post, before the final norm",
+                "logit_lens_nll": "mean next-token NLL over positions 1..T-1 of lm_head(final_norm(X(l))) (plus the model's final soft-cap, if any); log-softmax in float64",
+                "logit_lens_ppl": "exp(logit_lens_nll) of the prompt",
+                "logit_lens_top1": "fraction of positions 1..T-1 whose arg-max logit is the next token",
+                "token_weighted": "summary.token_weighted_* pool every predicted token of every prompt",
+            },
+        })
+    };
+    crate::profile::write_json(&manifest_path, &base("running"))?;
+    let lines_path = out.join("prompts.jsonl");
+    let file = std::fs::File::create(&lines_path).map_err(output(&lines_path))?;
+    let mut lines = std::io::BufWriter::new(file);
+    let mut agg = LensAggregator::new(model.config.n_layers);
+    let t0 = std::time::Instant::now();
+    let mut n_tokens = 0usize;
+    for example in input.prompts {
+        let prepared = crate::profile::prepare(files, &example.id, &example.text, opts)?;
+        let lens = lens_tokens(model, &example.id, &prepared.ids)?;
+        let first = crate::profile::first_token(files, &prepared.ids, prepared.bos_prepended);
+        let record = LensRecord::new(&example.id, &prepared.ids, first, &lens);
+        let line = serde_json::to_string(&record)?;
+        lines.write_all(line.as_bytes()).map_err(output(&lines_path))?;
+        lines.write_all(b"\n").map_err(output(&lines_path))?;
+        lines.flush().map_err(output(&lines_path))?;
+        agg.add(&record, &lens);
+        n_tokens += prepared.ids.len();
+        progress.prompt_done(agg.n_prompts(), n_tokens, t0.elapsed());
+    }
+    if agg.n_prompts() == 0 {
+        return Err(AnalysisError::NoPrompts);
+    }
+    let run_s = t0.elapsed().as_secs_f64();
+    let metrics = agg.finish();
+    crate::profile::write_json(&out.join("metrics.json"), &metrics)?;
+    let model_ppl = metrics["summary"]["model_ppl"].as_f64();
+    let mut manifest = base("complete");
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("n_prompts".into(), json!(agg.n_prompts()));
+        m.insert("n_tokens".into(), json!(n_tokens));
+        m.insert(
+            "timings".into(),
+            json!({
+                "load_s": header.load_s,
+                "run_s": run_s,
+                "tokens_per_s": n_tokens as f64 / run_s.max(1e-9),
+                "peak_rss_mib": crate::profile::peak_rss_mib(),
+            }),
+        );
+    }
+    crate::profile::write_json(&manifest_path, &manifest)?;
+    Ok(LensSummary { n_prompts: agg.n_prompts(), n_tokens, run_s, model_ppl })
+}

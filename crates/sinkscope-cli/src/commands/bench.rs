@@ -1,0 +1,118 @@
+//! `sinkscope bench MODEL`: profile throughput (tokens/s) and peak memory on fixed workloads.
+//!
+//! Each workload runs `sinkscope profile ... --quiet --no-report` in a child process, so that
+//! its peak RSS (VmHWM, model load included) is its own; the figures come from the child's
+//! `manifest.json` timings.
+
+use super::profile::say;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    /// Prompt file of the first workload.
+    #[arg(long, default_value = "data/prompts/smollm2_reference_a.jsonl")]
+    pub prompts: PathBuf,
+    /// Dataset of the second workload.
+    #[arg(long, default_value = "gsm8k-like")]
+    pub dataset: String,
+    /// Prompts taken from the dataset.
+    #[arg(long, default_value_t = 64)]
+    pub limit: usize,
+    /// Runs per workload (the best tokens/s and the largest peak RSS are reported).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Where the runs' folders go.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+}
+
+/// The machine, in words (CPU model, logical cores, memory).
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or("unknown memory".into(), |kb| format!("{:.1} GiB RAM", kb / 1024.0 / 1024.0));
+    format!("{cpu}, {cores} logical cores available, {mem}")
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the sinkscope executable")?;
+    let workloads: Vec<(String, Vec<String>)> = vec![
+        (
+            format!("{} (file)", a.prompts.display()),
+            vec!["--prompts".into(), a.prompts.display().to_string()],
+        ),
+        (
+            format!("{} x{}", a.dataset, a.limit),
+            vec!["--dataset".into(), a.dataset.clone(), "--limit".into(), a.limit.to_string()],
+        ),
+    ];
+    say!("machine: {}", machine());
+    say!("model: {}", a.model.display());
+    say!();
+    say!("| workload | prompts | tokens | load s | run s | tokens/s | peak RSS MiB |");
+    say!("|---|---|---|---|---|---|---|");
+    for (k, (name, args)) in workloads.iter().enumerate() {
+        let mut best: Option<(f64, serde_json::Value)> = None;
+        let mut peak = 0.0f64;
+        for r in 0..a.repeat.max(1) {
+            let dir = a.out.join(format!("w{k}-r{r}"));
+            let status = Command::new(&exe)
+                .arg("profile")
+                .arg(&a.model)
+                .args(args)
+                .args(["--quiet", "--no-report", "--out"])
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .with_context(|| format!("cannot run {}", exe.display()))?;
+            if !status.success() {
+                bail!("workload '{name}': sinkscope profile failed ({status})");
+            }
+            let path = dir.join("manifest.json");
+            let m: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?,
+            )
+            .with_context(|| format!("{}: not JSON", path.display()))?;
+            let tps = m["timings"]["tokens_per_s"].as_f64().unwrap_or(0.0);
+            peak = peak.max(m["timings"]["peak_rss_mib"].as_f64().unwrap_or(0.0));
+            if best.as_ref().is_none_or(|(b, _)| tps > *b) {
+                best = Some((tps, m));
+            }
+        }
+        if let Some((tps, m)) = best {
+            let t = &m["timings"];
+            say!(
+                "| {name} | {} | {} | {:.2} | {:.2} | {tps:.0} | {peak:.0} |",
+                m["n_prompts"],
+                m["n_tokens"],
+                t["load_s"].as_f64().unwrap_or(0.0),
+                t["run_s"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    Ok(())
+}

