@@ -1,17 +1,11 @@
-//! Hugging Face config.json: any bytes as JSON into the raw config, then every family
-//! declaration's resolution (which must reject, not panic on, absurd dimensions).
+//! Hugging Face config.json: any bytes as the raw config, then every family's resolution.
+//! The body is `sinkscope_io::fuzzing::hf_config`, shared with the stable mutation test.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sinkscope_io::families::DECLS;
-use sinkscope_io::hf_config::HfConfig;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(cfg) = serde_json::from_slice::<HfConfig>(data) else { return };
-    for decl in DECLS {
-        if let Ok(c) = (decl.from_hf)(&cfg) {
-            let _ = c.parameter_count();
-            let _ = sinkscope_io::weights::required_roles(&c);
-        }
+    if let Err(e) = sinkscope_io::fuzzing::hf_config(data) {
+        panic!("invariant broken: {e}");
     }
 });

@@ -1,17 +1,11 @@
 //! safetensors: validate any bytes as a header + data image and read every tensor as f32.
+//! The body is `sinkscope_io::fuzzing::safetensors`, shared with the stable mutation test.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sinkscope_io::source::{SafetensorsSource, TensorSource};
-use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = SafetensorsSource::from_bytes(Path::new("fuzz.safetensors"), data.to_vec()) else { return };
-    let names: Vec<String> = src.tensors().keys().cloned().collect();
-    for name in names {
-        if let Ok(values) = src.read_f32(&name) {
-            let meta = &src.tensors()[&name];
-            assert_eq!(values.len(), meta.shape.iter().product::<usize>(), "{name}");
-        }
+    if let Err(e) = sinkscope_io::fuzzing::safetensors(data) {
+        panic!("invariant broken: {e}");
     }
 });

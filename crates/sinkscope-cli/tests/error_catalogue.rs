@@ -1003,6 +1003,52 @@ fn hf_missing_field() {
     expect(&run_hf(&m), MODEL, &[&s(&p), "num_hidden_layers", "missing"]);
 }
 
+/// A width of 2^62 (GPT-2's d_mlp = 4 d used to overflow, found by the mutation test): exit 4.
+#[test]
+fn hf_absurd_dimension() {
+    let dir = case_dir("hf_absurd_dimension");
+    let m = dir.join("model");
+    std::fs::create_dir_all(&m).unwrap();
+    let src = fixtures().join("models/gpt2");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(src.join(f), m.join(f)).unwrap();
+    }
+    let p = m.join("config.json");
+    let text =
+        std::fs::read_to_string(&p).unwrap().replace("\"n_embd\": 64", "\"n_embd\": 4611686018427387904");
+    std::fs::write(&p, text).unwrap();
+    expect(&run_hf(&m), MODEL, &[&s(&p), "d_model = 4611686018427387904 is implausibly large"]);
+}
+
+/// Huge but individually plausible dimensions: no overflow anywhere (parameter count, memory
+/// estimate); the strict loader reports the first tensor that disagrees.
+#[test]
+fn hf_config_disagrees_with_weights() {
+    let m = hf_copy("hf_config_disagrees_with_weights");
+    let p = m.join("config.json");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"hidden_size\": 64", "\"hidden_size\": 16777216")
+        .replace("\"intermediate_size\": 128", "\"intermediate_size\": 16777216")
+        .replace("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 65536")
+        .replace("\"head_dim\": 16,", "");
+    std::fs::write(&p, text).unwrap();
+    let o = sinkscope([OsString::from("inspect"), m.clone().into()], &[]);
+    expect(&o, OK, &[]);
+    // The memory guard sees 65536 layers of 16M-wide activations first...
+    expect(&run_hf(&m), MEMORY, &[&s(&m), "not enough memory", "--force"]);
+    // ... and with --force the strict loader names the first tensor that disagrees.
+    let dir = m.parent().unwrap();
+    let o = run_model(&m, &good_prompts(dir), dir, &["--force"]);
+    expect(&o, MODEL, &[&s(&m), "model.embed_tokens.weight", "expected [512, 16777216]"]);
+}
+
 /// An unknown model_type: exit 4, names it and the supported ones.
 #[test]
 fn hf_unknown_model_type() {

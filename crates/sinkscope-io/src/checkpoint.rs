@@ -124,6 +124,11 @@ impl ModelFiles {
         mix
     }
 
+    /// Number of values of the checkpoint's largest tensor (the memory guard's load transient).
+    pub fn largest_tensor_values(&self) -> u64 {
+        self.source.tensors().values().map(|m| m.shape.iter().product::<usize>() as u64).max().unwrap_or(0)
+    }
+
     /// Number of values stored in the checkpoint.
     pub fn stored_parameters(&self) -> u64 {
         self.source.tensors().values().map(|m| m.shape.iter().product::<usize>() as u64).sum()

@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod families;
+pub mod fuzzing;
 pub mod gguf;
 pub mod gguf_meta;
 pub mod hf_config;

@@ -147,15 +147,15 @@ pub fn human(b: u64) -> String {
 /// The bytes of one captured activation at `site` for a `t`-token prompt (f32, no batch).
 pub fn site_bytes(cfg: &ModelConfig, site: HookSite, t: usize) -> u64 {
     let (t, d, h, kvh, dh) =
-        (t as u64, cfg.d_model as u64, cfg.n_heads as u64, cfg.n_kv_heads as u64, cfg.d_head as u64);
+        (t as u128, cfg.d_model as u128, cfg.n_heads as u128, cfg.n_kv_heads as u128, cfg.d_head as u128);
     let values = match site.kind {
         SiteKind::AttnPattern => h * t * t,
         SiteKind::AttnQ | SiteKind::AttnZ => t * h * dh,
         SiteKind::AttnK | SiteKind::AttnV => t * kvh * dh,
-        SiteKind::Logits => t * cfg.d_vocab as u64,
+        SiteKind::Logits => t * cfg.d_vocab as u128,
         _ => t * d,
     };
-    values.saturating_mul(F32)
+    u64::try_from(values * F32 as u128).unwrap_or(u64::MAX)
 }
 
 /// The estimate from a config and the checkpoint's sizes (see the module docs for the formula).
@@ -165,14 +165,15 @@ pub fn estimate_for(
     largest_tensor_values: u64,
     shape: &RunShape,
 ) -> MemoryEstimate {
+    // u128: T^2 x heads can pass u64 for absurd (but validated) dimensions.
     let (t, d, h, kvh, dh, m, v) = (
-        shape.max_tokens as u64,
-        cfg.d_model as u64,
-        cfg.n_heads as u64,
-        cfg.n_kv_heads as u64,
-        cfg.d_head as u64,
-        cfg.d_mlp as u64,
-        cfg.d_vocab as u64,
+        shape.max_tokens as u128,
+        cfg.d_model as u128,
+        cfg.n_heads as u128,
+        cfg.n_kv_heads as u128,
+        cfg.d_head as u128,
+        cfg.d_mlp as u128,
+        cfg.d_vocab as u128,
     );
     let values = 8 * t * d
         + 3 * (h + 2 * kvh) * t * dh
@@ -182,6 +183,7 @@ pub fn estimate_for(
         + t * t
         + 3 * t * m
         + if shape.logits { 2 * t * v } else { 0 };
+    let values = u64::try_from(values).unwrap_or(u64::MAX);
     MemoryEstimate {
         weights: stored_values.saturating_mul(F32),
         load_transient: largest_tensor_values.saturating_mul(2 * F32),
@@ -192,17 +194,10 @@ pub fn estimate_for(
     }
 }
 
-/// The values of the largest weight a config implies: the embedding, an MLP matrix, or a fused
-/// QKV / gate-up matrix as some checkpoints store them.
-pub fn largest_tensor_values(cfg: &ModelConfig) -> u64 {
-    let (d, m, v) = (cfg.d_model as u64, cfg.d_mlp as u64, cfg.d_vocab as u64);
-    let qkv = ((cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.d_head) as u64;
-    [v * d, 2 * m * d, qkv * d].into_iter().max().unwrap_or(0)
-}
-
-/// The estimate for a checkpoint opened with [`ModelFiles::open`] (nothing loaded yet).
+/// The estimate for a checkpoint opened with [`ModelFiles::open`] (nothing loaded yet): the
+/// weight terms from the tensors in the file, the working set from the config.
 pub fn estimate(files: &ModelFiles, shape: &RunShape) -> MemoryEstimate {
-    estimate_for(&files.config, files.stored_parameters(), largest_tensor_values(&files.config), shape)
+    estimate_for(&files.config, files.stored_parameters(), files.largest_tensor_values(), shape)
 }
 
 /// Parses a byte count: digits with an optional K/M/G/T suffix (powers of 1024; `KiB`, `MB`

@@ -278,11 +278,13 @@ impl ModelConfig {
     }
 
     /// Total parameter count implied by the config (embeddings counted once when tied).
+    /// Computed in u128 and saturated to u64: a validated config can still multiply past
+    /// u64 (2^16 layers of 2^24 x 2^24 matrices), and a count must never panic.
     pub fn parameter_count(&self) -> u64 {
-        let d = self.d_model as u64;
-        let q = (self.n_heads * self.d_head) as u64;
-        let kv = (self.n_kv_heads * self.d_head) as u64;
-        let m = self.d_mlp as u64;
+        let d = self.d_model as u128;
+        let q = self.n_heads as u128 * self.d_head as u128;
+        let kv = self.n_kv_heads as u128 * self.d_head as u128;
+        let m = self.d_mlp as u128;
         let norm_params = match self.norm {
             NormKind::LayerNorm { bias: true, .. } => 2 * d,
             _ => d,
@@ -299,12 +301,13 @@ impl ModelConfig {
             MlpKind::Gated { bias, .. } => 3 * d * m + if bias { 2 * m + d } else { 0 },
         };
         let block = attn + mlp + 2 * norm_params;
-        let emb = self.d_vocab as u64 * d;
+        let emb = self.d_vocab as u128 * d;
         let pos = match self.positional {
-            Positional::Learned => self.context_length as u64 * d,
+            Positional::Learned => self.context_length as u128 * d,
             Positional::Rotary(_) => 0,
         };
         let unembed = if self.tied_unembed { 0 } else { emb };
-        self.n_layers as u64 * block + emb + pos + unembed + norm_params
+        let total = (self.n_layers as u128).saturating_mul(block) + emb + pos + unembed + norm_params;
+        u64::try_from(total).unwrap_or(u64::MAX)
     }
 }

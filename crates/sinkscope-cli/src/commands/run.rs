@@ -77,7 +77,10 @@ pub fn run(a: Args) -> Result<()> {
     let max_tokens = encoded.iter().map(|(e, _)| e.ids.len()).max().unwrap_or(0);
     let touches_head = |k: SiteKind| matches!(k, SiteKind::Logits | SiteKind::LnFinal);
     // Captured activations live three times per prompt: the cache, the byte copies, the file image.
-    let captured: u64 = sites.iter().map(|s| memory::site_bytes(&files.config, *s, max_tokens)).sum();
+    let captured: u64 = sites
+        .iter()
+        .map(|s| memory::site_bytes(&files.config, *s, max_tokens))
+        .fold(0u64, u64::saturating_add);
     let shape = memory::RunShape {
         max_tokens,
         logits: sites.iter().any(|s| touches_head(s.kind))

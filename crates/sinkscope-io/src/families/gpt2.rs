@@ -98,7 +98,8 @@ fn base(d_model: usize, n_heads: usize, n_layers: usize, eps: f64, act: Activati
         n_heads,
         n_kv_heads: n_heads,
         d_head,
-        d_mlp: 4 * d_model,
+        // Saturating: an absurd width from a file must reach validate(), not overflow here.
+        d_mlp: d_model.saturating_mul(4),
         d_vocab: 0,
         context_length: 0,
         norm: NormKind::LayerNorm { eps, bias: true },
@@ -134,7 +135,7 @@ fn from_hf(c: &HfConfig) -> Result<ModelConfig, IoError> {
         c.layer_norm_epsilon.unwrap_or(1e-5),
         act,
     );
-    cfg.d_mlp = c.n_inner.unwrap_or(4 * d);
+    cfg.d_mlp = c.n_inner.unwrap_or(d.saturating_mul(4));
     cfg.d_vocab = c.req("vocab_size", c.vocab_size)?;
     cfg.context_length = c.req("n_positions", c.n_positions.or(c.max_position_embeddings))?;
     checked(cfg, &c.path)
