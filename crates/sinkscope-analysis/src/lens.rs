@@ -77,7 +77,9 @@ pub fn lens_tokens(model: &Model, id: &str, ids: &[u32]) -> Result<PromptLens> {
     let mut collector = LensCollector { model, tokens: ids.to_vec(), layers: vec![None; n], error: None };
     let logits = {
         let mut ctx = ForwardCtx::new().with(&mut collector).with_logits();
-        model.forward(ids, &mut ctx).map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?
+        model
+            .forward(ids, &mut ctx)
+            .map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?
     };
     if let Some((site, e)) = collector.error {
         return Err(AnalysisError::Options(format!("prompt '{id}': LogitLens at {site}: {e}")));
@@ -270,25 +272,16 @@ pub fn run_lens(
     std::fs::create_dir_all(out).map_err(output(out))?;
     let manifest_path = out.join("manifest.json");
     let data = crate::profile::data_block(&input.source, input.limit, opts);
-    let base = |status: &str| {
-        json!({
-            "schema_version": crate::profile::SCHEMA_VERSION,
-            "kind": "lens",
-            "status": status,
-            "tool": header.tool,
-            "model": header.model,
-            "tokenizer": header.tokenizer,
-            "data": data,
-            "options": opts.to_json(),
-            "conventions": {
-                "layer_index": "l = 0..L; l = 0 is X(0) = hook_embed, l >= 1 is X(l) = blocks.{l-1}.hook_resid_post, before the final norm",
-                "logit_lens_nll": "mean next-token NLL over positions 1..T-1 of lm_head(final_norm(X(l))) (plus the model's final soft-cap, if any); log-softmax in float64",
-                "logit_lens_ppl": "exp(logit_lens_nll) of the prompt",
-                "logit_lens_top1": "fraction of positions 1..T-1 whose arg-max logit is the next token",
-                "token_weighted": "summary.token_weighted_* pool every predicted token of every prompt",
-            },
-        })
-    };
+    let options = opts.to_json();
+    let conventions = json!({
+        "layer_index": "l = 0..L; l = 0 is X(0) = hook_embed, l >= 1 is X(l) = blocks.{l-1}.hook_resid_post, before the final norm",
+        "logit_lens_nll": "mean next-token NLL over positions 1..T-1 of lm_head(final_norm(X(l))) (plus the model's final soft-cap, if any); log-softmax in float64",
+        "logit_lens_ppl": "exp(logit_lens_nll) of the prompt",
+        "logit_lens_top1": "fraction of positions 1..T-1 whose arg-max logit is the next token",
+        "token_weighted": "summary.token_weighted_* pool every predicted token of every prompt",
+    });
+    let base =
+        |status: &str| crate::profile::manifest_base("lens", status, header, &data, &options, &conventions);
     crate::profile::write_json(&manifest_path, &base("running"))?;
     let lines_path = out.join("prompts.jsonl");
     let file = std::fs::File::create(&lines_path).map_err(output(&lines_path))?;

@@ -28,6 +28,7 @@ pub mod collectors;
 pub mod datasets;
 pub mod error;
 pub mod lens;
+pub mod probe;
 pub mod profile;
 
 pub use error::{AnalysisError, Result};

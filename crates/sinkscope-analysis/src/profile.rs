@@ -475,6 +475,8 @@ pub struct ManifestHeader {
     pub tokenizer: Value,
     /// Seconds spent loading the model.
     pub load_s: f64,
+    /// Further top-level manifest blocks (e.g. the memory estimate).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// Progress reports from [`run_profile`] (the CLI draws a bar).
@@ -731,7 +733,7 @@ pub fn run_profile(
     let manifest_path = out.join("manifest.json");
     let data = data_block(&input.source, input.limit, opts);
     let base = |status: &str| {
-        json!({
+        let mut v = json!({
             "schema_version": SCHEMA_VERSION,
             "kind": "profile",
             "status": status,
@@ -746,7 +748,13 @@ pub fn run_profile(
                 "order": "prompts run concurrently on prompt_workers threads; records are written in input order",
             },
             "conventions": conventions(),
-        })
+        });
+        if let Some(m) = v.as_object_mut() {
+            for (k, x) in &header.extra {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+        v
     };
     write_json(&manifest_path, &base("running"))?;
 
@@ -824,4 +832,33 @@ pub fn run_profile(
         metrics,
         aggregator_footprint: agg.footprint(),
     })
+}
+
+/// The common blocks of every run manifest (`lens`, `probe`, ...): schema version, kind,
+/// status, the caller's header blocks (and its extras), data source, options, conventions.
+pub(crate) fn manifest_base(
+    kind: &str,
+    status: &str,
+    header: &ManifestHeader,
+    data: &Value,
+    options: &Value,
+    conventions: &Value,
+) -> Value {
+    let mut v = json!({
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "status": status,
+        "tool": header.tool,
+        "model": header.model,
+        "tokenizer": header.tokenizer,
+        "data": data,
+        "options": options,
+        "conventions": conventions,
+    });
+    if let Some(m) = v.as_object_mut() {
+        for (k, x) in &header.extra {
+            m.insert(k.clone(), x.clone());
+        }
+    }
+    v
 }

@@ -43,7 +43,13 @@ fn examples(n: usize) -> Vec<Example> {
 }
 
 fn header() -> ManifestHeader {
-    ManifestHeader { tool: json!({"name": "test"}), model: json!({}), tokenizer: json!({}), load_s: 0.0 }
+    ManifestHeader {
+        tool: json!({"name": "test"}),
+        model: json!({}),
+        tokenizer: json!({}),
+        load_s: 0.0,
+        extra: Default::default(),
+    }
 }
 
 /// Checks, at every progress report, that `prompts.jsonl` already holds `done` lines.

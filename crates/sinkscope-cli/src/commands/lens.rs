@@ -1,0 +1,66 @@
+//! `sinkscope lens MODEL (--prompts FILE | --dataset wikitext-like) [--limit N]
+//! [--max-tokens T] --out DIR`: LogitLens NLL / perplexity / top-1 accuracy per layer.
+
+use super::experiment::{open, InputArgs};
+use super::profile::say;
+use anyhow::{Context, Result};
+use sinkscope_analysis::profile::ProfileInput;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompts", "dataset"])))]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output folder: manifest.json, prompts.jsonl, metrics.json, layers.csv, report.html.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Skip the report.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let o = open(&a.model, &a.input, true)?;
+    crate::common::create_dir(&a.out)?;
+    let total = o.examples.len();
+    let mut progress = super::profile::progress(total, a.input.quiet);
+    let mut iter = o.examples.into_iter();
+    let input = ProfileInput {
+        source: o.source,
+        limit: a.input.limit,
+        prompts: &mut iter,
+        total: Some(total),
+        workers: 1,
+    };
+    let s = sinkscope_analysis::lens::run_lens(
+        &o.model,
+        &o.files,
+        &a.input.prompt_options(),
+        &o.header,
+        input,
+        &a.out,
+        progress.as_mut(),
+    )?;
+    say!(
+        "{} prompts, {} tokens in {:.1}s ({:.0} tokens/s); model perplexity {}",
+        s.n_prompts,
+        s.n_tokens,
+        s.run_s,
+        s.n_tokens as f64 / s.run_s.max(1e-9),
+        s.model_ppl.map_or("n/a".into(), |p| format!("{p:.3}"))
+    );
+    if a.no_report {
+        say!("{}", a.out.join("metrics.json").display());
+        return Ok(());
+    }
+    sinkscope_report::render_run(&a.out)
+        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
+    say!("{}", a.out.join("report.html").display());
+    Ok(())
+}

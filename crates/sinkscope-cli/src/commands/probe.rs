@@ -1,0 +1,101 @@
+//! `sinkscope probe MODEL --dataset sst2-like [--limit N] [--pool mean|last] [--folds 5]
+//! --out DIR`: layer-wise linear probes (cross-validated L2 logistic regression).
+
+use super::experiment::{open, InputArgs};
+use super::profile::say;
+use anyhow::{Context, Result};
+use sinkscope_analysis::probe::{run_probe, ProbeOptions};
+use sinkscope_analysis::profile::ProfileInput;
+use sinkscope_metrics::probe::{LogisticParams, Pool, ProbeParams};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompts", "dataset"])))]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Sentence vector: mean over positions >= 1, or the last token.
+    #[arg(long, default_value = "mean", value_parser = parse_pool)]
+    pub pool: Pool,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    #[arg(long, default_value_t = sinkscope_metrics::probe::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Inverse L2 strength C (sklearn's convention).
+    #[arg(long, default_value_t = sinkscope_metrics::probe::DEFAULT_C)]
+    pub c: f64,
+    /// Keep the extracted features (features.f32) in the output folder.
+    #[arg(long)]
+    pub keep_features: bool,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Skip the report.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+fn parse_pool(s: &str) -> Result<Pool, String> {
+    match s {
+        "mean" => Ok(Pool::Mean),
+        "last" => Ok(Pool::Last),
+        other => Err(format!("unknown pooling '{other}' (mean or last)")),
+    }
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    if !(a.c.is_finite() && a.c > 0.0) {
+        return Err(
+            sinkscope_analysis::AnalysisError::Options(format!("--c must be positive, got {}", a.c)).into()
+        );
+    }
+    let o = open(&a.model, &a.input, false)?;
+    crate::common::create_dir(&a.out)?;
+    let opts = ProbeOptions {
+        prompt: a.input.prompt_options(),
+        pool: a.pool,
+        params: ProbeParams {
+            folds: a.folds,
+            seed: a.seed,
+            logistic: LogisticParams { c: a.c, ..LogisticParams::default() },
+        },
+        keep_features: a.keep_features,
+    };
+    let total = o.examples.len();
+    let mut progress = super::profile::progress(total, a.input.quiet);
+    let mut iter = o.examples.into_iter();
+    let input = ProfileInput {
+        source: o.source,
+        limit: a.input.limit,
+        prompts: &mut iter,
+        total: Some(total),
+        workers: 1,
+    };
+    let s = run_probe(&o.model, &o.files, &opts, &o.header, input, &a.out, progress.as_mut())?;
+    let best = s.layers.iter().enumerate().max_by(|x, y| x.1.accuracy.total_cmp(&y.1.accuracy));
+    say!(
+        "{} sentences: features in {:.1}s, probes in {:.1}s; majority baseline {:.3}; best layer {} ({:.3}); all converged: {}",
+        s.n_samples,
+        s.extract_s,
+        s.fit_s,
+        s.layers.first().map_or(f64::NAN, |r| r.baseline_accuracy),
+        best.map_or(0, |b| b.0),
+        best.map_or(f64::NAN, |b| b.1.accuracy),
+        s.layers.iter().all(|r| r.all_converged)
+    );
+    if a.no_report {
+        say!("{}", a.out.join("metrics.json").display());
+        return Ok(());
+    }
+    sinkscope_report::render_run(&a.out)
+        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
+    say!("{}", a.out.join("report.html").display());
+    Ok(())
+}
