@@ -115,6 +115,8 @@ pub struct Aggregator {
     massive_counts: BTreeMap<usize, usize>,
     first: Option<crate::profile::FirstToken>,
     first_same: bool,
+    /// Token-weighted model NLL: (sum, positions), when the records carry it.
+    nll: Option<(f64, usize)>,
 }
 
 fn check(what: &'static str, index: usize, v: f64) -> Result<f64> {
@@ -168,6 +170,7 @@ impl Aggregator {
             massive_counts: BTreeMap::new(),
             first: None,
             first_same: true,
+            nll: None,
         }
     }
 
@@ -177,6 +180,11 @@ impl Aggregator {
     /// [`AnalysisError::Aggregate`] for a record whose arrays do not have `L + 1` entries
     /// (or `H` heads), or with a non-finite value.
     pub fn add(&mut self, r: &PromptRecord) -> Result<()> {
+        if let Some((sum, count)) = r.nll {
+            let acc = self.nll.get_or_insert((0.0, 0));
+            acc.0 += check("model NLL", 0, sum)?;
+            acc.1 += count;
+        }
         let n = self.n_layers + 1;
         for (name, curve) in &r.metrics {
             if curve.len() != n {
@@ -443,6 +451,8 @@ impl Aggregator {
                 "bound_violations": self.bound_violations,
                 "peak_bos_ratio": extreme(&bos_ratio, true),
                 "min_entropy_norm": extreme(&entropy_norm, false),
+                "nll": self.nll.and_then(|(sum, n)| (n > 0).then(|| sum / n as f64)),
+                "nll_tokens": self.nll.map(|(_, n)| n),
             },
         })))
     }

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ablate;
 pub mod aggregate;
 pub mod collectors;
 pub mod datasets;

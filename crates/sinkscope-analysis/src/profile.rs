@@ -46,6 +46,11 @@ pub struct ProfileOptions {
     pub max_tokens: Option<usize>,
     /// Cut prompts longer than the model's context instead of failing.
     pub truncate: bool,
+    /// Interventions applied during every forward pass (`ablate` runs; empty for a plain
+    /// profile).
+    pub edits: Vec<sinkscope_spec::Edit>,
+    /// Also compute the model's own next-token NLL (runs the LM head).
+    pub nll: bool,
 }
 
 impl Default for ProfileOptions {
@@ -57,6 +62,8 @@ impl Default for ProfileOptions {
             bos: BosPolicy::Auto,
             max_tokens: None,
             truncate: false,
+            edits: Vec::new(),
+            nll: false,
         }
     }
 }
@@ -106,6 +113,8 @@ impl ProfileOptions {
             "bos": self.bos.as_str(),
             "max_tokens": self.max_tokens,
             "truncate": self.truncate,
+            "edits": self.edits,
+            "nll": self.nll,
         })
     }
 }
@@ -167,6 +176,8 @@ pub struct PromptProfile {
     pub attention: Vec<LayerAttention>,
     /// MLP output norms of block `l` at index `l − 1`.
     pub mlp: Vec<MlpOutNorms>,
+    /// The model's own next-token statistics (when [`ProfileOptions::nll`] is set).
+    pub nll: Option<sinkscope_metrics::lens::LensStats>,
 }
 
 /// Runs the model once on `ids` with the three collectors (no logits) and returns their
@@ -180,8 +191,17 @@ pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOption
     let mut resid = ResidualCollector::new(n_layers, opts.top_k);
     let mut attn = AttentionCollector::new(n_layers, opts.attention);
     let mut mlp = MlpCollector::new(n_layers);
+    // Edits run first so that every collector sees the edited activations.
+    let mut editor = sinkscope_model::EditHook::new(opts.edits.clone());
     let result = {
-        let mut ctx = ForwardCtx::new().with(&mut resid).with(&mut attn).with(&mut mlp);
+        let mut ctx = ForwardCtx::new();
+        if !opts.edits.is_empty() {
+            ctx = ctx.with(&mut editor);
+        }
+        let mut ctx = ctx.with(&mut resid).with(&mut attn).with(&mut mlp);
+        if opts.nll {
+            ctx = ctx.with_logits();
+        }
         model.forward(ids, &mut ctx)
     };
     let typed = [resid.take_error(), attn.take_error(), mlp.take_error()].into_iter().flatten().next();
@@ -192,7 +212,11 @@ pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOption
         }
         return Err(AnalysisError::Metrics { id: id.to_string(), site, source });
     }
-    result.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+    let logits = result.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+    let nll = match logits {
+        Some(l) => Some(own_nll(id, &l, ids)?),
+        None => None,
+    };
     use sinkscope_spec::{HookSite, SiteKind};
     let missing = |site: HookSite| AnalysisError::MissingSite { id: id.to_string(), site };
     let layers = resid
@@ -221,7 +245,7 @@ pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOption
         .enumerate()
         .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::MlpOut))))
         .collect::<Result<Vec<_>>>()?;
-    Ok(PromptProfile { layers, attention, mlp })
+    Ok(PromptProfile { layers, attention, mlp, nll })
 }
 
 /// The names of the attention curves added to the residual ones (all `L + 1` entries,
@@ -302,6 +326,21 @@ impl PromptProfile {
     }
 }
 
+/// The model's next-token statistics from its `[T, V]` logits.
+fn own_nll(
+    id: &str,
+    logits: &candle_core::Tensor,
+    ids: &[u32],
+) -> Result<sinkscope_metrics::lens::LensStats> {
+    let fwd = |e: candle_core::Error| AnalysisError::Forward { id: id.to_string(), source: e.into() };
+    let (t, v) = logits.dims2().map_err(fwd)?;
+    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(fwd)?;
+    sinkscope_metrics::Matrix::new(&data, t, v)
+        .map_err(|e| e.to_string())
+        .and_then(|m| sinkscope_metrics::lens::next_token_nll(&m, ids, None).map_err(|e| e.to_string()))
+        .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))
+}
+
 /// The token at position 0 of a prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirstToken {
@@ -361,6 +400,10 @@ pub struct PromptRecord {
     pub massive_layers: Vec<usize>,
     /// Theorem-1 bound violations over all layers (must be 0).
     pub bound_violations: usize,
+    /// The model's own next-token NLL: `[sum over positions 1..T-1, number of positions]`
+    /// (runs with `nll` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nll: Option<(f64, usize)>,
 }
 
 impl PromptRecord {
@@ -422,6 +465,7 @@ impl PromptRecord {
             top_activations: profile.layers.iter().map(|m| m.norms.top_activations.clone()).collect(),
             massive_layers,
             bound_violations: profile.bound_violations(),
+            nll: profile.nll.as_ref().map(|s| (s.nll_sum, s.n_tokens)),
             metrics,
             heads,
         })

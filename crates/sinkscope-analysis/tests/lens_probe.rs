@@ -26,9 +26,14 @@ fn root() -> PathBuf {
 #[test]
 fn smollm2_logit_lens_matches_reference() {
     let model_path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(model_path.exists(), "{} missing: run scripts/test.sh (it fetches the demo model)", model_path.display());
+    assert!(
+        model_path.exists(),
+        "{} missing: run scripts/test.sh (it fetches the demo model)",
+        model_path.display()
+    );
     let reference: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/reference/smollm2/prompts_a.reference.json")).unwrap(),
+        &std::fs::read_to_string(root().join("tests/fixtures/reference/smollm2/prompts_a.reference.json"))
+            .unwrap(),
     )
     .unwrap();
     let (files, model) = sinkscope_model::load(&model_path, &candle_core::Device::Cpu).unwrap();
@@ -46,7 +51,10 @@ fn smollm2_logit_lens_matches_reference() {
         let own = lens.model.nll.unwrap();
         assert!((last - own).abs() <= 1e-6 * own.abs(), "{id}: lens at L {last} vs model NLL {own}");
         let ref_final = p["final"]["nll_mean"].as_f64().unwrap();
-        assert!((own - ref_final).abs() <= 1e-3 * ref_final, "{id}: model NLL {own} vs reference {ref_final}");
+        assert!(
+            (own - ref_final).abs() <= 1e-3 * ref_final,
+            "{id}: model NLL {own} vs reference {ref_final}"
+        );
     }
 }
 

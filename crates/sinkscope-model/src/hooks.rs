@@ -191,6 +191,10 @@ impl Hook for EditHook {
                     });
                 }
             }
+            if e.op == EditOp::MeanOthers {
+                mean_others(&mut data, &dims, e, site)?;
+                continue;
+            }
             for (flat, x) in data.iter_mut().enumerate() {
                 let idx = |a: usize| (flat / strides[a]) % dims[a];
                 if !e.positions.contains(idx(pos_axis)) || !e.dims.contains(idx(last)) {
@@ -206,6 +210,7 @@ impl Hook for EditHook {
                     EditOp::Scale { factor } => *x * factor,
                     EditOp::Add { value } => *x + value,
                     EditOp::Set { value } => *value,
+                    EditOp::MeanOthers => *x,
                     EditOp::ReplaceRow { values } => {
                         let j = idx(last);
                         let k = match &e.dims {
@@ -219,4 +224,22 @@ impl Hook for EditHook {
         }
         Ok(Some(Tensor::from_vec(data, dims, act.device())?))
     }
+}
+
+/// Sets each selected `(position, dim)` of a `[T, d]` activation to the mean of that dim over
+/// the positions that are not selected.
+fn mean_others(data: &mut [f32], dims: &[usize], e: &Edit, site: HookSite) -> Result<()> {
+    let err = |reason: &str| ModelError::Hook { site, reason: reason.to_string() };
+    let [t, d] = dims else { return Err(err("mean ablation needs a [T, d] site")) };
+    let others: Vec<usize> = (0..*t).filter(|p| !e.positions.contains(*p)).collect();
+    if others.is_empty() {
+        return Err(err("mean ablation needs at least one position that is not selected"));
+    }
+    for j in (0..*d).filter(|j| e.dims.contains(*j)) {
+        let mean = others.iter().map(|p| f64::from(data[p * d + j])).sum::<f64>() / others.len() as f64;
+        for p in (0..*t).filter(|p| e.positions.contains(*p)) {
+            data[p * d + j] = mean as f32;
+        }
+    }
+    Ok(())
 }

@@ -420,6 +420,9 @@ pub enum EditOp {
         /// The constant.
         value: f32,
     },
+    /// Replace each selected element by the mean of the same element over the positions that
+    /// are *not* selected (Sun et al.'s mean-ablation; `[T, d]` sites only).
+    MeanOthers,
     /// Replace the selected rows (positions) by a vector over the last axis (one value per
     /// selected dimension, or the whole row when no dimensions are selected).
     ReplaceRow {
@@ -448,7 +451,7 @@ pub struct Edit {
 
 /// Grammar of `--edit`, shown in `--help`.
 pub const EDIT_GRAMMAR: &str =
-    "SITE[:pos=LIST][:head=LIST][:dim=LIST]:OP where OP is zero | scale=F | add=F | set=F, \
+    "SITE[:pos=LIST][:head=LIST][:dim=LIST]:OP where OP is zero | scale=F | add=F | set=F | mean (the mean over the other positions), \
 LIST is comma-separated indices or ranges a..b (end excluded). Examples: blocks.11.hook_mlp_out:pos=0:zero, \
 blocks.11.hook_mlp_out:pos=0:scale=0.5, blocks.3.attn.hook_z:head=1,2:zero, hook_embed:pos=0:dim=17:set=0";
 
@@ -501,9 +504,10 @@ impl std::str::FromStr for Edit {
                 "scale" => Some(EditOp::Scale { factor: num(val)? }),
                 "add" => Some(EditOp::Add { value: num(val)? }),
                 "set" => Some(EditOp::Set { value: num(val)? }),
+                "mean" if val.is_none() => Some(EditOp::MeanOthers),
                 other => {
                     return Err(bad(&format!(
-                        "unknown part '{other}' (expected pos=, head=, dim=, zero, scale=, add=, set=)"
+                        "unknown part '{other}' (expected pos=, head=, dim=, zero, scale=, add=, set=, mean)"
                     )))
                 }
             };
@@ -514,7 +518,7 @@ impl std::str::FromStr for Edit {
                 op = Some(o);
             }
         }
-        edit.op = op.ok_or_else(|| bad("no operation (zero, scale=F, add=F or set=F)"))?;
+        edit.op = op.ok_or_else(|| bad("no operation (zero, scale=F, add=F, set=F or mean)"))?;
         Ok(edit)
     }
 }

@@ -1,0 +1,242 @@
+//! `ablate`: the paper's causal test. The component (the MLP by default) that writes the
+//! first token's massive activation is scaled at position 0 in the massive-activation blocks
+//! (λ = 1 is the model, λ = 0 the paper's ablation) and a full profile is run per λ; the
+//! compression valley should disappear. Also: each block alone (`one_by_one`), the attention
+//! output instead of the MLP (a control), and Sun et al.'s mean-ablation of the massive
+//! dimensions (set, at position 0, to their mean over the other positions).
+//!
+//! Blocks are numbered as in metrics.md ("block l" writes `X(l)`, hook `blocks.{l-1}`).
+
+use crate::datasets::Example;
+use crate::error::{AnalysisError, Result};
+use crate::profile::{run_profile, DataSource, ManifestHeader, ProfileInput, ProfileOptions, Progress};
+use serde_json::{json, Value};
+use sinkscope_io::ModelFiles;
+use sinkscope_model::Model;
+use sinkscope_spec::{Edit, EditOp, HookSite, Selection, SiteKind};
+use std::path::{Path, PathBuf};
+
+/// Which sublayer output is scaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// `blocks.{l-1}.hook_mlp_out` (the paper's ablation).
+    Mlp,
+    /// `blocks.{l-1}.hook_attn_out` (a control).
+    Attn,
+}
+
+impl Component {
+    fn kind(self) -> SiteKind {
+        match self {
+            Component::Mlp => SiteKind::MlpOut,
+            Component::Attn => SiteKind::AttnOut,
+        }
+    }
+
+    /// Name used in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Mlp => "mlp",
+            Component::Attn => "attn",
+        }
+    }
+}
+
+/// Options of an ablation study.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AblateOptions {
+    /// Profile options of every run (thresholds, BOS policy, lengths).
+    pub profile: ProfileOptions,
+    /// Blocks to ablate (metrics.md numbering, 1..=L); `None` = detect them on the baseline.
+    pub blocks: Option<Vec<usize>>,
+    /// Scales λ (1 = unmodified; the baseline is always run).
+    pub scales: Vec<f32>,
+    /// Component scaled.
+    pub component: Component,
+    /// Also ablate (λ = 0) each block alone.
+    pub one_by_one: bool,
+    /// Also mean-ablate the massive dimensions.
+    pub mean_ablate: bool,
+}
+
+/// The edits scaling `component` at position 0 in `blocks` by `scale` (exact zero at 0).
+pub fn scale_edits(blocks: &[usize], component: Component, scale: f32) -> Vec<Edit> {
+    let op = if scale == 0.0 { EditOp::Zero } else { EditOp::Scale { factor: scale } };
+    blocks
+        .iter()
+        .map(|&b| Edit {
+            site: HookSite::block(b.saturating_sub(1), component.kind()),
+            positions: Selection::Only(vec![0]),
+            heads: Selection::All,
+            dims: Selection::All,
+            op: op.clone(),
+        })
+        .collect()
+}
+
+/// One run of the study, summarised for the dose–response curves.
+fn run_summary(dir: &Path, valley: (usize, usize)) -> Result<Value> {
+    let path = dir.join("metrics.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| AnalysisError::Output { path: path.clone(), source })?;
+    let m: Value = serde_json::from_str(&text)?;
+    let mean = |name: &str| -> Vec<Option<f64>> {
+        m["metrics"][name]["mean"]
+            .as_array()
+            .map(|a| a.iter().map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let in_valley = |v: &[Option<f64>]| -> Vec<f64> {
+        v.iter()
+            .enumerate()
+            .filter(|(l, _)| *l >= valley.0 && *l <= valley.1)
+            .filter_map(|(_, x)| *x)
+            .collect()
+    };
+    let entropy = in_valley(&mean("entropy_norm"));
+    let sinks = in_valley(&mean("sink_rate"));
+    let max_ratio = mean("bos_ratio").into_iter().flatten().fold(f64::NEG_INFINITY, f64::max);
+    Ok(json!({
+        "valley_min_entropy_norm": entropy.iter().copied().reduce(f64::min),
+        "valley_mean_sink_rate": (!sinks.is_empty()).then(|| sinks.iter().sum::<f64>() / sinks.len() as f64),
+        "max_bos_ratio": max_ratio.is_finite().then_some(max_ratio),
+        "nll": m["summary"]["nll"],
+        "bound_violations": m["summary"]["bound_violations"],
+    }))
+}
+
+/// What a finished study reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AblateSummary {
+    /// The `ablate.json` document.
+    pub document: Value,
+}
+
+/// Runs the study into `out`: `baseline/`, `scale_<λ>/`, `only_<block>/`, `mean_ablate/`
+/// (each a profile run folder) and `ablate.json` (docs/results-schema.md).
+///
+/// # Errors
+/// No massive-activation block found (with `blocks = None`), or any profile error.
+#[allow(clippy::too_many_arguments)]
+pub fn run_ablate(
+    model: &Model,
+    files: &ModelFiles,
+    opts: &AblateOptions,
+    header: &ManifestHeader,
+    examples: &[Example],
+    source: &DataSource,
+    limit: Option<usize>,
+    out: &Path,
+    progress: &mut dyn FnMut(&str) -> Box<dyn Progress>,
+) -> Result<AblateSummary> {
+    let n_layers = model.config.n_layers;
+    let run = |name: &str, edits: Vec<Edit>, progress: &mut dyn Progress| -> Result<PathBuf> {
+        let dir = out.join(name);
+        let popts = ProfileOptions { edits, nll: true, ..opts.profile.clone() };
+        let mut iter = examples.iter().cloned();
+        let input = ProfileInput {
+            source: source.clone(),
+            limit,
+            prompts: &mut iter,
+            total: Some(examples.len()),
+            workers: 1,
+        };
+        run_profile(model, files, &popts, header, input, &dir, progress)?;
+        Ok(dir)
+    };
+    let baseline = run("baseline", Vec::new(), progress("baseline").as_mut())?;
+    let base_text = std::fs::read_to_string(baseline.join("metrics.json"))
+        .map_err(|source| AnalysisError::Output { path: baseline.join("metrics.json"), source })?;
+    let base: Value = serde_json::from_str(&base_text)?;
+    let evidence: Vec<Value> = base["summary"]["massive_layers"].as_array().cloned().unwrap_or_default();
+    let blocks: Vec<usize> = match &opts.blocks {
+        Some(b) => b.clone(),
+        None => evidence.iter().filter_map(|e| e["block"].as_u64()).map(|b| b as usize).collect(),
+    };
+    if blocks.is_empty() {
+        return Err(AnalysisError::Options(
+            "no massive-activation block was detected on the baseline (metrics.md rule: MLP output at position 0 >= 10x the other positions' median and bos_ratio >= 3x the previous layer); pass --layers".into(),
+        ));
+    }
+    if let Some(bad) = blocks.iter().find(|&&b| b == 0 || b > n_layers) {
+        return Err(AnalysisError::Options(format!("block {bad} is out of range 1..={n_layers}")));
+    }
+    // The valley: the baseline's compress phase; without one, from the first ablated block to L.
+    let compress = &base["summary"]["phases"]["compress"];
+    let (valley, valley_rule) = match (compress["first"].as_u64(), compress["last"].as_u64()) {
+        (Some(a), Some(b)) => ((a as usize, b as usize), "the baseline's compress phase"),
+        _ => {
+            let first = blocks.iter().copied().min().unwrap_or(1);
+            ((first, n_layers), "no compress phase on the baseline: layers from the first ablated block to L")
+        }
+    };
+    let mut dose = vec![json!({"scale": 1.0, "run": "baseline", "summary": run_summary(&baseline, valley)?})];
+    for &s in opts.scales.iter().filter(|s| **s != 1.0) {
+        let name = format!("scale_{s}");
+        let dir = run(&name, scale_edits(&blocks, opts.component, s), progress(&name).as_mut())?;
+        dose.push(json!({"scale": s, "run": name, "summary": run_summary(&dir, valley)?}));
+    }
+    let mut one_by_one = Vec::new();
+    if opts.one_by_one {
+        for &b in &blocks {
+            let name = format!("only_{b}");
+            let dir = run(&name, scale_edits(&[b], opts.component, 0.0), progress(&name).as_mut())?;
+            one_by_one.push(json!({"block": b, "run": name, "summary": run_summary(&dir, valley)?}));
+        }
+    }
+    let mut mean_ablate = Value::Null;
+    if opts.mean_ablate {
+        let block = blocks.iter().copied().min().unwrap_or(1);
+        let dims = massive_dims(&base, block);
+        let edit = Edit {
+            site: HookSite::block(block - 1, SiteKind::ResidPost),
+            positions: Selection::Only(vec![0]),
+            heads: Selection::All,
+            dims: Selection::Only(dims.clone()),
+            op: EditOp::MeanOthers,
+        };
+        let dir = run("mean_ablate", vec![edit], progress("mean_ablate").as_mut())?;
+        mean_ablate = json!({
+            "block": block, "dims": dims, "site": format!("blocks.{}.hook_resid_post", block - 1),
+            "rule": "dimensions of the baseline's top activations at token 0 of X(block) with |value| > 100 (Sun et al.'s absolute threshold); the largest one if none passes",
+            "run": "mean_ablate", "summary": run_summary(&dir, valley)?,
+        });
+    }
+    let document = json!({
+        "schema_version": crate::profile::SCHEMA_VERSION,
+        "kind": "ablate",
+        "component": opts.component.name(),
+        "blocks": blocks,
+        "blocks_source": if opts.blocks.is_some() { "given (--layers)" } else { "detected on the baseline (metrics.md rule)" },
+        "evidence": evidence,
+        "valley": {"first": valley.0, "last": valley.1, "rule": valley_rule},
+        "scales": std::iter::once(1.0f32).chain(opts.scales.iter().copied().filter(|s| *s != 1.0)).collect::<Vec<_>>(),
+        "dose_response": dose,
+        "one_by_one": one_by_one,
+        "mean_ablate": mean_ablate,
+    });
+    crate::profile::write_json(&out.join("ablate.json"), &document)?;
+    Ok(AblateSummary { document })
+}
+
+/// The residual dimensions carrying the massive activation at position 0 of `X(block)`,
+/// from the baseline's aggregated top activations (never hard-coded).
+fn massive_dims(base: &Value, block: usize) -> Vec<usize> {
+    let top = base["top_activations"][block].as_array().cloned().unwrap_or_default();
+    let at0: Vec<(usize, f64)> = top
+        .iter()
+        .filter(|e| e["token"].as_u64() == Some(0))
+        .filter_map(|e| Some((e["dim"].as_u64()? as usize, e["value"].as_f64()?.abs())))
+        .collect();
+    let mut dims: Vec<usize> = at0
+        .iter()
+        .filter(|(_, v)| *v > sinkscope_metrics::norms::MASSIVE_ABS_THRESHOLD)
+        .map(|(d, _)| *d)
+        .collect();
+    if dims.is_empty() {
+        dims.extend(at0.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(d, _)| *d));
+    }
+    dims.sort_unstable();
+    dims.dedup();
+    dims
+}
