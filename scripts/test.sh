@@ -14,3 +14,7 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
         >/dev/null 2>&1 || echo "warning: could not install chromium; the browser rendering test will be SKIPPED" >&2
 fi
 cargo test --workspace
+# Fuzzing smoke (about 1.5 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
+# config.json parsers. Skipped, loudly, without a nightly toolchain or cargo-fuzz, or with
+# SINKSCOPE_FUZZ=0; the stable mutation test inside `cargo test` covers the same entry points.
+bash scripts/fuzz.sh smoke

@@ -31,5 +31,6 @@ pub mod error;
 pub mod lens;
 pub mod probe;
 pub mod profile;
+pub mod resume;
 
 pub use error::{AnalysisError, Result};

@@ -51,6 +51,9 @@ pub struct ProfileOptions {
     pub edits: Vec<sinkscope_spec::Edit>,
     /// Also compute the model's own next-token NLL (runs the LM head).
     pub nll: bool,
+    /// Continue an interrupted run in the output folder ([`crate::resume`]). How the run
+    /// executes, not what it measures: not recorded among the options.
+    pub resume: bool,
 }
 
 impl Default for ProfileOptions {
@@ -64,6 +67,7 @@ impl Default for ProfileOptions {
             truncate: false,
             edits: Vec::new(),
             nll: false,
+            resume: false,
         }
     }
 }
@@ -800,22 +804,51 @@ pub fn run_profile(
         }
         v
     };
+    let lines_path = out.join("prompts.jsonl");
+    // --resume: keep the finished records of a matching earlier run (crate::resume).
+    let resumable = opts.resume && crate::resume::check_manifest(&manifest_path, &base("running"))?;
+    let done = match resumable {
+        true => crate::resume::read_finished::<PromptRecord>(&lines_path)?,
+        false => crate::resume::Finished { records: Vec::new(), valid_len: 0, torn: false },
+    };
     write_json(&manifest_path, &base("running"))?;
 
-    let lines_path = out.join("prompts.jsonl");
-    let file = std::fs::File::create(&lines_path)
-        .map_err(|source| AnalysisError::Output { path: lines_path.clone(), source })?;
+    let file = crate::resume::open_lines(&lines_path, resumable.then_some(done.valid_len))?;
     let mut lines = std::io::BufWriter::new(file);
     let mut agg = Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone());
     let t0 = Instant::now();
     let mut n_tokens = 0usize;
     let mut n_prompts = 0usize;
+    // Finished prompts must be the first of the input, unchanged; they count as just run.
+    for (i, r) in done.records.iter().enumerate() {
+        let same = input.prompts.next().and_then(|ex| {
+            let ids = prepare(files, &ex.id, &ex.text, opts).ok()?.ids;
+            Some(ex.id == r.id && ids == r.token_ids)
+        });
+        if same != Some(true) {
+            return Err(AnalysisError::ResultFile {
+                path: lines_path.clone(),
+                reason: format!(
+                    "line {}: cannot resume: prompt '{}' is not prompt {} of this run's data (or its tokens differ)",
+                    i + 1,
+                    r.id,
+                    i + 1
+                ),
+            });
+        }
+        agg.add(r)?;
+        n_prompts += 1;
+        n_tokens += r.n_tokens;
+    }
     let mut write = |record: PromptRecord| -> Result<()> {
         let line = serde_json::to_string(&record)?;
         let io = |source| AnalysisError::Output { path: lines_path.clone(), source };
         lines.write_all(line.as_bytes()).map_err(io)?;
         lines.write_all(b"\n").map_err(io)?;
         lines.flush().map_err(io)?;
+        // Aggregate the record as the file holds it, so that a resumed run (which reads
+        // finished records back) aggregates exactly the same numbers.
+        let record: PromptRecord = serde_json::from_str(&line)?;
         agg.add(&record)?;
         n_prompts += 1;
         n_tokens += record.n_tokens;

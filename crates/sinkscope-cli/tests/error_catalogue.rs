@@ -980,7 +980,7 @@ fn hf_no_config() {
 fn hf_config_invalid_json() {
     let m = hf_copy("hf_config_invalid_json");
     std::fs::write(m.join("config.json"), "{\n  \"model_type\": \"llama\",\n  oops\n}\n").unwrap();
-    expect(&run_hf(&m), MODEL, &[&s(&m.join("config.json")), "line 3"]);
+    expect(&run_hf(&m), MODEL, &[&s(&m.join("config.json")), "JSON syntax", "line 3 column 3"]);
 }
 
 /// `"hidden_size": "64"`: exit 4, names the file and the field.
@@ -1027,7 +1027,7 @@ fn hf_absurd_dimension() {
 }
 
 /// Huge but individually plausible dimensions: no overflow anywhere (parameter count, memory
-/// estimate); the strict loader reports the first tensor that disagrees.
+/// estimate); the memory guard refuses, and past it the loader says what disagrees.
 #[test]
 fn hf_config_disagrees_with_weights() {
     let m = hf_copy("hf_config_disagrees_with_weights");
@@ -1043,8 +1043,15 @@ fn hf_config_disagrees_with_weights() {
     expect(&o, OK, &[]);
     // The memory guard sees 65536 layers of 16M-wide activations first...
     expect(&run_hf(&m), MEMORY, &[&s(&m), "not enough memory", "--force"]);
-    // ... and with --force the strict loader names the first tensor that disagrees.
+    // ... and with --force the loader finds that the file cannot back 65536 blocks (found by
+    // fuzzing: building the per-block tables first took seconds).
     let dir = m.parent().unwrap();
+    let o = run_model(&m, &good_prompts(dir), dir, &["--force"]);
+    expect(&o, MODEL, &[&s(&m), "(n_layers)", "65536 blocks", "only 30 tensors"]);
+    // With 3 blocks the strict loader names the first tensor that disagrees.
+    let p = m.join("config.json");
+    let text = std::fs::read_to_string(&p).unwrap().replace("65536", "3");
+    std::fs::write(&p, text).unwrap();
     let o = run_model(&m, &good_prompts(dir), dir, &["--force"]);
     expect(&o, MODEL, &[&s(&m), "model.embed_tokens.weight", "expected [512, 16777216]"]);
 }
@@ -1182,6 +1189,35 @@ fn prompts_too_long() {
 fn prompts_single_token_ok_for_run() {
     let (o, _) = run_prompts("prompts_single_token", b"{\"text\": \"a\"}\n", &["--bos", "never"]);
     expect(&o, OK, &["1 tokens"]);
+}
+
+/// For `profile` a prompt of fewer than 2 tokens is an error (its metrics need T >= 2): exit 3,
+/// naming the file and the prompt, before the weights load.
+#[test]
+fn profile_single_token_prompt() {
+    let dir = case_dir("profile_single_token_prompt");
+    let p = dir.join("prompts.jsonl");
+    std::fs::write(
+        &p,
+        "{\"id\": \"ok\", \"text\": \"The quiet river\"}\n{\"id\": \"tiny\", \"text\": \"a\"}\n",
+    )
+    .unwrap();
+    let o = sinkscope(
+        [
+            OsString::from("profile"),
+            llama_gguf().into(),
+            "--prompts".into(),
+            p.clone().into(),
+            "--bos".into(),
+            "never".into(),
+            "--no-report".into(),
+            "--quiet".into(),
+            "--out".into(),
+            dir.join("out").into(),
+        ],
+        &[],
+    );
+    expect(&o, INPUT, &[&s(&p), "prompt 'tiny'", "1 token(s)", "at least 2"]);
 }
 
 // ------------------------------------------------------------------------------------------------

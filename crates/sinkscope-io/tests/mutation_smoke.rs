@@ -16,6 +16,9 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// One entry point of `sinkscope_io::fuzzing`.
+type Target = fn(&[u8]) -> Result<(), String>;
+
 struct Rng(u64);
 
 impl Rng {
@@ -105,13 +108,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], hot: usize) -> Vec<u8> {
 }
 
 /// Runs `target` on `iters` mutations of the seeds (or until `budget` runs out).
-fn smoke(
-    name: &str,
-    seeds: &[(Vec<u8>, usize)],
-    iters: usize,
-    budget: Duration,
-    target: fn(&[u8]) -> Result<(), String>,
-) {
+fn smoke(name: &str, seeds: &[(Vec<u8>, usize)], iters: usize, budget: Duration, target: Target) {
     let base_seed: u64 =
         std::env::var("SINKSCOPE_MUTATION_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
     let (iters, budget) = match std::env::var("SINKSCOPE_MUTATION_ITERS").ok().and_then(|s| s.parse().ok()) {
@@ -216,4 +213,34 @@ fn hf_config_mutations_never_panic() {
         .collect();
     assert_eq!(seeds.len(), 4);
     smoke("hf_config", &seeds, 50_000, Duration::from_secs(5), sinkscope_io::fuzzing::hf_config);
+}
+
+/// Every input the fuzzers ever broke on (`fuzz/regressions/<target>/`) runs cleanly and fast.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions");
+    let targets: [(&str, Target); 4] = [
+        ("gguf", sinkscope_io::fuzzing::gguf),
+        ("safetensors", sinkscope_io::fuzzing::safetensors),
+        ("prompts", sinkscope_io::fuzzing::prompts),
+        ("hf_config", sinkscope_io::fuzzing::hf_config),
+    ];
+    let mut n = 0;
+    for (name, target) in targets {
+        let Ok(entries) = std::fs::read_dir(root.join(name)) else { continue };
+        for e in entries {
+            let path = e.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            let start = Instant::now();
+            target(&input).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{} took {:?}",
+                path.display(),
+                start.elapsed()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "the regression inputs are missing ({n})");
 }

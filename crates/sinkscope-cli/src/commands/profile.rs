@@ -61,6 +61,11 @@ pub struct Args {
     /// thread hand-offs that dominate small per-prompt matrices.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Continue an interrupted run in --out: its finished prompts (prompts.jsonl) are kept
+    /// after checking that its manifest matches (model hash, data, options); a torn last line
+    /// is redone. Without an earlier run in --out, starts afresh.
+    #[arg(long)]
+    pub resume: bool,
     /// Run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
@@ -281,6 +286,7 @@ pub fn run(a: Args) -> Result<()> {
         bos: a.bos,
         max_tokens: a.max_tokens,
         truncate: a.truncate,
+        resume: a.resume,
         ..ProfileOptions::default()
     };
     opts.validate()?;
@@ -290,8 +296,14 @@ pub fn run(a: Args) -> Result<()> {
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
     let mut max_t = 0usize;
+    // Errors name where the prompts come from (the error catalogue's rule: file and line/prompt).
+    let origin = match &source {
+        DataSource::File(p) => p.display().to_string(),
+        DataSource::Dataset(d) => format!("dataset '{}'", d.name),
+    };
     for ex in &examples {
-        max_t = max_t.max(prepare(&files, &ex.id, &ex.text, &opts)?.ids.len());
+        let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
+        max_t = max_t.max(prepared.ids.len());
     }
     let (workers, memory) = memory_guard(&files, max_t, workers, a.force)?;
     create_dir(&a.out)?;

@@ -1,0 +1,214 @@
+//! Resumable runs (`--resume`): a long run appends one JSON line per finished prompt to its
+//! result file and flushes it, so a killed run loses at most the prompt in flight. Resuming:
+//!
+//! 1. [`check_manifest`]: the folder's `manifest.json` must describe the same run: same
+//!    schema and kind, same model content (sha256, format, resolved config), tokenizer
+//!    settings, data source and options ([`identity`]). Anything else (timings, command line,
+//!    thread settings, memory measured, status) may differ.
+//! 2. [`read_finished`]: the complete lines of the result file are parsed back; a torn last
+//!    line (the process died mid-write: no final newline) is dropped and will be redone; a
+//!    complete line that does not parse is an error naming its line number.
+//! 3. [`open_lines`]: the file is cut back to its complete lines and opened for appending.
+//! 4. The caller checks that the finished records are the first prompts of its input (same
+//!    ids, same token ids), feeds them to its aggregate as if they had just run, and runs the
+//!    rest.
+//!
+//! For the resumed result to equal an uninterrupted one bit for bit, the aggregate must be fed
+//! what the file holds: a run aggregates each record as parsed back from the line it wrote
+//! (see `profile::run_profile`), never the in-memory value.
+//!
+//! The same four steps serve every command that writes a per-prompt JSONL file (`profile`
+//! and `ablate` through `run_profile`; `lens` and `probe` with their own record types).
+
+use crate::error::{AnalysisError, Result};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+
+/// The part of a manifest that must not change between a run and its resumption.
+pub fn identity(manifest: &Value) -> Value {
+    let get = |path: &[&str]| {
+        let mut v = manifest;
+        for k in path {
+            match v.get(k) {
+                Some(x) => v = x,
+                None => return Value::Null,
+            }
+        }
+        v.clone()
+    };
+    serde_json::json!({
+        "schema_version": get(&["schema_version"]),
+        "kind": get(&["kind"]),
+        "model.sha256": get(&["model", "sha256"]),
+        "model.format": get(&["model", "format"]),
+        "model.config": get(&["model", "config"]),
+        "tokenizer": get(&["tokenizer"]),
+        "data": get(&["data"]),
+        "options": get(&["options"]),
+    })
+}
+
+/// Shortens a JSON value for a message.
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 160 {
+        format!("{}...", s.chars().take(160).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// Checks that `path` (an earlier run's manifest) describes the same run as `new`. Returns
+/// `false` when there is no earlier manifest (nothing to resume: the run starts afresh).
+///
+/// # Errors
+/// [`AnalysisError::ResultFile`] naming the first field that differs, or an unreadable
+/// manifest.
+pub fn check_manifest(path: &Path, new: &Value) -> Result<bool> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(AnalysisError::ResultFile { path: path.to_path_buf(), reason: e.to_string() }),
+    };
+    let old: Value = serde_json::from_str(&text).map_err(|e| AnalysisError::ResultFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot resume: not a valid manifest: {e}"),
+    })?;
+    let (a, b) = (identity(&old), identity(new));
+    if a == b {
+        return Ok(true);
+    }
+    let keys: Vec<String> = a.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let field = keys.iter().find(|k| a.get(k.as_str()) != b.get(k.as_str())).cloned().unwrap_or_default();
+    Err(AnalysisError::ResultFile {
+        path: path.to_path_buf(),
+        reason: format!(
+            "cannot resume: field '{field}' differs from this run's (was {}, now {}); use another --out, or drop --resume to start over",
+            short(a.get(&field).unwrap_or(&Value::Null)),
+            short(b.get(&field).unwrap_or(&Value::Null)),
+        ),
+    })
+}
+
+/// The finished records of a result file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished<T> {
+    /// The records of the complete lines, in file order.
+    pub records: Vec<T>,
+    /// Bytes of the complete lines (where appending resumes).
+    pub valid_len: u64,
+    /// Whether a torn last line was dropped.
+    pub torn: bool,
+}
+
+/// Reads the complete lines of a JSONL result file (none when the file does not exist).
+///
+/// # Errors
+/// [`AnalysisError::ResultFile`] for an unreadable file or a complete line that does not parse
+/// (naming the line).
+pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Finished { records: Vec::new(), valid_len: 0, torn: false })
+        }
+        Err(e) => return Err(AnalysisError::ResultFile { path: path.to_path_buf(), reason: e.to_string() }),
+    };
+    let mut records = Vec::new();
+    let mut pos = 0usize;
+    let mut line_no = 0usize;
+    while let Some(nl) = bytes.get(pos..).and_then(|rest| rest.iter().position(|b| *b == b'\n')) {
+        line_no += 1;
+        let line = bytes.get(pos..pos + nl).unwrap_or_default();
+        let record = serde_json::from_slice::<T>(line).map_err(|e| AnalysisError::ResultFile {
+            path: path.to_path_buf(),
+            reason: format!("line {line_no}: cannot resume from a corrupt record: {e}"),
+        })?;
+        records.push(record);
+        pos += nl + 1;
+    }
+    Ok(Finished { records, valid_len: pos as u64, torn: pos < bytes.len() })
+}
+
+/// Opens a result file for writing: truncated to nothing for a fresh run (`resume_at` None),
+/// or cut back to `resume_at` bytes (its complete lines) and positioned at the end.
+///
+/// # Errors
+/// [`AnalysisError::Output`] when the file cannot be opened or cut.
+pub fn open_lines(path: &Path, resume_at: Option<u64>) -> Result<File> {
+    let io = |source| AnalysisError::Output { path: path.to_path_buf(), source };
+    match resume_at {
+        None => File::create(path).map_err(io),
+        Some(len) => {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(false).open(path).map_err(io)?;
+            f.set_len(len).map_err(io)?;
+            f.seek(SeekFrom::End(0)).map_err(io)?;
+            Ok(f)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("sinkscope-resume-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A torn last line is dropped (and cut off when reopened); complete lines are kept.
+    #[test]
+    fn torn_last_line_is_dropped_and_cut() {
+        let d = tmp("torn");
+        let p = d.join("r.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let f: Finished<Value> = read_finished(&p).unwrap();
+        assert_eq!(f.records, vec![json!({"a": 1}), json!({"a": 2})]);
+        assert!(f.torn);
+        assert_eq!(f.valid_len, 16);
+        use std::io::Write;
+        let mut file = open_lines(&p, Some(f.valid_len)).unwrap();
+        file.write_all(b"{\"a\":3}\n").unwrap();
+        drop(file);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+    }
+
+    /// A corrupt complete line is an error naming it; a missing file is an empty run.
+    #[test]
+    fn corrupt_line_is_an_error() {
+        let d = tmp("corrupt");
+        let p = d.join("r.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{oops}\n{\"a\":3}\n").unwrap();
+        let e = read_finished::<Value>(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let none: Finished<Value> = read_finished(&d.join("none.jsonl")).unwrap();
+        assert!(none.records.is_empty() && !none.torn);
+    }
+
+    /// The manifest check ignores timings and names the first field that differs.
+    #[test]
+    fn manifest_identity() {
+        let d = tmp("manifest");
+        let p = d.join("manifest.json");
+        let m = json!({"schema_version": 1, "kind": "profile", "model": {"sha256": "ab", "path": "x"},
+                       "options": {"epsilon": 0.3}, "timings": {"run_s": 1.0}});
+        assert!(!check_manifest(&p, &m).unwrap());
+        std::fs::write(&p, m.to_string()).unwrap();
+        let mut same = m.clone();
+        same["timings"] = json!({"run_s": 9.0});
+        same["model"]["path"] = json!("elsewhere");
+        assert!(check_manifest(&p, &same).unwrap());
+        let mut other = m.clone();
+        other["options"]["epsilon"] = json!(0.5);
+        let e = check_manifest(&p, &other).unwrap_err().to_string();
+        assert!(e.contains("'options'") && e.contains("0.5"), "{e}");
+    }
+}
