@@ -650,30 +650,32 @@ impl Job {
     }
 }
 
-/// Runs `jobs` on `workers` threads and hands the records to `write` in input order.
+/// Runs `jobs` through `work` on `workers` threads and hands the results to `write` in input
+/// order.
 ///
-/// At most `2 · workers` prompts are in flight (sent but not yet written), so memory stays
-/// bounded whatever the number of prompts. The first error in input order stops the run
-/// after every earlier prompt has been written.
-fn run_parallel(
-    model: &Model,
-    opts: &ProfileOptions,
+/// At most `2 · workers` jobs are in flight (sent but not yet written), so memory stays
+/// bounded whatever the number of jobs. The first error in input order stops the run after
+/// every earlier result has been written.
+pub fn run_ordered<J: Send, R: Send>(
     workers: usize,
-    jobs: &mut dyn Iterator<Item = Result<Job>>,
-    write: &mut dyn FnMut(PromptRecord) -> Result<()>,
+    jobs: &mut dyn Iterator<Item = Result<J>>,
+    work: &(dyn Fn(J) -> Result<R> + Sync),
+    write: &mut dyn FnMut(R) -> Result<()>,
 ) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
+    let workers = workers.max(1);
     let window = 2 * workers;
-    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Job)>(window);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, J)>(window);
     let job_rx = std::sync::Mutex::new(job_rx);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<PromptRecord>)>();
+    let stop = AtomicBool::new(false);
+    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<R>)>();
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..workers {
             let res_tx = res_tx.clone();
             let (job_rx, stop) = (&job_rx, &stop);
             scope.spawn(move || loop {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) {
                     return;
                 }
                 let next = match job_rx.lock() {
@@ -681,25 +683,29 @@ fn run_parallel(
                     Err(_) => return,
                 };
                 let Ok((i, job)) = next else { return };
-                if res_tx.send((i, job.run(model, opts))).is_err() {
+                if res_tx.send((i, work(job))).is_err() {
                     return;
                 }
             });
         }
         drop(res_tx);
-        let mut pending: BTreeMap<usize, Result<PromptRecord>> = BTreeMap::new();
+        let lost = |n: usize| {
+            AnalysisError::Internal(format!("the worker threads stopped with {n} job(s) unfinished"))
+        };
+        let mut pending: BTreeMap<usize, Result<R>> = BTreeMap::new();
         let (mut sent, mut written) = (0usize, 0usize);
         let mut exhausted = false;
-        let outcome: Result<()> = loop {
+        let outcome: Result<()> = 'run: loop {
             while !exhausted && sent < written + window {
                 match jobs.next() {
                     Some(Ok(job)) => {
                         if job_tx.send((sent, job)).is_err() {
-                            break;
+                            break 'run Err(lost(sent - written));
                         }
                         sent += 1;
                     }
-                    // A prompt that cannot be tokenised: the earlier ones are written first.
+                    // A job that could not be made (e.g. a prompt that cannot be tokenised):
+                    // the earlier ones are written first.
                     Some(Err(e)) => {
                         pending.insert(sent, Err(e));
                         sent += 1;
@@ -708,35 +714,28 @@ fn run_parallel(
                     None => exhausted = true,
                 }
             }
-            let mut failed = None;
             while let Some(r) = pending.remove(&written) {
-                match r.and_then(&mut *write) {
-                    Ok(()) => written += 1,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
+                if let Err(e) = r.and_then(&mut *write) {
+                    break 'run Err(e);
                 }
+                written += 1;
             }
-            if let Some(e) = failed {
-                break Err(e);
-            }
-            if exhausted && written == sent {
-                break Ok(());
+            // Nothing in flight: refill (or finish) rather than wait for a result that will
+            // never come (the drain above may have written every job sent so far).
+            if written == sent {
+                if exhausted {
+                    break Ok(());
+                }
+                continue;
             }
             match res_rx.recv() {
                 Ok((i, r)) => {
                     pending.insert(i, r);
                 }
-                Err(_) => {
-                    break Err(AnalysisError::Internal(format!(
-                        "the worker threads stopped with {} prompt(s) unfinished",
-                        sent - written
-                    )))
-                }
+                Err(_) => break Err(lost(sent - written)),
             }
         };
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
         drop(job_tx);
         outcome
     })
@@ -868,7 +867,7 @@ pub fn run_profile(
             write(job?.run(model, opts)?)?;
         }
     } else {
-        run_parallel(model, opts, workers, &mut jobs, &mut write)?;
+        run_ordered(workers, &mut jobs, &|job: Job| job.run(model, opts), &mut write)?;
     }
     if n_prompts == 0 {
         return Err(AnalysisError::NoPrompts);

@@ -180,3 +180,54 @@ fn parallel_equals_sequential() {
         .collect();
     assert_eq!(ids, (0..12).map(|i| format!("p{i}")).collect::<Vec<_>>());
 }
+
+/// `run_ordered` hands every result over, in input order, whatever the jobs' durations — in
+/// particular when a whole window of results arrives before the oldest one (the case that
+/// once left the writer waiting for a result that never came). Each run must finish within
+/// 120 s in all (a hang is a failure, not a stuck test).
+#[test]
+fn run_ordered_never_stalls() {
+    use sinkscope_analysis::profile::run_ordered;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for seed in 0..3000u64 {
+            let n = 1 + (seed % 37) as usize;
+            for workers in [2usize, 3] {
+                let mut jobs = (0..n).map(|i| Ok((i, (i as u64 * 7919 + seed * 104729) % 97)));
+                let work = |(i, cost): (usize, u64)| {
+                    let mut x = cost;
+                    for _ in 0..cost * 50 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    std::hint::black_box(x);
+                    Ok(i)
+                };
+                let mut seen = Vec::new();
+                run_ordered(workers, &mut jobs, &work, &mut |i| {
+                    seen.push(i);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(seen, (0..n).collect::<Vec<_>>(), "seed {seed}, {workers} workers");
+            }
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(120)).expect("run_ordered stalled (or a run panicked)");
+}
+
+/// An error stops the run after every earlier result has been written, and is returned.
+#[test]
+fn run_ordered_stops_at_first_error() {
+    use sinkscope_analysis::profile::run_ordered;
+    let mut jobs = (0..20usize).map(Ok);
+    let work = |i: usize| if i == 7 { Err(AnalysisError::Internal(format!("job {i}"))) } else { Ok(i) };
+    let mut seen = Vec::new();
+    let e = run_ordered(2, &mut jobs, &work, &mut |i| {
+        seen.push(i);
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("job 7"), "{e}");
+    assert_eq!(seen, (0..7).collect::<Vec<_>>());
+}
