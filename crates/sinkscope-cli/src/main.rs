@@ -55,6 +55,8 @@ enum Command {
     Lens(commands::lens::Args),
     /// Layer-wise linear probes on a labelled dataset (cross-validated logistic regression).
     Probe(commands::probe::Args),
+    /// Ablate the component that writes the massive activation (dose-response over λ).
+    Ablate(commands::ablate::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => commands::compare::run(a),
         Command::Lens(a) => commands::lens::run(a),
         Command::Probe(a) => commands::probe::run(a),
+        Command::Ablate(a) => commands::ablate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

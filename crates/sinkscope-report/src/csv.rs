@@ -34,7 +34,7 @@ pub fn fmt_cell(v: Option<f64>) -> String {
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
-fn quote(field: &str) -> String {
+pub(crate) fn quote(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -44,10 +44,22 @@ fn quote(field: &str) -> String {
 
 /// The text of `layers.csv` for `metrics`: a header and `L + 1` rows, `\n` line ends.
 pub fn layers_csv(metrics: &MetricsFile) -> String {
+    layers_csv_with(metrics, &[])
+}
+
+/// One extra column of `layers.csv`: its name and `L + 1` cells, already formatted.
+pub(crate) type ExtraColumn = (String, Vec<String>);
+
+/// As [`layers_csv`], with `extra` columns after the metric columns (a missing cell is
+/// written empty).
+pub(crate) fn layers_csv_with(metrics: &MetricsFile, extra: &[ExtraColumn]) -> String {
     let names = metric_order(metrics);
     let mut s = String::from("layer,depth");
     for n in &names {
         let _ = write!(s, ",{},{}", quote(&format!("{n}_mean")), quote(&format!("{n}_std")));
+    }
+    for (name, _) in extra {
+        let _ = write!(s, ",{}", quote(name));
     }
     s.push('\n');
     let l_max = metrics.n_layers;
@@ -62,6 +74,20 @@ pub fn layers_csv(metrics: &MetricsFile) -> String {
                 fmt_cell(m.and_then(|m| m.std_at(l)))
             );
         }
+        for (_, cells) in extra {
+            let _ = write!(s, ",{}", quote(cells.get(l).map(String::as_str).unwrap_or("")));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `rows` (the first is the header) as CSV text, quoting where needed.
+pub(crate) fn table_csv(rows: &[Vec<String>]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| quote(c)).collect();
+        s.push_str(&cells.join(","));
         s.push('\n');
     }
     s

@@ -65,6 +65,42 @@ pub enum ReportError {
     /// `render_compare` was called without any run folder.
     #[error("compare needs at least one run folder")]
     NoRuns,
+    /// A file names a kind of run this crate does not know.
+    #[error("{path}: kind \"{kind}\" is not one of profile, lens, probe, ablate")]
+    UnknownKind {
+        /// The file.
+        path: PathBuf,
+        /// The kind found.
+        kind: String,
+    },
+    /// A run folder is of another kind than the one asked for (e.g. a profile given as the
+    /// lens run of `render_tasks`).
+    #[error("{path}: a {found} run, where a {expected} run was expected{hint}")]
+    WrongKind {
+        /// The run folder.
+        path: PathBuf,
+        /// The kind wanted.
+        expected: String,
+        /// The kind found.
+        found: String,
+        /// What to do instead (may be empty; starts with "; " otherwise).
+        hint: String,
+    },
+    /// Two run folders that must be of the same model record different model hashes.
+    #[error("{a} and {b} are runs of different models (sha256 {sha_a} vs {sha_b})")]
+    ModelMismatch {
+        /// The first run folder.
+        a: PathBuf,
+        /// Its model's sha256.
+        sha_a: String,
+        /// The second run folder.
+        b: PathBuf,
+        /// Its model's sha256.
+        sha_b: String,
+    },
+    /// `render_tasks` was called without a lens or a probe run.
+    #[error("the tasks-vs-depth plot needs a lens run, a probe run or both")]
+    NoTaskRuns,
 }
 
 impl ReportError {

@@ -63,15 +63,15 @@ pub(crate) fn num(v: f64) -> String {
     }
 }
 
-fn opt(v: Option<f64>) -> String {
+pub(crate) fn opt(v: Option<f64>) -> String {
     v.map(num).unwrap_or_else(|| "–".into())
 }
 
-fn pct(d: f64) -> String {
+pub(crate) fn pct(d: f64) -> String {
     format!("{:.0} %", d * 100.0)
 }
 
-fn range_text(r: &LayerRange, run: &Run) -> String {
+pub(crate) fn range_text(r: &LayerRange, run: &Run) -> String {
     let fd = r.first_depth.unwrap_or_else(|| run.depth(r.first));
     let ld = r.last_depth.unwrap_or_else(|| run.depth(r.last));
     if r.first == r.last {
@@ -81,7 +81,7 @@ fn range_text(r: &LayerRange, run: &Run) -> String {
     }
 }
 
-fn json_text(v: &Value) -> String {
+pub(crate) fn json_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "null".into(),
@@ -102,21 +102,22 @@ pub(crate) fn inline_svg(svg: &str) -> String {
     )
 }
 
-fn figure(plot: &RenderedPlot, caption: &str) -> String {
+pub(crate) fn figure(plot: &RenderedPlot, caption: &str) -> String {
     let png = plot.png_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let svg = plot.svg_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     format!(
         "<figure id=\"plot-{stem}\">\n{svg_text}\n<figcaption>{caption} Files: <a href=\"plots/{svg}\">plots/{svg}</a>, \
          <a href=\"plots/{png}\">plots/{png}</a>.</figcaption>\n</figure>\n",
         stem = esc(&plot.stem),
-        svg_text = inline_svg(&plot.svg),
+        // Never wider than drawn: a narrow plot is not blown up to the page width.
+        svg_text = inline_svg(&plot.svg).replacen("<svg ", &format!("<svg style=\"max-width: {}px\" ", plot.size.0), 1),
         caption = caption,
         svg = esc(&svg),
         png = esc(&png),
     )
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -365,7 +366,7 @@ pub(crate) fn summary_sentences(run: &Run) -> Vec<String> {
 }
 
 /// "1, 2, 3, 5" → "1–3, 5".
-fn compact_list(items: &[String]) -> String {
+pub(crate) fn compact_list(items: &[String]) -> String {
     let nums: Option<Vec<usize>> = items.iter().map(|s| s.parse().ok()).collect();
     let Some(nums) = nums else { return items.join(", ") };
     let mut out: Vec<String> = Vec::new();
@@ -519,7 +520,7 @@ fn prompt_table(run: &Run) -> String {
     s
 }
 
-fn kv_list(items: &[(String, String)]) -> String {
+pub(crate) fn kv_list(items: &[(String, String)]) -> String {
     let mut s = String::from("<dl class=\"kv\">\n");
     for (k, v) in items {
         let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
@@ -528,11 +529,11 @@ fn kv_list(items: &[(String, String)]) -> String {
     s
 }
 
-fn config_field(run: &Run, key: &str) -> Option<String> {
+pub(crate) fn config_field(run: &Run, key: &str) -> Option<String> {
     run.manifest.model.as_ref()?.config.as_ref()?.get(key).map(json_text)
 }
 
-fn run_details(run: &Run) -> String {
+pub(crate) fn run_details(run: &Run) -> String {
     let m = &run.manifest;
     let mut s = String::new();
     let mut model: Vec<(String, String)> = Vec::new();
@@ -617,7 +618,7 @@ fn run_details(run: &Run) -> String {
     s
 }
 
-fn conventions(run: &Run) -> String {
+pub(crate) fn conventions(run: &Run) -> String {
     let c = &run.manifest.conventions;
     if c.is_empty() {
         return "<p class=\"note\">The manifest records no conventions; see docs/metrics.md.</p>\n".into();
@@ -707,16 +708,43 @@ pub(crate) fn report_html(run: &Run, plots: &[RenderedPlot]) -> String {
 // Compare
 // ---------------------------------------------------------------------------------------
 
-/// Rows of the side-by-side table: (quantity, value per run).
-pub(crate) fn compare_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let mut row =
-        |name: &str, f: &dyn Fn(&Run) -> String| rows.push((name.to_string(), runs.iter().map(f).collect()));
-    row("family", &|r| {
-        r.manifest.model.as_ref().and_then(|m| m.family.as_ref()).map(json_text).unwrap_or_else(|| "–".into())
-    });
-    row("blocks L", &|r| r.n_layers().to_string());
-    row("d_model", &|r| config_field(r, "d_model").unwrap_or_else(|| "–".into()));
+/// One column of the comparison: a profile run with its model's lens and probe runs, or a
+/// model that has only lens/probe runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Column<'a> {
+    pub label: String,
+    pub profile: Option<&'a Run>,
+    pub lens: Option<&'a Run>,
+    pub probe: Option<&'a Run>,
+}
+
+impl<'a> Column<'a> {
+    /// Any run of the column (profile first), for model facts.
+    fn any(&self) -> Option<&'a Run> {
+        self.profile.or(self.lens).or(self.probe)
+    }
+}
+
+/// Rows of the side-by-side table: (quantity, value per column). The lens/probe rows are
+/// added when some column has a lens or probe run.
+pub(crate) fn compare_rows(cols: &[Column<'_>]) -> Vec<(String, Vec<String>)> {
+    let dash = || "–".to_string();
+    // Model facts, from any run of the column.
+    let any = |f: &dyn Fn(&Run) -> Option<String>| -> Vec<String> {
+        cols.iter().map(|c| c.any().and_then(f).unwrap_or_else(dash)).collect()
+    };
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        (
+            "family".to_string(),
+            any(&|r| r.manifest.model.as_ref().and_then(|m| m.family.as_ref()).map(json_text)),
+        ),
+        ("blocks L".to_string(), any(&|r| Some(r.n_layers().to_string()))),
+        ("d_model".to_string(), any(&|r| config_field(r, "d_model"))),
+    ];
+    // Profile quantities: "–" for a column without a profile run.
+    let mut row = |name: &str, f: &dyn Fn(&Run) -> String| {
+        rows.push((name.to_string(), cols.iter().map(|c| c.profile.map(f).unwrap_or_else(dash)).collect()))
+    };
     row("heads", &|r| r.metrics.head_count().to_string());
     row("prompts", &|r| r.n_prompts().to_string());
     row("tokens", &|r| r.manifest.n_tokens.map(|n| n.to_string()).unwrap_or_else(|| "–".into()));
@@ -805,13 +833,78 @@ pub(crate) fn compare_rows(runs: &[Run]) -> Vec<(String, Vec<String>)> {
     row("bound_violations", &|r| {
         r.metrics.summary.bound_violations.map(|x| x.to_string()).unwrap_or_else(|| "–".into())
     });
+    if cols.iter().any(|c| c.lens.is_some() || c.probe.is_some()) {
+        rows.extend(task_rows(cols));
+    }
     rows
 }
 
-/// The whole `compare.html`.
-pub(crate) fn compare_html(runs: &[Run], labels: &[String], plots: &[RenderedPlot]) -> String {
+/// The lens and probe rows of the comparison.
+fn task_rows(cols: &[Column<'_>]) -> Vec<(String, Vec<String>)> {
+    let dash = || "–".to_string();
+    let lens_row = |name: &str, f: &dyn Fn(&Run) -> String| {
+        (name.to_string(), cols.iter().map(|c| c.lens.map(f).unwrap_or_else(dash)).collect::<Vec<_>>())
+    };
+    let probe_row = |name: &str, f: &dyn Fn(&Run) -> String| {
+        (name.to_string(), cols.iter().map(|c| c.probe.map(f).unwrap_or_else(dash)).collect::<Vec<_>>())
+    };
+    vec![
+        lens_row("LogitLens ppl at layer L (token-weighted)", &|r| opt(r.lens_final_ppl())),
+        lens_row("model ppl (lens run)", &|r| {
+            opt(r.lens.as_ref().and_then(|s| s.model_ppl.or(s.model_nll.map(f64::exp))))
+        }),
+        lens_row("LogitLens lowest-ppl layer (depth)", &|r| {
+            r.lens_best().map(|(l, _)| format!("{l} ({})", pct(r.depth(l)))).unwrap_or_else(dash)
+        }),
+        lens_row("LogitLens predicted tokens", &|r| {
+            r.lens.as_ref().and_then(|s| s.n_predicted_tokens).map(|n| n.to_string()).unwrap_or_else(dash)
+        }),
+        probe_row("best probe layer (depth)", &|r| {
+            r.probe_best().map(|(l, _)| format!("{l} ({})", pct(r.depth(l)))).unwrap_or_else(dash)
+        }),
+        probe_row("best probe accuracy (baseline)", &|r| match r.probe_best() {
+            Some((l, a)) => {
+                let sd = r
+                    .probe_accuracy()
+                    .get(l)
+                    .and_then(|p| p.1)
+                    .map(|s| format!(" ± {}", num(s)))
+                    .unwrap_or_default();
+                let b = r.probe_baseline().map(|b| format!(" ({})", num(b))).unwrap_or_default();
+                format!("{}{sd}{b}", num(a))
+            }
+            None => dash(),
+        }),
+        probe_row("probe accuracy at layer L", &|r| opt(r.probe_accuracy().last().and_then(|p| p.0))),
+        probe_row("probe solver converged", &|r| {
+            let bad = r.probe_not_converged();
+            match (r.probe.as_ref().and_then(|s| s.all_converged), bad.is_empty()) {
+                (Some(false), _) | (_, false) => {
+                    format!("no ({} layer{})", bad.len(), if bad.len() == 1 { "" } else { "s" })
+                }
+                (Some(true), true) => "yes".into(),
+                (None, true) => "–".into(),
+            }
+        }),
+    ]
+}
+
+/// The whole `compare.html`. `runs` are all input runs (for the list at the end).
+pub(crate) fn compare_html(cols: &[Column<'_>], runs: &[Run], plots: &[RenderedPlot]) -> String {
+    let labels: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
     let mut b = String::new();
-    let _ = writeln!(b, "<header><h1>sinkscope compare: {} runs</h1>", runs.len());
+    let n_tasks = runs.iter().filter(|r| r.kind != crate::schema::RunKind::Profile).count();
+    let _ = writeln!(
+        b,
+        "<header><h1>sinkscope compare: {} column{}{}</h1>",
+        cols.len(),
+        if cols.len() == 1 { "" } else { "s" },
+        if n_tasks > 0 {
+            format!(" ({} runs, {n_tasks} of them lens/probe)", runs.len())
+        } else {
+            String::new()
+        }
+    );
     let _ = writeln!(
         b,
         "<p class=\"sub\">{} · depth is normalised to l / L so models of different depth line up</p></header>",
@@ -830,7 +923,7 @@ pub(crate) fn compare_html(runs: &[Run], labels: &[String], plots: &[RenderedPlo
         );
     }
     b.push_str("</tr></thead><tbody>\n");
-    for (name, vals) in compare_rows(runs) {
+    for (name, vals) in compare_rows(cols) {
         let _ = write!(b, "<tr><td class=\"l\">{}</td>", esc(&name));
         for v in vals {
             let _ = write!(b, "<td class=\"l\">{}</td>", esc(&v));
@@ -838,29 +931,44 @@ pub(crate) fn compare_html(runs: &[Run], labels: &[String], plots: &[RenderedPlo
         b.push_str("</tr>\n");
     }
     b.push_str("</tbody></table></div>\n");
-    b.push_str("<p class=\"note\">The paper reports r(Δ log bos_norm, Δ entropy) = −0.9 ± 0.18 and r(Δ log bos_norm, Δ sink_rate) = 0.58 ± 0.25 across six models, and places Mix / Compress / Refine near 0–20 %, 20–85 %, 85–100 % of depth.</p>\n</section>\n");
-    b.push_str("<section id=\"plots\"><h2>Plots</h2>\n");
+    b.push_str("<p class=\"note\">The paper reports r(Δ log bos_norm, Δ entropy) = −0.9 ± 0.18 and r(Δ log bos_norm, Δ sink_rate) = 0.58 ± 0.25 across six models, and places Mix / Compress / Refine near 0–20 %, 20–85 %, 85–100 % of depth.</p>\n");
+    if n_tasks > 0 {
+        b.push_str("<p class=\"note\">Lens and probe runs are matched to profile runs by the model's sha256 (else its path): \
+                    every profile column of a model shows that model's first lens and first probe run; a model with only lens/probe \
+                    runs gets a column of its own.</p>\n");
+    }
+    b.push_str("</section>\n<section id=\"plots\"><h2>Plots</h2>\n");
     for p in plots {
         let _ = writeln!(b, "<h3>{}</h3>", esc(&p.title));
-        b.push_str(&figure(
-            p,
-            "One line per model (colours as in the table), mean over prompts with a ± std band, against normalised depth l / L. \
-             The shading marks the paper's nominal phases; each run's own phases are in the table.",
-        ));
+        let caption = if p.stem.starts_with("compare_fig7") {
+            crate::tasks::FIG7_CAPTION
+        } else {
+            "One line per profile run (colours as in the table), mean over prompts with a ± std band, against normalised depth l / L. \
+             The shading marks the paper's nominal phases; each run's own phases are in the table."
+        };
+        b.push_str(&figure(p, caption));
     }
     b.push_str("</section>\n<section id=\"runs\"><h2>Runs</h2>\n<ul>\n");
-    for (r, l) in runs.iter().zip(labels) {
+    for r in runs {
+        let used = cols
+            .iter()
+            .find(|c| [c.profile, c.lens, c.probe].into_iter().flatten().any(|x| std::ptr::eq(x, r)));
         let _ = writeln!(
             b,
-            "<li><strong>{}</strong>: <code>{}</code>{}</li>",
-            esc(l),
+            "<li><strong>{}</strong> ({}): <code>{}</code>{}{}</li>",
+            esc(&r.label()),
+            r.kind,
             esc(&r.dir.display().to_string()),
             r.manifest
                 .model
                 .as_ref()
                 .and_then(|m| m.sha256.as_ref())
                 .map(|s| format!(" · model sha256 <code>{}</code>", esc(s)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match used {
+                Some(c) => format!(" · column <em>{}</em>", esc(&c.label)),
+                None => " · <span class=\"note\">not shown: another run of this kind and model was given first</span>".into(),
+            }
         );
     }
     b.push_str("</ul>\n</section>\n");

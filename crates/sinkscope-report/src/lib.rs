@@ -16,8 +16,21 @@
 //! - `report.html`: self-contained (inline CSS and SVG, no script, nothing fetched), with
 //!   the plots, a summary in words, a per-layer table, the prompts and the conventions.
 //!
+//! [`render_run`] dispatches on the kind of folder: a `lens` run gets `layers.csv`,
+//! `plots/lens.{svg,png}` and `report.html` ([`render_lens`]); a `probe` run
+//! `layers.csv`, `plots/probe.{svg,png}` and `report.html` ([`render_probe`]); an `ablate`
+//! folder the paper's Fig. 4, the dose–response plot, `dose_response.csv` and a combined
+//! `report.html` ([`render_ablate`]).
+//!
+//! [`render_tasks`] draws the paper's Fig. 7 (LogitLens perplexity and probe accuracy vs
+//! normalised depth, a profile's phases shaded) and writes `tasks.csv` and `tasks.html`.
+//!
 //! [`render_compare`] overlays several runs on normalised depth `l / L` and writes
-//! `compare.html`, `compare.csv` and `plots/compare_fig1.{svg,png}`.
+//! `compare.html`, `compare.csv`, `plots/compare_fig1.{svg,png}` and, for models with lens
+//! or probe runs among the folders, `plots/compare_fig7_<k>.{svg,png}`.
+//!
+//! Every folder layout, and the rules used where `docs/results-schema.md` leaves a choice,
+//! are documented there ("What the report writes").
 //!
 //! The result schema itself is in [`schema`]: serde structs that ignore unknown fields and
 //! reject a different `schema_version` with an error naming the file.
@@ -42,21 +55,30 @@
 
 #![warn(missing_docs)]
 
+mod ablate;
 mod csv;
 mod error;
 mod font;
 mod html;
+mod lens_probe;
 mod plots;
 mod png_backend;
 pub mod schema;
 pub mod synthetic;
+mod tasks;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::ablate::{render_ablate, AblateSummary, DOSE_RESPONSE_CSV};
 pub use crate::csv::{layers_csv, metric_order};
 pub use crate::error::ReportError;
+pub use crate::lens_probe::MeanStd;
 pub use crate::plots::RenderedPlot;
-pub use crate::schema::{Manifest, MetricsFile, PromptRecord, Run, SCHEMA_VERSION};
+pub use crate::schema::{
+    AblateFile, Evidence, Intervention, InterventionValues, LensSummary, Manifest, MetricsFile, ProbeLayer,
+    ProbeSummary, PromptRecord, Run, RunKind, Valley, SCHEMA_VERSION,
+};
+pub use crate::tasks::{render_tasks, TasksSummary, TASKS_CSV, TASKS_HTML};
 
 /// File name of the per-layer CSV inside a run folder.
 pub const LAYERS_CSV: &str = "layers.csv";
@@ -99,7 +121,10 @@ impl From<&RenderedPlot> for PlotFiles {
 /// The files written by [`render_run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderSummary {
-    /// `layers.csv`.
+    /// The kind of run rendered.
+    pub kind: RunKind,
+    /// `layers.csv` (for an `ablate` folder: the baseline and ablated Fig.-1 curves side by
+    /// side).
     pub layers_csv: PathBuf,
     /// The plots, in report order.
     pub plots: Vec<PlotFiles>,
@@ -123,7 +148,8 @@ impl RenderSummary {
 /// The files written by [`render_compare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompareSummary {
-    /// The label of each run, in input order (model names, made unique).
+    /// The label of each column of the table (model names, made unique): every profile
+    /// run in input order, then every model that has only lens/probe runs.
     pub labels: Vec<String>,
     /// `compare.csv`: the side-by-side table (one row per quantity, one column per run).
     pub compare_csv: PathBuf,
@@ -146,27 +172,98 @@ impl CompareSummary {
     }
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(ReportError::io(path))
 }
 
-/// Reads `dir/manifest.json`, `dir/metrics.json` and `dir/prompts.jsonl` and writes
-/// `dir/layers.csv`, `dir/plots/*.svg`, `dir/plots/*.png` and `dir/report.html`.
+/// Renders any run folder, dispatching on its kind: `dir/ablate.json` present (or
+/// `kind: "ablate"`) → [`render_ablate`]; otherwise the kind of [`Run::load`] (`manifest.kind`,
+/// else `metrics.kind`, else `profile`) → the profile report, [`render_lens`] or
+/// [`render_probe`].
+///
+/// A profile folder gets `layers.csv`, `plots/fig1`, `plots/fig3`,
+/// `plots/bos_attention_heads`, `plots/top_activations` (each `.svg` and `.png`) and
+/// `report.html`; a lens or probe folder gets `layers.csv`, `plots/lens` or `plots/probe`
+/// and `report.html`; an ablate folder as [`render_ablate`].
 ///
 /// # Errors
 /// A missing or malformed input file ([`ReportError::Io`], [`ReportError::Parse`],
 /// [`ReportError::Invalid`]), a different `schema_version`
-/// ([`ReportError::SchemaVersion`]), or an output that cannot be drawn or written.
+/// ([`ReportError::SchemaVersion`]), an unknown kind ([`ReportError::UnknownKind`]), or an
+/// output that cannot be drawn or written.
 pub fn render_run(dir: &Path) -> Result<RenderSummary, ReportError> {
+    if dir.join(schema::ABLATE_FILE).is_file() {
+        return render_ablate(dir).map(|a| a.render_summary());
+    }
     let run = Run::load(dir)?;
+    if run.kind == RunKind::Ablate {
+        return render_ablate(dir).map(|a| a.render_summary());
+    }
     render_loaded_run(&run)
+}
+
+/// Renders a lens run folder (`kind: "lens"`): `layers.csv` (the per-prompt
+/// `logit_lens_*` mean/std columns, then `token_weighted_nll`, `token_weighted_ppl`,
+/// `token_weighted_top1`), `plots/lens.{svg,png}` (token-weighted perplexity on a log scale
+/// with the per-prompt mean ± std band, the model's own perplexity, top-1 accuracy) and
+/// `report.html`.
+///
+/// # Errors
+/// As [`render_run`]; [`ReportError::WrongKind`] for a folder of another kind.
+pub fn render_lens(dir: &Path) -> Result<RenderSummary, ReportError> {
+    let run = load_kind(dir, RunKind::Lens)?;
+    lens_probe::render_lens_run(&run)
+}
+
+/// Renders a probe run folder (`kind: "probe"`): `layers.csv` (`probe_accuracy_mean`,
+/// `probe_accuracy_std`, then `pooled_accuracy`, `baseline_accuracy`, `converged`,
+/// `max_iterations`, `max_grad_norm`), `plots/probe.{svg,png}` (CV accuracy ± std vs layer,
+/// majority baseline, best layer, solver convergence) and `report.html`.
+///
+/// # Errors
+/// As [`render_run`]; [`ReportError::WrongKind`] for a folder of another kind.
+pub fn render_probe(dir: &Path) -> Result<RenderSummary, ReportError> {
+    let run = load_kind(dir, RunKind::Probe)?;
+    lens_probe::render_probe_run(&run)
+}
+
+/// Loads a run and checks its kind.
+pub(crate) fn load_kind(dir: &Path, want: RunKind) -> Result<Run, ReportError> {
+    if want != RunKind::Ablate && dir.join(schema::ABLATE_FILE).is_file() {
+        return Err(wrong_kind(dir, want, RunKind::Ablate));
+    }
+    let run = Run::load(dir)?;
+    if run.kind != want {
+        return Err(wrong_kind(dir, want, run.kind));
+    }
+    Ok(run)
+}
+
+pub(crate) fn wrong_kind(dir: &Path, want: RunKind, found: RunKind) -> ReportError {
+    let hint = match found {
+        RunKind::Ablate => format!("; its profile-style sub-runs are in {}/baseline etc.", dir.display()),
+        _ => String::new(),
+    };
+    ReportError::WrongKind {
+        path: dir.to_path_buf(),
+        expected: want.to_string(),
+        found: found.to_string(),
+        hint,
+    }
 }
 
 /// As [`render_run`], for a run already in memory; writes into `run.dir`.
 ///
 /// # Errors
-/// As [`render_run`], for the outputs.
+/// As [`render_run`], for the outputs; [`ReportError::WrongKind`] for an ablate run (render
+/// those with [`render_ablate`]).
 pub fn render_loaded_run(run: &Run) -> Result<RenderSummary, ReportError> {
+    match run.kind {
+        RunKind::Profile => {}
+        RunKind::Lens => return lens_probe::render_lens_run(run),
+        RunKind::Probe => return lens_probe::render_probe_run(run),
+        RunKind::Ablate => return Err(wrong_kind(&run.dir, RunKind::Profile, RunKind::Ablate)),
+    }
     let dir = &run.dir;
     let layers_csv = dir.join(LAYERS_CSV);
     write_file(&layers_csv, &csv::layers_csv(&run.metrics))?;
@@ -181,13 +278,18 @@ pub fn render_loaded_run(run: &Run) -> Result<RenderSummary, ReportError> {
 
     let report_html = dir.join(REPORT_HTML);
     write_file(&report_html, &html::report_html(run, &rendered))?;
-    Ok(RenderSummary { layers_csv, plots: rendered.iter().map(PlotFiles::from).collect(), report_html })
+    Ok(RenderSummary {
+        kind: RunKind::Profile,
+        layers_csv,
+        plots: rendered.iter().map(PlotFiles::from).collect(),
+        report_html,
+    })
 }
 
 /// Distinct labels for `runs`: the model name, with the folder name (then an index) added
 /// where two runs would otherwise share one.
-fn unique_labels(runs: &[Run]) -> Vec<String> {
-    let base: Vec<String> = runs.iter().map(Run::label).collect();
+fn unique_labels(runs: &[&Run]) -> Vec<String> {
+    let base: Vec<String> = runs.iter().map(|r| r.label()).collect();
     let mut labels: Vec<String> = base
         .iter()
         .zip(runs)
@@ -212,54 +314,135 @@ fn unique_labels(runs: &[Run]) -> Vec<String> {
     labels
 }
 
-/// Overlays several runs (models) on normalised depth `l / L`: writes
-/// `out/plots/compare_fig1.{svg,png}` (Fig. 1 with one line per run), `out/compare.csv`
-/// (the side-by-side summary table) and `out/compare.html` (self-contained).
+/// The runs of one model in a comparison (indices into the loaded runs).
+#[derive(Debug, Default)]
+struct ModelGroup {
+    key: String,
+    profiles: Vec<usize>,
+    lens: Vec<usize>,
+    probe: Vec<usize>,
+}
+
+/// Compares runs of several models on normalised depth `l / L`.
+///
+/// `runs` may mix profile, lens and probe run folders (an `ablate` folder is refused: pass
+/// its `baseline/` sub-run). Runs are grouped by model — the manifest's model `sha256`,
+/// else the model path, else the folder itself. The table has one column per profile run
+/// (input order), each showing its model's first lens and first probe run, then one column
+/// per model that has only lens/probe runs.
+///
+/// Writes `out/compare.csv` (the side-by-side table: one row per quantity, one column per
+/// table column; with lens/probe runs it gains the rows `LogitLens ppl at layer L
+/// (token-weighted)`, `model ppl (lens run)`, `LogitLens lowest-ppl layer (depth)`,
+/// `LogitLens predicted tokens`, `best probe layer (depth)`, `best probe accuracy
+/// (baseline)`, `probe accuracy at layer L`, `probe solver converged`),
+/// `out/plots/compare_fig1.{svg,png}` (Fig. 1 with one line per profile run; only when
+/// there is a profile run), `out/plots/compare_fig7_<k>.{svg,png}` (the paper's Fig. 7 for
+/// the k-th model, `k = 1, 2, ...` in order of first appearance, for each model with a lens
+/// and/or probe run; phases shaded from its first profile run) and `out/compare.html`
+/// (self-contained).
 ///
 /// # Errors
-/// [`ReportError::NoRuns`] for an empty list; otherwise as [`render_run`] for each run
-/// folder and for the outputs.
+/// [`ReportError::NoRuns`] for an empty list; [`ReportError::WrongKind`] for an ablate
+/// folder; otherwise as [`render_run`] for each run folder and for the outputs.
 pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, ReportError> {
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
     }
-    let loaded: Vec<Run> = runs.iter().map(|d| Run::load(d)).collect::<Result<_, _>>()?;
-    let labels = unique_labels(&loaded);
+    let mut loaded: Vec<Run> = Vec::with_capacity(runs.len());
+    for d in runs {
+        if d.join(schema::ABLATE_FILE).is_file() {
+            return Err(wrong_kind(d, RunKind::Profile, RunKind::Ablate));
+        }
+        let r = Run::load(d)?;
+        if r.kind == RunKind::Ablate {
+            return Err(wrong_kind(d, RunKind::Profile, RunKind::Ablate));
+        }
+        loaded.push(r);
+    }
+
+    // Group by model, in order of first appearance.
+    let mut groups: Vec<ModelGroup> = Vec::new();
+    for (i, r) in loaded.iter().enumerate() {
+        let key = r.model_key().unwrap_or_else(|| format!("folder:{}", r.dir.display()));
+        let g = match groups.iter().position(|g| g.key == key) {
+            Some(k) => &mut groups[k],
+            None => {
+                groups.push(ModelGroup { key, ..ModelGroup::default() });
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        match r.kind {
+            RunKind::Lens => g.lens.push(i),
+            RunKind::Probe => g.probe.push(i),
+            _ => g.profiles.push(i),
+        }
+    }
+    let group_of = |i: usize| {
+        groups.iter().find(|g| g.profiles.contains(&i) || g.lens.contains(&i) || g.probe.contains(&i))
+    };
+
+    // Columns: every profile run, then every model with lens/probe runs only.
+    let profile_idx: Vec<usize> = (0..loaded.len()).filter(|&i| loaded[i].kind == RunKind::Profile).collect();
+    let profile_runs: Vec<&Run> = profile_idx.iter().map(|&i| &loaded[i]).collect();
+    let profile_labels = unique_labels(&profile_runs);
+    let mut cols: Vec<html::Column<'_>> = Vec::new();
+    for (&i, label) in profile_idx.iter().zip(&profile_labels) {
+        let g = group_of(i);
+        cols.push(html::Column {
+            label: label.clone(),
+            profile: Some(&loaded[i]),
+            lens: g.and_then(|g| g.lens.first()).map(|&k| &loaded[k]),
+            probe: g.and_then(|g| g.probe.first()).map(|&k| &loaded[k]),
+        });
+    }
+    for g in groups.iter().filter(|g| g.profiles.is_empty()) {
+        let lens = g.lens.first().map(|&k| &loaded[k]);
+        let probe = g.probe.first().map(|&k| &loaded[k]);
+        let mut label = lens.or(probe).map(Run::label).unwrap_or_else(|| "model".into());
+        if cols.iter().any(|c| c.label == label) {
+            label = format!("{label} #{}", cols.len() + 1);
+        }
+        cols.push(html::Column { label, profile: None, lens, probe });
+    }
+    let labels: Vec<String> = cols.iter().map(|c| c.label.clone()).collect();
     std::fs::create_dir_all(out).map_err(ReportError::io(out))?;
 
-    let rows = html::compare_rows(&loaded);
-    let mut text = String::from("quantity");
-    for l in &labels {
-        text.push(',');
-        text.push_str(&csv_quote(l));
-    }
-    text.push('\n');
-    for (name, vals) in &rows {
-        text.push_str(&csv_quote(name));
-        for v in vals {
-            text.push(',');
-            text.push_str(&csv_quote(v));
-        }
-        text.push('\n');
+    let rows = html::compare_rows(&cols);
+    let mut table =
+        vec![std::iter::once("quantity".to_string()).chain(labels.iter().cloned()).collect::<Vec<_>>()];
+    for (name, vals) in rows {
+        table.push(std::iter::once(name).chain(vals).collect());
     }
     let compare_csv = out.join(COMPARE_CSV);
-    write_file(&compare_csv, &text)?;
+    write_file(&compare_csv, &csv::table_csv(&table))?;
 
-    let rendered = vec![plots::render(&plots::CompareFig1(&loaded, &labels), &out.join(PLOTS_DIR))?];
+    let plots_dir = out.join(PLOTS_DIR);
+    let mut rendered = Vec::new();
+    if !profile_runs.is_empty() {
+        rendered.push(plots::render(&plots::CompareFig1(&profile_runs, &profile_labels), &plots_dir)?);
+    }
+    let mut k = 0;
+    for g in &groups {
+        if g.lens.is_empty() && g.probe.is_empty() {
+            continue;
+        }
+        k += 1;
+        let runs = tasks::TaskRuns {
+            profile: g.profiles.first().map(|&i| &loaded[i]),
+            lens: g.lens.first().map(|&i| &loaded[i]),
+            probe: g.probe.first().map(|&i| &loaded[i]),
+        };
+        rendered
+            .push(plots::render(&tasks::TasksFig7 { runs, stem: format!("compare_fig7_{k}") }, &plots_dir)?);
+    }
     let compare_html = out.join(COMPARE_HTML);
-    write_file(&compare_html, &html::compare_html(&loaded, &labels, &rendered))?;
+    write_file(&compare_html, &html::compare_html(&cols, &loaded, &rendered))?;
     Ok(CompareSummary {
         labels,
         compare_csv,
         plots: rendered.iter().map(PlotFiles::from).collect(),
         compare_html,
     })
-}
-
-fn csv_quote(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
 }

@@ -39,16 +39,16 @@ pub struct RenderedPlot {
     pub size: (u32, u32),
 }
 
-type DrawResult<T = ()> = Result<T, String>;
+pub(crate) type DrawResult<T = ()> = Result<T, String>;
 
-fn err<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
 /// Something that draws itself on any plotters backend.
 pub(crate) trait Figure {
     /// File stem.
-    fn stem(&self) -> &'static str;
+    fn stem(&self) -> String;
     /// Title, for the SVG `<title>` and the HTML.
     fn title(&self) -> String;
     /// Size in pixels.
@@ -61,7 +61,7 @@ pub(crate) trait Figure {
 pub(crate) fn render<F: Figure>(fig: &F, dir: &Path) -> Result<RenderedPlot, ReportError> {
     font::ensure_registered()?;
     let stem = fig.stem();
-    let plot_err = |message: String| ReportError::Plot { plot: stem.to_string(), message };
+    let plot_err = |message: String| ReportError::Plot { plot: stem.clone(), message };
     let (w, h) = fig.size();
     let title = fig.title();
 
@@ -87,7 +87,7 @@ pub(crate) fn render<F: Figure>(fig: &F, dir: &Path) -> Result<RenderedPlot, Rep
     std::fs::write(&svg_path, &svg).map_err(ReportError::io(&svg_path))?;
     let png_path = dir.join(format!("{stem}.png"));
     write_png(&png_path, &rgb, (w, h))?;
-    Ok(RenderedPlot { stem: stem.to_string(), title, svg_path, png_path, svg, size: (w, h) })
+    Ok(RenderedPlot { stem, title, svg_path, png_path, svg, size: (w, h) })
 }
 
 /// Encodes an RGB8 buffer as a PNG file.
@@ -147,7 +147,7 @@ pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-fn palette(i: usize) -> RGBColor {
+pub(crate) fn palette(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
@@ -182,7 +182,7 @@ fn viridis(t: f64) -> RGBColor {
     RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
 }
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const GRID: RGBColor = RGBColor(225, 225, 225);
 
 // ---------------------------------------------------------------------------------------
@@ -202,6 +202,111 @@ pub(crate) struct Series {
     pub band_alpha: f64,
     /// Natural range of the metric (e.g. [0, 1] for fractions): the band is clipped to it.
     pub range: Option<(f64, f64)>,
+    /// Draw a dot at every defined point.
+    pub markers: bool,
+    /// Join the points with a line (`false`: dots only).
+    pub line: bool,
+    /// Per-point limits `(low, high)` of the band (e.g. the min and max over prompts: a
+    /// mean ± std band never leaves the range of the data); empty = none.
+    pub clip: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// A solid line without band or markers.
+    pub(crate) fn line(
+        label: impl Into<String>,
+        color: RGBColor,
+        points: Vec<(f64, Option<f64>, Option<f64>)>,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            color,
+            points,
+            dashed: false,
+            band: false,
+            band_alpha: 0.2,
+            range: None,
+            markers: false,
+            line: true,
+            clip: Vec::new(),
+        }
+    }
+
+    /// The band stays within the per-point `(low, high)` limits.
+    pub(crate) fn band_within(mut self, clip: Vec<(f64, f64)>) -> Self {
+        self.clip = clip;
+        self
+    }
+
+    /// Contiguous runs of the band: `(x, low, high)` where the mean is defined, the
+    /// per-point limits applied.
+    fn band_runs(&self) -> Vec<Vec<(f64, f64, f64)>> {
+        let mut out: Vec<Vec<(f64, f64, f64)>> = Vec::new();
+        let mut cur = Vec::new();
+        for (i, &(x, m, sd)) in self.points.iter().enumerate() {
+            match m.filter(|m| m.is_finite()) {
+                Some(m) => {
+                    let sd = sd.filter(|v| v.is_finite()).unwrap_or(0.0);
+                    let (mut low, mut high) = (m - sd, m + sd);
+                    if let Some(&(a, b)) = self.clip.get(i) {
+                        if a.is_finite() {
+                            low = low.max(a.min(m));
+                        }
+                        if b.is_finite() {
+                            high = high.min(b.max(m));
+                        }
+                    }
+                    cur.push((x, low, high));
+                }
+                None => {
+                    if !cur.is_empty() {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                }
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+
+    /// With a mean ± std band of opacity `alpha`.
+    pub(crate) fn with_band(mut self, alpha: f64) -> Self {
+        self.band = true;
+        self.band_alpha = alpha;
+        self
+    }
+
+    /// Dashed.
+    pub(crate) fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
+    }
+
+    /// With a dot at every point.
+    pub(crate) fn with_markers(mut self) -> Self {
+        self.markers = true;
+        self
+    }
+
+    /// Dots only, no line.
+    pub(crate) fn dots(mut self) -> Self {
+        self.markers = true;
+        self.line = false;
+        self
+    }
+
+    /// Band clipped to `range`.
+    pub(crate) fn clipped(mut self, range: Option<(f64, f64)>) -> Self {
+        self.range = range;
+        self
+    }
+
+    /// A horizontal line at `y` across `x_range` (a reference value).
+    pub(crate) fn hline(label: impl Into<String>, color: RGBColor, x_range: (f64, f64), y: f64) -> Self {
+        Self::line(label, color, vec![(x_range.0, Some(y), None), (x_range.1, Some(y), None)]).dashed()
+    }
 }
 
 /// How the y axis is scaled.
@@ -213,11 +318,17 @@ pub(crate) enum YScale {
     Auto,
     /// Log10, range from the positive data.
     Log,
+    /// Log10, range from the positive data but at most up to the given value; larger
+    /// values are drawn at the top edge.
+    LogMax(f64),
+    /// Linear, range from the data with a margin, not forced to include 0, within the
+    /// given bounds (e.g. accuracies: within [0, 1]).
+    Tight(f64, f64),
 }
 
 /// The panels with a fixed linear range show fractions (entropy_norm, sink_rate,
 /// anisotropy): their bands stay within [0, 1].
-fn fraction_range(y: YScale) -> Option<(f64, f64)> {
+pub(crate) fn fraction_range(y: YScale) -> Option<(f64, f64)> {
     matches!(y, YScale::Fixed(..)).then_some((0.0, 1.0))
 }
 
@@ -243,6 +354,16 @@ pub(crate) struct Panel {
     pub series: Vec<Series>,
     pub shades: Vec<Shade>,
     pub legend: Option<SeriesLabelPosition>,
+    /// Vertical marker lines (drawn dashed, labelled at the bottom).
+    pub vlines: Vec<VLine>,
+}
+
+/// A labelled vertical line at `x`.
+#[derive(Debug, Clone)]
+pub(crate) struct VLine {
+    pub x: f64,
+    pub label: String,
+    pub color: RGBColor,
 }
 
 /// Splits points into contiguous runs of defined means.
@@ -268,23 +389,29 @@ fn segments(points: &[(f64, Option<f64>, Option<f64>)]) -> Vec<Vec<(f64, f64, f6
 fn y_extent(series: &[Series], positive_only: bool) -> Option<(f64, f64)> {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
+    let mut add = |v: f64| {
+        if v.is_finite() && (!positive_only || v > 0.0) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    };
     for s in series {
-        for &(_, m, sd) in &s.points {
-            let Some(m) = m.filter(|m| m.is_finite()) else { continue };
-            let sd = if s.band { sd.filter(|v| v.is_finite()).unwrap_or(0.0) } else { 0.0 };
-            for v in [m - sd, m, m + sd] {
-                if positive_only && v <= 0.0 {
-                    continue;
-                }
-                lo = lo.min(v);
-                hi = hi.max(v);
+        for &(_, m, _) in &s.points {
+            if let Some(m) = m {
+                add(m);
+            }
+        }
+        if s.band {
+            for &(_, low, high) in s.band_runs().iter().flatten() {
+                add(low);
+                add(high);
             }
         }
     }
     (lo.is_finite() && hi.is_finite()).then_some((lo, hi))
 }
 
-fn tick_label_x(x: f64, integer: bool) -> String {
+pub(crate) fn tick_label_x(x: f64, integer: bool) -> String {
     if integer {
         if (x - x.round()).abs() < 1e-6 {
             format!("{}", x.round() as i64)
@@ -297,7 +424,7 @@ fn tick_label_x(x: f64, integer: bool) -> String {
 }
 
 /// Short label for a y value on a linear axis.
-fn tick_label_y(y: f64) -> String {
+pub(crate) fn tick_label_y(y: f64) -> String {
     let a = y.abs();
     if a == 0.0 {
         "0".into()
@@ -312,7 +439,7 @@ fn tick_label_y(y: f64) -> String {
 }
 
 /// Label for a power of ten on a log axis (`10^k` ticks only; others are blank).
-fn tick_label_log(y: f64) -> String {
+pub(crate) fn tick_label_log(y: f64) -> String {
     if y <= 0.0 {
         return String::new();
     }
@@ -338,8 +465,12 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &
         .x_label_area_size(42)
         .y_label_area_size(62);
     match p.y_scale {
-        YScale::Log => {
+        YScale::Log | YScale::LogMax(_) => {
             let (lo, hi) = y_extent(&p.series, true).unwrap_or((1.0, 10.0));
+            let hi = match p.y_scale {
+                YScale::LogMax(cap) if cap > 0.0 && cap.is_finite() => hi.min(cap),
+                _ => hi,
+            };
             let lo = 10_f64.powf(lo.log10().floor());
             let hi = 10_f64.powf((hi.log10() + 0.05).ceil());
             let hi = if hi <= lo { lo * 10.0 } else { hi };
@@ -357,9 +488,20 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &
                 .map_err(err)?;
             draw_panel_body(&mut c, p, (lo, hi), true)
         }
-        YScale::Fixed(..) | YScale::Auto => {
+        YScale::Fixed(..) | YScale::Auto | YScale::Tight(..) => {
             let (lo, hi) = match p.y_scale {
                 YScale::Fixed(a, b) => (a, b),
+                YScale::Tight(min, max) => {
+                    let (lo, hi) = y_extent(&p.series, false).unwrap_or((min, max));
+                    let (lo, hi) = (lo.max(min), hi.min(max));
+                    let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.01).max(1e-9);
+                    let (lo, hi) = ((lo - pad).max(min), (hi + pad).min(max));
+                    if hi > lo {
+                        (lo, hi)
+                    } else {
+                        (min, max)
+                    }
+                }
                 _ => {
                     let (lo, hi) = y_extent(&p.series, false).unwrap_or((0.0, 1.0));
                     let lo = if lo >= 0.0 { 0.0 } else { lo };
@@ -418,16 +560,16 @@ where
     for s in &p.series {
         let segs = segments(&s.points);
         if s.band {
-            for seg in &segs {
-                if seg.iter().all(|&(_, _, sd)| sd <= 0.0) {
+            for seg in &s.band_runs() {
+                if seg.iter().all(|&(_, low, high)| high - low <= 0.0) {
                     continue;
                 }
                 let (r_lo, r_hi) = s.range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
                 let top = hi.min(r_hi);
                 let bottom = lo.max(r_lo);
                 let mut poly: Vec<(f64, f64)> =
-                    seg.iter().map(|&(x, m, sd)| (x, (m + sd).min(top).max(bottom))).collect();
-                poly.extend(seg.iter().rev().map(|&(x, m, sd)| (x, (m - sd).max(bottom).min(top))));
+                    seg.iter().map(|&(x, _, high)| (x, high.min(top).max(bottom))).collect();
+                poly.extend(seg.iter().rev().map(|&(x, low, _)| (x, low.max(bottom).min(top))));
                 c.draw_series(std::iter::once(Polygon::new(poly, s.color.mix(s.band_alpha).filled())))
                     .map_err(err)?;
             }
@@ -436,10 +578,21 @@ where
         let mut first = true;
         for seg in &segs {
             let pts: Vec<(f64, f64)> =
-                seg.iter().map(|&(x, m, _)| (x, if log { m.max(lo) } else { m })).collect();
+                seg.iter().map(|&(x, m, _)| (x, if log { m.max(lo).min(hi) } else { m })).collect();
             // A single point would not show as a line.
-            if pts.len() == 1 {
-                c.draw_series(pts.iter().map(|&pt| Circle::new(pt, 3, s.color.filled()))).map_err(err)?;
+            if s.markers || pts.len() == 1 {
+                let r = if s.markers { 4 } else { 3 };
+                let anno =
+                    c.draw_series(pts.iter().map(|&pt| Circle::new(pt, r, s.color.filled()))).map_err(err)?;
+                if !s.line && first && p.legend.is_some() && !s.label.is_empty() {
+                    let color = s.color;
+                    anno.label(s.label.clone())
+                        .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+                    first = false;
+                }
+            }
+            if !s.line {
+                continue;
             }
             let anno = if s.dashed {
                 c.draw_series(DashedLineSeries::new(pts, 7, 5, style)).map_err(err)?
@@ -450,17 +603,23 @@ where
                 let color = s.color;
                 let dashed = s.dashed;
                 anno.label(s.label.clone()).legend(move |(x, y)| {
-                    if dashed {
-                        PathElement::new(
-                            vec![(x, y), (x + 7, y), (x + 12, y), (x + 20, y)],
-                            color.stroke_width(2),
-                        )
-                    } else {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    }
+                    // Two segments: with a gap when dashed, touching when solid.
+                    let (a, b) = if dashed { (7, 13) } else { (10, 10) };
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (a, 0)], color.stroke_width(2))
+                        + PathElement::new(vec![(b, 0), (20, 0)], color.stroke_width(2))
                 });
                 first = false;
             }
+        }
+    }
+    for v in &p.vlines {
+        c.draw_series(DashedLineSeries::new(vec![(v.x, lo), (v.x, hi)], 5, 4, v.color.stroke_width(2)))
+            .map_err(err)?;
+        if !v.label.is_empty() {
+            let style = (FONT, 12).into_font().color(&v.color).pos(Pos::new(HPos::Left, VPos::Bottom));
+            let y = if log { lo * (hi / lo).powf(0.03) } else { lo + (hi - lo) * 0.03 };
+            c.draw_series(std::iter::once(Text::new(v.label.clone(), (v.x, y), style))).map_err(err)?;
         }
     }
     if let Some(pos) = &p.legend {
@@ -475,8 +634,37 @@ where
     Ok(())
 }
 
+/// Draws `panels` in a `rows × cols` grid (row by row) under an optional figure title.
+pub(crate) fn draw_panel_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[Panel],
+    (rows, cols): (usize, usize),
+) -> DrawResult {
+    let area = if title.is_empty() { root.clone() } else { root.titled(title, (FONT, 20)).map_err(err)? };
+    let cells = area.split_evenly((rows.max(1), cols.max(1)));
+    for (cell, p) in cells.iter().zip(panels) {
+        draw_panel(cell, p)?;
+    }
+    Ok(())
+}
+
+/// Draws two panels side by side, the first taking `frac` of the width.
+pub(crate) fn draw_panel_pair<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    (a, b): (&Panel, &Panel),
+    frac: f64,
+) -> DrawResult {
+    let area = if title.is_empty() { root.clone() } else { root.titled(title, (FONT, 20)).map_err(err)? };
+    let w = area.dim_in_pixel().0;
+    let (left, right) = area.split_horizontally((f64::from(w) * frac.clamp(0.1, 0.9)).round() as u32);
+    draw_panel(&left, a)?;
+    draw_panel(&right, b)
+}
+
 /// Draws `panels` side by side under an optional figure title.
-fn draw_panels<DB: DrawingBackend>(
+pub(crate) fn draw_panels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     panels: &[Panel],
@@ -494,14 +682,14 @@ fn draw_panels<DB: DrawingBackend>(
 // ---------------------------------------------------------------------------------------
 
 /// `(x, mean, std)` of a metric at every layer, `x = l * x_scale`.
-fn metric_points(run: &Run, name: &str, x_scale: f64) -> Vec<(f64, Option<f64>, Option<f64>)> {
+pub(crate) fn metric_points(run: &Run, name: &str, x_scale: f64) -> Vec<(f64, Option<f64>, Option<f64>)> {
     let m = run.metrics.metric(name);
     (0..=run.n_layers())
         .map(|l| (l as f64 * x_scale, m.and_then(|m| m.mean_at(l)), m.and_then(|m| m.std_at(l))))
         .collect()
 }
 
-fn phase_shades(run: &Run) -> Vec<Shade> {
+pub(crate) fn phase_shades(run: &Run) -> Vec<Shade> {
     run.metrics
         .summary
         .phases
@@ -519,7 +707,7 @@ fn phase_shades(run: &Run) -> Vec<Shade> {
         .unwrap_or_default()
 }
 
-fn layer_range(run: &Run) -> (f64, f64) {
+pub(crate) fn layer_range(run: &Run) -> (f64, f64) {
     (-0.5, run.n_layers() as f64 + 0.5)
 }
 
@@ -527,8 +715,8 @@ fn layer_range(run: &Run) -> (f64, f64) {
 pub(crate) struct Fig1<'a>(pub &'a Run);
 
 impl Figure for Fig1<'_> {
-    fn stem(&self) -> &'static str {
-        "fig1"
+    fn stem(&self) -> String {
+        "fig1".into()
     }
     fn title(&self) -> String {
         format!("Fig. 1 — {}: entropy_norm, sink_rate and bos_norm vs layer", self.0.label())
@@ -554,9 +742,13 @@ impl Figure for Fig1<'_> {
                 band: true,
                 band_alpha: 0.25,
                 range: fraction_range(y),
+                markers: false,
+                line: true,
+                clip: Vec::new(),
             }],
             shades: shades.clone(),
             legend: None,
+            vlines: Vec::new(),
         };
         let panels = [
             mk("matrix entropy (normalised)", "entropy_norm", YScale::Fixed(0.0, 1.05), PALETTE[0]),
@@ -572,8 +764,8 @@ impl Figure for Fig1<'_> {
 pub(crate) struct Fig3<'a>(pub &'a Run);
 
 impl Figure for Fig3<'_> {
-    fn stem(&self) -> &'static str {
-        "fig3"
+    fn stem(&self) -> String {
+        "fig3".into()
     }
     fn title(&self) -> String {
         format!("Fig. 3 — {}: measured vs Theorem-1 bound (sigma1_sq, anisotropy, entropy)", self.0.label())
@@ -600,6 +792,9 @@ impl Figure for Fig3<'_> {
                     band: true,
                     band_alpha: 0.2,
                     range: fraction_range(y),
+                    markers: false,
+                    line: true,
+                    clip: Vec::new(),
                 },
                 Series {
                     label: format!("{bound} (Theorem 1)"),
@@ -609,10 +804,14 @@ impl Figure for Fig3<'_> {
                     band: false,
                     band_alpha: 0.0,
                     range: None,
+                    markers: false,
+                    line: true,
+                    clip: Vec::new(),
                 },
             ],
             shades: shades.clone(),
             legend: Some(pos),
+            vlines: Vec::new(),
         };
         let panels = [
             mk(
@@ -646,8 +845,8 @@ impl HeadsHeatmap<'_> {
 }
 
 impl Figure for HeadsHeatmap<'_> {
-    fn stem(&self) -> &'static str {
-        "bos_attention_heads"
+    fn stem(&self) -> String {
+        "bos_attention_heads".into()
     }
     fn title(&self) -> String {
         format!("bos_attention per head — {}: layer × head heatmap", self.0.label())
@@ -771,8 +970,8 @@ fn top_keys(run: &Run, max: usize) -> Vec<(usize, usize)> {
 }
 
 impl Figure for TopActivations<'_> {
-    fn stem(&self) -> &'static str {
-        "top_activations"
+    fn stem(&self) -> String {
+        "top_activations".into()
     }
     fn title(&self) -> String {
         format!("Top activations per layer — {}: |value| and (token, dimension)", self.0.label())
@@ -889,11 +1088,11 @@ impl Figure for TopActivations<'_> {
 // ---------------------------------------------------------------------------------------
 
 /// Fig. 1 of several runs on normalised depth.
-pub(crate) struct CompareFig1<'a>(pub &'a [Run], pub &'a [String]);
+pub(crate) struct CompareFig1<'a>(pub &'a [&'a Run], pub &'a [String]);
 
 impl Figure for CompareFig1<'_> {
-    fn stem(&self) -> &'static str {
-        "compare_fig1"
+    fn stem(&self) -> String {
+        "compare_fig1".into()
     }
     fn title(&self) -> String {
         format!("Fig. 1 compared — {} runs on normalised depth l / L", self.0.len())
@@ -933,10 +1132,14 @@ impl Figure for CompareFig1<'_> {
                     band: true,
                     band_alpha: 0.12,
                     range: fraction_range(y),
+                    markers: false,
+                    line: true,
+                    clip: Vec::new(),
                 })
                 .collect(),
             shades: shades.clone(),
             legend,
+            vlines: Vec::new(),
         };
         let panels = [
             mk(

@@ -40,6 +40,9 @@ pub type Curve = Vec<Option<f64>>;
 pub struct MetricsFile {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
+    /// The command that wrote the folder (`profile` when absent, `lens`, `probe`).
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Number of blocks `L` (curves have `L + 1` entries).
     pub n_layers: usize,
     /// Query heads per layer.
@@ -48,6 +51,12 @@ pub struct MetricsFile {
     /// Number of prompts aggregated.
     #[serde(default)]
     pub n_prompts: Option<usize>,
+    /// Number of labelled sentences (probe runs).
+    #[serde(default)]
+    pub n_samples: Option<usize>,
+    /// Number of classes (probe runs).
+    #[serde(default)]
+    pub n_classes: Option<usize>,
     /// Per-layer summary of every scalar metric, keyed by its `metrics.md` name.
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricSummary>,
@@ -143,6 +152,10 @@ pub struct RunSummary {
     /// Layer and value of the smallest mean `entropy_norm`.
     #[serde(default)]
     pub min_entropy_norm: Option<LayerValue>,
+    /// The prompts' token-weighted next-token NLL of the model (the sub-runs of an `ablate`
+    /// folder: under that intervention).
+    #[serde(default)]
+    pub nll: Option<f64>,
 }
 
 /// One detected massive-activation block.
@@ -396,6 +409,12 @@ pub struct PromptRecord {
     /// Every per-layer metric of this prompt (`L + 1` values each).
     #[serde(default)]
     pub metrics: BTreeMap<String, Curve>,
+    /// The model's own next-token NLL on this prompt (lens runs).
+    #[serde(default)]
+    pub model_nll: Option<f64>,
+    /// The sentence's label (probe runs; a boolean, number or string, kept as JSON).
+    #[serde(default)]
+    pub label: Option<Value>,
 }
 
 fn de_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -409,6 +428,368 @@ fn de_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 fn de_null_lists<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<TopActivation>>, D::Error> {
     let v: Vec<Option<Vec<TopActivation>>> = Vec::deserialize(d)?;
     Ok(v.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// Kinds of run, lens and probe summaries, ablate.json
+// ---------------------------------------------------------------------------------------
+
+/// File name of the ablation summary inside an `ablate` folder.
+pub const ABLATE_FILE: &str = "ablate.json";
+
+/// The command that wrote a folder (`kind` in `manifest.json` / `metrics.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunKind {
+    /// `sinkscope profile` (also when no `kind` is recorded).
+    Profile,
+    /// `sinkscope lens`: LogitLens next-token NLL per layer.
+    Lens,
+    /// `sinkscope probe`: cross-validated linear-probe accuracy per layer.
+    Probe,
+    /// `sinkscope ablate`: a folder of profile-style sub-runs plus `ablate.json`.
+    Ablate,
+}
+
+impl RunKind {
+    /// Every kind, in the order above.
+    pub const ALL: [RunKind; 4] = [RunKind::Profile, RunKind::Lens, RunKind::Probe, RunKind::Ablate];
+
+    /// The name written in the files (`profile`, `lens`, `probe`, `ablate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Profile => "profile",
+            RunKind::Lens => "lens",
+            RunKind::Probe => "probe",
+            RunKind::Ablate => "ablate",
+        }
+    }
+
+    /// The kind named `s` (exact, lower case).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `summary` of a lens run's `metrics.json` (token-weighted over every scored prediction of
+/// every prompt: `n_predicted_tokens` in all).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LensSummary {
+    /// Number of scored next-token predictions (`Σ (T − 1)` over prompts).
+    #[serde(default)]
+    pub n_predicted_tokens: Option<u64>,
+    /// Token-weighted `logit_lens_nll` per layer (`L + 1` entries).
+    #[serde(default)]
+    pub token_weighted_nll: Curve,
+    /// `exp(token_weighted_nll)` per layer.
+    #[serde(default)]
+    pub token_weighted_ppl: Curve,
+    /// Token-weighted top-1 accuracy per layer.
+    #[serde(default)]
+    pub token_weighted_top1: Curve,
+    /// The model's own token-weighted next-token NLL.
+    #[serde(default)]
+    pub model_nll: Option<f64>,
+    /// `exp(model_nll)`.
+    #[serde(default)]
+    pub model_ppl: Option<f64>,
+    /// `token_weighted_nll[L] − model_nll` (0 up to rounding: the lens at L is the model).
+    #[serde(default, rename = "lens_at_L_minus_model_nll")]
+    pub lens_at_l_minus_model_nll: Option<f64>,
+    /// The layer with the lowest token-weighted NLL.
+    #[serde(default)]
+    pub best_layer: Option<usize>,
+}
+
+/// `summary` of a probe run's `metrics.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSummary {
+    /// Accuracy of always predicting the training folds' majority class.
+    #[serde(default)]
+    pub baseline_accuracy: Option<f64>,
+    /// The layer with the highest CV accuracy.
+    #[serde(default)]
+    pub best_layer: Option<usize>,
+    /// Its CV accuracy.
+    #[serde(default)]
+    pub best_accuracy: Option<f64>,
+    /// Sentence pooling (`mean` or `last`).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Number of CV folds.
+    #[serde(default)]
+    pub folds: Option<usize>,
+    /// Seed of the fold shuffle.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Inverse L2 regularisation strength.
+    #[serde(default)]
+    pub c: Option<f64>,
+    /// The solver, in words.
+    #[serde(default)]
+    pub solver: Option<String>,
+    /// Whether the solver converged in every fold of every layer.
+    #[serde(default)]
+    pub all_converged: Option<bool>,
+    /// Per-layer details.
+    #[serde(default)]
+    pub per_layer: Vec<ProbeLayer>,
+}
+
+/// One entry of a probe summary's `per_layer`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeLayer {
+    /// The layer `l`.
+    pub layer: usize,
+    /// Mean of the per-fold test accuracies (`probe_accuracy`).
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+    /// Standard deviation of the per-fold test accuracies.
+    #[serde(default)]
+    pub accuracy_std: Option<f64>,
+    /// Correct test predictions over all folds divided by the number of samples.
+    #[serde(default)]
+    pub pooled_accuracy: Option<f64>,
+    /// Majority-class baseline accuracy.
+    #[serde(default)]
+    pub baseline_accuracy: Option<f64>,
+    /// Whether the solver converged in every fold.
+    #[serde(default)]
+    pub converged: Option<bool>,
+    /// The most solver iterations any fold took.
+    #[serde(default)]
+    pub max_iterations: Option<u64>,
+    /// The largest final gradient norm over folds.
+    #[serde(default)]
+    pub max_grad_norm: Option<f64>,
+}
+
+impl ProbeSummary {
+    /// The `per_layer` entry of layer `l`.
+    pub fn layer(&self, l: usize) -> Option<&ProbeLayer> {
+        self.per_layer.iter().find(|p| p.layer == l)
+    }
+}
+
+/// `ablate.json`: what an `ablate` folder ablated, why, and the dose–response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AblateFile {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `ablate`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The component scaled at position 0: `mlp` (the paper's ablation) or `attn` (a control).
+    #[serde(default)]
+    pub component: Option<String>,
+    /// The blocks ablated together.
+    #[serde(default)]
+    pub blocks: Vec<usize>,
+    /// How the blocks were chosen, in words (detected on the baseline, or given).
+    #[serde(default)]
+    pub blocks_source: Option<String>,
+    /// Why those blocks: the massive-activation evidence of each (metrics.md, "Interventions").
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+    /// The layers (inclusive) over which the valley quantities are taken: the baseline's
+    /// compression valley; `None` = read it from the baseline's phases.
+    #[serde(default)]
+    pub valley: Option<Valley>,
+    /// The scales λ run (1 = baseline).
+    #[serde(default)]
+    pub scales: Vec<f64>,
+    /// One entry per scale λ (the baseline included, at λ = 1).
+    #[serde(default)]
+    pub dose_response: Vec<Intervention>,
+    /// With `--one-by-one`: each block ablated alone (λ = 0).
+    #[serde(default)]
+    pub one_by_one: Vec<Intervention>,
+    /// The mean-ablation of the massive dimensions at position 0 (Sun et al.); `None` when
+    /// it was not run.
+    #[serde(default)]
+    pub mean_ablate: Option<Intervention>,
+}
+
+/// `ablate.json`'s `valley`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Valley {
+    /// First layer (inclusive).
+    pub first: usize,
+    /// Last layer (inclusive).
+    pub last: usize,
+    /// How it was chosen, in words.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+impl Valley {
+    /// As a [`LayerRange`] (without depths).
+    pub fn range(&self) -> LayerRange {
+        LayerRange { first: self.first, last: self.last, first_depth: None, last_depth: None }
+    }
+}
+
+/// One entry of `ablate.json`'s `evidence`: a block detected as creating the massive
+/// activation (the shape of `summary.massive_layers`, plus what the detector measured).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The block (1-based).
+    #[serde(default)]
+    pub block: Option<usize>,
+    /// The layer it writes (= `block`).
+    #[serde(default)]
+    pub layer: Option<usize>,
+    /// MLP output norm at position 0 over the median of the other positions.
+    #[serde(default)]
+    pub mlp_ratio: Option<f64>,
+    /// `bos_ratio(l) / bos_ratio(l − 1)`.
+    #[serde(default)]
+    pub bos_ratio_gain: Option<f64>,
+    /// MLP output norm at position 0.
+    #[serde(default)]
+    pub mlp_out_bos_norm: Option<f64>,
+    /// Median MLP output norm of the other positions.
+    #[serde(default)]
+    pub mlp_out_other_median: Option<f64>,
+    /// `bos_ratio(l − 1)`.
+    #[serde(default)]
+    pub bos_ratio_before: Option<f64>,
+    /// `bos_ratio(l)`.
+    #[serde(default)]
+    pub bos_ratio_after: Option<f64>,
+    /// The hook measured (e.g. `blocks.11.hook_mlp_out`).
+    #[serde(default)]
+    pub hook: Option<String>,
+    /// Number of prompts on which the block was detected.
+    #[serde(default)]
+    pub n_prompts: Option<usize>,
+}
+
+impl Evidence {
+    /// The layer this block writes (`layer`, else `block`).
+    pub fn layer_index(&self) -> Option<usize> {
+        self.layer.or(self.block)
+    }
+}
+
+/// The four quantities of an intervention (and its bound violations), as `sinkscope ablate`
+/// nests them under `summary`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterventionValues {
+    /// See [`Intervention::valley_min_entropy_norm`].
+    #[serde(default)]
+    pub valley_min_entropy_norm: Option<f64>,
+    /// See [`Intervention::max_bos_ratio`].
+    #[serde(default)]
+    pub max_bos_ratio: Option<f64>,
+    /// See [`Intervention::valley_mean_sink_rate`].
+    #[serde(default)]
+    pub valley_mean_sink_rate: Option<f64>,
+    /// See [`Intervention::nll`].
+    #[serde(default)]
+    pub nll: Option<f64>,
+    /// See [`Intervention::bound_violations`].
+    #[serde(default)]
+    pub bound_violations: Option<u64>,
+}
+
+/// One intervention of an `ablate` folder and its effect. The quantities may be given flat
+/// or nested under `summary`; [`AblateFile::load`] copies nested ones to the flat fields
+/// (a flat value wins).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Intervention {
+    /// The scale λ (dose–response entries; one-by-one entries ablate at λ = 0).
+    #[serde(default)]
+    pub scale: Option<f64>,
+    /// The single block ablated (one-by-one entries).
+    #[serde(default)]
+    pub block: Option<usize>,
+    /// The residual dimensions replaced by their mean (mean-ablation).
+    #[serde(default)]
+    pub dims: Vec<usize>,
+    /// The sub-run folder, relative to the `ablate` folder (`baseline`, `scale_0`, ...).
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Minimum mean `entropy_norm` over the baseline's valley.
+    #[serde(default)]
+    pub valley_min_entropy_norm: Option<f64>,
+    /// Maximum mean `bos_ratio` over all layers.
+    #[serde(default)]
+    pub max_bos_ratio: Option<f64>,
+    /// Mean of the mean `sink_rate` over the baseline's valley.
+    #[serde(default)]
+    pub valley_mean_sink_rate: Option<f64>,
+    /// The prompts' token-weighted next-token NLL under the intervention.
+    #[serde(default)]
+    pub nll: Option<f64>,
+    /// Theorem-1 bound violations in the sub-run (must be 0).
+    #[serde(default)]
+    pub bound_violations: Option<u64>,
+    /// The quantities nested (as `sinkscope ablate` writes them).
+    #[serde(default)]
+    pub summary: Option<InterventionValues>,
+    /// The block whose output the mean-ablation edits.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// How the mean-ablated dimensions were chosen, in words.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+impl Intervention {
+    /// Copies the nested `summary` quantities to the flat fields that are missing.
+    fn unnest(&mut self) {
+        if let Some(s) = self.summary.clone() {
+            self.valley_min_entropy_norm = self.valley_min_entropy_norm.or(s.valley_min_entropy_norm);
+            self.max_bos_ratio = self.max_bos_ratio.or(s.max_bos_ratio);
+            self.valley_mean_sink_rate = self.valley_mean_sink_rate.or(s.valley_mean_sink_rate);
+            self.nll = self.nll.or(s.nll);
+            self.bound_violations = self.bound_violations.or(s.bound_violations);
+        }
+    }
+}
+
+impl AblateFile {
+    /// Reads and checks `ablate.json`.
+    ///
+    /// # Errors
+    /// [`ReportError::Io`], [`ReportError::Parse`], [`ReportError::SchemaVersion`], and
+    /// [`ReportError::Invalid`] for a `kind` other than `ablate`, an empty `dose_response`,
+    /// a `run` that is not a relative path inside the folder, or a valley with
+    /// `first > last`.
+    pub fn load(path: &Path) -> Result<Self, ReportError> {
+        let mut a: Self = parse_versioned(path)?;
+        for e in a.dose_response.iter_mut().chain(a.one_by_one.iter_mut()).chain(a.mean_ablate.iter_mut()) {
+            e.unnest();
+        }
+        let invalid = |message: String| ReportError::Invalid { path: path.to_path_buf(), message };
+        if let Some(k) = a.kind.as_deref().filter(|k| *k != "ablate") {
+            return Err(invalid(format!("kind is \"{k}\", expected \"ablate\"")));
+        }
+        if a.dose_response.is_empty() {
+            return Err(invalid("dose_response is empty".into()));
+        }
+        if let Some(v) = a.valley.as_ref().filter(|v| v.first > v.last) {
+            return Err(invalid(format!("valley.first {} > valley.last {}", v.first, v.last)));
+        }
+        let all = a.dose_response.iter().chain(&a.one_by_one).chain(a.mean_ablate.as_ref());
+        for run in all.filter_map(|i| i.run.as_deref()) {
+            let p = Path::new(run);
+            let inside =
+                !run.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(invalid(format!(
+                    "run \"{run}\" is not a folder name relative to the ablate folder"
+                )));
+            }
+        }
+        Ok(a)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -437,6 +818,12 @@ fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
 }
 
 fn parse_versioned<T: DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
+    let value = read_versioned(path)?;
+    from_value(path, value)
+}
+
+/// Reads a JSON file and checks its `schema_version`.
+fn read_versioned(path: &Path) -> Result<Value, ReportError> {
     let text = read_text(path)?;
     let value: Value = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
         path: path.to_path_buf(),
@@ -444,6 +831,10 @@ fn parse_versioned<T: DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
         message: e.to_string(),
     })?;
     check_version(path, &value)?;
+    Ok(value)
+}
+
+fn from_value<T: DeserializeOwned>(path: &Path, value: Value) -> Result<T, ReportError> {
     serde_json::from_value(value).map_err(|e| ReportError::Parse {
         path: path.to_path_buf(),
         line: None,
@@ -459,9 +850,17 @@ impl MetricsFile {
     /// different `schema_version`, [`ReportError::Invalid`] when a per-layer array does
     /// not have `n_layers + 1` entries.
     pub fn load(path: &Path) -> Result<Self, ReportError> {
-        let m: Self = parse_versioned(path)?;
+        Ok(Self::load_parts(path)?.0)
+    }
+
+    /// As [`MetricsFile::load`], also returning the raw `summary` (whose shape depends on
+    /// the kind of run).
+    fn load_parts(path: &Path) -> Result<(Self, Value), ReportError> {
+        let value = read_versioned(path)?;
+        let summary = value.get("summary").cloned().unwrap_or(Value::Null);
+        let m: Self = from_value(path, value)?;
         m.validate(path)?;
-        Ok(m)
+        Ok((m, summary))
     }
 
     fn validate(&self, path: &Path) -> Result<(), ReportError> {
@@ -567,6 +966,43 @@ pub struct Run {
     pub prompts: Vec<PromptRecord>,
     /// Whether `prompts.jsonl` was present.
     pub prompts_present: bool,
+    /// The kind of run (see [`Run::load`]).
+    pub kind: RunKind,
+    /// The lens summary (lens runs only).
+    pub lens: Option<LensSummary>,
+    /// The probe summary (probe runs only).
+    pub probe: Option<ProbeSummary>,
+}
+
+/// A `summary` that is `null` or absent reads as an empty object.
+fn summary_object(v: Value) -> Value {
+    if v.is_null() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        v
+    }
+}
+
+/// The kind of a run: `manifest.kind`, else `metrics.kind`, else `profile`.
+fn resolve_kind(
+    manifest_path: &Path,
+    metrics_path: &Path,
+    manifest: &Manifest,
+    metrics: &MetricsFile,
+) -> Result<RunKind, ReportError> {
+    let parse = |path: &Path, k: &str| {
+        RunKind::parse(k)
+            .ok_or_else(|| ReportError::UnknownKind { path: path.to_path_buf(), kind: k.to_string() })
+    };
+    let a = manifest.kind.as_deref().map(|k| parse(manifest_path, k)).transpose()?;
+    let b = metrics.kind.as_deref().map(|k| parse(metrics_path, k)).transpose()?;
+    match (a, b) {
+        (Some(a), Some(b)) if a != b => Err(ReportError::Invalid {
+            path: metrics_path.to_path_buf(),
+            message: format!("kind is \"{b}\" but manifest.json says \"{a}\""),
+        }),
+        (a, b) => Ok(a.or(b).unwrap_or(RunKind::Profile)),
+    }
 }
 
 impl Run {
@@ -574,13 +1010,86 @@ impl Run {
     ///
     /// # Errors
     /// As [`Manifest::load`], [`MetricsFile::load`] and [`PromptRecord::load_all`].
+    ///
+    /// The kind is `manifest.kind`, else `metrics.kind`, else `profile`; when both files
+    /// name one they must agree. A lens or probe run's `summary` is read into
+    /// [`Run::lens`] / [`Run::probe`].
+    ///
+    /// # Errors
+    /// Also [`ReportError::UnknownKind`] for a kind this crate does not know, and
+    /// [`ReportError::Invalid`] when the two files disagree on the kind or a lens curve does
+    /// not have `n_layers + 1` entries.
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
-        let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
-        let metrics = MetricsFile::load(&dir.join(METRICS_FILE))?;
+        Self::load_inner(dir, true)
+    }
+
+    /// Reads a profile-style sub-run of an `ablate` folder: as [`Run::load`], but
+    /// `manifest.json` may be absent (an empty manifest is used then) and the run is read as
+    /// a profile whatever kind its files name.
+    ///
+    /// # Errors
+    /// As [`Run::load`], except for the kind.
+    pub fn load_profile_style(dir: &Path) -> Result<Self, ReportError> {
+        Self::load_inner(dir, false)
+    }
+
+    fn load_inner(dir: &Path, need_manifest: bool) -> Result<Self, ReportError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest = if need_manifest || manifest_path.exists() {
+            Manifest::load(&manifest_path)?
+        } else {
+            Manifest { schema_version: SCHEMA_VERSION, ..Manifest::default() }
+        };
+        let metrics_path = dir.join(METRICS_FILE);
+        let (metrics, summary) = MetricsFile::load_parts(&metrics_path)?;
+        let kind = if need_manifest {
+            resolve_kind(&manifest_path, &metrics_path, &manifest, &metrics)?
+        } else {
+            RunKind::Profile
+        };
+        let want = metrics.n_layers + 1;
+        let lens = match kind {
+            RunKind::Lens => {
+                let s: LensSummary = from_value(&metrics_path, summary_object(summary.clone()))?;
+                for (name, c) in [
+                    ("token_weighted_nll", &s.token_weighted_nll),
+                    ("token_weighted_ppl", &s.token_weighted_ppl),
+                    ("token_weighted_top1", &s.token_weighted_top1),
+                ] {
+                    if !c.is_empty() && c.len() != want {
+                        return Err(ReportError::Invalid {
+                            path: metrics_path.clone(),
+                            message: format!(
+                                "summary.{name} has {} entries, expected n_layers + 1 = {want}",
+                                c.len()
+                            ),
+                        });
+                    }
+                }
+                Some(s)
+            }
+            _ => None,
+        };
+        let probe = match kind {
+            RunKind::Probe => {
+                let s: ProbeSummary = from_value(&metrics_path, summary_object(summary))?;
+                if let Some(p) = s.per_layer.iter().find(|p| p.layer >= want) {
+                    return Err(ReportError::Invalid {
+                        path: metrics_path.clone(),
+                        message: format!(
+                            "summary.per_layer names layer {}, beyond n_layers = {}",
+                            p.layer, metrics.n_layers
+                        ),
+                    });
+                }
+                Some(s)
+            }
+            _ => None,
+        };
         let prompts_path = dir.join(PROMPTS_FILE);
         let prompts_present = prompts_path.is_file();
         let prompts = if prompts_present { PromptRecord::load_all(&prompts_path)? } else { Vec::new() };
-        Ok(Self { dir: dir.to_path_buf(), manifest, metrics, prompts, prompts_present })
+        Ok(Self { dir: dir.to_path_buf(), manifest, metrics, prompts, prompts_present, kind, lens, probe })
     }
 
     /// Number of blocks `L`.
@@ -596,6 +1105,12 @@ impl Run {
     /// Number of prompts: `metrics.n_prompts`, else the manifest's, else the lines read.
     pub fn n_prompts(&self) -> usize {
         self.metrics.n_prompts.or(self.manifest.n_prompts).unwrap_or(self.prompts.len())
+    }
+
+    /// The model's identity for grouping runs: its `sha256`, else its path, else `None`.
+    pub fn model_key(&self) -> Option<String> {
+        let m = self.manifest.model.as_ref()?;
+        m.sha256.clone().filter(|s| !s.is_empty()).or_else(|| m.path.clone())
     }
 
     /// A display label: the model name, else the folder name.

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sinkscope_report::{render_compare, render_run, synthetic::SyntheticRun};
+use sinkscope_report::synthetic::{SyntheticAblate, SyntheticLens, SyntheticProbe, SyntheticRun};
+use sinkscope_report::{render_ablate, render_compare, render_run, render_tasks};
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SINKSCOPE_CHROMIUM") {
@@ -157,4 +158,87 @@ fn compare_html_renders_in_headless_chromium() {
     let (w, h, inked, colours) = screenshot_stats(&shot);
     assert_eq!((w, h), (1400, 1400));
     assert!(inked > 0.08 && colours > 300, "{:.1} % inked, {colours} colours", inked * 100.0);
+}
+
+#[test]
+fn ablate_report_renders_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        eprintln!("SKIPPED: chromium not installed (apt-get install chromium); the ablate report was not opened in a browser");
+        return;
+    };
+    let dir = fresh_dir("chromium_ablate");
+    let model =
+        SyntheticRun { n_layers: 16, model_path: "models/Abl-16L.gguf".into(), ..SyntheticRun::default() };
+    SyntheticAblate { model, one_by_one: true, ..SyntheticAblate::default() }.write(&dir).unwrap();
+    let out = render_ablate(&dir).unwrap();
+
+    let dom = run_chromium(&bin, &out.report_html, &["--dump-dom".into()], &dir.join("chrome-profile-dom"));
+    assert!(dom.contains("</html>"), "Chromium produced a DOM");
+    assert_eq!(dom.matches("<svg").count(), 2, "the DOM has Fig. 4 and the dose-response plot inline");
+    assert!(
+        dom.matches("<path").count() + dom.matches("<polyline").count() > 20,
+        "the plots have drawn lines"
+    );
+    for id in [
+        "id=\"summary\"",
+        "id=\"plot-ablate_fig4\"",
+        "id=\"plot-dose_response\"",
+        "id=\"dose-table\"",
+        "id=\"evidence-table\"",
+        "id=\"mean-ablate-table\"",
+        "id=\"one-by-one-table\"",
+        "The compression valley disappears",
+    ] {
+        assert!(dom.contains(id), "DOM has {id}");
+    }
+    // The sub-run reports it links to open too.
+    let sub = run_chromium(
+        &bin,
+        &dir.join("scale_0/report.html"),
+        &["--dump-dom".into()],
+        &dir.join("chrome-profile-sub"),
+    );
+    assert_eq!(sub.matches("<svg").count(), 4, "scale_0/report.html is a full profile report");
+
+    let shot = dir.join("screenshot.png");
+    run_chromium(
+        &bin,
+        &out.report_html,
+        &[format!("--screenshot={}", shot.display()), "--window-size=1400,2400".into()],
+        &dir.join("chrome-profile-shot"),
+    );
+    let (w, h, inked, colours) = screenshot_stats(&shot);
+    assert_eq!((w, h), (1400, 2400));
+    assert!(inked > 0.08, "only {:.1} % of the page is not white", inked * 100.0);
+    assert!(colours > 300, "only {colours} distinct colours");
+    eprintln!("chromium screenshot: {} ({:.0} % inked, {colours} colours)", shot.display(), inked * 100.0);
+}
+
+#[test]
+fn lens_probe_and_tasks_pages_render_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        eprintln!("SKIPPED: chromium not installed (apt-get install chromium); lens/probe/tasks pages were not opened in a browser");
+        return;
+    };
+    let root = fresh_dir("chromium_tasks");
+    let model =
+        SyntheticRun { n_layers: 12, model_path: "models/T-12L.gguf".into(), ..SyntheticRun::default() };
+    model.write(&root.join("p")).unwrap();
+    SyntheticLens { model: model.clone() }.write(&root.join("l")).unwrap();
+    SyntheticProbe { model, n_samples: 20, not_converged: vec![] }.write(&root.join("q")).unwrap();
+    let lens = render_run(&root.join("l")).unwrap();
+    let probe = render_run(&root.join("q")).unwrap();
+    let tasks =
+        render_tasks(Some(&root.join("p")), Some(&root.join("l")), Some(&root.join("q")), &root.join("t"))
+            .unwrap();
+    for (page, id) in [
+        (&lens.report_html, "id=\"plot-lens\""),
+        (&probe.report_html, "id=\"plot-probe\""),
+        (&tasks.tasks_html, "id=\"plot-tasks_fig7\""),
+    ] {
+        let name = page.parent().and_then(|p| p.file_name()).unwrap().to_string_lossy().into_owned();
+        let dom = run_chromium(&bin, page, &["--dump-dom".into()], &root.join(format!("chrome-{name}")));
+        assert_eq!(dom.matches("<svg").count(), 1, "{}", page.display());
+        assert!(dom.contains(id), "{} has {id}", page.display());
+    }
 }

@@ -1,6 +1,9 @@
 //! `sinkscope compare RUN_DIR... --out DIR`: several runs (models) overlaid on normalised
-//! depth l / L — Fig. 1 with one line per model — and a side-by-side summary table, as
-//! `DIR/compare.html` (self-contained), `DIR/compare.csv` and `DIR/plots/compare_fig1.{svg,png}`.
+//! depth l / L — Fig. 1 with one line per profile run, the paper's Fig. 7 (LogitLens
+//! perplexity and probe accuracy vs depth) per model that has lens/probe runs — and a
+//! side-by-side summary table, as `DIR/compare.html` (self-contained), `DIR/compare.csv`,
+//! `DIR/plots/compare_fig1.{svg,png}` and `DIR/plots/compare_fig7_<k>.{svg,png}`.
+//! Profile, lens and probe folders may be mixed; they are matched by the model's sha256.
 //! The logic is `sinkscope_report::render_compare`; this only parses arguments.
 
 use anyhow::{Context, Result};
@@ -9,8 +12,10 @@ use std::path::PathBuf;
 /// Arguments.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run folders written by `sinkscope profile` (each holds manifest.json, metrics.json and
-    /// prompts.jsonl); one line per run in the plots, one column in the table.
+    /// Run folders written by `sinkscope profile`, `lens` or `probe` (each holds
+    /// manifest.json, metrics.json and prompts.jsonl), in any mix: one column per profile
+    /// run (with its model's first lens and probe run, matched by model sha256), plus one per
+    /// model that has only lens/probe runs; Fig. 7 per model with a lens or probe run.
     #[arg(required = true, value_name = "RUN_DIR")]
     pub runs: Vec<PathBuf>,
     /// Output folder (created): compare.html, compare.csv, plots/.
@@ -22,7 +27,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let s = sinkscope_report::render_compare(&a.runs, &a.out)
         .with_context(|| format!("comparing {} runs into {}", a.runs.len(), a.out.display()))?;
-    eprintln!("compared {} runs: {}", s.labels.len(), s.labels.join(", "));
+    eprintln!("compared {} runs in {} columns: {}", a.runs.len(), s.labels.len(), s.labels.join(", "));
     println!("{}", s.compare_html.display());
     Ok(())
 }
@@ -32,10 +37,15 @@ pub fn run(a: Args) -> Result<()> {
 pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     use sinkscope_report::ReportError as E;
     cause.downcast_ref::<E>().map(|e| match e {
-        E::Io { .. } | E::Parse { .. } | E::SchemaVersion { .. } | E::Invalid { .. } | E::Png { .. } => {
-            crate::exit::INPUT
-        }
-        E::NoRuns => crate::exit::USAGE,
+        E::Io { .. }
+        | E::Parse { .. }
+        | E::SchemaVersion { .. }
+        | E::Invalid { .. }
+        | E::Png { .. }
+        | E::UnknownKind { .. }
+        | E::WrongKind { .. }
+        | E::ModelMismatch { .. } => crate::exit::INPUT,
+        E::NoRuns | E::NoTaskRuns => crate::exit::USAGE,
         E::Plot { .. } => crate::exit::OTHER,
     })
 }

@@ -274,3 +274,126 @@ pub fn external_references(html: &str) -> Vec<String> {
     }
     found
 }
+
+// ---------------------------------------------------------------------------------------
+// Hand-written lens, probe and ablate folders (docs/results-schema.md), L = 6, the same
+// model as the profile fixture above (sha256 "ab12").
+// ---------------------------------------------------------------------------------------
+
+pub fn lens_manifest() -> Value {
+    let mut m = manifest_json();
+    m["kind"] = json!("lens");
+    m["tool"]["command_line"] = json!(["sinkscope", "lens", "m.gguf"]);
+    m
+}
+
+pub fn lens_metrics() -> Value {
+    json!({
+        "schema_version": 1, "kind": "lens", "n_layers": 6, "n_prompts": 2,
+        "metrics": {
+            "logit_lens_nll": {"mean": [9.0, 8.8, 8.0, 7.0, 5.5, 3.5, 2.5], "std": [0.2, 0.2, 0.3, 0.3, 0.2, 0.1, 0.1],
+                               "min": [8.8, 8.6, 7.7, 6.7, 5.3, 3.4, 2.4], "max": [9.2, 9.0, 8.3, 7.3, 5.7, 3.6, 2.6]},
+            "logit_lens_ppl": {"mean": [8100.0, 6600.0, 3000.0, 1100.0, 245.0, 33.0, 12.2], "std": [1600.0, 1300.0, 900.0, 330.0, 49.0, 3.3, 1.2],
+                               "min": [6600.0, 5400.0, 2200.0, 810.0, 200.0, 30.0, 11.0], "max": [9800.0, 8100.0, 4000.0, 1500.0, 300.0, 37.0, 13.5]},
+            "logit_lens_top1": {"mean": [0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.45], "std": [0.005, 0.01, 0.02, 0.02, 0.03, 0.03, 0.02],
+                                "min": [0.005, 0.01, 0.03, 0.08, 0.17, 0.32, 0.43], "max": [0.015, 0.03, 0.07, 0.12, 0.23, 0.38, 0.47]}
+        },
+        "summary": {"n_predicted_tokens": 15,
+                    "token_weighted_nll": [9.1, 8.9, 8.1, 7.1, 5.6, 3.6, 2.5],
+                    "token_weighted_ppl": [8955.0, 7332.0, 3294.0, 1212.0, 270.4, 36.6, 12.18],
+                    "token_weighted_top1": [0.0, 0.0667, 0.0667, 0.1333, 0.2, 0.3333, 0.4667],
+                    "model_nll": 2.5, "model_ppl": 12.18, "lens_at_L_minus_model_nll": 0.0, "best_layer": 6,
+                    "something_new": true}
+    })
+}
+
+pub fn lens_prompts() -> Vec<Value> {
+    (0..2)
+        .map(|p| {
+            let s = if p == 0 { -0.2 } else { 0.2 };
+            let nll: Vec<f64> = [9.0, 8.8, 8.0, 7.0, 5.5, 3.5, 2.5].iter().map(|x| x + s).collect();
+            json!({"id": format!("w{p}"), "n_tokens": 8 + p, "token_ids": (0..8 + p).collect::<Vec<_>>(),
+                   "first_token": {"id": 0, "token": "The", "is_bos": false},
+                   "metrics": {"logit_lens_nll": nll, "logit_lens_ppl": nll.iter().map(|x: &f64| x.exp()).collect::<Vec<_>>(),
+                               "logit_lens_top1": [0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.45]},
+                   "model_nll": 2.5 + s})
+        })
+        .collect()
+}
+
+pub fn write_lens(dir: &Path) {
+    write_run(dir, &lens_manifest(), &lens_metrics(), &lens_prompts());
+}
+
+pub fn probe_manifest() -> Value {
+    let mut m = manifest_json();
+    m["kind"] = json!("probe");
+    m["options"] = json!({"pool": "mean", "folds": 5, "seed": 42, "c": 1.0, "solver": "newton"});
+    m
+}
+
+pub const PROBE_ACC: [f64; 7] = [0.6, 0.7, 0.78, 0.81, 0.79, 0.72, 0.68];
+
+pub fn probe_metrics() -> Value {
+    let per_layer: Vec<Value> = (0..7)
+        .map(|l| {
+            json!({"layer": l, "accuracy": PROBE_ACC[l], "accuracy_std": 0.02, "pooled_accuracy": PROBE_ACC[l] - 0.005,
+                   "baseline_accuracy": 0.55, "converged": l != 5, "max_iterations": if l == 5 { 100 } else { 7 },
+                   "max_grad_norm": if l == 5 { 2e-3 } else { 1e-12 }})
+        })
+        .collect();
+    json!({
+        "schema_version": 1, "kind": "probe", "n_layers": 6, "n_samples": 40, "n_classes": 2,
+        "metrics": {"probe_accuracy": {"mean": PROBE_ACC, "std": vec![0.02; 7],
+                                       "min": PROBE_ACC.iter().map(|a| a - 0.03).collect::<Vec<_>>(),
+                                       "max": PROBE_ACC.iter().map(|a| a + 0.03).collect::<Vec<_>>()}},
+        "summary": {"baseline_accuracy": 0.55, "best_layer": 3, "best_accuracy": 0.81, "pool": "mean", "folds": 5,
+                    "seed": 42, "c": 1.0, "solver": "damped Newton", "all_converged": false, "per_layer": per_layer}
+    })
+}
+
+pub fn probe_prompts() -> Vec<Value> {
+    (0..40).map(|i| json!({"id": format!("s{i}"), "n_tokens": 5 + i % 4, "label": i % 20 < 11})).collect()
+}
+
+pub fn write_probe(dir: &Path) {
+    write_run(dir, &probe_manifest(), &probe_metrics(), &probe_prompts());
+}
+
+/// A hand-written ablate folder on the L = 6 profile fixture: `baseline/` is the fixture,
+/// `scale_0/` the fixture with the valley filled in, `scale_0.5/` half way; `ablate.json`
+/// names no runs (default folder names) and no valley (the baseline's compress phase,
+/// layers 2–4) and leaves `nll` and some quantities out (recomputed from the sub-runs).
+pub fn write_ablate(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut base = metrics_json();
+    base["summary"]["nll"] = json!(2.5);
+    write_run(&dir.join("baseline"), &manifest_json(), &base, &prompt_lines());
+    for (folder, f, nll) in [("scale_0", 1.0, 3.1), ("scale_0.5", 0.5, 2.7)] {
+        let mut m = metrics_json();
+        for l in 2..=4 {
+            let e = m["metrics"]["entropy_norm"]["mean"][l].as_f64().unwrap();
+            m["metrics"]["entropy_norm"]["mean"][l] = json!(e + f * (0.5 - e));
+            let s = m["metrics"]["sink_rate"]["mean"][l].as_f64().unwrap();
+            m["metrics"]["sink_rate"]["mean"][l] = json!(s * (1.0 - 0.8 * f));
+        }
+        m["summary"]["phases"] = Value::Null;
+        m["summary"]["nll"] = json!(nll);
+        m["summary"]["peak_bos_ratio"] = json!({"layer": 2, "value": 114.0 * (1.0 - 0.95 * f)});
+        // Sub-runs without a manifest.
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        std::fs::write(dir.join(folder).join("metrics.json"), m.to_string()).unwrap();
+    }
+    let ablate = json!({
+        "schema_version": 1, "kind": "ablate", "component": "mlp", "blocks": [2],
+        "evidence": [{"block": 2, "mlp_ratio": 52.0, "bos_ratio_gain": 85.7}],
+        "scales": [1.0, 0.5, 0.0],
+        "dose_response": [
+            {"scale": 0.0, "valley_min_entropy_norm": null, "max_bos_ratio": 5.7},
+            {"scale": 1.0, "valley_min_entropy_norm": 0.013, "max_bos_ratio": 114.0, "valley_mean_sink_rate": 0.889},
+            {"scale": 0.5}
+        ],
+        "future_field": 1
+    });
+    std::fs::write(dir.join("ablate.json"), serde_json::to_string_pretty(&ablate).unwrap()).unwrap();
+}

@@ -1,0 +1,142 @@
+//! `sinkscope ablate MODEL (--prompts FILE | --dataset NAME) [--layers auto|LIST]
+//! [--scales 1,0.75,0.5,0.25,0] [--component mlp|attn] [--one-by-one] [--mean-ablate] --out DIR`.
+
+use super::experiment::{open, InputArgs};
+use super::profile::say;
+use anyhow::{Context, Result};
+use sinkscope_analysis::ablate::{run_ablate, AblateOptions, Component};
+use sinkscope_analysis::AnalysisError;
+use sinkscope_metrics::AttentionParams;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompts", "dataset"])))]
+pub struct Args {
+    /// A `.gguf` file or a Hugging Face folder.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Blocks to ablate, numbered as in metrics.md (block l writes X(l), 1..=L), or `auto`
+    /// (detect the massive-activation blocks on the baseline).
+    #[arg(long, default_value = "auto")]
+    pub layers: String,
+    /// Scales λ applied to the component's output at position 0 (0 = the paper's ablation).
+    #[arg(long, default_value = "1,0.75,0.5,0.25,0", value_delimiter = ',')]
+    pub scales: Vec<f32>,
+    /// The sublayer whose output is scaled: mlp (the paper) or attn (a control).
+    #[arg(long, default_value = "mlp", value_parser = ["mlp", "attn"])]
+    pub component: String,
+    /// Also ablate each block alone.
+    #[arg(long)]
+    pub one_by_one: bool,
+    /// Also mean-ablate the massive dimensions (Sun et al.).
+    #[arg(long)]
+    pub mean_ablate: bool,
+    /// Sink threshold ε.
+    #[arg(long, default_value_t = 0.3)]
+    pub epsilon: f64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Skip the reports.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
+    if s == "auto" {
+        return Ok(None);
+    }
+    s.split(',')
+        .map(|x| {
+            x.trim().parse::<usize>().map_err(|_| {
+                AnalysisError::Options(format!("--layers: '{x}' is not a block number (or use auto)"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let blocks = parse_layers(&a.layers)?;
+    if let Some(bad) = a.scales.iter().find(|s| !s.is_finite()) {
+        return Err(AnalysisError::Options(format!("--scales: {bad} is not a finite number")).into());
+    }
+    let o = open(&a.model, &a.input, true)?;
+    crate::common::create_dir(&a.out)?;
+    let opts = AblateOptions {
+        profile: sinkscope_analysis::profile::ProfileOptions {
+            attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
+            ..a.input.prompt_options()
+        },
+        blocks,
+        scales: a.scales.clone(),
+        component: if a.component == "attn" { Component::Attn } else { Component::Mlp },
+        one_by_one: a.one_by_one,
+        mean_ablate: a.mean_ablate,
+    };
+    let total = o.examples.len();
+    let quiet = a.input.quiet;
+    let mut progress = |name: &str| {
+        if !quiet {
+            eprintln!("run '{name}':");
+        }
+        super::profile::progress(total, quiet)
+    };
+    let s = run_ablate(
+        &o.model,
+        &o.files,
+        &opts,
+        &o.header,
+        &o.examples,
+        &o.source,
+        a.input.limit,
+        &a.out,
+        &mut progress,
+    )?;
+    let d = &s.document;
+    say!(
+        "ablated blocks {} ({}); valley layers {}..{}",
+        d["blocks"],
+        d["blocks_source"].as_str().unwrap_or(""),
+        d["valley"]["first"],
+        d["valley"]["last"]
+    );
+    for r in d["dose_response"].as_array().into_iter().flatten() {
+        let m = &r["summary"];
+        say!(
+            "  λ = {:<5} valley min entropy_norm {:<10} valley mean sink_rate {:<8} max bos_ratio {:<10} NLL {}",
+            r["scale"],
+            fmt(&m["valley_min_entropy_norm"]),
+            fmt(&m["valley_mean_sink_rate"]),
+            fmt(&m["max_bos_ratio"]),
+            fmt(&m["nll"])
+        );
+    }
+    if a.no_report {
+        say!("{}", a.out.join("ablate.json").display());
+        return Ok(());
+    }
+    for r in d["dose_response"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(d["one_by_one"].as_array().into_iter().flatten())
+    {
+        if let Some(name) = r["run"].as_str() {
+            sinkscope_report::render_run(&a.out.join(name))
+                .with_context(|| format!("{}: rendering the report", a.out.join(name).display()))?;
+        }
+    }
+    sinkscope_report::render_ablate(&a.out)
+        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
+    say!("{}", a.out.join("report.html").display());
+    Ok(())
+}
+
+fn fmt(v: &serde_json::Value) -> String {
+    v.as_f64().map_or("n/a".into(), |x| format!("{x:.4}"))
+}
