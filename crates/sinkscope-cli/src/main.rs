@@ -49,7 +49,7 @@ enum Command {
     Data(commands::data::Args),
     /// Measure profile throughput (tokens/s) and peak memory on fixed workloads.
     Bench(commands::bench::Args),
-    /// Overlay several profile runs on normalised depth: compare.html, compare.csv, plots.
+    /// Overlay several runs (profile, lens, probe) on normalised depth: compare.html, compare.csv, plots.
     Compare(commands::compare::Args),
     /// LogitLens: next-token NLL, perplexity and top-1 accuracy of every layer's residual.
     Lens(commands::lens::Args),
@@ -57,6 +57,8 @@ enum Command {
     Probe(commands::probe::Args),
     /// Ablate the component that writes the massive activation (dose-response over λ).
     Ablate(commands::ablate::Args),
+    /// Tasks vs depth (the paper's Fig. 7): LogitLens perplexity and probe accuracy on l/L.
+    Tasks(commands::tasks::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Lens(a) => commands::lens::run(a),
         Command::Probe(a) => commands::probe::run(a),
         Command::Ablate(a) => commands::ablate::run(a),
+        Command::Tasks(a) => commands::tasks::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

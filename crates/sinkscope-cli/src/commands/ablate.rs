@@ -120,17 +120,7 @@ pub fn run(a: Args) -> Result<()> {
         say!("{}", a.out.join("ablate.json").display());
         return Ok(());
     }
-    for r in d["dose_response"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(d["one_by_one"].as_array().into_iter().flatten())
-    {
-        if let Some(name) = r["run"].as_str() {
-            sinkscope_report::render_run(&a.out.join(name))
-                .with_context(|| format!("{}: rendering the report", a.out.join(name).display()))?;
-        }
-    }
+    // render_ablate also renders every sub-run's own report.
     sinkscope_report::render_ablate(&a.out)
         .with_context(|| format!("{}: rendering the report", a.out.display()))?;
     say!("{}", a.out.join("report.html").display());

@@ -11,4 +11,5 @@ pub mod lens;
 pub mod probe;
 pub mod profile;
 pub mod run;
+pub mod tasks;
 pub mod tokenize;
