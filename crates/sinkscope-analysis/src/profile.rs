@@ -562,6 +562,18 @@ pub struct ProfileSummary {
     pub aggregator_footprint: usize,
 }
 
+/// CPU time (user + system, all threads) this process has used so far, in seconds, from
+/// `/proc/self/stat` (clock ticks of 1/100 s, Linux's USER_HZ); `None` off Linux.
+pub fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Peak resident set size of this process in MiB (`VmHWM` of `/proc/self/status`).
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -816,6 +828,7 @@ pub fn run_profile(
     let mut lines = std::io::BufWriter::new(file);
     let mut agg = Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone());
     let t0 = Instant::now();
+    let cpu0 = process_cpu_s();
     let mut n_tokens = 0usize;
     let mut n_prompts = 0usize;
     // Finished prompts must be the first of the input, unchanged; they count as just run.
@@ -879,6 +892,7 @@ pub fn run_profile(
     let aggregate_s = t1.elapsed().as_secs_f64();
     let tokens_per_s = n_tokens as f64 / run_s.max(1e-9);
     let peak = peak_rss_mib();
+    let cpu_s = process_cpu_s().zip(cpu0).map(|(b, a)| b - a);
     let mut manifest = base("complete");
     if let Some(m) = manifest.as_object_mut() {
         m.insert("first_token".into(), agg.first_token_json());
@@ -894,6 +908,9 @@ pub fn run_profile(
                 "tokens_per_s": tokens_per_s,
                 "peak_rss_mib": peak,
                 "peak_rss_source": "VmHWM of /proc/self/status at the end of the run (whole process, model included)",
+                "cpu_s": cpu_s,
+                "tokens_per_cpu_s": cpu_s.filter(|&c| c > 0.0).map(|c| n_tokens as f64 / c),
+                "cpu_source": "user + system time of all threads during the prompts and aggregation (/proc/self/stat); unlike tokens_per_s it does not depend on other load on the machine",
             }),
         );
     }

@@ -30,6 +30,17 @@ pub struct Args {
     /// Where the runs' folders go.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
+    /// Passed to `profile --threads` (default: profile's own default, the cores available).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The 1-minute load average (other work competing for the cores), as text.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The machine, in words (CPU model, logical cores, memory).
@@ -71,9 +82,10 @@ pub fn run(a: Args) -> Result<()> {
     ];
     say!("machine: {}", machine());
     say!("model: {}", a.model.display());
+    say!("load average before: {}", load_average());
     say!();
-    say!("| workload | prompts | tokens | load s | run s | tokens/s | peak RSS MiB |");
-    say!("|---|---|---|---|---|---|---|");
+    say!("| workload | prompts | tokens | load s | run s | tokens/s | tokens per CPU-s | peak RSS MiB |");
+    say!("|---|---|---|---|---|---|---|---|");
     for (k, (name, args)) in workloads.iter().enumerate() {
         let mut best: Option<(f64, serde_json::Value)> = None;
         let mut peak = 0.0f64;
@@ -83,6 +95,7 @@ pub fn run(a: Args) -> Result<()> {
                 .arg("profile")
                 .arg(&a.model)
                 .args(args)
+                .args(a.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
                 .args(["--quiet", "--no-report", "--out"])
                 .arg(&dir)
                 .stdout(std::process::Stdio::null())
@@ -106,13 +119,16 @@ pub fn run(a: Args) -> Result<()> {
         if let Some((tps, m)) = best {
             let t = &m["timings"];
             say!(
-                "| {name} | {} | {} | {:.2} | {:.2} | {tps:.0} | {peak:.0} |",
+                "| {name} | {} | {} | {:.2} | {:.2} | {tps:.0} | {:.0} | {peak:.0} |",
                 m["n_prompts"],
                 m["n_tokens"],
                 t["load_s"].as_f64().unwrap_or(0.0),
                 t["run_s"].as_f64().unwrap_or(0.0),
+                t["tokens_per_cpu_s"].as_f64().unwrap_or(0.0),
             );
         }
     }
+    say!();
+    say!("load average after: {}", load_average());
     Ok(())
 }
