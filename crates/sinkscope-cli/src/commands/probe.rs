@@ -1,5 +1,6 @@
 //! `sinkscope probe MODEL --dataset sst2-like [--limit N] [--pool mean|last] [--folds 5]
-//! --out DIR`: layer-wise linear probes (cross-validated L2 logistic regression).
+//! --out DIR`: layer-wise linear probes (cross-validated L2 logistic regression). The sentences
+//! are a random sample (seeded by `--seed`) of the set, not its first N lines.
 
 use super::experiment::{open, InputArgs};
 use super::profile::say;
@@ -56,7 +57,15 @@ pub fn run(a: Args) -> Result<()> {
             sinkscope_analysis::AnalysisError::Options(format!("--c must be positive, got {}", a.c)).into()
         );
     }
-    let o = open(&a.model, &a.input, false)?;
+    // The sentences are a seeded random sample: labelled files are often sorted by label (the
+    // vader snippets are: positives first), so `--limit` must not follow the file order.
+    let mut input_args = a.input.clone();
+    input_args.limit = None;
+    let mut o = open(&a.model, &input_args, false)?;
+    sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(&mut o.examples);
+    if let Some(n) = a.input.limit {
+        o.examples.truncate(n);
+    }
     crate::common::create_dir(&a.out)?;
     let opts = ProbeOptions {
         prompt: a.input.prompt_options(),
