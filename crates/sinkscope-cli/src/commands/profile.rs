@@ -8,7 +8,6 @@ use sinkscope_analysis::profile::{
     prepare, run_profile, DataSource, ManifestHeader, ProfileInput, ProfileOptions, Progress,
 };
 use sinkscope_analysis::AnalysisError;
-use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_metrics::AttentionParams;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -20,39 +19,15 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// A `.gguf` file or a Hugging Face folder.
     pub model: PathBuf,
-    /// Prompt file: JSONL ({"id": ..., "text": ...}; id optional) or plain text, one per line.
-    #[arg(long)]
-    pub prompts: Option<PathBuf>,
-    /// A dataset (`sinkscope data list`); fetched into --data-dir first if absent.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Profile only the first N prompts (file or dataset order).
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Keep at most the first T tokens of every prompt (a cap: longer prompts are cut).
-    #[arg(long = "max-tokens")]
-    pub max_tokens: Option<usize>,
-    /// Cut prompts longer than the model's context instead of failing.
-    #[arg(long)]
-    pub truncate: bool,
-    /// Prepend the BOS token: auto (the model's own setting), always, never.
-    #[arg(long, default_value = "auto", value_parser = parse_bos)]
-    pub bos: BosPolicy,
+    /// Prompts, tokenisation, dataset cache, progress and memory-guard options.
+    #[command(flatten)]
+    pub input: super::experiment::InputArgs,
     /// Sink threshold ε: a head is a sink head when bos_attention > ε.
     #[arg(long, default_value_t = 0.3)]
     pub epsilon: f64,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
     /// Output folder: manifest.json, metrics.json, prompts.jsonl, then the report.
     #[arg(long)]
     pub out: PathBuf,
-    /// Dataset cache folder.
-    #[arg(long, env = "SINKSCOPE_DATA", default_value = "data/cache")]
-    pub data_dir: PathBuf,
-    /// Python interpreter with pip (to fetch a dataset).
-    #[arg(long, env = "SINKSCOPE_PYTHON", default_value = "python3")]
-    pub python: String,
     /// Skip the report (layers.csv, plots/, report.html).
     #[arg(long)]
     pub no_report: bool,
@@ -66,9 +41,6 @@ pub struct Args {
     /// is redone. Without an earlier run in --out, starts afresh.
     #[arg(long)]
     pub resume: bool,
-    /// Run even when the memory estimate exceeds the memory available.
-    #[arg(long)]
-    pub force: bool,
 }
 
 /// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
@@ -283,15 +255,20 @@ pub fn run(a: Args) -> Result<()> {
     let workers = configure_threads(a.threads)?;
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
-        bos: a.bos,
-        max_tokens: a.max_tokens,
-        truncate: a.truncate,
+        bos: a.input.bos,
+        max_tokens: a.input.max_tokens,
+        truncate: a.input.truncate,
         resume: a.resume,
         ..ProfileOptions::default()
     };
     opts.validate()?;
-    let (examples, source) =
-        load_examples(a.prompts.as_deref(), a.dataset.as_deref(), a.limit, &a.data_dir, &a.python)?;
+    let (examples, source) = load_examples(
+        a.input.prompts.as_deref(),
+        a.input.dataset.as_deref(),
+        a.input.limit,
+        &a.input.data_dir,
+        &a.input.python,
+    )?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
@@ -305,7 +282,7 @@ pub fn run(a: Args) -> Result<()> {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
         max_t = max_t.max(prepared.ids.len());
     }
-    let (workers, memory) = memory_guard(&files, max_t, workers, a.force)?;
+    let (workers, memory) = memory_guard(&files, max_t, workers, a.input.force)?;
     create_dir(&a.out)?;
     let weights = files.load_weights()?;
     let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
@@ -320,16 +297,17 @@ pub fn run(a: Args) -> Result<()> {
     let header = ManifestHeader {
         tool: tool_info(),
         model: model_info(&files, &sha),
-        tokenizer: tokenizer_info(&files, a.bos),
+        tokenizer: tokenizer_info(&files, a.input.bos),
         load_s,
         extra,
     };
     let total = examples.len();
     let mut bar = Bar { total, tty: std::io::stderr().is_terminal(), last: None };
     let mut silent = Silent;
-    let progress: &mut dyn Progress = if a.quiet { &mut silent } else { &mut bar };
+    let progress: &mut dyn Progress = if a.input.quiet { &mut silent } else { &mut bar };
     let mut iter = examples.into_iter();
-    let input = ProfileInput { source, limit: a.limit, prompts: &mut iter, total: Some(total), workers };
+    let input =
+        ProfileInput { source, limit: a.input.limit, prompts: &mut iter, total: Some(total), workers };
     let s = run_profile(&model, &files, &opts, &header, input, &a.out, progress)?;
     drop(model);
     let m = &s.metrics.0;
