@@ -3,7 +3,7 @@
 
 use super::experiment::{open, InputArgs};
 use super::profile::say;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sinkscope_analysis::ablate::{run_ablate, AblateOptions, Component};
 use sinkscope_analysis::AnalysisError;
 use sinkscope_metrics::AttentionParams;
@@ -116,15 +116,7 @@ pub fn run(a: Args) -> Result<()> {
             fmt(&m["nll"])
         );
     }
-    if a.no_report {
-        say!("{}", a.out.join("ablate.json").display());
-        return Ok(());
-    }
-    // render_ablate also renders every sub-run's own report.
-    sinkscope_report::render_ablate(&a.out)
-        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
-    say!("{}", a.out.join("report.html").display());
-    Ok(())
+    super::experiment::finish(&a.out, a.no_report, "ablate.json")
 }
 
 fn fmt(v: &serde_json::Value) -> String {

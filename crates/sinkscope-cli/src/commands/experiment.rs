@@ -113,3 +113,17 @@ pub fn open(model: &std::path::Path, input: &InputArgs, logits: bool) -> Result<
     };
     Ok(Opened { files, model: model_built, header, examples, source })
 }
+
+/// Renders the run folder's report (any kind: `render_run` dispatches on it; an ablate folder
+/// also renders its sub-runs) unless `no_report`, and prints, last, the path of the report or
+/// else of `result_file`.
+pub fn finish(out: &std::path::Path, no_report: bool, result_file: &str) -> Result<()> {
+    use std::io::Write;
+    if no_report {
+        super::profile::say!("{}", out.join(result_file).display());
+        return Ok(());
+    }
+    sinkscope_report::render_run(out).with_context(|| format!("{}: rendering the report", out.display()))?;
+    super::profile::say!("{}", out.join("report.html").display());
+    Ok(())
+}

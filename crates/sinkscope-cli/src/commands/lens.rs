@@ -3,7 +3,7 @@
 
 use super::experiment::{open, InputArgs};
 use super::profile::say;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sinkscope_analysis::profile::ProfileInput;
 use std::io::Write;
 use std::path::PathBuf;
@@ -55,12 +55,5 @@ pub fn run(a: Args) -> Result<()> {
         s.n_tokens as f64 / s.run_s.max(1e-9),
         s.model_ppl.map_or("n/a".into(), |p| format!("{p:.3}"))
     );
-    if a.no_report {
-        say!("{}", a.out.join("metrics.json").display());
-        return Ok(());
-    }
-    sinkscope_report::render_run(&a.out)
-        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
-    say!("{}", a.out.join("report.html").display());
-    Ok(())
+    super::experiment::finish(&a.out, a.no_report, "metrics.json")
 }

@@ -4,7 +4,7 @@
 
 use super::experiment::{open, InputArgs};
 use super::profile::say;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sinkscope_analysis::probe::{run_probe, ProbeOptions};
 use sinkscope_analysis::profile::ProfileInput;
 use sinkscope_metrics::probe::{LogisticParams, Pool, ProbeParams};
@@ -99,12 +99,5 @@ pub fn run(a: Args) -> Result<()> {
         best.map_or(f64::NAN, |b| b.1.accuracy),
         s.layers.iter().all(|r| r.all_converged)
     );
-    if a.no_report {
-        say!("{}", a.out.join("metrics.json").display());
-        return Ok(());
-    }
-    sinkscope_report::render_run(&a.out)
-        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
-    say!("{}", a.out.join("report.html").display());
-    Ok(())
+    super::experiment::finish(&a.out, a.no_report, "metrics.json")
 }
