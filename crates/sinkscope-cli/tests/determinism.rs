@@ -172,6 +172,17 @@ fn profile_is_deterministic_across_runs_and_threads() {
                 o.remove("out");
             }
         }
-        assert_eq!(ma, mo, "manifests differ beyond timings");
+        if ma != mo {
+            let keys: Vec<String> = ma
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, v)| mo.get(k.as_str()) != Some(v))
+                .map(|(k, v)| {
+                    format!("{k}: {v} vs {}", mo.get(k.as_str()).unwrap_or(&serde_json::Value::Null))
+                })
+                .collect();
+            panic!("manifests differ beyond timings: {keys:?}");
+        }
     }
 }
