@@ -113,7 +113,10 @@ pub struct AblateSummary {
 }
 
 /// Runs the study into `out`: `baseline/`, `scale_<λ>/`, `only_<block>/`, `mean_ablate/`
-/// (each a profile run folder) and `ablate.json` (docs/results-schema.md).
+/// (each a profile run folder) and `ablate.json` (docs/results-schema.md). With
+/// `opts.profile.resume`, sub-runs that completed are skipped (after checking that they are
+/// runs of these options and prompts), an interrupted one is resumed, and `ablate.json` is
+/// derived again from the sub-runs' `metrics.json`.
 ///
 /// # Errors
 /// No massive-activation block found (with `blocks = None`), or any profile error.
@@ -133,6 +136,13 @@ pub fn run_ablate(
     let run = |name: &str, edits: Vec<Edit>, progress: &mut dyn Progress| -> Result<PathBuf> {
         let dir = out.join(name);
         let popts = ProfileOptions { edits, nll: true, ..opts.profile.clone() };
+        // --resume: a sub-run that finished is kept as it is; the interrupted one continues
+        // (run_profile's own resume), the others start.
+        if popts.resume
+            && crate::profile::is_complete_run(files, &popts, header, source, limit, examples, &dir)?
+        {
+            return Ok(dir);
+        }
         let mut iter = examples.iter().cloned();
         let input = ProfileInput {
             source: source.clone(),

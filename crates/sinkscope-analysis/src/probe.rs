@@ -10,11 +10,13 @@
 //! [`sinkscope_metrics::probe::cross_validate`] (fixed seed, stratified folds, majority
 //! baseline, per-fold convergence).
 
+use crate::datasets::Example;
 use crate::error::{AnalysisError, Result};
 use crate::profile::{
-    first_token, prepare, write_json, ManifestHeader, ProfileInput, ProfileOptions, Progress,
+    first_token, write_json, FirstToken, ManifestHeader, Prepared, ProfileInput, ProfileOptions, Progress,
 };
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sinkscope_metrics::probe::{cross_validate, pool_sentence, Features, Pool, ProbeParams, ProbeReport};
 use sinkscope_metrics::Matrix;
@@ -71,6 +73,119 @@ impl Hook for PoolCollector {
     }
 }
 
+/// One line of a probe run's `prompts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeLine {
+    /// Sentence id.
+    pub id: String,
+    /// Tokens run.
+    pub n_tokens: usize,
+    /// Token ids.
+    pub token_ids: Vec<u32>,
+    /// Its label.
+    pub label: bool,
+    /// The token at position 0.
+    pub first_token: FirstToken,
+}
+
+impl crate::runner::PromptLine for ProbeLine {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn token_ids(&self) -> &[u32] {
+        &self.token_ids
+    }
+
+    fn is_of(&self, ex: &Example, ids: &[u32]) -> bool {
+        self.id == ex.id && self.token_ids == ids && ex.label == Some(self.label)
+    }
+}
+
+/// One forward pass: the pooled sentence vector of every layer l = 0..L.
+fn pool_layers(model: &Model, id: &str, ids: &[u32], pool: Pool, n_layers: usize) -> Result<Vec<Vec<f64>>> {
+    let mut collector = PoolCollector { pool, layers: vec![None; n_layers + 1], error: None };
+    {
+        let mut ctx = ForwardCtx::new().with(&mut collector);
+        model
+            .forward(ids, &mut ctx)
+            .map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+    }
+    if let Some((site, e)) = collector.error {
+        return Err(AnalysisError::Options(format!("prompt '{id}': pooling at {site}: {e}")));
+    }
+    collector
+        .layers
+        .into_iter()
+        .enumerate()
+        .map(|(l, v)| {
+            v.ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': layer {l} was not reached")))
+        })
+        .collect()
+}
+
+/// Streams each sentence's features to the feature file (one row of `L + 1` vectors per
+/// sentence, flushed before the sentence's line is written, so the file always holds at
+/// least the rows of the finished lines) and collects the labels.
+struct FeatureSink {
+    path: PathBuf,
+    /// Bytes of one sentence's row.
+    row_bytes: u64,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    labels: Vec<usize>,
+}
+
+impl crate::runner::PromptSink<(ProbeLine, Vec<Vec<f64>>), ProbeLine> for FeatureSink {
+    /// A fresh run truncates the feature file; a resumed one keeps the rows of the finished
+    /// sentences and cuts any row beyond them (a sentence whose line was never written). A
+    /// file with fewer rows (e.g. removed at the end of a run without `--keep-features`)
+    /// keeps as many sentences as it holds rows; the others are redone.
+    fn start(&mut self, resume_from: Option<usize>) -> Result<usize> {
+        let io = |source| AnalysisError::Output { path: self.path.clone(), source };
+        let (file, keep) = match resume_from {
+            None => (std::fs::File::create(&self.path).map_err(io)?, 0),
+            Some(finished) => {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&self.path)
+                    .map_err(io)?;
+                let rows = f.metadata().map_err(io)?.len() / self.row_bytes.max(1);
+                let keep = finished.min(usize::try_from(rows).unwrap_or(usize::MAX));
+                f.set_len(keep as u64 * self.row_bytes).map_err(io)?;
+                f.seek(SeekFrom::End(0)).map_err(io)?;
+                (f, keep)
+            }
+        };
+        self.file = Some(std::io::BufWriter::new(file));
+        Ok(keep)
+    }
+
+    fn persist(&mut self, (line, rows): (ProbeLine, Vec<Vec<f64>>)) -> Result<ProbeLine> {
+        let io = |source| AnalysisError::Output { path: self.path.clone(), source };
+        let file =
+            self.file.as_mut().ok_or_else(|| AnalysisError::Internal("feature file not open".into()))?;
+        let bytes: Vec<u8> = rows.iter().flatten().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+        if bytes.len() as u64 != self.row_bytes {
+            return Err(AnalysisError::Internal(format!(
+                "prompt '{}': {} feature bytes, expected {}",
+                line.id,
+                bytes.len(),
+                self.row_bytes
+            )));
+        }
+        file.write_all(&bytes).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(line)
+    }
+
+    fn add(&mut self, record: &ProbeLine) -> Result<()> {
+        self.labels.push(usize::from(record.label));
+        Ok(())
+    }
+}
+
 /// Per-layer probe results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSummary {
@@ -86,6 +201,8 @@ pub struct ProbeSummary {
 
 /// Extracts features for labelled sentences and cross-validates a probe per layer, writing
 /// `manifest.json`, `prompts.jsonl` (id, tokens, label per sentence) and `metrics.json`.
+/// With `opts.prompt.resume`, an interrupted run in `out` is continued
+/// ([`crate::runner::run_prompts`]; the feature file is cut to the finished sentences' rows).
 ///
 /// # Errors
 /// An unlabelled example, tokenisation/forward/output errors, or a probe that cannot be fit
@@ -128,56 +245,59 @@ pub fn run_probe(
     let base =
         |status: &str| crate::profile::manifest_base("probe", status, header, &data, &options, &conventions);
     let manifest_path = out.join("manifest.json");
-    write_json(&manifest_path, &base("running"))?;
 
     // 1. Features, one forward pass per sentence, streamed to disk.
     let feat_path = out.join("features.f32");
     let lines_path = out.join("prompts.jsonl");
-    let mut feats = std::io::BufWriter::new(std::fs::File::create(&feat_path).map_err(output(&feat_path))?);
-    let mut lines = std::io::BufWriter::new(std::fs::File::create(&lines_path).map_err(output(&lines_path))?);
-    let mut labels: Vec<usize> = Vec::new();
-    let t0 = std::time::Instant::now();
-    let mut n_tokens = 0usize;
-    for ex in input.prompts {
-        let label = ex.label.ok_or_else(|| {
-            AnalysisError::Options(format!(
-                "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
-                ex.id
-            ))
-        })?;
-        let prepared = prepare(files, &ex.id, &ex.text, &opts.prompt)?;
-        let mut pool = PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
-        {
-            let mut ctx = ForwardCtx::new().with(&mut pool);
-            model
-                .forward(&prepared.ids, &mut ctx)
-                .map_err(|source| AnalysisError::Forward { id: ex.id.clone(), source })?;
-        }
-        if let Some((site, e)) = pool.error {
-            return Err(AnalysisError::Options(format!("prompt '{}': pooling at {site}: {e}", ex.id)));
-        }
-        for (l, v) in pool.layers.iter().enumerate() {
-            let v = v.as_ref().ok_or_else(|| {
-                AnalysisError::Options(format!("prompt '{}': layer {l} was not reached", ex.id))
+    let running = base("running");
+    let run = crate::runner::PromptRun {
+        files,
+        opts: &opts.prompt,
+        manifest_path: &manifest_path,
+        manifest: &running,
+        lines_path: &lines_path,
+        workers: input.workers.max(1),
+    };
+    let mut sink = FeatureSink {
+        path: feat_path.clone(),
+        row_bytes: (n_layers as u64 + 1) * d as u64 * 4,
+        file: None,
+        labels: Vec::new(),
+    };
+    let ran = crate::runner::run_prompts(
+        &run,
+        input.prompts,
+        &|ex: Example, prepared: Prepared| {
+            let label = ex.label.ok_or_else(|| {
+                AnalysisError::Options(format!(
+                    "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
+                    ex.id
+                ))
             })?;
-            let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
-            feats.write_all(&bytes).map_err(output(&feat_path))?;
-        }
-        let first = first_token(files, &prepared.ids, prepared.bos_prepended);
-        let line = json!({"id": ex.id, "n_tokens": prepared.ids.len(), "label": label, "first_token": first});
-        writeln!(lines, "{line}").map_err(output(&lines_path))?;
-        lines.flush().map_err(output(&lines_path))?;
-        labels.push(usize::from(label));
-        n_tokens += prepared.ids.len();
-        progress.prompt_done(labels.len(), n_tokens, t0.elapsed());
-    }
-    feats.flush().map_err(output(&feat_path))?;
-    drop(feats);
+            let first = first_token(files, &prepared.ids, prepared.bos_prepended);
+            Ok(ProbeLine {
+                id: ex.id,
+                n_tokens: prepared.ids.len(),
+                token_ids: prepared.ids,
+                label,
+                first_token: first,
+            })
+        },
+        &|line: ProbeLine| {
+            let rows = pool_layers(model, &line.id, &line.token_ids, opts.pool, n_layers)?;
+            Ok((line, rows))
+        },
+        &mut sink,
+        progress,
+    )?;
+    drop(sink.file.take());
+    let labels = sink.labels;
     let n = labels.len();
     if n == 0 {
         return Err(AnalysisError::NoPrompts);
     }
-    let extract_s = t0.elapsed().as_secs_f64();
+    let n_tokens = ran.n_tokens;
+    let extract_s = ran.elapsed.as_secs_f64();
 
     // 2. One cross-validated probe per layer, reading that layer's rows back.
     let t1 = std::time::Instant::now();

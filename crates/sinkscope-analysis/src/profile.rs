@@ -24,7 +24,6 @@ use sinkscope_metrics::norms::TopActivation;
 use sinkscope_metrics::{AttentionParams, HeadClass, LayerAttention, LayerMetrics, MetricsError};
 use sinkscope_model::{ForwardCtx, Model};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -767,6 +766,110 @@ pub struct ProfileInput<'a> {
     pub workers: usize,
 }
 
+/// The manifest of a profile run in `status` (`running` or, before the final blocks are
+/// added, `complete`).
+pub(crate) fn profile_manifest(
+    opts: &ProfileOptions,
+    header: &ManifestHeader,
+    source: &DataSource,
+    limit: Option<usize>,
+    workers: usize,
+    status: &str,
+) -> Value {
+    let mut v = json!({
+        "schema_version": SCHEMA_VERSION,
+        "kind": "profile",
+        "status": status,
+        "tool": header.tool,
+        "model": header.model,
+        "tokenizer": header.tokenizer,
+        "data": data_block(source, limit, opts),
+        "options": opts.to_json(),
+        "execution": {
+            "prompt_workers": workers.max(1),
+            "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+            "order": "prompts run concurrently on prompt_workers threads; records are written in input order",
+        },
+        "conventions": conventions(),
+    });
+    if let Some(m) = v.as_object_mut() {
+        for (k, x) in &header.extra {
+            m.insert(k.clone(), x.clone());
+        }
+    }
+    v
+}
+
+impl crate::runner::PromptLine for PromptRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn token_ids(&self) -> &[u32] {
+        &self.token_ids
+    }
+
+    fn is_of(&self, ex: &Example, ids: &[u32]) -> bool {
+        self.id == ex.id && self.token_ids == ids && self.label == ex.label
+    }
+}
+
+/// A profile run's records go to the aggregator.
+struct ProfileSink {
+    agg: Aggregator,
+}
+
+impl crate::runner::PromptSink<PromptRecord, PromptRecord> for ProfileSink {
+    fn persist(&mut self, done: PromptRecord) -> Result<PromptRecord> {
+        Ok(done)
+    }
+
+    fn add(&mut self, record: &PromptRecord) -> Result<()> {
+        self.agg.add(record)
+    }
+}
+
+/// Whether `out` holds a complete profile run of exactly this one (the same manifest
+/// identity, `metrics.json` written, one finished record per prompt of `examples`, each the
+/// record of that prompt): `ablate --resume` skips such sub-runs.
+///
+/// # Errors
+/// A manifest that does not match this run, or an unreadable result file.
+pub(crate) fn is_complete_run(
+    files: &ModelFiles,
+    opts: &ProfileOptions,
+    header: &ManifestHeader,
+    source: &DataSource,
+    limit: Option<usize>,
+    examples: &[Example],
+    out: &Path,
+) -> Result<bool> {
+    use crate::runner::PromptLine;
+    let manifest_path = out.join("manifest.json");
+    let expected = profile_manifest(opts, header, source, limit, 1, "complete");
+    if !crate::resume::check_manifest(&manifest_path, &expected)? {
+        return Ok(false);
+    }
+    let status = std::fs::read_to_string(&manifest_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|m| m["status"].as_str().map(str::to_string));
+    if status.as_deref() != Some("complete") || !out.join("metrics.json").is_file() {
+        return Ok(false);
+    }
+    let done = crate::resume::read_finished::<PromptRecord>(&out.join("prompts.jsonl"))?;
+    if done.torn || done.records.len() != examples.len() {
+        return Ok(false);
+    }
+    for (r, ex) in done.records.iter().zip(examples) {
+        let same = prepare(files, &ex.id, &ex.text, opts).is_ok_and(|p| r.is_of(ex, &p.ids));
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Runs a whole profile into `out`: `prompts.jsonl` (one line per prompt, flushed as it
 /// completes), `metrics.json` and `manifest.json` (written first with
 /// `"status": "running"`, rewritten at the end with `"status": "complete"`).
@@ -790,102 +893,38 @@ pub fn run_profile(
     std::fs::create_dir_all(out)
         .map_err(|source| AnalysisError::Output { path: out.to_path_buf(), source })?;
     let manifest_path = out.join("manifest.json");
-    let data = data_block(&input.source, input.limit, opts);
-    let base = |status: &str| {
-        let mut v = json!({
-            "schema_version": SCHEMA_VERSION,
-            "kind": "profile",
-            "status": status,
-            "tool": header.tool,
-            "model": header.model,
-            "tokenizer": header.tokenizer,
-            "data": data,
-            "options": opts.to_json(),
-            "execution": {
-                "prompt_workers": input.workers.max(1),
-                "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
-                "order": "prompts run concurrently on prompt_workers threads; records are written in input order",
-            },
-            "conventions": conventions(),
-        });
-        if let Some(m) = v.as_object_mut() {
-            for (k, x) in &header.extra {
-                m.insert(k.clone(), x.clone());
-            }
-        }
-        v
-    };
+    let base =
+        |status: &str| profile_manifest(opts, header, &input.source, input.limit, input.workers, status);
     let lines_path = out.join("prompts.jsonl");
-    // --resume: keep the finished records of a matching earlier run (crate::resume).
-    let resumable = opts.resume && crate::resume::check_manifest(&manifest_path, &base("running"))?;
-    let done = match resumable {
-        true => crate::resume::read_finished::<PromptRecord>(&lines_path)?,
-        false => crate::resume::Finished { records: Vec::new(), valid_len: 0, torn: false },
-    };
-    write_json(&manifest_path, &base("running"))?;
-
-    let file = crate::resume::open_lines(&lines_path, resumable.then_some(done.valid_len))?;
-    let mut lines = std::io::BufWriter::new(file);
-    let mut agg = Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone());
-    let t0 = Instant::now();
+    let mut sink =
+        ProfileSink { agg: Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone()) };
     let cpu0 = process_cpu_s();
-    let mut n_tokens = 0usize;
-    let mut n_prompts = 0usize;
-    // Finished prompts must be the first of the input, unchanged; they count as just run.
-    for (i, r) in done.records.iter().enumerate() {
-        let same = input.prompts.next().and_then(|ex| {
-            let ids = prepare(files, &ex.id, &ex.text, opts).ok()?.ids;
-            Some(ex.id == r.id && ids == r.token_ids)
-        });
-        if same != Some(true) {
-            return Err(AnalysisError::ResultFile {
-                path: lines_path.clone(),
-                reason: format!(
-                    "line {}: cannot resume: prompt '{}' is not prompt {} of this run's data (or its tokens differ)",
-                    i + 1,
-                    r.id,
-                    i + 1
-                ),
-            });
-        }
-        agg.add(r)?;
-        n_prompts += 1;
-        n_tokens += r.n_tokens;
-    }
-    let mut write = |record: PromptRecord| -> Result<()> {
-        let line = serde_json::to_string(&record)?;
-        let io = |source| AnalysisError::Output { path: lines_path.clone(), source };
-        lines.write_all(line.as_bytes()).map_err(io)?;
-        lines.write_all(b"\n").map_err(io)?;
-        lines.flush().map_err(io)?;
-        // Aggregate the record as the file holds it, so that a resumed run (which reads
-        // finished records back) aggregates exactly the same numbers.
-        let record: PromptRecord = serde_json::from_str(&line)?;
-        agg.add(&record)?;
-        n_prompts += 1;
-        n_tokens += record.n_tokens;
-        progress.prompt_done(n_prompts, n_tokens, t0.elapsed());
-        Ok(())
+    let running = base("running");
+    let run = crate::runner::PromptRun {
+        files,
+        opts,
+        manifest_path: &manifest_path,
+        manifest: &running,
+        lines_path: &lines_path,
+        workers: input.workers.max(1),
     };
-    let workers = input.workers.max(1);
-    // Tokenisation (which needs the tokenizer) stays on this thread; the forward passes and
-    // their metrics run on `workers` threads; records are written in input order.
-    let mut jobs = input.prompts.map(|ex| -> Result<Job> {
-        let prepared = prepare(files, &ex.id, &ex.text, opts)?;
-        let first = first_token(files, &prepared.ids, prepared.bos_prepended);
-        Ok(Job { id: ex.id, label: ex.label, prepared, first })
-    });
-    if workers == 1 {
-        for job in jobs {
-            write(job?.run(model, opts)?)?;
-        }
-    } else {
-        run_ordered(workers, &mut jobs, &|job: Job| job.run(model, opts), &mut write)?;
-    }
+    let ran = crate::runner::run_prompts(
+        &run,
+        input.prompts,
+        &|ex: Example, prepared: Prepared| {
+            let first = first_token(files, &prepared.ids, prepared.bos_prepended);
+            Ok(Job { id: ex.id, label: ex.label, prepared, first })
+        },
+        &|job: Job| job.run(model, opts),
+        &mut sink,
+        progress,
+    )?;
+    let agg = sink.agg;
+    let (n_prompts, n_tokens) = (ran.n_prompts, ran.n_tokens);
     if n_prompts == 0 {
         return Err(AnalysisError::NoPrompts);
     }
-    let run_s = t0.elapsed().as_secs_f64();
+    let run_s = ran.elapsed.as_secs_f64();
     let t1 = Instant::now();
     let metrics = agg.finish()?;
     write_json(&out.join("metrics.json"), &metrics.0)?;

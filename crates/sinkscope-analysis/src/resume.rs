@@ -17,8 +17,9 @@
 //! what the file holds: a run aggregates each record as parsed back from the line it wrote
 //! (see `profile::run_profile`), never the in-memory value.
 //!
-//! The same four steps serve every command that writes a per-prompt JSONL file (`profile`
-//! and `ablate` through `run_profile`; `lens` and `probe` with their own record types).
+//! The same four steps serve every command that writes a per-prompt JSONL file: they are
+//! implemented once, in [`crate::runner::run_prompts`], which `profile` (and `ablate`, through
+//! `run_profile`), `lens` and `probe` all run their prompts through.
 
 use crate::error::{AnalysisError, Result};
 use serde::de::DeserializeOwned;
@@ -102,6 +103,25 @@ pub struct Finished<T> {
     pub valid_len: u64,
     /// Whether a torn last line was dropped.
     pub torn: bool,
+    /// Where each complete line ends (the offset just past its newline).
+    pub line_ends: Vec<u64>,
+}
+
+impl<T> Finished<T> {
+    /// Nothing finished (a fresh run).
+    pub fn none() -> Self {
+        Finished { records: Vec::new(), valid_len: 0, torn: false, line_ends: Vec::new() }
+    }
+
+    /// Keeps only the first `n` records (the others will be redone): `valid_len` moves back
+    /// to the end of line `n`.
+    pub fn keep(&mut self, n: usize) {
+        if n < self.records.len() {
+            self.records.truncate(n);
+            self.line_ends.truncate(n);
+            self.valid_len = self.line_ends.last().copied().unwrap_or(0);
+        }
+    }
 }
 
 /// Reads the complete lines of a JSONL result file (none when the file does not exist).
@@ -112,12 +132,11 @@ pub struct Finished<T> {
 pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Finished { records: Vec::new(), valid_len: 0, torn: false })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Finished::none()),
         Err(e) => return Err(AnalysisError::ResultFile { path: path.to_path_buf(), reason: e.to_string() }),
     };
     let mut records = Vec::new();
+    let mut line_ends = Vec::new();
     let mut pos = 0usize;
     let mut line_no = 0usize;
     while let Some(nl) = bytes.get(pos..).and_then(|rest| rest.iter().position(|b| *b == b'\n')) {
@@ -129,8 +148,9 @@ pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
         })?;
         records.push(record);
         pos += nl + 1;
+        line_ends.push(pos as u64);
     }
-    Ok(Finished { records, valid_len: pos as u64, torn: pos < bytes.len() })
+    Ok(Finished { records, valid_len: pos as u64, torn: pos < bytes.len(), line_ends })
 }
 
 /// Opens a result file for writing: truncated to nothing for a fresh run (`resume_at` None),
@@ -174,6 +194,10 @@ mod tests {
         assert_eq!(f.records, vec![json!({"a": 1}), json!({"a": 2})]);
         assert!(f.torn);
         assert_eq!(f.valid_len, 16);
+        assert_eq!(f.line_ends, vec![8, 16]);
+        let mut first = f.clone();
+        first.keep(1);
+        assert_eq!((first.records.len(), first.valid_len), (1, 8));
         use std::io::Write;
         let mut file = open_lines(&p, Some(f.valid_len)).unwrap();
         file.write_all(b"{\"a\":3}\n").unwrap();

@@ -42,6 +42,12 @@ pub struct InputArgs {
     /// Run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
+    /// Continue an interrupted run in --out: its finished prompts (prompts.jsonl) are kept
+    /// after checking that its manifest matches (model hash, data, options); a torn last line
+    /// is redone (ablate: finished sub-runs are skipped). Without an earlier run in --out,
+    /// starts afresh.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 impl InputArgs {
@@ -51,6 +57,7 @@ impl InputArgs {
             bos: self.bos,
             max_tokens: self.max_tokens,
             truncate: self.truncate,
+            resume: self.resume,
             ..Default::default()
         }
     }

@@ -36,11 +36,6 @@ pub struct Args {
     /// thread hand-offs that dominate small per-prompt matrices.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Continue an interrupted run in --out: its finished prompts (prompts.jsonl) are kept
-    /// after checking that its manifest matches (model hash, data, options); a torn last line
-    /// is redone. Without an earlier run in --out, starts afresh.
-    #[arg(long)]
-    pub resume: bool,
 }
 
 /// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
@@ -258,7 +253,7 @@ pub fn run(a: Args) -> Result<()> {
         bos: a.input.bos,
         max_tokens: a.input.max_tokens,
         truncate: a.input.truncate,
-        resume: a.resume,
+        resume: a.input.resume,
         ..ProfileOptions::default()
     };
     opts.validate()?;

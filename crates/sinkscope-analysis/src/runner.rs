@@ -1,0 +1,175 @@
+//! The per-prompt loop shared by `profile` (and `ablate`), `lens` and `probe`: check or write
+//! the manifest, resume from the finished lines of the result file ([`crate::resume`]),
+//! tokenise each remaining prompt, run it (on one or several threads, results in input
+//! order), append its record to the JSONL file (flushed), and aggregate every record as parsed
+//! back from its line, finished ones first.
+//!
+//! What differs between the commands is the forward pass (`work`), the record type
+//! ([`PromptLine`]) and what is done with each record ([`PromptSink`]: the aggregate, and any
+//! side file such as `probe`'s feature file, which must hold exactly the rows of the finished
+//! records when a run resumes).
+
+use crate::datasets::Example;
+use crate::error::{AnalysisError, Result};
+use crate::profile::{prepare, run_ordered, write_json, Prepared, ProfileOptions, Progress};
+use crate::resume::{check_manifest, open_lines, read_finished, Finished};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sinkscope_io::ModelFiles;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One line of a per-prompt result file.
+pub trait PromptLine: Serialize + DeserializeOwned {
+    /// The prompt id.
+    fn id(&self) -> &str;
+    /// The token ids run.
+    fn token_ids(&self) -> &[u32];
+    /// Whether this is the record of `ex` tokenised as `ids` (resume check): by default the
+    /// same id and token ids; records that keep the label compare it too.
+    fn is_of(&self, ex: &Example, ids: &[u32]) -> bool {
+        self.id() == ex.id && self.token_ids() == ids
+    }
+}
+
+/// Where the records of a run go besides the JSONL file.
+pub trait PromptSink<D, R> {
+    /// Called once, before any record: `resume_from` is `None` for a fresh run, else the
+    /// number of finished records in the result file. Returns how many of those the sink's
+    /// side files can continue from (at most `resume_from`; the rest are redone).
+    ///
+    /// # Errors
+    /// A side file that cannot be created or cut.
+    fn start(&mut self, resume_from: Option<usize>) -> Result<usize> {
+        Ok(resume_from.unwrap_or(0))
+    }
+
+    /// Writes (and flushes) whatever a finished prompt produced besides its record, then
+    /// returns the record (its line is written after this returns).
+    ///
+    /// # Errors
+    /// A side file that cannot be written.
+    fn persist(&mut self, done: D) -> Result<R>;
+
+    /// Aggregates a record as parsed back from its line (finished records first, in order).
+    ///
+    /// # Errors
+    /// Whatever the aggregate rejects.
+    fn add(&mut self, record: &R) -> Result<()>;
+}
+
+/// The fixed parts of a per-prompt run.
+pub struct PromptRun<'a> {
+    /// Tokenizer (and config) of the model.
+    pub files: &'a ModelFiles,
+    /// Tokenisation rules, and `resume`.
+    pub opts: &'a ProfileOptions,
+    /// `manifest.json` of the run folder.
+    pub manifest_path: &'a Path,
+    /// The manifest with `"status": "running"` (written before the first prompt; compared
+    /// with the folder's when resuming).
+    pub manifest: &'a Value,
+    /// The JSONL result file.
+    pub lines_path: &'a Path,
+    /// Prompts run at the same time (1: on the calling thread).
+    pub workers: usize,
+}
+
+/// What [`run_prompts`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ran {
+    /// Prompts in the result file (resumed ones included).
+    pub n_prompts: usize,
+    /// Their tokens.
+    pub n_tokens: usize,
+    /// Prompts kept from an earlier run.
+    pub n_resumed: usize,
+    /// Time from the first record (replayed or run) to the last.
+    pub elapsed: Duration,
+}
+
+/// Runs every prompt of `prompts` as described in the module doc. `job` turns a tokenised
+/// prompt into the work unit (on the calling thread); `work` runs it (on `run.workers`
+/// threads); `sink` persists and aggregates the results.
+///
+/// # Errors
+/// A manifest or result file that does not match this run (with `resume`), a finished record
+/// that is not the corresponding prompt of the input, any error of `job`, `work` or `sink`
+/// (the first in input order, after every earlier record was written), or an unwritable
+/// output.
+pub fn run_prompts<J: Send, D: Send, R: PromptLine>(
+    run: &PromptRun<'_>,
+    prompts: &mut dyn Iterator<Item = Example>,
+    job: &dyn Fn(Example, Prepared) -> Result<J>,
+    work: &(dyn Fn(J) -> Result<D> + Sync),
+    sink: &mut dyn PromptSink<D, R>,
+    progress: &mut dyn Progress,
+) -> Result<Ran> {
+    let lines_path = run.lines_path;
+    let resumable = run.opts.resume && check_manifest(run.manifest_path, run.manifest)?;
+    let mut done: Finished<R> = match resumable {
+        true => read_finished(lines_path)?,
+        false => Finished::none(),
+    };
+    let keep = sink.start(resumable.then_some(done.records.len()))?;
+    done.keep(keep);
+    write_json(run.manifest_path, run.manifest)?;
+    let file = open_lines(lines_path, resumable.then_some(done.valid_len))?;
+    let mut lines = std::io::BufWriter::new(file);
+    let t0 = Instant::now();
+    let (mut n_prompts, mut n_tokens) = (0usize, 0usize);
+    // Finished prompts must be the first of the input, unchanged; they count as just run.
+    for (i, r) in done.records.iter().enumerate() {
+        let same = prompts.next().and_then(|ex| {
+            let ids = prepare(run.files, &ex.id, &ex.text, run.opts).ok()?.ids;
+            Some(r.is_of(&ex, &ids))
+        });
+        if same != Some(true) {
+            return Err(AnalysisError::ResultFile {
+                path: lines_path.to_path_buf(),
+                reason: format!(
+                    "line {}: cannot resume: prompt '{}' is not prompt {} of this run's data (or its tokens differ)",
+                    i + 1,
+                    r.id(),
+                    i + 1
+                ),
+            });
+        }
+        sink.add(r)?;
+        n_prompts += 1;
+        n_tokens += r.token_ids().len();
+    }
+    let n_resumed = n_prompts;
+    let mut write = |output: D| -> Result<()> {
+        let record = sink.persist(output)?;
+        let line = serde_json::to_string(&record)?;
+        let io = |source| AnalysisError::Output { path: lines_path.to_path_buf(), source };
+        lines.write_all(line.as_bytes()).map_err(io)?;
+        lines.write_all(b"\n").map_err(io)?;
+        lines.flush().map_err(io)?;
+        // Aggregate the record as the file holds it, so that a resumed run (which reads
+        // finished records back) aggregates exactly the same numbers.
+        let record: R = serde_json::from_str(&line)?;
+        sink.add(&record)?;
+        n_prompts += 1;
+        n_tokens += record.token_ids().len();
+        progress.prompt_done(n_prompts, n_tokens, t0.elapsed());
+        Ok(())
+    };
+    // Tokenisation (which needs the tokenizer) stays on this thread; the forward passes run
+    // on `workers` threads; records are written in input order.
+    let mut jobs = prompts.map(|ex| -> Result<J> {
+        let prepared = prepare(run.files, &ex.id, &ex.text, run.opts)?;
+        job(ex, prepared)
+    });
+    if run.workers <= 1 {
+        for j in jobs {
+            write(work(j?)?)?;
+        }
+    } else {
+        run_ordered(run.workers, &mut jobs, work, &mut write)?;
+    }
+    Ok(Ran { n_prompts, n_tokens, n_resumed, elapsed: t0.elapsed() })
+}
