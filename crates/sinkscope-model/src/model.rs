@@ -31,11 +31,15 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn take(&mut self, role: R, block: Option<usize>) -> Result<Tensor> {
-        let w = self.w.take(role, block).ok_or_else(|| ModelError::MissingWeight {
+    fn take_raw(&mut self, role: R, block: Option<usize>) -> Result<sinkscope_io::Weight> {
+        self.w.take(role, block).ok_or_else(|| ModelError::MissingWeight {
             role: format!("{role:?}"),
             block: block.map_or("the model".into(), |b| format!("block {b}")),
-        })?;
+        })
+    }
+
+    fn take(&mut self, role: R, block: Option<usize>) -> Result<Tensor> {
+        let w = self.take_raw(role, block)?;
         Ok(Tensor::from_vec(w.data, w.shape, self.device)?)
     }
 
@@ -47,9 +51,15 @@ impl Loader<'_> {
     }
 
     fn linear(&mut self, w: R, b: R, block: usize, bias: bool) -> Result<Linear> {
-        let weight = self.take(w, Some(block))?;
         let bias = if bias { Some(self.take(b, Some(block))?) } else { None };
-        Ok(Linear { weight, bias })
+        let weight = self.take_raw(w, Some(block))?;
+        let [out, inp] = weight.shape[..] else {
+            return Err(ModelError::Input(format!(
+                "{w:?} of block {block} has shape {:?}, expected [out, in]",
+                weight.shape
+            )));
+        };
+        Ok(Linear::from_rows(weight.data, out, inp, bias, self.device)?)
     }
 
     fn norm(&mut self, kind: NormKind, w: R, b: R, block: Option<usize>) -> Result<Norm> {

@@ -1,0 +1,409 @@
+//! `y = x Wᵀ` in single precision against a weight packed once, at load time, into the
+//! layout the kernel streams (x86-64 with AVX2 and FMA; other machines keep candle's matmul).
+//!
+//! Why our own kernel: the projections of a decoder are products of a short activation
+//! (T ≈ 20–100 rows) with a fixed weight. A general GEMM packs the weight again on every
+//! call, which at these shapes costs as much as the arithmetic; packing it once removes that
+//! work. The kernel is the classic BLIS register block: 6 rows of `x` times a panel of 16
+//! output columns held in 12 AVX2 accumulators, the panel's `KC × 16` slice kept in L1 while
+//! the rows stream from L2.
+//!
+//! Numerics (a documented choice): every output element is one fused multiply-add chain over
+//! `k = 0, 1, …, K-1` in order, starting from 0. So a row of `y` depends only on the same row
+//! of `x` — never on the other rows, on how many rows there are, on the blocking or on the
+//! thread count — and results are bit-identical across runs, batch compositions and
+//! `--threads`. Against candle's (or PyTorch's) GEMM the sums differ only in rounding order
+//! (relative differences of order 1e-7 for these widths).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+
+/// Output columns per panel (two AVX2 registers of f32).
+const NR: usize = 16;
+/// Rows of `x` per register block.
+const MR: usize = 6;
+/// Panel rows (cache lines) the first register block prefetches ahead of its loads.
+const PREFETCH: usize = 128;
+/// Depth of one pass over a panel (a `KC × NR` slice is 16 KiB: it stays in L1).
+const KC: usize = 256;
+/// At most this many rows of `x` per row block.
+const MC: usize = 144;
+/// A row block's slice of `x` (`rows × K` floats) is kept under 384 KiB, to stay in L2.
+const X_BLOCK_FLOATS: usize = 96 * 1024;
+
+/// One `k` row of a panel: 16 consecutive output columns, 64-byte aligned so that the
+/// kernel's two loads never straddle a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct PanelRow([f32; NR]);
+
+/// A weight `W: [N, K]` (`nn.Linear`'s `[out, in]`) packed for [`PackedWeight::matmul`]:
+/// `ceil(N / 16)` panels, panel `p` holding `W[16p + c, k]` at row `k`, column `c` (zero
+/// beyond `N`). Same memory as the dense weight (plus the padding of the last panel).
+#[derive(Clone)]
+pub struct PackedWeight {
+    n: usize,
+    k: usize,
+    rows: Vec<PanelRow>,
+}
+
+impl std::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedWeight[{} x {}]", self.n, self.k)
+    }
+}
+
+/// Environment variable that turns the packed kernel off when set to `0` (candle's matmul is
+/// then used everywhere): for A/B benchmarks and as an escape hatch.
+pub const DISABLE_ENV: &str = "SINKSCOPE_PACKED_MATMUL";
+
+/// Whether this machine runs the packed kernel (x86-64 with AVX2 and FMA, and not disabled by
+/// [`DISABLE_ENV`]` = 0`).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::env::var(DISABLE_ENV).map_or(true, |v| v != "0")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl PackedWeight {
+    /// Packs `w`, row-major `[n, k]`. `None` when the machine lacks the kernel
+    /// ([`available`]) or `w.len() != n * k`.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Option<Self> {
+        if !available() || n == 0 || k == 0 || w.len() != n.checked_mul(k)? {
+            return None;
+        }
+        let panels = n.div_ceil(NR);
+        let mut rows = vec![PanelRow([0.0; NR]); panels * k];
+        for (p, panel) in rows.chunks_exact_mut(k).enumerate() {
+            for c in 0..NR.min(n - p * NR) {
+                let src = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
+                for (row, &v) in panel.iter_mut().zip(src) {
+                    row.0[c] = v;
+                }
+            }
+        }
+        Some(PackedWeight { n, k, rows })
+    }
+
+    /// Output width `N`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input width `K`.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// `out[m, N] = x[m, K] · Wᵀ`, using up to `threads` threads (split by rows, so the
+    /// result does not depend on `threads`).
+    ///
+    /// # Errors
+    /// A message when the slices' lengths do not match the shapes.
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) -> Result<(), String> {
+        let (n, k) = (self.n, self.k);
+        if x.len() != m * k || out.len() != m * n {
+            return Err(format!(
+                "packed matmul: x has {} values for {m} x {k}, out has {} for {m} x {n}",
+                x.len(),
+                out.len()
+            ));
+        }
+        if m == 0 {
+            return Ok(());
+        }
+        // Enough rows per thread to keep whole register blocks and amortise the hand-off.
+        let per = m.div_ceil(threads.max(1)).div_ceil(MR) * MR;
+        if threads <= 1 || per >= m || m * n * k < (1 << 21) {
+            self.rows_block(x, m, out);
+            return Ok(());
+        }
+        use rayon::prelude::*;
+        x.par_chunks(per * k).zip(out.par_chunks_mut(per * n)).for_each(|(xs, os)| {
+            self.rows_block(xs, xs.len() / k, os);
+        });
+        Ok(())
+    }
+
+    /// Single-threaded product of `m` rows (lengths checked by the caller).
+    fn rows_block(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `pack` only builds a PackedWeight when AVX2 and FMA are present; the
+        // caller checked x.len() == m * K and out.len() == m * N.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::rows_block(self, x, m, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, m, out);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use super::{PackedWeight, KC, MC, MR, NR, PREFETCH, X_BLOCK_FLOATS};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX2 and FMA present; `x.len() == m * w.k`, `out.len() == m * w.n`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_block(w: &PackedWeight, x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (w.n, w.k);
+        let panels = n.div_ceil(NR);
+        let xp = x.as_ptr();
+        let op = out.as_mut_ptr();
+        let bp = w.rows.as_ptr() as *const f32;
+        // K in equal blocks of at most KC; rows in blocks whose `rows × K` slice of x stays
+        // in L2 while every panel passes over it; a panel's `rows × 16` block of the output
+        // stays in L1 across the K blocks.
+        let k_blocks = k.div_ceil(KC);
+        let kc_len = k.div_ceil(k_blocks);
+        let mc_len = (X_BLOCK_FLOATS / k / MR * MR).clamp(MR, MC);
+        for i0 in (0..m).step_by(mc_len) {
+            let mc = mc_len.min(m - i0);
+            for p in 0..panels {
+                let cols = NR.min(n - p * NR);
+                for k0 in (0..k).step_by(kc_len) {
+                    let kc = kc_len.min(k - k0);
+                    let b = bp.add((p * k + k0) * NR);
+                    let mut i = i0;
+                    while i < i0 + mc {
+                        let r = MR.min(i0 + mc - i);
+                        let a = xp.add(i * k + k0);
+                        let c = op.add(i * n + p * NR);
+                        let acc = k0 > 0;
+                        // The first register block brings the panel slice in from memory:
+                        // it prefetches ahead of its loads.
+                        let f = i == i0;
+                        match r {
+                            6 => block::<6>(kc, a, k, b, c, n, cols, acc, f),
+                            5 => block::<5>(kc, a, k, b, c, n, cols, acc, f),
+                            4 => block::<4>(kc, a, k, b, c, n, cols, acc, f),
+                            3 => block::<3>(kc, a, k, b, c, n, cols, acc, f),
+                            2 => block::<2>(kc, a, k, b, c, n, cols, acc, f),
+                            _ => block::<1>(kc, a, k, b, c, n, cols, acc, f),
+                        }
+                        i += r;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C[R, cols] (+)= A[R, kc] · B[kc, 16]`: A rows `lda` apart, B a packed panel slice,
+    /// C rows `ldc` apart. When `accumulate`, the chain continues from C's values.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; every pointer valid for the extents given.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn block<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+        prefetch: bool,
+    ) {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        // Partial panels go through a full-width scratch block.
+        let mut scratch = [0f32; MR * NR];
+        if accumulate {
+            for r in 0..R {
+                let row = c.add(r * ldc);
+                if cols == NR {
+                    lo[r] = _mm256_loadu_ps(row);
+                    hi[r] = _mm256_loadu_ps(row.add(8));
+                } else {
+                    let s = scratch.as_mut_ptr().add(r * NR);
+                    std::ptr::copy_nonoverlapping(row, s, cols);
+                    lo[r] = _mm256_loadu_ps(s);
+                    hi[r] = _mm256_loadu_ps(s.add(8));
+                }
+            }
+        }
+        if prefetch {
+            for kk in 0..kc {
+                // One panel row is one cache line; the weight is laid out in the order the
+                // loops read it, so PREFETCH rows ahead may run into the next K block or
+                // panel (never past the allocation: prefetches do not fault anyway).
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH) * NR) as *const i8);
+                let b0 = _mm256_load_ps(b.add(kk * NR));
+                let b1 = _mm256_load_ps(b.add(kk * NR + 8));
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+                }
+            }
+        } else {
+            for kk in 0..kc {
+                let b0 = _mm256_load_ps(b.add(kk * NR));
+                let b1 = _mm256_load_ps(b.add(kk * NR + 8));
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+                }
+            }
+        }
+        for r in 0..R {
+            let row = c.add(r * ldc);
+            if cols == NR {
+                _mm256_storeu_ps(row, lo[r]);
+                _mm256_storeu_ps(row.add(8), hi[r]);
+            } else {
+                let s = scratch.as_mut_ptr().add(r * NR);
+                _mm256_storeu_ps(s, lo[r]);
+                _mm256_storeu_ps(s.add(8), hi[r]);
+                std::ptr::copy_nonoverlapping(s, row, cols);
+            }
+        }
+    }
+}
+
+/// The candle operation `x: [..., K] -> [..., N]` on a packed weight (CPU, f32).
+pub struct PackedMatmul<'a>(pub &'a PackedWeight);
+
+impl CustomOp1 for PackedMatmul<'_> {
+    fn name(&self) -> &'static str {
+        "packed-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let w = self.0;
+        let dims = layout.shape().dims();
+        let (&k, lead) = match dims.split_last() {
+            Some(s) => s,
+            None => candle_core::bail!("packed matmul: scalar input"),
+        };
+        if k != w.k {
+            candle_core::bail!("packed matmul: input width {k}, weight expects {}", w.k);
+        }
+        let x = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            (CpuStorage::F32(_), None) => candle_core::bail!("packed matmul: non-contiguous input"),
+            _ => candle_core::bail!("packed matmul: input is not f32"),
+        };
+        let m: usize = lead.iter().product();
+        let mut out = vec![0f32; m * w.n];
+        w.matmul(x, m, &mut out, candle_core::utils::get_num_threads()).map_err(candle_core::Error::msg)?;
+        let mut shape = lead.to_vec();
+        shape.push(w.n);
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+            })
+            .collect()
+    }
+
+    /// f64 reference and the absolute bound on f32 rounding for each element:
+    /// `K · ε · Σ|x_k w_k|` (the classic forward-error bound of a length-K dot product).
+    fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut y = vec![0f64; m * n];
+        let mut bound = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for kk in 0..k {
+                    let p = f64::from(x[i * k + kk]) * f64::from(w[j * k + kk]);
+                    y[i * n + j] += p;
+                    bound[i * n + j] += p.abs();
+                }
+                bound[i * n + j] *= k as f64 * f64::from(f32::EPSILON);
+            }
+        }
+        (y, bound)
+    }
+
+    #[test]
+    fn matches_f64_reference_on_edge_shapes() {
+        if !available() {
+            eprintln!("SKIPPED: no AVX2+FMA on this machine; candle's matmul is used instead");
+            return;
+        }
+        // Rows around the register block (6) and the row block (144); columns around the
+        // panel width (16); depths around the K block (256).
+        for &(m, n, k) in
+            &[(1, 1, 1), (5, 17, 3), (7, 16, 256), (13, 33, 257), (150, 40, 600), (29, 576, 576)]
+        {
+            let x = values(m * k, 1 + m as u64);
+            let w = values(n * k, 7 + n as u64);
+            let packed = PackedWeight::pack(&w, n, k).unwrap();
+            let mut y = vec![0f32; m * n];
+            packed.matmul(&x, m, &mut y, 1).unwrap();
+            let (r, bound) = reference(&x, &w, m, n, k);
+            for i in 0..m * n {
+                let err = (f64::from(y[i]) - r[i]).abs();
+                assert!(
+                    err <= bound[i],
+                    "({m},{n},{k}) element {i}: {} vs {} (bound {})",
+                    y[i],
+                    r[i],
+                    bound[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_does_not_depend_on_the_other_rows_or_threads() {
+        if !available() {
+            eprintln!("SKIPPED: no AVX2+FMA on this machine");
+            return;
+        }
+        let (m, n, k) = (301, 48, 520);
+        let x = values(m * k, 3);
+        let w = values(n * k, 5);
+        let packed = PackedWeight::pack(&w, n, k).unwrap();
+        let mut all = vec![0f32; m * n];
+        packed.matmul(&x, m, &mut all, 1).unwrap();
+        let mut threaded = vec![0f32; m * n];
+        packed.matmul(&x, m, &mut threaded, 3).unwrap();
+        assert_eq!(all, threaded);
+        for i in [0, 5, 6, 143, 144, 300] {
+            let mut one = vec![0f32; n];
+            packed.matmul(&x[i * k..(i + 1) * k], 1, &mut one, 1).unwrap();
+            assert_eq!(one[..], all[i * n..(i + 1) * n], "row {i}");
+        }
+    }
+
+    #[test]
+    fn rejects_mismatched_lengths() {
+        if !available() {
+            return;
+        }
+        let packed = PackedWeight::pack(&[1.0; 6], 2, 3).unwrap();
+        let mut out = vec![0f32; 4];
+        assert!(packed.matmul(&[1.0; 5], 2, &mut out, 1).is_err());
+        assert!(PackedWeight::pack(&[1.0; 5], 2, 3).is_none());
+    }
+}
