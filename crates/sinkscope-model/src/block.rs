@@ -1,8 +1,8 @@
 //! The generic decoder block: the only place the residual dataflow is written.
 
 use crate::error::{ModelError, Result};
-use crate::hooks::ForwardCtx;
 use crate::layers::{attention::Attention, mlp::Mlp, norm::Norm, rope::RopeTables};
+use crate::pack::Pack;
 use candle_core::Tensor;
 use sinkscope_spec::{BlockLayout, HookSite, SiteKind};
 
@@ -40,37 +40,38 @@ pub fn ensure_finite(t: &Tensor, site: HookSite) -> Result<()> {
 }
 
 impl Block {
-    /// `x: [T, d]` (resid_pre) -> resid_post `[T, d]`.
+    /// `x: [rows, d]` (resid_pre of the pack's prompts) -> resid_post `[rows, d]`. `rope` and
+    /// `mask` cover the longest prompt of the pack.
     pub fn forward(
         &self,
         x: Tensor,
         rope: Option<&RopeTables>,
         mask: &Tensor,
-        ctx: &mut ForwardCtx,
+        pack: &mut Pack,
     ) -> Result<Tensor> {
         let site = |kind| HookSite::block(self.index, kind);
-        let x = ctx.apply(site(SiteKind::ResidPre), x)?;
-        let ln1 = ctx.apply(site(SiteKind::Ln1Normalized), self.ln1.forward(&x)?)?;
-        let attn_out = self.attn.forward(&ln1, rope, mask, self.index, ctx)?;
-        let attn_out = ctx.apply(site(SiteKind::AttnOut), attn_out)?;
+        let x = pack.apply(site(SiteKind::ResidPre), x)?;
+        let ln1 = pack.apply(site(SiteKind::Ln1Normalized), self.ln1.forward(&x)?)?;
+        let attn_out = self.attn.forward(&ln1, rope, mask, self.index, pack)?;
+        let attn_out = pack.apply(site(SiteKind::AttnOut), attn_out)?;
         ensure_finite(&attn_out, site(SiteKind::AttnOut))?;
         let post = match self.layout {
             BlockLayout::Sequential => {
-                let mid = ctx.apply(site(SiteKind::ResidMid), (&x + &attn_out)?)?;
-                let ln2 = ctx.apply(site(SiteKind::Ln2Normalized), self.ln2.forward(&mid)?)?;
-                let mlp_out = ctx.apply(site(SiteKind::MlpOut), self.mlp.forward(&ln2)?)?;
+                let mid = pack.apply(site(SiteKind::ResidMid), (&x + &attn_out)?)?;
+                let ln2 = pack.apply(site(SiteKind::Ln2Normalized), self.ln2.forward(&mid)?)?;
+                let mlp_out = pack.apply(site(SiteKind::MlpOut), self.mlp.forward(&ln2)?)?;
                 ensure_finite(&mlp_out, site(SiteKind::MlpOut))?;
                 (mid + mlp_out)?
             }
             BlockLayout::Parallel => {
-                let ln2 = ctx.apply(site(SiteKind::Ln2Normalized), self.ln2.forward(&x)?)?;
-                let mlp_out = ctx.apply(site(SiteKind::MlpOut), self.mlp.forward(&ln2)?)?;
+                let ln2 = pack.apply(site(SiteKind::Ln2Normalized), self.ln2.forward(&x)?)?;
+                let mlp_out = pack.apply(site(SiteKind::MlpOut), self.mlp.forward(&ln2)?)?;
                 ensure_finite(&mlp_out, site(SiteKind::MlpOut))?;
                 // HF GPT-NeoX: mlp_output + attn_output + residual, in that order.
                 ((mlp_out + attn_out)? + x)?
             }
         };
-        let post = ctx.apply(site(SiteKind::ResidPost), post)?;
+        let post = pack.apply(site(SiteKind::ResidPost), post)?;
         ensure_finite(&post, site(SiteKind::ResidPost))?;
         Ok(post)
     }

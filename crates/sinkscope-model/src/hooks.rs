@@ -49,7 +49,13 @@ impl<'a> ForwardCtx<'a> {
     }
 
     /// Runs the hooks at `site` and returns the (possibly replaced) activation.
-    pub fn apply(&mut self, site: HookSite, mut act: Tensor) -> Result<Tensor> {
+    pub fn apply(&mut self, site: HookSite, act: Tensor) -> Result<Tensor> {
+        Ok(self.apply_tracked(site, act)?.0)
+    }
+
+    /// [`apply`](Self::apply), also telling whether a hook replaced the activation.
+    pub fn apply_tracked(&mut self, site: HookSite, mut act: Tensor) -> Result<(Tensor, bool)> {
+        let mut replaced = false;
         for h in self.hooks.iter_mut() {
             if h.wants(site) {
                 if let Some(new) = h.on(site, &act)? {
@@ -64,10 +70,11 @@ impl<'a> ForwardCtx<'a> {
                         });
                     }
                     act = new;
+                    replaced = true;
                 }
             }
         }
-        Ok(act)
+        Ok((act, replaced))
     }
 }
 

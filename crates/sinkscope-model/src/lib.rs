@@ -22,10 +22,12 @@ pub mod hooks;
 pub mod layers;
 pub mod memory;
 pub mod model;
+pub mod pack;
 
 pub use error::{ModelError, Result};
 pub use hooks::{ActivationCache, EditHook, FnHook, ForwardCtx, Hook};
 pub use model::Model;
+pub use pack::Pack;
 
 /// Opens a checkpoint and builds its model on `device`.
 pub fn load(

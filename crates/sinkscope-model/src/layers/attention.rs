@@ -1,10 +1,12 @@
 //! Causal multi-head attention (GQA, rotary, sliding windows), eager: the pattern is always
-//! materialised so that hooks and metrics see exactly what the model uses.
+//! materialised so that hooks and metrics see exactly what the model uses. Each prompt of a
+//! [`Pack`] attends only to itself.
 
 use super::linear::Linear;
 use super::rope::RopeTables;
 use crate::error::Result;
 use crate::hooks::ForwardCtx;
+use crate::pack::Pack;
 use candle_core::{Tensor, D};
 use sinkscope_spec::{HookSite, SiteKind};
 
@@ -51,22 +53,42 @@ pub fn causal_mask(
 }
 
 impl Attention {
-    /// `x: [T, d]` (the normalised residual) -> the attention output `[T, d]` before any
-    /// post-norm, running the q/k/v/pattern/z hooks of `block`.
+    /// `x: [rows, d]` (the normalised residual of the pack's prompts) -> the attention output
+    /// `[rows, d]` before any post-norm. The projections run on the whole pack; the rest runs
+    /// per prompt, with that prompt's q/k/v/pattern/z hooks of `block`. `rope` and `mask`
+    /// cover (at least) the longest prompt.
     pub fn forward(
         &self,
         x: &Tensor,
         rope: Option<&RopeTables>,
         mask: &Tensor,
         block: usize,
+        pack: &mut Pack,
+    ) -> Result<Tensor> {
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        let z = pack.per_prompt(&[&q, &k, &v], |ctx, qkv| self.mix(&qkv, rope, mask, block, ctx))?;
+        Ok(self.o.forward(&z)?)
+    }
+
+    /// One prompt's attention from its projected rows `[q, k, v]` (`[T, H·dh]`, `[T, KVH·dh]`
+    /// twice) to the input of the output projection, `z: [T, H·dh]`.
+    fn mix(
+        &self,
+        qkv: &[Tensor],
+        rope: Option<&RopeTables>,
+        mask: &Tensor,
+        block: usize,
         ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
-        let t = x.dim(0)?;
+        let [q, k, v] = qkv else {
+            return Err(crate::error::ModelError::Input("attention expects q, k and v".into()));
+        };
+        let t = q.dim(0)?;
         let (h, kvh, dh) = (self.n_heads, self.n_kv_heads, self.d_head);
         let site = |kind| HookSite::block(block, kind);
-        let mut q = self.q.forward(x)?.reshape((t, h, dh))?; // [T, H, dh]
-        let mut k = self.k.forward(x)?.reshape((t, kvh, dh))?; // [T, KVH, dh]
-        let v = self.v.forward(x)?.reshape((t, kvh, dh))?; // [T, KVH, dh]
+        let mut q = q.reshape((t, h, dh))?; // [T, H, dh]
+        let mut k = k.reshape((t, kvh, dh))?; // [T, KVH, dh]
+        let v = v.reshape((t, kvh, dh))?; // [T, KVH, dh]
         if let Some(r) = rope {
             q = r.apply(&q)?;
             k = r.apply(&k)?;
@@ -80,13 +102,14 @@ impl Attention {
         let kt = k.transpose(0, 1)?.contiguous()?; // [KVH, T, dh]
         let vt = v.transpose(0, 1)?.contiguous()?; // [KVH, T, dh]
         let scores = (qg.matmul(&kt.t()?)? * self.scale)?.reshape((h, t, t))?; // [H, T, T]
-        let scores = scores.broadcast_add(mask)?;
+        let mask = if mask.dim(0)? == t { mask.clone() } else { mask.narrow(0, 0, t)?.narrow(1, 0, t)? };
+        let scores = scores.broadcast_add(&mask)?;
         let max = scores.max_keepdim(D::Minus1)?;
         let e = scores.broadcast_sub(&max)?.exp()?;
         let pattern = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?; // [H, T, T]
         let pattern = ctx.apply(site(SiteKind::AttnPattern), pattern)?;
         let z = pattern.reshape((kvh, group * t, t))?.matmul(&vt)?.reshape((h, t, dh))?; // [H, T, dh]
         let z = ctx.apply(site(SiteKind::AttnZ), z.transpose(0, 1)?.contiguous()?)?; // [T, H, dh]
-        Ok(self.o.forward(&z.reshape((t, h * dh))?)?)
+        Ok(z.reshape((t, h * dh))?)
     }
 }

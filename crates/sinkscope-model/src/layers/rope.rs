@@ -69,8 +69,14 @@ impl RopeTables {
         })
     }
 
-    /// Rotates the first `rotary_dim` dims of each head of `x: [T, H, dh]`.
+    /// Rotates the first `rotary_dim` dims of each head of `x: [T, H, dh]`, positions
+    /// `0..T` (the tables may cover more positions).
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(0)?;
+        let (cos, sin) = match self.cos.dim(0)? == t {
+            true => (self.cos.clone(), self.sin.clone()),
+            false => (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?),
+        };
         let dh = x.dim(D::Minus1)?;
         let rd = self.rotary_dim;
         let (rot, pass) = if rd < dh {
@@ -81,7 +87,7 @@ impl RopeTables {
         let x1 = rot.narrow(D::Minus1, 0, rd / 2)?;
         let x2 = rot.narrow(D::Minus1, rd / 2, rd / 2)?;
         let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?; // rotate_half
-        let out = (rot.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?;
+        let out = (rot.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?;
         match pass {
             Some(p) => Tensor::cat(&[&out, &p], D::Minus1),
             None => Ok(out),
