@@ -150,6 +150,7 @@ pub fn run_ablate(
             prompts: &mut iter,
             total: Some(examples.len()),
             workers: 1,
+            pack_tokens: crate::profile::DEFAULT_PACK_TOKENS,
         };
         run_profile(model, files, &popts, header, input, &dir, progress)?;
         Ok(dir)

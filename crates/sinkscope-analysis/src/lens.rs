@@ -368,6 +368,8 @@ pub fn run_lens(
         manifest: &running,
         lines_path: &lines_path,
         workers: input.workers.max(1),
+        // One prompt per pass: the per-prompt work here is not the forward pass.
+        pack_tokens: 0,
     };
     let mut sink = LensSink(LensAggregator::new(model.config.n_layers));
     let ran = crate::runner::run_prompts(
@@ -377,10 +379,10 @@ pub fn run_lens(
             let first = crate::profile::first_token(files, &prepared.ids, prepared.bos_prepended);
             Ok((ex.id, prepared.ids, first))
         },
-        &|(id, ids, first): (String, Vec<u32>, crate::profile::FirstToken)| {
+        &crate::runner::one_by_one(|(id, ids, first): (String, Vec<u32>, crate::profile::FirstToken)| {
             let lens = lens_tokens(model, &id, &ids)?;
             Ok(LensRecord::new(&id, &ids, first, &lens))
-        },
+        }),
         &mut sink,
         progress,
     )?;

@@ -257,6 +257,8 @@ pub fn run_probe(
         manifest: &running,
         lines_path: &lines_path,
         workers: input.workers.max(1),
+        // One prompt per pass: the per-prompt work here is not the forward pass.
+        pack_tokens: 0,
     };
     let mut sink = FeatureSink {
         path: feat_path.clone(),
@@ -283,10 +285,10 @@ pub fn run_probe(
                 first_token: first,
             })
         },
-        &|line: ProbeLine| {
+        &crate::runner::one_by_one(|line: ProbeLine| {
             let rows = pool_layers(model, &line.id, &line.token_ids, opts.pool, n_layers)?;
             Ok((line, rows))
-        },
+        }),
         &mut sink,
         progress,
     )?;

@@ -15,6 +15,7 @@ use crate::aggregate::{Aggregator, MetricsFile};
 use crate::collectors::{AttentionCollector, MlpCollector, ResidualCollector};
 use crate::datasets::{Example, Provenance};
 use crate::error::{AnalysisError, Result};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sinkscope_io::tokenizer::BosPolicy;
@@ -190,65 +191,133 @@ pub struct PromptProfile {
 /// [`AnalysisError::Forward`] (a NaN/Inf names its site), [`AnalysisError::Metrics`],
 /// [`AnalysisError::MissingSite`].
 pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOptions) -> Result<PromptProfile> {
+    let mut out = profile_pack(model, &[(id, ids)], opts);
+    out.pop().unwrap_or_else(|| Err(AnalysisError::Internal("a pack of one gave no result".into())))
+}
+
+/// [`profile_tokens`] for several prompts in one packed forward pass
+/// ([`Model::forward_packed`]): the same results, bit for bit, one per prompt in order. When
+/// the packed pass fails, the prompts are rerun one by one, so that each error (or result) is
+/// exactly what [`profile_tokens`] gives for that prompt.
+pub fn profile_pack(
+    model: &Model,
+    prompts: &[(&str, &[u32])],
+    opts: &ProfileOptions,
+) -> Vec<Result<PromptProfile>> {
     let n_layers = model.config.n_layers;
-    let mut resid = ResidualCollector::new(n_layers, opts.top_k);
-    let mut attn = AttentionCollector::new(n_layers, opts.attention);
-    let mut mlp = MlpCollector::new(n_layers);
-    // Edits run first so that every collector sees the edited activations.
-    let mut editor = sinkscope_model::EditHook::new(opts.edits.clone());
+    let mut sets: Vec<Collectors> = prompts.iter().map(|_| Collectors::new(n_layers, opts)).collect();
     let result = {
+        let mut ctxs: Vec<ForwardCtx> = sets.iter_mut().map(|c| c.ctx(opts)).collect();
+        let ids: Vec<&[u32]> = prompts.iter().map(|&(_, ids)| ids).collect();
+        model.forward_packed(&ids, &mut ctxs)
+    };
+    match result {
+        Ok(logits) => sets
+            .into_iter()
+            .zip(logits)
+            .zip(prompts)
+            .map(|((set, logits), &(id, ids))| set.finish(id, ids, Ok(logits)))
+            .collect(),
+        Err(e) => match prompts {
+            [(id, ids)] => vec![sets.remove(0).finish(id, ids, Err(e))],
+            _ => prompts.iter().map(|&(id, ids)| profile_tokens(model, id, ids, opts)).collect(),
+        },
+    }
+}
+
+/// Default `pack_tokens` of a profile ([`ProfileInput::pack_tokens`]): packs of up to 128
+/// tokens give the projections enough rows to run near the kernel's peak (BENCHMARKS.md)
+/// while keeping several packs per worker for short prompt sets.
+pub const DEFAULT_PACK_TOKENS: usize = 128;
+
+/// The hooks of one prompt's profile pass: the edits (first, so that every collector sees the
+/// edited activations) and the three collectors.
+struct Collectors {
+    editor: sinkscope_model::EditHook,
+    resid: ResidualCollector,
+    attn: AttentionCollector,
+    mlp: MlpCollector,
+}
+
+impl Collectors {
+    fn new(n_layers: usize, opts: &ProfileOptions) -> Self {
+        Collectors {
+            editor: sinkscope_model::EditHook::new(opts.edits.clone()),
+            resid: ResidualCollector::new(n_layers, opts.top_k),
+            attn: AttentionCollector::new(n_layers, opts.attention),
+            mlp: MlpCollector::new(n_layers),
+        }
+    }
+
+    fn ctx(&mut self, opts: &ProfileOptions) -> ForwardCtx<'_> {
         let mut ctx = ForwardCtx::new();
         if !opts.edits.is_empty() {
-            ctx = ctx.with(&mut editor);
+            ctx = ctx.with(&mut self.editor);
         }
-        let mut ctx = ctx.with(&mut resid).with(&mut attn).with(&mut mlp);
+        let ctx = ctx.with(&mut self.resid).with(&mut self.attn).with(&mut self.mlp);
         if opts.nll {
-            ctx = ctx.with_logits();
+            ctx.with_logits()
+        } else {
+            ctx
         }
-        model.forward(ids, &mut ctx)
-    };
-    let typed = [resid.take_error(), attn.take_error(), mlp.take_error()].into_iter().flatten().next();
-    if let Some((site, source)) = typed {
-        if let MetricsError::NonFinite { .. } = source {
-            let source = sinkscope_model::ModelError::NonFinite { site };
-            return Err(AnalysisError::Forward { id: id.to_string(), source });
-        }
-        return Err(AnalysisError::Metrics { id: id.to_string(), site, source });
     }
-    let logits = result.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
-    let nll = match logits {
-        Some(l) => Some(own_nll(id, &l, ids)?),
-        None => None,
-    };
-    use sinkscope_spec::{HookSite, SiteKind};
-    let missing = |site: HookSite| AnalysisError::MissingSite { id: id.to_string(), site };
-    let layers = resid
-        .into_layers()
-        .into_iter()
-        .enumerate()
-        .map(|(l, m)| {
-            m.ok_or_else(|| {
-                missing(if l == 0 {
-                    HookSite::global(SiteKind::Embed)
-                } else {
-                    HookSite::block(l - 1, SiteKind::ResidPost)
+
+    /// The reductions, given the outcome of the forward pass.
+    fn finish(
+        mut self,
+        id: &str,
+        ids: &[u32],
+        result: std::result::Result<Option<Tensor>, sinkscope_model::ModelError>,
+    ) -> Result<PromptProfile> {
+        let typed = [self.resid.take_error(), self.attn.take_error(), self.mlp.take_error()]
+            .into_iter()
+            .flatten()
+            .next();
+        if let Some((site, source)) = typed {
+            if let MetricsError::NonFinite { .. } = source {
+                let source = sinkscope_model::ModelError::NonFinite { site };
+                return Err(AnalysisError::Forward { id: id.to_string(), source });
+            }
+            return Err(AnalysisError::Metrics { id: id.to_string(), site, source });
+        }
+        let logits = result.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+        let nll = match logits {
+            Some(l) => Some(own_nll(id, &l, ids)?),
+            None => None,
+        };
+        use sinkscope_spec::{HookSite, SiteKind};
+        let missing = |site: HookSite| AnalysisError::MissingSite { id: id.to_string(), site };
+        let layers = self
+            .resid
+            .into_layers()
+            .into_iter()
+            .enumerate()
+            .map(|(l, m)| {
+                m.ok_or_else(|| {
+                    missing(if l == 0 {
+                        HookSite::global(SiteKind::Embed)
+                    } else {
+                        HookSite::block(l - 1, SiteKind::ResidPost)
+                    })
                 })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let attention = attn
-        .into_blocks()
-        .into_iter()
-        .enumerate()
-        .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::AttnPattern))))
-        .collect::<Result<Vec<_>>>()?;
-    let mlp = mlp
-        .into_blocks()
-        .into_iter()
-        .enumerate()
-        .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::MlpOut))))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(PromptProfile { layers, attention, mlp, nll })
+            .collect::<Result<Vec<_>>>()?;
+        let attention = self
+            .attn
+            .into_blocks()
+            .into_iter()
+            .enumerate()
+            .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::AttnPattern))))
+            .collect::<Result<Vec<_>>>()?;
+        let mlp = self
+            .mlp
+            .into_blocks()
+            .into_iter()
+            .enumerate()
+            .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::MlpOut))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PromptProfile { layers, attention, mlp, nll })
+    }
 }
 
 /// The names of the attention curves added to the residual ones (all `L + 1` entries,
@@ -655,9 +724,15 @@ struct Job {
 }
 
 impl Job {
-    fn run(self, model: &Model, opts: &ProfileOptions) -> Result<PromptRecord> {
-        let profile = profile_tokens(model, &self.id, &self.prepared.ids, opts)?;
-        PromptRecord::new(&self.id, &self.prepared, self.first, self.label, &profile, opts)
+    /// Profiles a pack of jobs in one forward pass ([`profile_pack`]).
+    fn run_pack(jobs: Vec<Job>, model: &Model, opts: &ProfileOptions) -> Vec<Result<PromptRecord>> {
+        let prompts: Vec<(&str, &[u32])> =
+            jobs.iter().map(|j| (j.id.as_str(), j.prepared.ids.as_slice())).collect();
+        let profiles = profile_pack(model, &prompts, opts);
+        jobs.into_iter()
+            .zip(profiles)
+            .map(|(j, p)| PromptRecord::new(&j.id, &j.prepared, j.first, j.label, &p?, opts))
+            .collect()
     }
 }
 
@@ -762,8 +837,11 @@ pub struct ProfileInput<'a> {
     pub prompts: &'a mut dyn Iterator<Item = Example>,
     /// How many prompts will come (for progress), when known.
     pub total: Option<usize>,
-    /// Prompts run at the same time, one thread each (1: on the calling thread).
+    /// Packs run at the same time, one thread each (1: on the calling thread).
     pub workers: usize,
+    /// Consecutive prompts run together in packs of at most this many tokens
+    /// ([`profile_pack`]; 0 or 1: one prompt per pass). Results do not depend on it.
+    pub pack_tokens: usize,
 }
 
 /// The manifest of a profile run in `status` (`running` or, before the final blocks are
@@ -773,7 +851,7 @@ pub(crate) fn profile_manifest(
     header: &ManifestHeader,
     source: &DataSource,
     limit: Option<usize>,
-    workers: usize,
+    (workers, pack_tokens): (usize, usize),
     status: &str,
 ) -> Value {
     let mut v = json!({
@@ -787,8 +865,10 @@ pub(crate) fn profile_manifest(
         "options": opts.to_json(),
         "execution": {
             "prompt_workers": workers.max(1),
+            "pack_tokens": pack_tokens,
             "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
-            "order": "prompts run concurrently on prompt_workers threads; records are written in input order",
+            "packed_matmul": sinkscope_model::layers::gemm::available(),
+            "order": "consecutive prompts run together in packs of at most pack_tokens tokens (bit-identical to one pass per prompt); packs run concurrently on prompt_workers threads; records are written in input order",
         },
         "conventions": conventions(),
     });
@@ -846,7 +926,7 @@ pub(crate) fn is_complete_run(
 ) -> Result<bool> {
     use crate::runner::PromptLine;
     let manifest_path = out.join("manifest.json");
-    let expected = profile_manifest(opts, header, source, limit, 1, "complete");
+    let expected = profile_manifest(opts, header, source, limit, (1, DEFAULT_PACK_TOKENS), "complete");
     if !crate::resume::check_manifest(&manifest_path, &expected)? {
         return Ok(false);
     }
@@ -893,8 +973,9 @@ pub fn run_profile(
     std::fs::create_dir_all(out)
         .map_err(|source| AnalysisError::Output { path: out.to_path_buf(), source })?;
     let manifest_path = out.join("manifest.json");
-    let base =
-        |status: &str| profile_manifest(opts, header, &input.source, input.limit, input.workers, status);
+    let base = |status: &str| {
+        profile_manifest(opts, header, &input.source, input.limit, (input.workers, input.pack_tokens), status)
+    };
     let lines_path = out.join("prompts.jsonl");
     let mut sink =
         ProfileSink { agg: Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone()) };
@@ -907,6 +988,7 @@ pub fn run_profile(
         manifest: &running,
         lines_path: &lines_path,
         workers: input.workers.max(1),
+        pack_tokens: input.pack_tokens,
     };
     let ran = crate::runner::run_prompts(
         &run,
@@ -915,7 +997,7 @@ pub fn run_profile(
             let first = first_token(files, &prepared.ids, prepared.bos_prepended);
             Ok(Job { id: ex.id, label: ex.label, prepared, first })
         },
-        &|job: Job| job.run(model, opts),
+        &|jobs: Vec<Job>| Job::run_pack(jobs, model, opts),
         &mut sink,
         progress,
     )?;

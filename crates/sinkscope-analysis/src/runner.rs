@@ -73,8 +73,11 @@ pub struct PromptRun<'a> {
     pub manifest: &'a Value,
     /// The JSONL result file.
     pub lines_path: &'a Path,
-    /// Prompts run at the same time (1: on the calling thread).
+    /// Packs run at the same time (1: on the calling thread).
     pub workers: usize,
+    /// Consecutive prompts are grouped into packs of at most this many tokens (a longer
+    /// prompt runs alone; 0 or 1: one prompt per pack), each pack one `work` call.
+    pub pack_tokens: usize,
 }
 
 /// What [`run_prompts`] did.
@@ -91,8 +94,9 @@ pub struct Ran {
 }
 
 /// Runs every prompt of `prompts` as described in the module doc. `job` turns a tokenised
-/// prompt into the work unit (on the calling thread); `work` runs it (on `run.workers`
-/// threads); `sink` persists and aggregates the results.
+/// prompt into the work unit (on the calling thread); `work` runs a pack of them (on
+/// `run.workers` threads; see [`one_by_one`]) and returns one result per job, in order;
+/// `sink` persists and aggregates the results.
 ///
 /// # Errors
 /// A manifest or result file that does not match this run (with `resume`), a finished record
@@ -103,7 +107,7 @@ pub fn run_prompts<J: Send, D: Send, R: PromptLine>(
     run: &PromptRun<'_>,
     prompts: &mut dyn Iterator<Item = Example>,
     job: &dyn Fn(Example, Prepared) -> Result<J>,
-    work: &(dyn Fn(J) -> Result<D> + Sync),
+    work: &(dyn Fn(Vec<J>) -> Vec<Result<D>> + Sync),
     sink: &mut dyn PromptSink<D, R>,
     progress: &mut dyn Progress,
 ) -> Result<Ran> {
@@ -158,18 +162,110 @@ pub fn run_prompts<J: Send, D: Send, R: PromptLine>(
         progress.prompt_done(n_prompts, n_tokens, t0.elapsed());
         Ok(())
     };
-    // Tokenisation (which needs the tokenizer) stays on this thread; the forward passes run
-    // on `workers` threads; records are written in input order.
-    let mut jobs = prompts.map(|ex| -> Result<J> {
+    // Tokenisation (which needs the tokenizer) stays on this thread; the packs run on
+    // `workers` threads; records are written in input order.
+    let jobs = prompts.map(|ex| -> Result<(usize, J)> {
         let prepared = prepare(run.files, &ex.id, &ex.text, run.opts)?;
-        job(ex, prepared)
+        let n = prepared.ids.len();
+        Ok((n, job(ex, prepared)?))
     });
+    let mut packs = Packs { jobs, budget: run.pack_tokens, held: None };
+    let mut write_pack = |outputs: Vec<Result<D>>| -> Result<()> {
+        for output in outputs {
+            write(output?)?;
+        }
+        Ok(())
+    };
     if run.workers <= 1 {
-        for j in jobs {
-            write(work(j?)?)?;
+        for p in packs {
+            write_pack(work(p?))?;
         }
     } else {
-        run_ordered(run.workers, &mut jobs, work, &mut write)?;
+        run_ordered(run.workers, &mut packs, &|p: Vec<J>| Ok(work(p)), &mut write_pack)?;
     }
     Ok(Ran { n_prompts, n_tokens, n_resumed, elapsed: t0.elapsed() })
+}
+
+/// Runs the jobs of a pack one at a time through `f` (for work that does not pack).
+pub fn one_by_one<J, D>(f: impl Fn(J) -> Result<D> + Sync) -> impl Fn(Vec<J>) -> Vec<Result<D>> + Sync {
+    move |jobs: Vec<J>| {
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let r = f(j);
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break; // the run stops at the first error; skip the rest of the pack
+            }
+        }
+        out
+    }
+}
+
+/// Groups consecutive `(tokens, job)` items into packs of at most `budget` tokens (at least
+/// one job each). An item that failed ends the pack before it and comes out on its own.
+struct Packs<I, J> {
+    jobs: I,
+    budget: usize,
+    held: Option<Result<(usize, J)>>,
+}
+
+impl<I: Iterator<Item = Result<(usize, J)>>, J> Iterator for Packs<I, J> {
+    type Item = Result<Vec<J>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut pack = Vec::new();
+        let mut tokens = 0usize;
+        loop {
+            let item = match self.held.take() {
+                Some(item) => item,
+                None => match self.jobs.next() {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            match item {
+                Ok((n, job)) if pack.is_empty() || tokens + n <= self.budget => {
+                    tokens += n;
+                    pack.push(job);
+                }
+                Err(e) if pack.is_empty() => return Some(Err(e)),
+                other => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        (!pack.is_empty()).then_some(Ok(pack))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn packs(items: Vec<Result<(usize, u32)>>, budget: usize) -> Vec<std::result::Result<Vec<u32>, String>> {
+        Packs { jobs: items.into_iter(), budget, held: None }.map(|p| p.map_err(|e| e.to_string())).collect()
+    }
+
+    #[test]
+    fn packs_fill_up_to_the_budget_in_order() {
+        let items =
+            [(30, 0), (30, 1), (50, 2), (200, 3), (10, 4), (10, 5)].into_iter().map(Ok).collect::<Vec<_>>();
+        assert_eq!(packs(items, 100), vec![Ok(vec![0, 1]), Ok(vec![2]), Ok(vec![3]), Ok(vec![4, 5])]);
+        let items = || [(30, 0), (30, 1)].into_iter().map(Ok).collect::<Vec<_>>();
+        assert_eq!(packs(items(), 0), vec![Ok(vec![0]), Ok(vec![1])]);
+        assert_eq!(packs(items(), 1), vec![Ok(vec![0]), Ok(vec![1])]);
+    }
+
+    #[test]
+    fn a_failed_item_ends_the_pack_and_comes_alone() {
+        let items = vec![Ok((5, 0)), Ok((5, 1)), Err(AnalysisError::NoPrompts), Ok((5, 3))];
+        let got = packs(items, 100);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], Ok(vec![0, 1]));
+        assert!(got[1].is_err());
+        assert_eq!(got[2], Ok(vec![3]));
+    }
 }

@@ -95,6 +95,7 @@ fn probe_run_on_fixture_model() {
         prompts: &mut iter,
         total: Some(40),
         workers: 1,
+        pack_tokens: 0,
     };
     let s = run_probe(&model, &files, &opts, &header, input, &out, &mut NoProgress).unwrap();
     assert_eq!(s.layers.len(), files.config.n_layers + 1);

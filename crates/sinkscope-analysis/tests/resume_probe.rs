@@ -80,6 +80,7 @@ fn probe(
         prompts: &mut iter,
         total: Some(N),
         workers: 1,
+        pack_tokens: 0,
     };
     run_probe(&model, &files, &opts, &header, input, out, &mut NoProgress)
 }

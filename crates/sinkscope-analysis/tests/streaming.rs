@@ -78,6 +78,7 @@ fn run(n: usize, name: &str, workers: usize) -> (sinkscope_analysis::profile::Pr
         prompts: &mut it,
         total: Some(n),
         workers,
+        pack_tokens: sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
     };
     let mut check = LineCheck { path: out.join("prompts.jsonl"), calls: 0 };
     let s =

@@ -129,14 +129,15 @@ fn stable_manifest(path: &Path) -> serde_json::Value {
 }
 
 /// `profile` on the demo model: metrics.json and prompts.jsonl are byte-identical across two
-/// runs, and between one prompt worker (multi-threaded matmul) and two (single-threaded
-/// matmuls); the manifests agree but for timings and execution settings.
+/// runs, between one prompt worker (multi-threaded matmul) and two (single-threaded
+/// matmuls), and with packing off (one forward pass per prompt) or on (the default packs, and
+/// packs of 100 tokens); the manifests agree but for timings and execution settings.
 #[test]
 fn profile_is_deterministic_across_runs_and_threads() {
     let model = smollm2();
     let d = dir("profile");
     let p = prompts(&d);
-    let profile = |out: &str, threads: &str| {
+    let profile = |out: &str, threads: &str, pack: &str| {
         let out = d.join(out);
         sinkscope(
             &[
@@ -150,15 +151,19 @@ fn profile_is_deterministic_across_runs_and_threads() {
                 "--quiet".as_ref(),
                 "--threads".as_ref(),
                 threads.as_ref(),
+                "--pack-tokens".as_ref(),
+                pack.as_ref(),
             ],
             None,
         );
         out
     };
-    let a = profile("a", "1");
-    let b = profile("b", "1");
-    let c = profile("c", "2");
-    for other in [&b, &c] {
+    let a = profile("a", "1", "128");
+    let b = profile("b", "1", "128");
+    let c = profile("c", "2", "128");
+    let unpacked = profile("unpacked", "2", "1");
+    let small_packs = profile("small-packs", "1", "100");
+    for other in [&b, &c, &unpacked, &small_packs] {
         same_files(&a, other, &["metrics.json", "prompts.jsonl"]);
         let (ma, mo) =
             (stable_manifest(&a.join("manifest.json")), stable_manifest(&other.join("manifest.json")));

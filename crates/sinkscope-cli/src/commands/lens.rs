@@ -37,6 +37,7 @@ pub fn run(a: Args) -> Result<()> {
         prompts: &mut iter,
         total: Some(total),
         workers: 1,
+        pack_tokens: 0,
     };
     let s = sinkscope_analysis::lens::run_lens(
         &o.model,

@@ -86,6 +86,7 @@ pub fn run(a: Args) -> Result<()> {
         prompts: &mut iter,
         total: Some(total),
         workers: 1,
+        pack_tokens: 0,
     };
     let s = run_probe(&o.model, &o.files, &opts, &o.header, input, &a.out, progress.as_mut())?;
     let best = s.layers.iter().enumerate().max_by(|x, y| x.1.accuracy.total_cmp(&y.1.accuracy));

@@ -36,6 +36,11 @@ pub struct Args {
     /// thread hand-offs that dominate small per-prompt matrices.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Consecutive prompts run together in one forward pass, up to this many tokens per pass
+    /// (bigger matrix products: faster for short prompts). The results are bit-identical to
+    /// one pass per prompt; 1 turns packing off.
+    #[arg(long, default_value_t = sinkscope_analysis::profile::DEFAULT_PACK_TOKENS)]
+    pub pack_tokens: usize,
 }
 
 /// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
@@ -277,7 +282,8 @@ pub fn run(a: Args) -> Result<()> {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
         max_t = max_t.max(prepared.ids.len());
     }
-    let (workers, memory) = memory_guard(&files, max_t, workers, a.input.force)?;
+    // A pack holds up to pack_tokens rows (conservatively estimated as one prompt that long).
+    let (workers, memory) = memory_guard(&files, max_t.max(a.pack_tokens), workers, a.input.force)?;
     create_dir(&a.out)?;
     let weights = files.load_weights()?;
     let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
@@ -301,8 +307,14 @@ pub fn run(a: Args) -> Result<()> {
     let mut silent = Silent;
     let progress: &mut dyn Progress = if a.input.quiet { &mut silent } else { &mut bar };
     let mut iter = examples.into_iter();
-    let input =
-        ProfileInput { source, limit: a.input.limit, prompts: &mut iter, total: Some(total), workers };
+    let input = ProfileInput {
+        source,
+        limit: a.input.limit,
+        prompts: &mut iter,
+        total: Some(total),
+        workers,
+        pack_tokens: a.pack_tokens,
+    };
     let s = run_profile(&model, &files, &opts, &header, input, &a.out, progress)?;
     drop(model);
     let m = &s.metrics.0;

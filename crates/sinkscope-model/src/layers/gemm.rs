@@ -242,6 +242,9 @@ mod avx2 {
                 // loops read it, so PREFETCH rows ahead may run into the next K block or
                 // panel (never past the allocation: prefetches do not fault anyway).
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH) * NR) as *const i8);
+                // ... and the next slice (the next K block or panel) into L2, so that the
+                // following register blocks' loads (and the next first block's) find it.
+                _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add((kk + kc) * NR) as *const i8);
                 let b0 = _mm256_load_ps(b.add(kk * NR));
                 let b1 = _mm256_load_ps(b.add(kk * NR + 8));
                 for r in 0..R {
