@@ -1,6 +1,7 @@
 //! The building blocks of the generic decoder, each implemented once.
 
 pub mod attention;
+pub mod fused;
 pub mod gemm;
 pub mod linear;
 pub mod mlp;
