@@ -183,14 +183,21 @@ mod avx2 {
                         let acc = k0 > 0;
                         // The first register block brings the panel slice in from memory:
                         // it prefetches ahead of its loads.
-                        let f = i == i0;
+                        macro_rules! run {
+                            ($r:literal) => {
+                                match i == i0 {
+                                    true => block::<$r, true>(kc, a, k, b, c, n, cols, acc),
+                                    false => block::<$r, false>(kc, a, k, b, c, n, cols, acc),
+                                }
+                            };
+                        }
                         match r {
-                            6 => block::<6>(kc, a, k, b, c, n, cols, acc, f),
-                            5 => block::<5>(kc, a, k, b, c, n, cols, acc, f),
-                            4 => block::<4>(kc, a, k, b, c, n, cols, acc, f),
-                            3 => block::<3>(kc, a, k, b, c, n, cols, acc, f),
-                            2 => block::<2>(kc, a, k, b, c, n, cols, acc, f),
-                            _ => block::<1>(kc, a, k, b, c, n, cols, acc, f),
+                            6 => run!(6),
+                            5 => run!(5),
+                            4 => run!(4),
+                            3 => run!(3),
+                            2 => run!(2),
+                            _ => run!(1),
                         }
                         i += r;
                     }
@@ -200,14 +207,15 @@ mod avx2 {
     }
 
     /// `C[R, cols] (+)= A[R, kc] · B[kc, 16]`: A rows `lda` apart, B a packed panel slice,
-    /// C rows `ldc` apart. When `accumulate`, the chain continues from C's values.
+    /// C rows `ldc` apart. When `accumulate`, the chain continues from C's values. `PF`: prefetch
+    /// ahead (the first register block of a panel slice).
     ///
     /// # Safety
     /// AVX2 and FMA present; every pointer valid for the extents given.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    unsafe fn block<const R: usize>(
+    unsafe fn block<const R: usize, const PF: bool>(
         kc: usize,
         a: *const f32,
         lda: usize,
@@ -216,7 +224,6 @@ mod avx2 {
         ldc: usize,
         cols: usize,
         accumulate: bool,
-        prefetch: bool,
     ) {
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
@@ -236,32 +243,22 @@ mod avx2 {
                 }
             }
         }
-        if prefetch {
-            for kk in 0..kc {
+        for kk in 0..kc {
+            if PF {
                 // One panel row is one cache line; the weight is laid out in the order the
                 // loops read it, so PREFETCH rows ahead may run into the next K block or
-                // panel (never past the allocation: prefetches do not fault anyway).
+                // panel (never past the allocation: prefetches do not fault anyway) ...
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH) * NR) as *const i8);
                 // ... and the next slice (the next K block or panel) into L2, so that the
                 // following register blocks' loads (and the next first block's) find it.
                 _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add((kk + kc) * NR) as *const i8);
-                let b0 = _mm256_load_ps(b.add(kk * NR));
-                let b1 = _mm256_load_ps(b.add(kk * NR + 8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
-                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
-                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
-                }
             }
-        } else {
-            for kk in 0..kc {
-                let b0 = _mm256_load_ps(b.add(kk * NR));
-                let b1 = _mm256_load_ps(b.add(kk * NR + 8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
-                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
-                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
-                }
+            let b0 = _mm256_load_ps(b.add(kk * NR));
+            let b1 = _mm256_load_ps(b.add(kk * NR + 8));
+            for r in 0..R {
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
             }
         }
         for r in 0..R {
