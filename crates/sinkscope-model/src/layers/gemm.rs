@@ -16,6 +16,7 @@
 //! (relative differences of order 1e-7 for these widths).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use std::mem::MaybeUninit;
 
 /// Output columns per panel (two AVX2 registers of f32).
 const NR: usize = 16;
@@ -107,6 +108,25 @@ impl PackedWeight {
     /// # Errors
     /// A message when the slices' lengths do not match the shapes.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], threads: usize) -> Result<(), String> {
+        // SAFETY: MaybeUninit<f32> has f32's layout, and the kernel stores only valid f32s.
+        #[allow(unsafe_code)]
+        let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+        self.matmul_uninit(x, m, out, threads)
+    }
+
+    /// [`matmul`](Self::matmul) into memory that need not be initialised: the kernel writes
+    /// every element before it reads any, so after `Ok` all of `out` is initialised (this
+    /// saves zeroing the output, ~1.5 % of a profile).
+    ///
+    /// # Errors
+    /// A message when the slices' lengths do not match the shapes.
+    pub fn matmul_uninit(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [MaybeUninit<f32>],
+        threads: usize,
+    ) -> Result<(), String> {
         let (n, k) = (self.n, self.k);
         if x.len() != m * k || out.len() != m * n {
             return Err(format!(
@@ -132,16 +152,17 @@ impl PackedWeight {
     }
 
     /// Single-threaded product of `m` rows (lengths checked by the caller).
-    fn rows_block(&self, x: &[f32], m: usize, out: &mut [f32]) {
+    fn rows_block(&self, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `pack` only builds a PackedWeight when AVX2 and FMA are present; the
         // caller checked x.len() == m * K and out.len() == m * N.
         #[allow(unsafe_code)]
         unsafe {
-            avx2::rows_block(self, x, m, out)
+            avx2::rows_block(self, x, m, out.as_mut_ptr() as *mut f32)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
+            // Unreachable: `pack` returns None on other architectures.
             let _ = (x, m, out);
         }
     }
@@ -153,14 +174,16 @@ mod avx2 {
     use super::{PackedWeight, KC, MC, MR, NR, PREFETCH, X_BLOCK_FLOATS};
     use std::arch::x86_64::*;
 
+    /// Writes every element of `out` (in the first K block, without reading it) before
+    /// reading any (to continue the sums in the later K blocks).
+    ///
     /// # Safety
-    /// AVX2 and FMA present; `x.len() == m * w.k`, `out.len() == m * w.n`.
+    /// AVX2 and FMA present; `x.len() == m * w.k`; `op` valid for `m * w.n` writes.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_block(w: &PackedWeight, x: &[f32], m: usize, out: &mut [f32]) {
+    pub(super) unsafe fn rows_block(w: &PackedWeight, x: &[f32], m: usize, op: *mut f32) {
         let (n, k) = (w.n, w.k);
         let panels = n.div_ceil(NR);
         let xp = x.as_ptr();
-        let op = out.as_mut_ptr();
         let bp = w.rows.as_ptr() as *const f32;
         // K in equal blocks of at most KC; rows in blocks whose `rows × K` slice of x stays
         // in L2 while every panel passes over it; a panel's `rows × 16` block of the output
@@ -300,8 +323,19 @@ impl CustomOp1 for PackedMatmul<'_> {
             _ => candle_core::bail!("packed matmul: input is not f32"),
         };
         let m: usize = lead.iter().product();
-        let mut out = vec![0f32; m * w.n];
-        w.matmul(x, m, &mut out, candle_core::utils::get_num_threads()).map_err(candle_core::Error::msg)?;
+        let mut out: Vec<f32> = Vec::with_capacity(m * w.n);
+        w.matmul_uninit(
+            x,
+            m,
+            &mut out.spare_capacity_mut()[..m * w.n],
+            candle_core::utils::get_num_threads(),
+        )
+        .map_err(candle_core::Error::msg)?;
+        // SAFETY: matmul_uninit returned Ok, so it wrote all m * N elements.
+        #[allow(unsafe_code)]
+        unsafe {
+            out.set_len(m * w.n)
+        };
         let mut shape = lead.to_vec();
         shape.push(w.n);
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -358,7 +392,8 @@ mod tests {
             let x = values(m * k, 1 + m as u64);
             let w = values(n * k, 7 + n as u64);
             let packed = PackedWeight::pack(&w, n, k).unwrap();
-            let mut y = vec![0f32; m * n];
+            // NaN-filled: an element the kernel failed to write would stay NaN and fail.
+            let mut y = vec![f32::NAN; m * n];
             packed.matmul(&x, m, &mut y, 1).unwrap();
             let (r, bound) = reference(&x, &w, m, n, k);
             for i in 0..m * n {
