@@ -2,12 +2,13 @@
 //! materialised so that hooks and metrics see exactly what the model uses. Each prompt of a
 //! [`Pack`] attends only to itself.
 
+use super::fused;
 use super::linear::Linear;
 use super::rope::RopeTables;
 use crate::error::Result;
 use crate::hooks::ForwardCtx;
 use crate::pack::Pack;
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use sinkscope_spec::{HookSite, SiteKind};
 
 /// One attention sublayer.
@@ -101,12 +102,17 @@ impl Attention {
         let qg = q.transpose(0, 1)?.contiguous()?.reshape((kvh, group * t, dh))?; // [KVH, g*T, dh]
         let kt = k.transpose(0, 1)?.contiguous()?; // [KVH, T, dh]
         let vt = v.transpose(0, 1)?.contiguous()?; // [KVH, T, dh]
-        let scores = (qg.matmul(&kt.t()?)? * self.scale)?.reshape((h, t, t))?; // [H, T, T]
+        let raw = qg.matmul(&kt.t()?)?.reshape((h, t, t))?; // [H, T, T], unscaled
         let mask = if mask.dim(0)? == t { mask.clone() } else { mask.narrow(0, 0, t)?.narrow(1, 0, t)? };
-        let scores = scores.broadcast_add(&mask)?;
-        let max = scores.max_keepdim(D::Minus1)?;
-        let e = scores.broadcast_sub(&max)?.exp()?;
-        let pattern = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?; // [H, T, T]
+        let pattern = if fused::available() && raw.device().is_cpu() && raw.dtype() == DType::F32 {
+            let op = fused::MaskedSoftmax { scale: self.scale as f32 };
+            raw.contiguous()?.apply_op2_no_bwd(&mask.contiguous()?, &op)?
+        } else {
+            let scores = (raw * self.scale)?.broadcast_add(&mask)?;
+            let max = scores.max_keepdim(D::Minus1)?;
+            let e = scores.broadcast_sub(&max)?.exp()?;
+            e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+        }; // [H, T, T]
         let pattern = ctx.apply(site(SiteKind::AttnPattern), pattern)?;
         let z = pattern.reshape((kvh, group * t, t))?.matmul(&vt)?.reshape((h, t, dh))?; // [H, T, dh]
         let z = ctx.apply(site(SiteKind::AttnZ), z.transpose(0, 1)?.contiguous()?)?; // [T, H, dh]
