@@ -286,38 +286,29 @@ impl Collectors {
             None => None,
         };
         use sinkscope_spec::{HookSite, SiteKind};
-        let missing = |site: HookSite| AnalysisError::MissingSite { id: id.to_string(), site };
-        let layers = self
-            .resid
-            .into_layers()
-            .into_iter()
-            .enumerate()
-            .map(|(l, m)| {
-                m.ok_or_else(|| {
-                    missing(if l == 0 {
-                        HookSite::global(SiteKind::Embed)
-                    } else {
-                        HookSite::block(l - 1, SiteKind::ResidPost)
-                    })
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let attention = self
-            .attn
-            .into_blocks()
-            .into_iter()
-            .enumerate()
-            .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::AttnPattern))))
-            .collect::<Result<Vec<_>>>()?;
-        let mlp = self
-            .mlp
-            .into_blocks()
-            .into_iter()
-            .enumerate()
-            .map(|(b, a)| a.ok_or_else(|| missing(HookSite::block(b, SiteKind::MlpOut))))
-            .collect::<Result<Vec<_>>>()?;
+        let layers = all_present(id, self.resid.into_layers(), |l| match l {
+            0 => HookSite::global(SiteKind::Embed),
+            l => HookSite::block(l - 1, SiteKind::ResidPost),
+        })?;
+        let attention =
+            all_present(id, self.attn.into_blocks(), |b| HookSite::block(b, SiteKind::AttnPattern))?;
+        let mlp = all_present(id, self.mlp.into_blocks(), |b| HookSite::block(b, SiteKind::MlpOut))?;
         Ok(PromptProfile { layers, attention, mlp, nll })
     }
+}
+
+/// The values of a collector that must have seen every one of its sites; the first gap is
+/// named (`site(i)` is the site of entry `i`).
+fn all_present<T>(
+    id: &str,
+    values: Vec<Option<T>>,
+    site: impl Fn(usize) -> sinkscope_spec::HookSite,
+) -> Result<Vec<T>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| AnalysisError::MissingSite { id: id.to_string(), site: site(i) }))
+        .collect()
 }
 
 /// The names of the attention curves added to the residual ones (all `L + 1` entries,
