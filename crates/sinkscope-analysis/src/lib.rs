@@ -30,6 +30,7 @@ pub mod collectors;
 pub mod datasets;
 pub mod error;
 pub mod lens;
+pub mod pack;
 pub mod probe;
 pub mod profile;
 pub mod resume;

@@ -102,26 +102,32 @@ impl crate::runner::PromptLine for ProbeLine {
     }
 }
 
-/// One forward pass: the pooled sentence vector of every layer l = 0..L.
-fn pool_layers(model: &Model, id: &str, ids: &[u32], pool: Pool, n_layers: usize) -> Result<Vec<Vec<f64>>> {
-    let mut collector = PoolCollector { pool, layers: vec![None; n_layers + 1], error: None };
-    {
-        let mut ctx = ForwardCtx::new().with(&mut collector);
-        model
-            .forward(ids, &mut ctx)
-            .map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+impl crate::pack::HookSet for PoolCollector {
+    /// The pooled sentence vector of every layer l = 0..L.
+    type Output = Vec<Vec<f64>>;
+
+    fn ctx(&mut self) -> ForwardCtx<'_> {
+        ForwardCtx::new().with(self)
     }
-    if let Some((site, e)) = collector.error {
-        return Err(AnalysisError::Options(format!("prompt '{id}': pooling at {site}: {e}")));
+
+    fn finish(
+        self,
+        id: &str,
+        _ids: &[u32],
+        forward: std::result::Result<Option<Tensor>, sinkscope_model::ModelError>,
+    ) -> Result<Vec<Vec<f64>>> {
+        forward.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+        if let Some((site, e)) = self.error {
+            return Err(AnalysisError::Options(format!("prompt '{id}': pooling at {site}: {e}")));
+        }
+        self.layers
+            .into_iter()
+            .enumerate()
+            .map(|(l, v)| {
+                v.ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': layer {l} was not reached")))
+            })
+            .collect()
     }
-    collector
-        .layers
-        .into_iter()
-        .enumerate()
-        .map(|(l, v)| {
-            v.ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': layer {l} was not reached")))
-        })
-        .collect()
 }
 
 /// Streams each sentence's features to the feature file (one row of `L + 1` vectors per
@@ -257,8 +263,7 @@ pub fn run_probe(
         manifest: &running,
         lines_path: &lines_path,
         workers: input.workers.max(1),
-        // One prompt per pass: the per-prompt work here is not the forward pass.
-        pack_tokens: 0,
+        pack_tokens: crate::profile::DEFAULT_PACK_TOKENS,
     };
     let mut sink = FeatureSink {
         path: feat_path.clone(),
@@ -285,10 +290,14 @@ pub fn run_probe(
                 first_token: first,
             })
         },
-        &crate::runner::one_by_one(|line: ProbeLine| {
-            let rows = pool_layers(model, &line.id, &line.token_ids, opts.pool, n_layers)?;
-            Ok((line, rows))
-        }),
+        // Sentences run in packs (bit-identical to one pass each).
+        &|lines: Vec<ProbeLine>| {
+            let prompts: Vec<(&str, &[u32])> =
+                lines.iter().map(|l| (l.id.as_str(), l.token_ids.as_slice())).collect();
+            let make = || PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
+            let rows = crate::pack::run_pack(model, &prompts, &make);
+            lines.into_iter().zip(rows).map(|(line, rows)| rows.map(|r| (line, r))).collect()
+        },
         &mut sink,
         progress,
     )?;

@@ -191,8 +191,7 @@ pub struct PromptProfile {
 /// [`AnalysisError::Forward`] (a NaN/Inf names its site), [`AnalysisError::Metrics`],
 /// [`AnalysisError::MissingSite`].
 pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOptions) -> Result<PromptProfile> {
-    let mut out = profile_pack(model, &[(id, ids)], opts);
-    out.pop().unwrap_or_else(|| Err(AnalysisError::Internal("a pack of one gave no result".into())))
+    crate::pack::run_one(model, (id, ids), &|| Collectors::new(model.config.n_layers, opts))
 }
 
 /// [`profile_tokens`] for several prompts in one packed forward pass
@@ -204,25 +203,7 @@ pub fn profile_pack(
     prompts: &[(&str, &[u32])],
     opts: &ProfileOptions,
 ) -> Vec<Result<PromptProfile>> {
-    let n_layers = model.config.n_layers;
-    let mut sets: Vec<Collectors> = prompts.iter().map(|_| Collectors::new(n_layers, opts)).collect();
-    let result = {
-        let mut ctxs: Vec<ForwardCtx> = sets.iter_mut().map(|c| c.ctx(opts)).collect();
-        let ids: Vec<&[u32]> = prompts.iter().map(|&(_, ids)| ids).collect();
-        model.forward_packed(&ids, &mut ctxs)
-    };
-    match result {
-        Ok(logits) => sets
-            .into_iter()
-            .zip(logits)
-            .zip(prompts)
-            .map(|((set, logits), &(id, ids))| set.finish(id, ids, Ok(logits)))
-            .collect(),
-        Err(e) => match prompts {
-            [(id, ids)] => vec![sets.remove(0).finish(id, ids, Err(e))],
-            _ => prompts.iter().map(|&(id, ids)| profile_tokens(model, id, ids, opts)).collect(),
-        },
-    }
+    crate::pack::run_pack(model, prompts, &|| Collectors::new(model.config.n_layers, opts))
 }
 
 /// Default `pack_tokens` of a profile ([`ProfileInput::pack_tokens`]): packs of up to 128
@@ -237,6 +218,10 @@ struct Collectors {
     resid: ResidualCollector,
     attn: AttentionCollector,
     mlp: MlpCollector,
+    /// Run the editor (there are edits).
+    edits: bool,
+    /// Ask for the logits (for the model's NLL).
+    nll: bool,
 }
 
 impl Collectors {
@@ -246,16 +231,22 @@ impl Collectors {
             resid: ResidualCollector::new(n_layers, opts.top_k),
             attn: AttentionCollector::new(n_layers, opts.attention),
             mlp: MlpCollector::new(n_layers),
+            edits: !opts.edits.is_empty(),
+            nll: opts.nll,
         }
     }
+}
 
-    fn ctx(&mut self, opts: &ProfileOptions) -> ForwardCtx<'_> {
+impl crate::pack::HookSet for Collectors {
+    type Output = PromptProfile;
+
+    fn ctx(&mut self) -> ForwardCtx<'_> {
         let mut ctx = ForwardCtx::new();
-        if !opts.edits.is_empty() {
+        if self.edits {
             ctx = ctx.with(&mut self.editor);
         }
         let ctx = ctx.with(&mut self.resid).with(&mut self.attn).with(&mut self.mlp);
-        if opts.nll {
+        if self.nll {
             ctx.with_logits()
         } else {
             ctx
