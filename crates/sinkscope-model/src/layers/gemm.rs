@@ -59,12 +59,16 @@ pub const DISABLE_ENV: &str = "SINKSCOPE_PACKED_MATMUL";
 
 /// Whether this machine runs the packed kernel (x86-64 with AVX2 and FMA, and not disabled by
 /// [`DISABLE_ENV`]` = 0`).
+/// Decided once per process (the fused ops ask on every forward pass).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::env::var(DISABLE_ENV).map_or(true, |v| v != "0")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            std::env::var(DISABLE_ENV).map_or(true, |v| v != "0")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
