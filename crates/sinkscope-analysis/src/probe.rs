@@ -263,7 +263,7 @@ pub fn run_probe(
         manifest: &running,
         lines_path: &lines_path,
         workers: input.workers.max(1),
-        pack_tokens: crate::profile::DEFAULT_PACK_TOKENS,
+        pack_tokens: input.pack_tokens,
     };
     let mut sink = FeatureSink {
         path: feat_path.clone(),

@@ -80,7 +80,7 @@ fn probe(
         prompts: &mut iter,
         total: Some(N),
         workers: 1,
-        pack_tokens: 0,
+        pack_tokens: sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
     };
     run_probe(&model, &files, &opts, &header, input, out, &mut NoProgress)
 }

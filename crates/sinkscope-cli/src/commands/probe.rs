@@ -85,8 +85,11 @@ pub fn run(a: Args) -> Result<()> {
         limit: a.input.limit,
         prompts: &mut iter,
         total: Some(total),
+        // One worker: the probe's fit uses faer's parallelism over all cores, which
+        // RAYON_NUM_THREADS=1 (set for parallel workers) would change, and with it the
+        // rounding of the solver's residuals. The matmuls still use every core.
         workers: 1,
-        pack_tokens: 0,
+        pack_tokens: sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
     };
     let s = run_probe(&o.model, &o.files, &opts, &o.header, input, &a.out, progress.as_mut())?;
     let best = s.layers.iter().enumerate().max_by(|x, y| x.1.accuracy.total_cmp(&y.1.accuracy));
