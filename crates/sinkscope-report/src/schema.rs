@@ -74,18 +74,15 @@ pub struct MetricsFile {
 
 /// Mean, standard deviation, min and max over prompts of one metric at every layer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetricSummary {
     /// Mean over prompts.
-    #[serde(default)]
     pub mean: Curve,
     /// Sample standard deviation over prompts.
-    #[serde(default)]
     pub std: Curve,
     /// Minimum over prompts.
-    #[serde(default)]
     pub min: Curve,
     /// Maximum over prompts.
-    #[serde(default)]
     pub max: Curve,
 }
 
@@ -103,14 +100,13 @@ impl MetricSummary {
 
 /// Per-head statistics of `metrics.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Heads {
     /// `bos_attention[l][h]`, mean over prompts; entry 0 (and any layer without attention)
     /// is `None`.
-    #[serde(default)]
     pub bos_attention: Vec<Option<Vec<Option<f64>>>>,
     /// `head_class_counts[l]`: number of heads of each class (`sink`, `identity`,
     /// `previous-token`, `mixing`, `other`) in layer `l`.
-    #[serde(default)]
     pub head_class_counts: Vec<Option<BTreeMap<String, f64>>>,
 }
 
@@ -130,48 +126,38 @@ pub struct TopActivation {
 
 /// `summary` of `metrics.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunSummary {
     /// The blocks that create the massive activation (metrics.md, "Interventions").
-    #[serde(default)]
     pub massive_layers: Vec<MassiveLayer>,
     /// Mix–Compress–Refine phases; `None` when no compression phase was found.
-    #[serde(default)]
     pub phases: Option<Phases>,
     /// Pearson r of `Δ log bos_norm` and `Δ entropy` over layers.
-    #[serde(default)]
     pub corr_bos_entropy: Option<f64>,
     /// Pearson r of `Δ log bos_norm` and `Δ sink_rate` over layers.
-    #[serde(default)]
     pub corr_bos_sink: Option<f64>,
     /// Number of measured values on the wrong side of a Theorem-1 bound (must be 0).
-    #[serde(default)]
     pub bound_violations: Option<u64>,
     /// Layer and value of the largest mean `bos_ratio`.
-    #[serde(default)]
     pub peak_bos_ratio: Option<LayerValue>,
     /// Layer and value of the smallest mean `entropy_norm`.
-    #[serde(default)]
     pub min_entropy_norm: Option<LayerValue>,
     /// The prompts' token-weighted next-token NLL of the model (the sub-runs of an `ablate`
     /// folder: under that intervention).
-    #[serde(default)]
     pub nll: Option<f64>,
 }
 
 /// One detected massive-activation block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MassiveLayer {
     /// The block (1-based, = the layer whose `X(l)` it writes).
-    #[serde(default)]
     pub block: Option<usize>,
     /// The layer `l` (= `block`).
-    #[serde(default)]
     pub layer: Option<usize>,
     /// MLP output norm at position 0 over the median of the other positions.
-    #[serde(default)]
     pub mlp_ratio: Option<f64>,
     /// `bos_ratio(l) / bos_ratio(l − 1)`.
-    #[serde(default)]
     pub bos_ratio_gain: Option<f64>,
 }
 
@@ -184,18 +170,15 @@ impl MassiveLayer {
 
 /// Mix–Compress–Refine phases.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Phases {
     /// Every layer before the compression (`None` when it starts at layer 0).
-    #[serde(default)]
     pub mix: Option<LayerRange>,
     /// The compression valley.
-    #[serde(default)]
     pub compress: Option<LayerRange>,
     /// Every layer after the compression (`None` when it reaches layer L).
-    #[serde(default)]
     pub refine: Option<LayerRange>,
     /// Midpoint of `entropy_norm` between its min and max over depth.
-    #[serde(default)]
     pub entropy_norm_midpoint: Option<f64>,
 }
 
@@ -306,84 +289,67 @@ pub struct Manifest {
 
 /// `manifest.tool`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ToolInfo {
     /// `sinkscope`.
-    #[serde(default)]
     pub name: Option<String>,
     /// Its version.
-    #[serde(default)]
     pub version: Option<String>,
     /// The command line, one argument per entry.
-    #[serde(default)]
     pub command_line: Vec<String>,
     /// The compute engine.
-    #[serde(default)]
     pub engine: Option<String>,
 }
 
 /// `manifest.model`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ModelInfo {
     /// The model file or folder.
-    #[serde(default)]
     pub path: Option<String>,
     /// `gguf` or `safetensors` (kept as JSON).
-    #[serde(default)]
     pub format: Option<Value>,
     /// Content hash.
-    #[serde(default)]
     pub sha256: Option<String>,
     /// Family id (kept as JSON).
-    #[serde(default)]
     pub family: Option<Value>,
     /// The resolved `ModelConfig` (kept as JSON).
-    #[serde(default)]
     pub config: Option<Value>,
     /// Number of tensors per storage dtype.
-    #[serde(default)]
     pub dtype_mix: BTreeMap<String, Value>,
 }
 
 /// `manifest.tokenizer`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TokenizerInfo {
     /// Where the tokenizer came from.
-    #[serde(default)]
     pub source: Option<String>,
     /// Vocabulary size.
-    #[serde(default)]
     pub vocab_size: Option<usize>,
     /// `auto`, `always` or `never`.
-    #[serde(default)]
     pub bos_policy: Option<String>,
     /// The BOS token's text, if the tokenizer has one.
-    #[serde(default)]
     pub bos_token: Option<String>,
     /// The BOS token's id, if the tokenizer has one.
-    #[serde(default)]
     pub bos_id: Option<u64>,
     /// Whether the model adds a BOS by default.
-    #[serde(default)]
     pub model_adds_bos: Option<bool>,
     /// How ids were made from text.
-    #[serde(default)]
     pub method: Option<String>,
 }
 
 /// The token at position 0 (`manifest.first_token`, and per prompt in `prompts.jsonl`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FirstToken {
     /// Its id.
-    #[serde(default)]
     pub id: Option<u64>,
     /// Its text.
-    #[serde(default)]
     pub token: Option<String>,
     /// Whether it is the tokenizer's BOS token.
-    #[serde(default)]
     pub is_bos: Option<bool>,
     /// Whether every prompt starts with the same token (manifest only).
-    #[serde(default)]
     pub same_for_all_prompts: Option<bool>,
 }
 
@@ -508,36 +474,27 @@ pub struct LensSummary {
 
 /// `summary` of a probe run's `metrics.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProbeSummary {
     /// Accuracy of always predicting the training folds' majority class.
-    #[serde(default)]
     pub baseline_accuracy: Option<f64>,
     /// The layer with the highest CV accuracy.
-    #[serde(default)]
     pub best_layer: Option<usize>,
     /// Its CV accuracy.
-    #[serde(default)]
     pub best_accuracy: Option<f64>,
     /// Sentence pooling (`mean` or `last`).
-    #[serde(default)]
     pub pool: Option<String>,
     /// Number of CV folds.
-    #[serde(default)]
     pub folds: Option<usize>,
     /// Seed of the fold shuffle.
-    #[serde(default)]
     pub seed: Option<u64>,
     /// Inverse L2 regularisation strength.
-    #[serde(default)]
     pub c: Option<f64>,
     /// The solver, in words.
-    #[serde(default)]
     pub solver: Option<String>,
     /// Whether the solver converged in every fold of every layer.
-    #[serde(default)]
     pub all_converged: Option<bool>,
     /// Per-layer details.
-    #[serde(default)]
     pub per_layer: Vec<ProbeLayer>,
 }
 
@@ -637,36 +594,27 @@ impl Valley {
 /// One entry of `ablate.json`'s `evidence`: a block detected as creating the massive
 /// activation (the shape of `summary.massive_layers`, plus what the detector measured).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Evidence {
     /// The block (1-based).
-    #[serde(default)]
     pub block: Option<usize>,
     /// The layer it writes (= `block`).
-    #[serde(default)]
     pub layer: Option<usize>,
     /// MLP output norm at position 0 over the median of the other positions.
-    #[serde(default)]
     pub mlp_ratio: Option<f64>,
     /// `bos_ratio(l) / bos_ratio(l − 1)`.
-    #[serde(default)]
     pub bos_ratio_gain: Option<f64>,
     /// MLP output norm at position 0.
-    #[serde(default)]
     pub mlp_out_bos_norm: Option<f64>,
     /// Median MLP output norm of the other positions.
-    #[serde(default)]
     pub mlp_out_other_median: Option<f64>,
     /// `bos_ratio(l − 1)`.
-    #[serde(default)]
     pub bos_ratio_before: Option<f64>,
     /// `bos_ratio(l)`.
-    #[serde(default)]
     pub bos_ratio_after: Option<f64>,
     /// The hook measured (e.g. `blocks.11.hook_mlp_out`).
-    #[serde(default)]
     pub hook: Option<String>,
     /// Number of prompts on which the block was detected.
-    #[serde(default)]
     pub n_prompts: Option<usize>,
 }
 
@@ -680,21 +628,17 @@ impl Evidence {
 /// The four quantities of an intervention (and its bound violations), as `sinkscope ablate`
 /// nests them under `summary`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InterventionValues {
     /// See [`Intervention::valley_min_entropy_norm`].
-    #[serde(default)]
     pub valley_min_entropy_norm: Option<f64>,
     /// See [`Intervention::max_bos_ratio`].
-    #[serde(default)]
     pub max_bos_ratio: Option<f64>,
     /// See [`Intervention::valley_mean_sink_rate`].
-    #[serde(default)]
     pub valley_mean_sink_rate: Option<f64>,
     /// See [`Intervention::nll`].
-    #[serde(default)]
     pub nll: Option<f64>,
     /// See [`Intervention::bound_violations`].
-    #[serde(default)]
     pub bound_violations: Option<u64>,
 }
 
@@ -702,42 +646,31 @@ pub struct InterventionValues {
 /// or nested under `summary`; [`AblateFile::load`] copies nested ones to the flat fields
 /// (a flat value wins).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Intervention {
     /// The scale λ (dose–response entries; one-by-one entries ablate at λ = 0).
-    #[serde(default)]
     pub scale: Option<f64>,
     /// The single block ablated (one-by-one entries).
-    #[serde(default)]
     pub block: Option<usize>,
     /// The residual dimensions replaced by their mean (mean-ablation).
-    #[serde(default)]
     pub dims: Vec<usize>,
     /// The sub-run folder, relative to the `ablate` folder (`baseline`, `scale_0`, ...).
-    #[serde(default)]
     pub run: Option<String>,
     /// Minimum mean `entropy_norm` over the baseline's valley.
-    #[serde(default)]
     pub valley_min_entropy_norm: Option<f64>,
     /// Maximum mean `bos_ratio` over all layers.
-    #[serde(default)]
     pub max_bos_ratio: Option<f64>,
     /// Mean of the mean `sink_rate` over the baseline's valley.
-    #[serde(default)]
     pub valley_mean_sink_rate: Option<f64>,
     /// The prompts' token-weighted next-token NLL under the intervention.
-    #[serde(default)]
     pub nll: Option<f64>,
     /// Theorem-1 bound violations in the sub-run (must be 0).
-    #[serde(default)]
     pub bound_violations: Option<u64>,
     /// The quantities nested (as `sinkscope ablate` writes them).
-    #[serde(default)]
     pub summary: Option<InterventionValues>,
     /// The block whose output the mean-ablation edits.
-    #[serde(default)]
     pub site: Option<String>,
     /// How the mean-ablated dimensions were chosen, in words.
-    #[serde(default)]
     pub rule: Option<String>,
 }
 
