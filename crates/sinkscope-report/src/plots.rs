@@ -734,18 +734,9 @@ impl Figure for Fig1<'_> {
             x_range: layer_range(run),
             x_integer: true,
             y_scale: y,
-            series: vec![Series {
-                label: "mean ± std over prompts".into(),
-                color,
-                points: metric_points(run, name, 1.0),
-                dashed: false,
-                band: true,
-                band_alpha: 0.25,
-                range: fraction_range(y),
-                markers: false,
-                line: true,
-                clip: Vec::new(),
-            }],
+            series: vec![Series::line("mean ± std over prompts", color, metric_points(run, name, 1.0))
+                .with_band(0.25)
+                .clipped(fraction_range(y))],
             shades: shades.clone(),
             legend: None,
             vlines: Vec::new(),
@@ -784,30 +775,11 @@ impl Figure for Fig3<'_> {
             x_integer: true,
             y_scale: y,
             series: vec![
-                Series {
-                    label: format!("{name} (measured)"),
-                    color: PALETTE[0],
-                    points: metric_points(run, name, 1.0),
-                    dashed: false,
-                    band: true,
-                    band_alpha: 0.2,
-                    range: fraction_range(y),
-                    markers: false,
-                    line: true,
-                    clip: Vec::new(),
-                },
-                Series {
-                    label: format!("{bound} (Theorem 1)"),
-                    color: PALETTE[3],
-                    points: metric_points(run, bound, 1.0),
-                    dashed: true,
-                    band: false,
-                    band_alpha: 0.0,
-                    range: None,
-                    markers: false,
-                    line: true,
-                    clip: Vec::new(),
-                },
+                Series::line(format!("{name} (measured)"), PALETTE[0], metric_points(run, name, 1.0))
+                    .with_band(0.2)
+                    .clipped(fraction_range(y)),
+                Series::line(format!("{bound} (Theorem 1)"), PALETTE[3], metric_points(run, bound, 1.0))
+                    .dashed(),
             ],
             shades: shades.clone(),
             legend: Some(pos),
@@ -1124,17 +1096,14 @@ impl Figure for CompareFig1<'_> {
                 .iter()
                 .zip(labels)
                 .enumerate()
-                .map(|(i, (r, label))| Series {
-                    label: label.clone(),
-                    color: palette(i),
-                    points: metric_points(r, name, 1.0 / r.n_layers().max(1) as f64),
-                    dashed: false,
-                    band: true,
-                    band_alpha: 0.12,
-                    range: fraction_range(y),
-                    markers: false,
-                    line: true,
-                    clip: Vec::new(),
+                .map(|(i, (r, label))| {
+                    Series::line(
+                        label.clone(),
+                        palette(i),
+                        metric_points(r, name, 1.0 / r.n_layers().max(1) as f64),
+                    )
+                    .with_band(0.12)
+                    .clipped(fraction_range(y))
                 })
                 .collect(),
             shades: shades.clone(),
