@@ -38,9 +38,9 @@ pub struct Summary {
 ///
 /// ```
 /// use sinkscope_metrics::aggregate::summarize;
-/// let s = summarize([Some(1.0), None, Some(3.0)])?.unwrap();
-/// assert_eq!((s.n, s.mean, s.min, s.max), (2, 2.0, 1.0, 3.0));
-/// assert!((s.std - 2.0_f64.sqrt()).abs() < 1e-15);
+/// let s = summarize([Some(1.0), None, Some(3.0)])?;
+/// assert_eq!(s.map(|s| (s.n, s.mean, s.min, s.max)), Some((2, 2.0, 1.0, 3.0)));
+/// assert!(s.is_some_and(|s| (s.std - 2.0_f64.sqrt()).abs() < 1e-15));
 /// # Ok::<(), sinkscope_metrics::MetricsError>(())
 /// ```
 pub fn summarize(values: impl IntoIterator<Item = Option<f64>>) -> Result<Option<Summary>, MetricsError> {

@@ -97,7 +97,7 @@ pub struct NormStats {
 /// let s = norm_stats(&Matrix::new(&data, 2, 2)?, 2);
 /// assert_eq!(s.bos_norm, 5.0);
 /// assert_eq!(s.bos_ratio, Some(5.0));
-/// assert!((s.alpha.unwrap() - 0.36).abs() < 1e-12);
+/// assert!(s.alpha.is_some_and(|a| (a - 0.36).abs() < 1e-12));
 /// assert_eq!(s.top_activations[0].value, 4.0);
 /// # Ok::<(), sinkscope_metrics::MetricsError>(())
 /// ```

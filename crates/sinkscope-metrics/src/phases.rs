@@ -82,11 +82,11 @@ pub struct Phases {
 /// use sinkscope_metrics::phases::phases;
 /// let sink = [None, Some(0.1), Some(0.9), Some(0.95), Some(0.2)];
 /// let ent = [Some(0.9), Some(0.8), Some(0.1), Some(0.05), Some(0.6)];
-/// let p = phases(&sink, &ent)?.unwrap();
+/// let Some(p) = phases(&sink, &ent)? else { return Err("no compression phase".into()) };
 /// assert_eq!((p.compress.first, p.compress.last), (2, 3));
 /// assert_eq!(p.mix.map(|r| (r.first, r.last)), Some((0, 1)));
 /// assert_eq!(p.refine.map(|r| (r.first, r.last)), Some((4, 4)));
-/// # Ok::<(), sinkscope_metrics::MetricsError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn phases(
     sink_rate: &[Option<f64>],

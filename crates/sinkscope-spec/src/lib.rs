@@ -3,11 +3,12 @@
 //!
 //! ```
 //! use sinkscope_spec::{HookSite, SiteKind, Edit, EditOp};
-//! let s: HookSite = "blocks.11.hook_mlp_out".parse().unwrap();
+//! let s: HookSite = "blocks.11.hook_mlp_out".parse()?;
 //! assert_eq!(s, HookSite::block(11, SiteKind::MlpOut));
-//! let e: Edit = "blocks.11.hook_mlp_out:pos=0:scale=0.5".parse().unwrap();
+//! let e: Edit = "blocks.11.hook_mlp_out:pos=0:scale=0.5".parse()?;
 //! assert_eq!(e.op, EditOp::Scale { factor: 0.5 });
-//! assert!("blocks.1.hook_mlp_ou".parse::<HookSite>().unwrap_err().to_string().contains("hook_mlp_out"));
+//! assert!("blocks.1.hook_mlp_ou".parse::<HookSite>().is_err_and(|e| e.to_string().contains("hook_mlp_out")));
+//! # Ok::<(), sinkscope_spec::HookError>(())
 //! ```
 
 pub mod config;
