@@ -44,7 +44,11 @@ fn check(ty: GgmlType) -> usize {
     let mut mismatches = Vec::new();
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         if g.to_bits() != w.to_bits() {
-            mismatches.push(format!("[{i}] (block {}, elem {}): got {g:e}, want {w:e}", i / block, i % block));
+            mismatches.push(format!(
+                "[{i}] (block {}, elem {}): got {g:e}, want {w:e}",
+                i / block,
+                i % block
+            ));
         }
     }
     assert!(

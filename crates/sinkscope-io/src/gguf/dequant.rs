@@ -448,7 +448,8 @@ fn block_iq4_xs(b: &[u8; 136], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     let scales_h = u16::from_le_bytes([b[2], b[3]]);
     for ib in 0..QK_K / 32 {
-        let ls = i32::from((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (i32::from((scales_h >> (2 * ib)) & 3) << 4);
+        let ls =
+            i32::from((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (i32::from((scales_h >> (2 * ib)) & 3) << 4);
         let dl = d * fl(ls - 32);
         let qs = 8 + 16 * ib;
         for j in 0..16 {
