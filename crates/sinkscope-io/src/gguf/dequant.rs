@@ -6,11 +6,17 @@
 //! bitwise equal to ggml's scalar reference code compiled without floating-point contraction (no FMA fusion).
 //! f16 scales are widened exactly (the `half` crate), bf16 by shifting the bits, as `GGML_BF16_TO_FP32` does.
 //!
+//! Types: F32, F16, BF16; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; Q2_K..Q6_K; the i-quants IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS,
+//! IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (grids and sign tables in `iq_tables.rs`, generated from gguf-py); MXFP4;
+//! the ternary TQ1_0 and TQ2_0. The i-quant, MXFP4 and ternary paths are checked bit for bit against gguf-py
+//! 0.19.0's `gguf.quants.dequantize` on committed vectors (tests/dequant_vectors.rs, tests/data/dequant/).
+//!
 //! Data is treated as one long run of blocks: ggml rows always hold whole blocks, so dequantising a tensor
 //! block by block gives the row-major (ggml `ne[0]` fastest) element order directly.
 //!
 //! All block functions take fixed-size arrays and index them only with loop counters whose bounds are
-//! constants below the array lengths, so no input can make them index out of range.
+//! constants below the array lengths, and look tables up only with indices masked below the table lengths, so
+//! no input can make them index out of range.
 
 use half::f16;
 
@@ -647,25 +653,17 @@ fn tq1_digit(q: u8, pow3: u8) -> i32 {
 fn block_tq1_0(b: &[u8; 54], y: &mut [f32; QK_K]) {
     const POW3: [u8; 5] = [1, 3, 9, 27, 81];
     let d = f16_le(b[52], b[53]);
-    let mut yi = 0usize;
-    // qs[0..32]: 5 × 32 values; qs[32..48]: 5 × 16 values; qh[0..4]: 4 × 4 values.
-    for n in 0..5 {
-        for m in 0..32 {
-            y[yi] = fl(tq1_digit(b[m], POW3[n])) * d;
-            yi += 1;
-        }
-    }
-    for n in 0..5 {
-        for m in 0..16 {
-            y[yi] = fl(tq1_digit(b[32 + m], POW3[n])) * d;
-            yi += 1;
-        }
-    }
-    for n in 0..4 {
-        for m in 0..4 {
-            y[yi] = fl(tq1_digit(b[48 + m], POW3[n])) * d;
-            yi += 1;
-        }
+    // qs[0..32]: 5 × 32 values; qs[32..48]: 5 × 16 values; qh = bytes 48..52: 4 × 4 values.
+    let (qs0, rest) = b.split_at(32);
+    let (qs1, rest) = rest.split_at(16);
+    let qh = &rest[..4];
+    let digits = POW3
+        .iter()
+        .flat_map(|&p| qs0.iter().map(move |&q| (q, p)))
+        .chain(POW3.iter().flat_map(|&p| qs1.iter().map(move |&q| (q, p))))
+        .chain(POW3[..4].iter().flat_map(|&p| qh.iter().map(move |&q| (q, p))));
+    for (yi, (q, p)) in y.iter_mut().zip(digits) {
+        *yi = fl(tq1_digit(q, p)) * d;
     }
 }
 
