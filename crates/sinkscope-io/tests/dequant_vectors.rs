@@ -1,4 +1,5 @@
-//! The i-quant, MXFP4 and ternary dequantisers against gguf-py's reference implementation, bit for bit.
+//! Every dequantiser (i-quants, MXFP4, ternary, and the F16/BF16/legacy/k-quant ones) against gguf-py's
+//! reference implementation, bit for bit.
 //!
 //! tests/data/dequant/<type>.bin are raw ggml blocks and <type>.f32 what `gguf.quants.dequantize` (gguf-py 0.19.0)
 //! makes of them; both were generated once by tests/data/dequant/generate.py (see PROVENANCE.md there), so no
@@ -129,7 +130,60 @@ fn tq2_0_matches_gguf_py() {
     check(GgmlType::TQ2_0);
 }
 
-/// The vectors exist for exactly the types listed above and respect the size budget (PROVENANCE.md).
+#[test]
+fn f16_matches_gguf_py() {
+    check(GgmlType::F16);
+}
+
+#[test]
+fn bf16_matches_gguf_py() {
+    check(GgmlType::BF16);
+}
+
+#[test]
+fn legacy_quants_match_gguf_py() {
+    for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+        check(t);
+    }
+}
+
+#[test]
+fn k_quants_match_gguf_py() {
+    for t in [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        check(t);
+    }
+}
+
+/// Every type with vectors (every type the dequantiser supports except F32).
+const VECTOR_TYPES: [GgmlType; 24] = [
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
+    GgmlType::MXFP4,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// The vectors exist for exactly the types above, which are all the dequantisable types but F32, and respect
+/// the size budget (PROVENANCE.md).
 #[test]
 fn vector_files_are_complete_and_small() {
     let mut total = 0;
@@ -143,24 +197,14 @@ fn vector_files_are_complete_and_small() {
     }
     stems.sort();
     stems.dedup();
-    let mut want: Vec<String> = [
-        GgmlType::IQ4_NL,
-        GgmlType::IQ4_XS,
-        GgmlType::IQ2_XXS,
-        GgmlType::IQ2_XS,
-        GgmlType::IQ2_S,
-        GgmlType::IQ3_XXS,
-        GgmlType::IQ3_S,
-        GgmlType::IQ1_S,
-        GgmlType::IQ1_M,
-        GgmlType::MXFP4,
-        GgmlType::TQ1_0,
-        GgmlType::TQ2_0,
-    ]
-    .iter()
-    .map(|t| t.name().to_lowercase())
-    .collect();
+    let mut want: Vec<String> = VECTOR_TYPES.iter().map(|t| t.name().to_lowercase()).collect();
     want.sort();
     assert_eq!(stems, want);
+    let mut with_vectors: Vec<GgmlType> = VECTOR_TYPES.to_vec();
+    with_vectors.push(GgmlType::F32);
+    with_vectors.sort();
+    let mut supported: Vec<GgmlType> = GgmlType::ALL.into_iter().filter(|t| t.can_dequantize()).collect();
+    supported.sort();
+    assert_eq!(with_vectors, supported);
     assert!(total < 1 << 20, "{total} bytes of vectors");
 }

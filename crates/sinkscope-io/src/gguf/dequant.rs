@@ -8,8 +8,8 @@
 //!
 //! Types: F32, F16, BF16; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; Q2_K..Q6_K; the i-quants IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS,
 //! IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (grids and sign tables in `iq_tables.rs`, generated from gguf-py); MXFP4;
-//! the ternary TQ1_0 and TQ2_0. The i-quant, MXFP4 and ternary paths are checked bit for bit against gguf-py
-//! 0.19.0's `gguf.quants.dequantize` on committed vectors (tests/dequant_vectors.rs, tests/data/dequant/).
+//! the ternary TQ1_0 and TQ2_0. Every type but F32 is checked bit for bit against gguf-py 0.19.0's
+//! `gguf.quants.dequantize` on committed vectors (tests/dequant_vectors.rs, tests/data/dequant/).
 //!
 //! Data is treated as one long run of blocks: ggml rows always hold whole blocks, so dequantising a tensor
 //! block by block gives the row-major (ggml `ne[0]` fastest) element order directly.

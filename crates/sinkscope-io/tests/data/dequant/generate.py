@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate the i-quant / MXFP4 / ternary dequantisation test vectors and lookup tables. Run ONCE, commit the output.
+"""Generate the dequantisation test vectors (i-quants, MXFP4, ternary; also F16, BF16, the legacy quants and the
+k-quants) and the i-quant lookup tables. Run ONCE, commit the output.
 
 Needs gguf-py 0.19.0 (PyPI `gguf==0.19.0`, which pulls numpy). Python is never needed to build or test sinkscope:
 the Rust test `crates/sinkscope-io/tests/dequant_vectors.rs` reads the committed files.
@@ -182,6 +183,37 @@ def gen_tq2_0(n):
     return np.concatenate([rand_bytes(n, 64), u16_bytes(scales_f16(n))], axis=1)
 
 
+def with_scales(type_size, offsets):
+    """Random blocks of `type_size` bytes with sane f16 scales at the byte offsets `offsets` (the existing
+    legacy and k-quant types, checked against gguf-py as well)."""
+
+    def gen(n):
+        raw = rand_bytes(n, type_size)
+        for o in offsets:
+            raw[:, o:o + 2] = u16_bytes(scales_f16(n))
+        return raw
+
+    return gen
+
+
+def gen_f16(n):
+    # Any non-NaN f16 bit pattern (subnormals, infinities, -0 included).
+    bits = np.concatenate([np.array([0x0000, 0x8000, 0x0001, 0x03ff, 0x7bff, 0x7c00, 0xfc00]),
+                           rng.integers(0, 1 << 16, size=n - 7)]).astype(np.uint16)
+    nan = ((bits & 0x7C00) == 0x7C00) & ((bits & 0x03FF) != 0)
+    bits[nan] &= 0xFC00
+    return u16_bytes(bits.reshape(n, 1))
+
+
+def gen_bf16(n):
+    # Any non-NaN bf16 bit pattern.
+    bits = np.concatenate([np.array([0x0000, 0x8000, 0x0001, 0x007f, 0x7f7f, 0x7f80, 0xff80]),
+                           rng.integers(0, 1 << 16, size=n - 7)]).astype(np.uint16)
+    nan = ((bits & 0x7F80) == 0x7F80) & ((bits & 0x007F) != 0)
+    bits[nan] &= 0xFF80
+    return u16_bytes(bits.reshape(n, 1))
+
+
 # (type, builder, blocks): enough blocks that every grid index is used at least once.
 CASES = [
     (T.IQ4_NL, gen_iq4_nl, 32),
@@ -196,6 +228,20 @@ CASES = [
     (T.MXFP4, gen_mxfp4, 256),
     (T.TQ1_0, gen_tq1_0, 16),
     (T.TQ2_0, gen_tq2_0, 16),
+    # The types sinkscope already read, against the same reference (appended so the vectors above keep their
+    # random streams).
+    (T.F16, gen_f16, 2048),
+    (T.BF16, gen_bf16, 2048),
+    (T.Q4_0, with_scales(18, [0]), 64),
+    (T.Q4_1, with_scales(20, [0, 2]), 64),
+    (T.Q5_0, with_scales(22, [0]), 64),
+    (T.Q5_1, with_scales(24, [0, 2]), 64),
+    (T.Q8_0, with_scales(34, [0]), 64),
+    (T.Q2_K, with_scales(84, [80, 82]), 8),
+    (T.Q3_K, with_scales(110, [108]), 8),
+    (T.Q4_K, with_scales(144, [0, 2]), 8),
+    (T.Q5_K, with_scales(176, [0, 2]), 8),
+    (T.Q6_K, with_scales(210, [208]), 8),
 ]
 
 
@@ -312,7 +358,8 @@ def main():
             "/tmp/gguf-venv/bin/python crates/sinkscope-io/tests/data/dequant/generate.py\n"
             "```\n\n"
             "`<type>.bin` holds whole ggml blocks (seeded random; f16 scales finite, 2^-14..1 plus +0, -0 and a\n"
-            "subnormal; every grid index, sign index/byte and scale nibble of the type used); `<type>.f32` is\n"
+            "subnormal; every grid index, sign index/byte and scale nibble of the i-quants used; every MXFP4\n"
+            "exponent; F16/BF16 any non-NaN bit pattern); `<type>.f32` is\n"
             "`gguf.quants.dequantize(bin, GGMLQuantizationType.<TYPE>)` as little-endian f32. The Rust test\n"
             "`crates/sinkscope-io/tests/dequant_vectors.rs` compares sinkscope's dequantiser with it bit for bit.\n"
             "The same run writes `crates/sinkscope-io/src/gguf/iq_tables.rs` (the grids, decoded from gguf-py).\n"
