@@ -18,8 +18,10 @@ use sinkscope_model::{ActivationCache, EditHook, ForwardCtx};
 use sinkscope_spec::{Edit, HookSite, ModelConfig, SiteKind};
 use std::collections::BTreeMap;
 
-const FAMILIES: [&str; 11] =
-    ["llama", "qwen2", "gpt_neox", "gpt2", "qwen3", "phi3", "gemma2", "gemma3", "olmo2", "bloom", "gpt_oss"];
+const FAMILIES: [&str; 13] = [
+    "llama", "qwen2", "gpt_neox", "gpt2", "qwen3", "phi3", "gemma2", "gemma3", "olmo2", "bloom", "gpt_oss",
+    "gemma", "mistral",
+];
 
 /// Our site for a fixture key's hook name (see the module docs).
 fn site_of(hook: &str, cfg: &ModelConfig) -> Option<HookSite> {

@@ -138,10 +138,20 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
     refuse_unless(c, "attention_bias", c.attention_bias, false)?;
     let d_head = c.head_dim.unwrap_or(d_model / n_heads);
     let n_layers = c.req("num_hidden_layers", c.num_hidden_layers)?;
-    // Gemma's own field; `hidden_act: gelu` of old Gemma 1 configs is ignored by transformers
-    // in favour of the tanh approximation.
-    let act =
-        hf_activation(c, "hidden_activation", c.hidden_activation.as_deref().unwrap_or("gelu_pytorch_tanh"))?;
+    // transformers: Gemma 1 reads `hidden_act` and maps the legacy "gelu" of the official
+    // releases to the tanh approximation (GemmaConfig.__post_init__); Gemma 2/3 read
+    // `hidden_activation`.
+    let act = match family {
+        Family::Gemma => match c.hidden_act.as_deref().unwrap_or("gelu_pytorch_tanh") {
+            "gelu" => Activation::GeluTanh,
+            other => hf_activation(c, "hidden_act", other)?,
+        },
+        _ => hf_activation(
+            c,
+            "hidden_activation",
+            c.hidden_activation.as_deref().unwrap_or("gelu_pytorch_tanh"),
+        )?,
+    };
     let dims = Dims {
         d_model,
         n_layers,
