@@ -123,6 +123,12 @@ impl SiteKind {
         self.entry().map_or("?", |e| e.name)
     }
 
+    /// Whether the site only shows a value computed elsewhere (a replacement there would
+    /// change nothing downstream): the sink mass and the router's choices. Edits refuse it.
+    pub fn is_read_only(self) -> bool {
+        matches!(self, SiteKind::AttnSinkProb | SiteKind::RouterIndices)
+    }
+
     /// Whether the tensor at this site is per head (`[T, H, d_head]` or `[H, T, T]`).
     pub fn is_per_head(self) -> bool {
         matches!(
@@ -524,6 +530,15 @@ impl std::str::FromStr for Edit {
         let bad = |reason: &str| HookError::BadEdit { spec: spec.to_string(), reason: reason.to_string() };
         let mut parts = spec.split(':');
         let site: HookSite = parts.next().unwrap_or_default().trim().parse()?;
+        if site.kind.is_read_only() {
+            return Err(bad(&format!(
+                "{site} only shows a value computed elsewhere; edit {} instead",
+                match site.kind {
+                    SiteKind::AttnSinkProb => "attn.hook_attn_scores or attn.hook_pattern",
+                    _ => "mlp.hook_router_logits",
+                }
+            )));
+        }
         let mut edit = Edit {
             site,
             positions: Selection::All,
@@ -619,5 +634,88 @@ pub fn order_key(s: HookSite) -> (usize, usize, usize) {
         SiteKind::TokEmbed | SiteKind::Embed | SiteKind::PosEmbed => (0, 0, idx),
         SiteKind::LnFinal | SiteKind::Logits => (2, 0, idx),
         _ => (1, s.block, idx),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+
+    fn tiny(
+        positional: Positional,
+        qk_norm: QkNorm,
+        sinks: bool,
+        placement: NormPlacement,
+        mlp: MlpKind,
+    ) -> ModelConfig {
+        ModelConfig {
+            family: Family::Llama,
+            d_model: 8,
+            n_layers: 2,
+            n_heads: 2,
+            n_kv_heads: 1,
+            d_head: 4,
+            d_mlp: 16,
+            d_vocab: 10,
+            context_length: 32,
+            norm: NormKind::RmsNorm { eps: 1e-6, weight_offset: 0.0 },
+            norm_placement: placement,
+            block_layout: BlockLayout::Sequential,
+            positional,
+            mlp,
+            attn: AttnSpec { qkv_bias: false, o_bias: false, scale: 0.5, qk_norm, softcap: None, sinks },
+            layers: vec![LayerSpec::default(); 2],
+            embed_scale: None,
+            embed_norm: false,
+            final_logit_softcap: None,
+            tied_unembed: true,
+        }
+    }
+
+    /// Sites exist exactly where the architecture has them: rotated q/k with RoPE, QK-norm
+    /// outputs with QK-norm, the sink mass with sinks, post-norms with a post placement, the
+    /// router with a mixture of experts.
+    #[test]
+    fn new_sites_exist_only_where_the_architecture_has_them() {
+        let rope = Positional::Rotary(RopeSpec { theta: 1e4, rotary_dim: 4, scaling: RopeScaling::None });
+        let gated = MlpKind::Gated { act: Activation::Silu, bias: false };
+        let plain = tiny(Positional::Alibi, QkNorm::None, false, NormPlacement::Pre, gated);
+        let rich = tiny(
+            rope,
+            QkNorm::PerHead,
+            true,
+            NormPlacement::Sandwich,
+            MlpKind::Moe { n_experts: 4, top_k: 2, alpha: 1.702, limit: 7.0 },
+        );
+        for name in [
+            "blocks.1.attn.hook_rot_q",
+            "blocks.1.attn.q_norm.hook_normalized",
+            "blocks.1.attn.hook_sink_prob",
+            "blocks.1.ln1_post.hook_normalized",
+            "blocks.1.mlp.hook_router_logits",
+        ] {
+            let site: HookSite = name.parse().unwrap();
+            assert!(site.check(&rich).is_ok(), "{name} in the rich model");
+            assert!(site.check(&plain).is_err(), "{name} not in the plain model");
+        }
+        for name in ["blocks.0.attn.hook_q", "blocks.0.attn.hook_attn_scores", "blocks.0.ln1.hook_normalized"]
+        {
+            let site: HookSite = name.parse().unwrap();
+            assert!(site.check(&plain).is_ok() && site.check(&rich).is_ok(), "{name} everywhere");
+        }
+        assert!(HookSite::all_for(&rich).len() > HookSite::all_for(&plain).len());
+    }
+
+    /// Edits at sites that only show a value computed elsewhere are refused with a pointer to
+    /// the site to edit instead.
+    #[test]
+    fn read_only_sites_refuse_edits() {
+        let e = "blocks.0.attn.hook_sink_prob:pos=0:zero".parse::<Edit>().unwrap_err().to_string();
+        assert!(e.contains("hook_attn_scores"), "{e}");
+        let e = "blocks.0.mlp.hook_router_indices:zero".parse::<Edit>().unwrap_err().to_string();
+        assert!(e.contains("hook_router_logits"), "{e}");
+        assert!("blocks.0.attn.hook_attn_scores:head=1:add=-5".parse::<Edit>().is_ok());
     }
 }
