@@ -572,6 +572,41 @@ fn arrow(a: Option<f64>, b: Option<f64>) -> String {
     format!("{} → {}", opt(a), opt(b))
 }
 
+/// The peak of a run's mean `bos_ratio` over the layers: `(layer, value)`.
+fn peak_ratio(run: &Run) -> Option<(usize, f64)> {
+    (0..=run.n_layers())
+        .filter_map(|l| run.metrics.mean_at("bos_ratio", l).map(|v| (l, v)))
+        .reduce(|best, x| if x.1 > best.1 { x } else { best })
+}
+
+/// A multi-stage model, in words: zeroing `blocks` left the valley (its minimum entropy rose
+/// less than 10×) while later blocks rebuilt the first-token ratio to at least half the
+/// baseline's peak, after the last ablated block. `None` otherwise.
+fn rebuilt_stage(a: &Ablation, row: &Row, blocks: &[usize]) -> Option<String> {
+    let run = row.run.as_ref()?;
+    let last = blocks.iter().copied().max()?;
+    let (l0, r0) = peak_ratio(&a.baseline)?;
+    let (l1, r1) = peak_ratio(run)?;
+    let rise = ratio(a.baseline_row().and_then(Row::valley_min), row.valley_min())?;
+    if rise >= 10.0 || r1 < 0.5 * r0 || l1 <= last {
+        return None;
+    }
+    let names: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+    Some(format!(
+        "<strong>A multi-stage model</strong>: with block{} {} zeroed at position 0 the valley stays (its minimum \
+         entropy rises only {}×) because later blocks rebuild the first-token ratio: it peaks at {} at layer {l1} \
+         ({} of depth), against {} at layer {l0} on the baseline. The massive activation is written in more than one \
+         stage; ablate the later stage too (<code>--layers {},{l1}</code>, or <code>--one-by-one</code> to see each).",
+        if blocks.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        num(rise),
+        num(r1),
+        pct(a.baseline.depth(l1)),
+        num(r0),
+        names.join(","),
+    ))
+}
+
 fn sentences(a: &Ablation) -> Vec<String> {
     let mut out = Vec::new();
     let scales: Vec<String> = a
@@ -677,6 +712,22 @@ fn sentences(a: &Ablation) -> Vec<String> {
         None => {}
     }
     out.push(t);
+    let ablated_blocks = if a.ablated_row().entry.block.is_some() {
+        a.ablated_row().entry.block.into_iter().collect()
+    } else {
+        a.file.blocks.clone()
+    };
+    let zeroed = a.ablated_row().entry.scale == Some(0.0) || a.ablated_row().which == Which::OneByOne;
+    if let Some(s) = zeroed.then(|| rebuilt_stage(a, a.ablated_row(), &ablated_blocks)).flatten() {
+        out.push(s);
+    }
+    for r in a.rows.iter().filter(|r| {
+        r.which == Which::OneByOne && r.entry.block.map(|b| vec![b]) != Some(ablated_blocks.clone())
+    }) {
+        if let Some(s) = rebuilt_stage(a, r, &r.entry.block.into_iter().collect::<Vec<_>>()) {
+            out.push(s);
+        }
+    }
     // The largest λ that already removes the valley.
     if let Some(bv) = bv.filter(|b| *b > 0.0) {
         let gone: Vec<f64> = a

@@ -39,11 +39,11 @@ pub fn alibi_slopes(n_heads: usize) -> Vec<f32> {
     let closest = 1usize << (usize::BITS - 1 - n_heads.leading_zeros());
     let base = |n: usize| 2f64.powf(-(2f64.powf(-((n as f64).log2() - 3.0))));
     let b = base(closest) as f32;
-    let mut slopes: Vec<f32> = (1..=closest).map(|p| b.powi(p as i32)).collect();
+    let mut slopes: Vec<f32> = (1..=closest).map(|p| b.powf(p as f32)).collect();
     if closest != n_heads {
         let extra = base(2 * closest) as f32;
         let remaining = closest.min(n_heads - closest);
-        slopes.extend((0..remaining).map(|i| extra.powi((2 * i + 1) as i32)));
+        slopes.extend((0..remaining).map(|i| extra.powf((2 * i + 1) as f32)));
     }
     slopes
 }
@@ -304,7 +304,8 @@ mod tests {
         }
     }
 
-    /// transformers' slopes: 8 heads 2^-1..2^-8; 12 heads add the odd powers of 2^-0.5.
+    /// transformers' slopes: 8 heads 2^-1..2^-8; 12 heads add the odd powers of 2^-0.5
+    /// (torch raises the f32-rounded base, so within a few ulp of the exact power).
     #[test]
     fn alibi_slopes_follow_transformers() {
         let s8 = alibi_slopes(8);
@@ -315,7 +316,7 @@ mod tests {
         assert_eq!(s12[..8], s8[..]);
         for (k, s) in s12[8..].iter().enumerate() {
             let want = 2f64.powf(-0.5 * (2 * k + 1) as f64) as f32;
-            assert!((s - want).abs() <= f32::EPSILON * want, "{s} vs {want}");
+            assert!((s - want).abs() <= 4.0 * f32::EPSILON * want, "{s} vs {want}");
         }
     }
 
