@@ -6,7 +6,7 @@ use crate::families::{self, FamilyDecl};
 use crate::gguf::GgufFile;
 use crate::gguf_meta::GgufMeta;
 use crate::hf_config::HfConfig;
-use crate::source::{GgufSource, SafetensorsSource, TensorSource};
+use crate::source::{GgufSource, RenamedSource, SafetensorsSource, TensorSource};
 use crate::tokenizer::{GgufVocab, Tokenizer};
 use crate::weights::{load_weights, WeightSet};
 use sinkscope_spec::ModelConfig;
@@ -51,9 +51,24 @@ impl ModelFiles {
     }
 
     fn open_hf(dir: &Path) -> Result<Self, IoError> {
-        let raw = HfConfig::read(dir)?;
-        let model_type =
-            raw.model_type.clone().ok_or_else(|| raw.err("model_type", "missing required field"))?;
+        let outer = HfConfig::read(dir)?;
+        let outer_type =
+            outer.model_type.clone().ok_or_else(|| outer.err("model_type", "missing required field"))?;
+        // A multimodal checkpoint: the text tower's config and tensors, the other towers unread.
+        let wrapper = families::MULTIMODAL.iter().find(|w| w.model_type == outer_type);
+        let raw = match (wrapper, &outer.text_config) {
+            (Some(w), Some(text)) => {
+                let mut t = (**text).clone();
+                t.path = outer.path.clone();
+                t.model_type = Some(t.model_type.unwrap_or_else(|| w.text_model_type.to_string()));
+                t
+            }
+            (Some(_), None) => {
+                return Err(outer.err("text_config", "a multimodal checkpoint needs its text model's config"))
+            }
+            (None, _) => outer,
+        };
+        let model_type = raw.model_type.clone().unwrap_or(outer_type);
         let decl = families::by_hf_model_type(&model_type).ok_or_else(|| IoError::UnknownArchitecture {
             path: raw.path.clone(),
             arch: model_type.clone(),
@@ -61,14 +76,19 @@ impl ModelFiles {
         })?;
         let config = (decl.from_hf)(&raw)?;
         let tokenizer = Tokenizer::from_hf_folder(dir)?;
-        let source = SafetensorsSource::open(dir)?;
+        let source: Box<dyn TensorSource> = match wrapper {
+            Some(w) => {
+                Box::new(RenamedSource::new(Box::new(SafetensorsSource::open(dir)?), w.rewrites, w.skipped))
+            }
+            None => Box::new(SafetensorsSource::open(dir)?),
+        };
         Ok(ModelFiles {
             path: dir.to_path_buf(),
             format: Format::Safetensors,
             decl,
             config,
             tokenizer,
-            source: Box::new(source),
+            source,
         })
     }
 

@@ -408,3 +408,53 @@ impl TensorSource for GgufSource {
         Ok(values)
     }
 }
+
+/// A checkpoint seen through a tensor-name rewrite: multimodal checkpoints nest the text
+/// model under a prefix (`model.language_model.`, `language_model.model.`) beside towers this
+/// tool does not run (vision encoder, projector). The text model's tensors appear under their
+/// text-only names; the skipped towers are not visible at all (so strict loading neither uses
+/// nor reports them), everything else keeps its name and stays subject to strict loading.
+pub struct RenamedSource {
+    inner: Box<dyn TensorSource>,
+    /// Our name -> the name in the file.
+    file_names: BTreeMap<String, String>,
+    tensors: BTreeMap<String, TensorMeta>,
+}
+
+impl RenamedSource {
+    /// Applies the first matching `(file prefix, our prefix)` rewrite to every tensor name and
+    /// hides the tensors under the `skipped` prefixes.
+    pub fn new(inner: Box<dyn TensorSource>, rewrites: &[(&str, &str)], skipped: &[&str]) -> Self {
+        let mut file_names = BTreeMap::new();
+        let mut tensors = BTreeMap::new();
+        for (name, meta) in inner.tensors() {
+            if skipped.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            let ours = rewrites
+                .iter()
+                .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+                .unwrap_or_else(|| name.clone());
+            file_names.insert(ours.clone(), name.clone());
+            tensors.insert(ours, meta.clone());
+        }
+        RenamedSource { inner, file_names, tensors }
+    }
+
+    /// The name of one of our tensors in the file.
+    pub fn file_name<'a>(&'a self, ours: &'a str) -> &'a str {
+        self.file_names.get(ours).map_or(ours, String::as_str)
+    }
+}
+
+impl TensorSource for RenamedSource {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn tensors(&self) -> &BTreeMap<String, TensorMeta> {
+        &self.tensors
+    }
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError> {
+        self.inner.read_f32(self.file_name(name))
+    }
+}

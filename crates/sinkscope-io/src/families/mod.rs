@@ -63,6 +63,37 @@ pub const DECLS: &[FamilyDecl] = &[
     gpt_oss::GPT_OSS,
 ];
 
+/// A multimodal checkpoint whose text tower is a supported family: its outer `model_type`,
+/// where the text model's tensors live, and the towers that are not run.
+pub struct MultimodalWrapper {
+    /// The checkpoint's own `model_type` (its `text_config` holds the text model's config).
+    pub model_type: &'static str,
+    /// `model_type` of the text config when it does not say.
+    pub text_model_type: &'static str,
+    /// `(prefix in the file, prefix of the text-only names)`, first match wins.
+    pub rewrites: &'static [(&'static str, &'static str)],
+    /// Prefixes of the tensors of the other towers (not loaded).
+    pub skipped: &'static [&'static str],
+}
+
+/// Gemma 3's multimodal checkpoints (`Gemma3ForConditionalGeneration`): transformers >= 5
+/// names the text model `model.language_model.*`, earlier versions `language_model.model.*`.
+pub const MULTIMODAL: &[MultimodalWrapper] = &[MultimodalWrapper {
+    model_type: "gemma3",
+    text_model_type: "gemma3_text",
+    rewrites: &[
+        ("model.language_model.", "model."),
+        ("language_model.model.", "model."),
+        ("language_model.lm_head.", "lm_head."),
+    ],
+    skipped: &[
+        "model.vision_tower.",
+        "model.multi_modal_projector.",
+        "vision_tower.",
+        "multi_modal_projector.",
+    ],
+}];
+
 /// The declaration handling an HF `model_type`.
 pub fn by_hf_model_type(t: &str) -> Option<&'static FamilyDecl> {
     DECLS.iter().find(|d| d.hf_model_types.contains(&t))
