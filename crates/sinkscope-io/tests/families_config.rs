@@ -86,11 +86,14 @@ fn multimodal_gemma3_loads_its_text_tower() {
     assert!(refusal(&dir).contains("text_config"));
 }
 
+/// An edit of a `config.json`.
+type ConfigEdit = Box<dyn FnOnce(&mut Value)>;
+
 /// Dataflow-changing config features that are not implemented name the field and what is
 /// supported; an unknown architecture lists the supported ones.
 #[test]
 fn unsupported_features_are_refused_by_name() {
-    let cases: Vec<(&str, &str, Box<dyn FnOnce(&mut Value)>, &[&str])> = vec![
+    let cases: Vec<(&str, &str, ConfigEdit, &[&str])> = vec![
         (
             "phi3",
             "phi3_longrope",
