@@ -14,6 +14,16 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
         >/dev/null 2>&1 || echo "warning: could not install chromium; the browser rendering test will be SKIPPED" >&2
 fi
+# The CSV tests read layers.csv with pandas (PyPI) as a notebook user would.
+if ! python3 -c "import pandas" >/dev/null 2>&1; then
+    echo "installing pandas for the CSV tests..." >&2
+    python3 -m pip install --quiet pandas >/dev/null 2>&1 || echo "warning: could not install pandas; the pandas checks will be SKIPPED" >&2
+fi
+# Under CI=true a tool a test needs must be here: the tests fail instead of skipping.
+if [ "${CI:-}" = true ]; then
+    command -v chromium >/dev/null 2>&1 || { echo "CI=true: chromium is missing" >&2; exit 1; }
+    python3 -c "import pandas" >/dev/null 2>&1 || { echo "CI=true: pandas is missing" >&2; exit 1; }
+fi
 cargo test --workspace
 # Fuzzing smoke (about 1.5 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
 # config.json parsers. Skipped, loudly, without a nightly toolchain or cargo-fuzz, or with

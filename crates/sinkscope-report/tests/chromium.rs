@@ -91,7 +91,9 @@ fn screenshot_stats(path: &Path) -> (u32, u32, f64, usize) {
 #[test]
 fn report_html_renders_in_headless_chromium_with_its_plots() {
     let Some(bin) = chromium() else {
-        eprintln!("SKIPPED: chromium not installed (apt-get install chromium); report.html was not opened in a browser");
+        missing_tool(
+            "chromium not installed (apt-get install chromium); report.html was not opened in a browser",
+        );
         return;
     };
     let dir = fresh_dir("chromium_report");
@@ -134,7 +136,9 @@ fn report_html_renders_in_headless_chromium_with_its_plots() {
 #[test]
 fn compare_html_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        eprintln!("SKIPPED: chromium not installed (apt-get install chromium); compare.html was not opened in a browser");
+        missing_tool(
+            "chromium not installed (apt-get install chromium); compare.html was not opened in a browser",
+        );
         return;
     };
     let root = fresh_dir("chromium_compare");
@@ -163,7 +167,7 @@ fn compare_html_renders_in_headless_chromium() {
 #[test]
 fn ablate_report_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        eprintln!("SKIPPED: chromium not installed (apt-get install chromium); the ablate report was not opened in a browser");
+        missing_tool("chromium not installed (apt-get install chromium); the ablate report was not opened in a browser");
         return;
     };
     let dir = fresh_dir("chromium_ablate");
@@ -217,7 +221,7 @@ fn ablate_report_renders_in_headless_chromium() {
 #[test]
 fn lens_probe_and_tasks_pages_render_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        eprintln!("SKIPPED: chromium not installed (apt-get install chromium); lens/probe/tasks pages were not opened in a browser");
+        missing_tool("chromium not installed (apt-get install chromium); lens/probe/tasks pages were not opened in a browser");
         return;
     };
     let root = fresh_dir("chromium_tasks");

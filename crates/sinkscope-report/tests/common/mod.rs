@@ -397,3 +397,12 @@ pub fn write_ablate(dir: &Path) {
     });
     std::fs::write(dir.join("ablate.json"), serde_json::to_string_pretty(&ablate).unwrap()).unwrap();
 }
+
+/// A test whose tool is missing: under `CI=true` (where `scripts/test.sh` installs every tool
+/// the tests need) that is a failure, elsewhere the test is skipped, loudly.
+pub fn missing_tool(what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but {what}: scripts/test.sh should have installed it");
+    }
+    eprintln!("SKIPPED: {what}");
+}
