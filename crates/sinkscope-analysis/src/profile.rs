@@ -634,7 +634,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 pub(crate) fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(v)?;
-    std::fs::write(path, text).map_err(|source| AnalysisError::Output { path: path.to_path_buf(), source })
+    Ok(sinkscope_output::write_atomic(path, text.as_bytes())?)
 }
 
 /// The conventions block of the manifest: how every reported number was computed.

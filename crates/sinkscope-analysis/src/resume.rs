@@ -24,7 +24,7 @@
 use crate::error::{AnalysisError, Result};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
@@ -153,17 +153,19 @@ pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
     Ok(Finished { records, valid_len: pos as u64, torn: pos < bytes.len(), line_ends })
 }
 
-/// Opens a result file for writing: truncated to nothing for a fresh run (`resume_at` None),
-/// or cut back to `resume_at` bytes (its complete lines) and positioned at the end.
+/// Opens a result file for writing: a new empty file for a fresh run (`resume_at` None;
+/// created aside and renamed into place, so an existing file or a planted symlink is replaced,
+/// never written through), or cut back to `resume_at` bytes (its complete lines) and
+/// positioned at the end (a symlink is refused).
 ///
 /// # Errors
 /// [`AnalysisError::Output`] when the file cannot be opened or cut.
 pub fn open_lines(path: &Path, resume_at: Option<u64>) -> Result<File> {
     let io = |source| AnalysisError::Output { path: path.to_path_buf(), source };
     match resume_at {
-        None => File::create(path).map_err(io),
+        None => Ok(sinkscope_output::create_fresh(path)?),
         Some(len) => {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(false).open(path).map_err(io)?;
+            let mut f = sinkscope_output::open_existing(path)?;
             f.set_len(len).map_err(io)?;
             f.seek(SeekFrom::End(0)).map_err(io)?;
             Ok(f)

@@ -8,14 +8,6 @@ use sinkscope_io::tokenizer::BosPolicy;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// An output folder or file that cannot be written (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot write: {source}")]
-pub struct OutputError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
-}
-
 /// The error and its causes on one line, `outer: inner: ...`, each text once: library errors
 /// often print their source inside their own message, and repeating it would only add noise.
 pub fn render(e: &anyhow::Error) -> String {
@@ -43,7 +35,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             return code;
         }
         if cause.downcast_ref::<sinkscope_io::prompts::PromptError>().is_some()
-            || cause.downcast_ref::<OutputError>().is_some()
+            || cause.downcast_ref::<sinkscope_output::OutputError>().is_some()
+            || cause.downcast_ref::<crate::term::StdoutError>().is_some()
         {
             return exit::INPUT;
         }
@@ -123,15 +116,39 @@ pub fn model_sha256(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-/// Creates the output folder (and parents).
-pub fn create_dir(path: &Path) -> Result<(), OutputError> {
-    std::fs::create_dir_all(path).map_err(|source| OutputError { path: path.to_path_buf(), source })
+/// Claims a command's output folder (`sinkscope_output::OutDir::claim`): the lock, the
+/// ownership marker, an earlier run refused unless `force` (replaced) or `resume` (continued),
+/// and no input inside what the command writes. Call it before any model work; hold the
+/// returned value until the command ends (dropping it releases the lock).
+pub fn claim_out(
+    out: &Path,
+    kind: &str,
+    entries: &[&str],
+    prefixes: &[&str],
+    inputs: &[&Path],
+    force: bool,
+    resume: bool,
+) -> Result<sinkscope_output::OutDir, sinkscope_output::OutputError> {
+    use sinkscope_output::{Claim, Mode, OutDir};
+    let mode = if resume {
+        Mode::Resume
+    } else if force {
+        Mode::Force
+    } else {
+        Mode::Fresh
+    };
+    OutDir::claim(out, &Claim { kind, entries, prefixes, inputs, mode })
 }
 
-/// Writes a file, mapping failures to [`OutputError`].
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    std::fs::write(path, bytes).map_err(|source| OutputError { path: path.to_path_buf(), source })
-}
+/// What a run folder of `profile`, `lens` and `probe` holds (the report's files included).
+pub const RUN_ENTRIES: &[&str] = &[
+    sinkscope_report::schema::MANIFEST_FILE,
+    sinkscope_report::schema::PROMPTS_FILE,
+    sinkscope_report::schema::METRICS_FILE,
+    sinkscope_report::LAYERS_CSV,
+    sinkscope_report::PLOTS_DIR,
+    sinkscope_report::REPORT_HTML,
+];
 
 /// The `tool` block of every manifest.
 pub fn tool_info() -> Value {

@@ -95,7 +95,10 @@ impl OutDir {
             let Some(first) = rel.components().next() else { continue };
             let name = first.as_os_str().to_string_lossy();
             if declares(claim, &name) || old.as_ref().is_some_and(|m| m.owns(&name)) {
-                return Err(OutputError::InputInside { input: input.to_path_buf(), output: root.join(&*name) });
+                return Err(OutputError::InputInside {
+                    input: input.to_path_buf(),
+                    output: root.join(&*name),
+                });
             }
         }
         let mut existing: Vec<(String, bool)> = Vec::new(); // (name, is a symlink)
@@ -153,8 +156,10 @@ impl OutDir {
                 }
             }
         }
-        let text = serde_json::to_string_pretty(&marker)
-            .map_err(|e| OutputError::Io { path: root.join(MARKER_FILE), source: std::io::Error::other(e) })?;
+        let text = serde_json::to_string_pretty(&marker).map_err(|e| OutputError::Io {
+            path: root.join(MARKER_FILE),
+            source: std::io::Error::other(e),
+        })?;
         write_atomic(&root.join(MARKER_FILE), text.as_bytes())
     }
 

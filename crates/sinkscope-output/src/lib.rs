@@ -79,7 +79,9 @@ pub enum OutputError {
         found: String,
     },
     /// `--resume` into a folder holding a run of another kind.
-    #[error("{path}: holds an earlier sinkscope {was} run; a {now} run cannot resume it (choose another --out)")]
+    #[error(
+        "{path}: holds an earlier sinkscope {was} run; a {now} run cannot resume it (choose another --out)"
+    )]
     OtherKind {
         /// The output folder.
         path: PathBuf,

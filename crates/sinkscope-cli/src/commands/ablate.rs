@@ -2,12 +2,11 @@
 //! [--scales 1,0.75,0.5,0.25,0] [--component mlp|attn] [--one-by-one] [--mean-ablate] --out DIR`.
 
 use super::experiment::{open, InputArgs};
-use super::profile::say;
+use crate::term::say;
 use anyhow::Result;
 use sinkscope_analysis::ablate::{run_ablate, AblateOptions, Component};
 use sinkscope_analysis::AnalysisError;
 use sinkscope_metrics::AttentionParams;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments.
@@ -45,6 +44,17 @@ pub struct Args {
     pub no_report: bool,
 }
 
+/// What an ablate folder holds besides its `scale_<λ>/` and `only_<block>/` sub-runs.
+const ABLATE_ENTRIES: &[&str] = &[
+    sinkscope_report::schema::ABLATE_FILE,
+    sinkscope_report::LAYERS_CSV,
+    sinkscope_report::DOSE_RESPONSE_CSV,
+    sinkscope_report::PLOTS_DIR,
+    sinkscope_report::REPORT_HTML,
+    "baseline",
+    "mean_ablate",
+];
+
 fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
     if s == "auto" {
         return Ok(None);
@@ -65,8 +75,9 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(bad) = a.scales.iter().find(|s| !s.is_finite()) {
         return Err(AnalysisError::Options(format!("--scales: {bad} is not a finite number")).into());
     }
+    let _out =
+        super::experiment::claim(&a.out, "ablate", ABLATE_ENTRIES, &["scale_", "only_"], &a.model, &a.input)?;
     let o = open(&a.model, &a.input, true)?;
-    crate::common::create_dir(&a.out)?;
     let opts = AblateOptions {
         profile: sinkscope_analysis::profile::ProfileOptions {
             attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
@@ -82,7 +93,7 @@ pub fn run(a: Args) -> Result<()> {
     let quiet = a.input.quiet;
     let mut progress = |name: &str| {
         if !quiet {
-            eprintln!("run '{name}':");
+            crate::term::note!("run '{name}':");
         }
         super::profile::progress(total, quiet)
     };

@@ -4,9 +4,8 @@
 //! its peak RSS (VmHWM, model load included) is its own; the figures come from the child's
 //! `manifest.json` timings.
 
-use super::profile::say;
+use crate::term::say;
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -39,7 +39,8 @@ pub struct InputArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Run even when the memory estimate exceeds the memory available.
+    /// Replace an earlier run in --out (only the files sinkscope wrote there are removed), and
+    /// run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
     /// Continue an interrupted run in --out: its finished prompts (prompts.jsonl) are kept
@@ -61,6 +62,21 @@ impl InputArgs {
             ..Default::default()
         }
     }
+}
+
+/// Claims `out` for an experiment (`crate::common::claim_out`): the model and the prompt file
+/// are its inputs; `--force` replaces an earlier run, `--resume` continues it.
+pub fn claim(
+    out: &std::path::Path,
+    kind: &str,
+    entries: &[&str],
+    prefixes: &[&str],
+    model: &std::path::Path,
+    input: &InputArgs,
+) -> Result<sinkscope_output::OutDir> {
+    let inputs: Vec<&std::path::Path> =
+        [Some(model), input.prompts.as_deref()].into_iter().flatten().collect();
+    Ok(claim_out(out, kind, entries, prefixes, &inputs, input.force, input.resume)?)
 }
 
 /// A model opened for an experiment, with its prompts.
@@ -125,12 +141,11 @@ pub fn open(model: &std::path::Path, input: &InputArgs, logits: bool) -> Result<
 /// also renders its sub-runs) unless `no_report`, and prints, last, the path of the report or
 /// else of `result_file`.
 pub fn finish(out: &std::path::Path, no_report: bool, result_file: &str) -> Result<()> {
-    use std::io::Write;
     if no_report {
-        super::profile::say!("{}", out.join(result_file).display());
+        crate::term::say!("{}", out.join(result_file).display());
         return Ok(());
     }
     sinkscope_report::render_run(out).with_context(|| format!("{}: rendering the report", out.display()))?;
-    super::profile::say!("{}", out.join("report.html").display());
+    crate::term::say!("{}", out.join("report.html").display());
     Ok(())
 }

