@@ -197,15 +197,60 @@ pub fn first_token(files: &sinkscope_io::ModelFiles, ids: &[u32], bos_prepended:
     })
 }
 
-/// A file-name-safe version of a prompt id.
-pub fn safe_name(id: &str) -> String {
-    let s: String = id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
-        .collect();
-    if s.starts_with('.') {
-        format!("_{s}")
-    } else {
-        s
+/// The longest id kept as it is in a file name (longer ones are cut and hashed).
+pub const MAX_NAME_ID: usize = 80;
+
+/// File-name stems for prompt ids: the id itself when it is a short, plain name
+/// (`[A-Za-z0-9._-]`, at most [`MAX_NAME_ID`] bytes, not starting with `.`); otherwise its
+/// sanitised first [`MAX_NAME_ID`] bytes plus `-` and 12 hex digits of the id's sha256. Stems
+/// are unique even on case-insensitive file systems, and at most 93 bytes (file-name limits
+/// are 255), so a run never fails midway on an id.
+pub fn file_names<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut used = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for id in ids {
+        let plain: String = id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .take(MAX_NAME_ID)
+            .collect();
+        let hashed = |extra: usize| {
+            let h = hex(&Sha256::digest(format!("{id}\u{0}{extra}").as_bytes()));
+            let stem = plain.strip_prefix('.').map_or(plain.clone(), |s| format!("_{s}"));
+            format!("{stem}-{}", h.get(..12).unwrap_or(&h))
+        };
+        let mut name =
+            if plain == id && !id.starts_with('.') && !id.is_empty() { plain.clone() } else { hashed(0) };
+        let mut extra = 0;
+        while !used.insert(name.to_lowercase()) {
+            extra += 1;
+            name = hashed(extra);
+        }
+        out.push(name);
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Plain ids are kept; odd, long or case-colliding ones get a bounded hashed name; all
+    /// names are distinct ignoring case.
+    #[test]
+    fn file_names_are_bounded_and_collision_free() {
+        let long = "x".repeat(5000);
+        let ids = ["river", "River", "a/b", "a_b", ".hidden", &long, "", "ok-1.2"];
+        let names = file_names(ids.iter().copied());
+        assert_eq!(names[0], "river");
+        assert!(names[1].starts_with("River-"));
+        assert!(names[2].starts_with("a_b-") && names[3] == "a_b");
+        assert!(names[4].starts_with("_hidden-"));
+        assert!(names[5].len() <= 93 && names[5].starts_with("xxx"));
+        assert_eq!(names[7], "ok-1.2");
+        let lower: std::collections::BTreeSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+        assert_eq!(lower.len(), names.len());
+        assert!(names.iter().all(|n| !n.is_empty() && n.len() <= 93 && !n.starts_with('.')));
     }
 }

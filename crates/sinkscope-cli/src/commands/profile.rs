@@ -91,8 +91,13 @@ pub fn load_examples(
     }
     let (mut examples, source) = match (prompts, dataset) {
         (Some(path), None) => {
-            let p = sinkscope_io::prompts::read_prompts(path)?;
-            (p.into_iter().map(Example::from).collect::<Vec<_>>(), DataSource::File(path.to_path_buf()))
+            // Streamed: only the first `limit` prompts are parsed.
+            let f = sinkscope_io::prompts::read_prompt_file(path, limit)?;
+            if f.bom {
+                note!("note: {}: skipped a UTF-8 byte-order mark (recorded in the manifest)", path.display());
+            }
+            let source = DataSource::File((&f).into());
+            (f.prompts.into_iter().map(Example::from).collect::<Vec<_>>(), source)
         }
         (None, Some(name)) => {
             let spec = datasets::by_name(name)?;
@@ -266,18 +271,22 @@ pub fn run(a: Args) -> Result<()> {
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
-    let mut max_t = 0usize;
-    // Errors name where the prompts come from (the error catalogue's rule: file and line/prompt).
-    let origin = match &source {
-        DataSource::File(p) => p.display().to_string(),
-        DataSource::Dataset(d) => format!("dataset '{}'", d.name),
+    let mut lengths = Vec::with_capacity(examples.len());
+    // Errors name where the prompts come from (the error catalogue's rule: file and line/prompt),
+    // as the user spelled it.
+    let origin = match (&source, &a.input.prompts) {
+        (DataSource::File(_), Some(p)) => p.display().to_string(),
+        (DataSource::File(f), None) => f.path.display().to_string(),
+        (DataSource::Dataset(d), _) => format!("dataset '{}'", d.name),
     };
     for ex in &examples {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
-        max_t = max_t.max(prepared.ids.len());
+        lengths.push(prepared.ids.len());
     }
-    // A pack holds up to pack_tokens rows (conservatively estimated as one prompt that long).
-    let (workers, memory) = memory_guard(&files, max_t.max(a.pack_tokens), workers, a.input.force)?;
+    // The forward pass is sized by the largest pack these prompts actually form (the same
+    // packing rule as the run), not by --pack-tokens.
+    let largest = sinkscope_analysis::runner::largest_pack(&lengths, a.pack_tokens);
+    let (workers, memory) = memory_guard(&files, largest, workers, a.input.force)?;
     let inputs: Vec<&Path> =
         [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
     let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;

@@ -51,13 +51,22 @@ pub fn run(a: Args) -> Result<()> {
         capture: SitePattern::parse_list(&a.capture)?,
         edits: a.edits.iter().map(|e| e.parse::<Edit>()).collect::<Result<_, _>>()?,
     };
-    let prompts = sinkscope_io::prompts::read_prompts(&a.prompts)?;
+    let prompt_file = sinkscope_io::prompts::read_prompt_file(&a.prompts, None)?;
+    if prompt_file.bom {
+        crate::term::note!(
+            "note: {}: skipped a UTF-8 byte-order mark (recorded in the manifest)",
+            a.prompts.display()
+        );
+    }
+    let prompts = &prompt_file.prompts;
+    // Each prompt's activation file name: bounded and collision-free, fixed before any work.
+    let names = file_names(prompts.iter().map(|p| p.id.as_str()));
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     let sites = plan.resolve_captures(&files.config)?;
     let ctx_len = files.config.context_length;
     let mut encoded = Vec::with_capacity(prompts.len());
-    for p in &prompts {
+    for p in prompts {
         let mut enc = files.tokenizer.encode(&p.text, a.bos).with_context(|| format!("prompt '{}'", p.id))?;
         let truncated = enc.ids.len() > ctx_len;
         if truncated {
@@ -111,8 +120,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut records = Vec::with_capacity(prompts.len());
     let mut n_tokens_total = 0usize;
     let t1 = Instant::now();
-    let mut used_names = std::collections::BTreeSet::new();
-    for (p, (enc, truncated)) in prompts.iter().zip(encoded) {
+    for ((p, (enc, truncated)), name) in prompts.iter().zip(encoded).zip(&names) {
         let mut cache = ActivationCache::new(sites.iter().copied());
         let mut editor = EditHook::new(plan.edits.clone());
         let mut ctx = ForwardCtx::new().with(&mut editor).with(&mut cache);
@@ -132,10 +140,6 @@ pub fn run(a: Args) -> Result<()> {
                 Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?))
             })
             .collect::<Result<_, safetensors::SafeTensorError>>()?;
-        let mut name = safe_name(&p.id);
-        while !used_names.insert(name.clone()) {
-            name.push('_');
-        }
         let file = act_dir.join(format!("{name}.safetensors"));
         let bytes = safetensors::serialize(views, None)?;
         sinkscope_output::write_atomic(&file, &bytes)?;
@@ -156,7 +160,9 @@ pub fn run(a: Args) -> Result<()> {
         "tool": tool_info(),
         "model": model_info(&files, &sha),
         "tokenizer": tokenizer_info(&files, a.bos),
-        "prompts_file": a.prompts,
+        "prompts_file": prompt_file.path,
+        "prompts_sha256": prompt_file.sha256,
+        "prompts_utf8_bom_skipped": prompt_file.bom,
         "plan": plan,
         "captured_sites": sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "conventions": {
