@@ -90,6 +90,12 @@ impl ProfileOptions {
                 return Err(AnalysisError::Options(format!("{name} must be a finite number, got {v}")));
             }
         }
+        if !(a.sink_epsilon > 0.0 && a.sink_epsilon < 1.0) {
+            return Err(AnalysisError::Options(format!(
+                "--epsilon must be in (0, 1) (a head is a sink when its BOS attention exceeds it), got {}",
+                a.sink_epsilon
+            )));
+        }
         if let Some(m) = self.max_tokens {
             if m < 2 {
                 return Err(AnalysisError::Options(format!(

@@ -55,6 +55,26 @@ const ABLATE_ENTRIES: &[&str] = &[
     "mean_ablate",
 ];
 
+/// The largest |λ| accepted: scaling a massive activation (values in the thousands) by more
+/// overflows float32 activations, which would then be reported as a numerical failure.
+pub const MAX_SCALE: f32 = 1000.0;
+
+/// `--scales`: finite, |λ| <= [`MAX_SCALE`], duplicates folded (first occurrence kept).
+fn check_scales(scales: &[f32]) -> Result<Vec<f32>, AnalysisError> {
+    let mut out: Vec<f32> = Vec::with_capacity(scales.len());
+    for &s in scales {
+        if !s.is_finite() || s.abs() > MAX_SCALE {
+            return Err(AnalysisError::Options(format!(
+                "--scales: {s} is out of range (a finite number with |λ| <= {MAX_SCALE})"
+            )));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
     if s == "auto" {
         return Ok(None);
@@ -72,23 +92,30 @@ fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let blocks = parse_layers(&a.layers)?;
-    if let Some(bad) = a.scales.iter().find(|s| !s.is_finite()) {
-        return Err(AnalysisError::Options(format!("--scales: {bad} is not a finite number")).into());
+    let scales = check_scales(&a.scales)?;
+    if scales.len() < a.scales.len() {
+        crate::term::note!("note: --scales: duplicate values folded, running {scales:?}");
     }
-    let _out =
-        super::experiment::claim(&a.out, "ablate", ABLATE_ENTRIES, &["scale_", "only_"], &a.model, &a.input)?;
-    let o = open(&a.model, &a.input, true)?;
+
     let opts = AblateOptions {
         profile: sinkscope_analysis::profile::ProfileOptions {
             attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
             ..a.input.prompt_options()
         },
         blocks,
-        scales: a.scales.clone(),
+        scales,
         component: if a.component == "attn" { Component::Attn } else { Component::Mlp },
         one_by_one: a.one_by_one,
         mean_ablate: a.mean_ablate,
     };
+    opts.profile.validate()?;
+    let mut claimed = None;
+    let o = open(&a.model, &a.input, true, &mut |_| {
+        let prefixes = ["scale_", "only_"];
+        claimed =
+            Some(super::experiment::claim(&a.out, "ablate", ABLATE_ENTRIES, &prefixes, &a.model, &a.input)?);
+        Ok(())
+    })?;
     let total = o.examples.len();
     let quiet = a.input.quiet;
     let mut progress = |name: &str| {

@@ -93,18 +93,26 @@ pub struct Opened {
     pub source: DataSource,
 }
 
-/// Loads the prompts, tokenises and length-checks all of them, checks the memory estimate,
-/// then loads the model (`logits`: the run needs `[T, V]` logits).
-pub fn open(model: &std::path::Path, input: &InputArgs, logits: bool) -> Result<Opened> {
+/// Loads the prompts and hands them to `prepare` (the command's checks against the data, and
+/// the claim of its output folder: before any model work), then tokenises and length-checks
+/// all of them, checks the memory estimate, then loads the model (`logits`: the run needs
+/// `[T, V]` logits).
+pub fn open(
+    model: &std::path::Path,
+    input: &InputArgs,
+    logits: bool,
+    prepare_examples: &mut dyn FnMut(&mut Vec<Example>) -> Result<()>,
+) -> Result<Opened> {
     let opts = input.prompt_options();
     opts.validate()?;
-    let (examples, source) = super::profile::load_examples(
+    let (mut examples, source) = super::profile::load_examples(
         input.prompts.as_deref(),
         input.dataset.as_deref(),
         input.limit,
         &input.data_dir,
         &input.python,
     )?;
+    prepare_examples(&mut examples)?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(model)?;
     let mut max_t = 0usize;

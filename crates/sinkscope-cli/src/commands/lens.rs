@@ -25,8 +25,18 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
-    let _out = super::experiment::claim(&a.out, "lens", crate::common::RUN_ENTRIES, &[], &a.model, &a.input)?;
-    let o = open(&a.model, &a.input, true)?;
+    let mut claimed = None;
+    let o = open(&a.model, &a.input, true, &mut |_| {
+        claimed = Some(super::experiment::claim(
+            &a.out,
+            "lens",
+            crate::common::RUN_ENTRIES,
+            &[],
+            &a.model,
+            &a.input,
+        )?);
+        Ok(())
+    })?;
     let total = o.examples.len();
     let mut progress = super::profile::progress(total, a.input.quiet);
     let mut iter = o.examples.into_iter();

@@ -180,13 +180,23 @@ impl Progress for Silent {
     fn prompt_done(&mut self, _: usize, _: usize, _: Duration) {}
 }
 
+/// `--threads` is capped to this many workers per available core (with a note).
+pub const THREADS_PER_CORE: usize = 4;
+
 /// The number of prompt workers, and the intra-op thread settings to apply before any
 /// tensor work: one thread per forward pass when several prompts run at once.
 pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More workers than this only adds threads that wait (a million would never start).
+    let max = cores.saturating_mul(THREADS_PER_CORE).max(1);
     let workers = match requested {
         Some(0) => return Err(AnalysisError::Options("--threads must be at least 1".into()).into()),
+        Some(n) if n > max => {
+            note!("note: --threads {n} capped to {max} ({THREADS_PER_CORE} x the {cores} core(s) available)");
+            max
+        }
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => cores,
     };
     if workers > 1 {
         for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
@@ -251,6 +261,11 @@ fn memory_guard(
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
+    if a.pack_tokens == 0 {
+        return Err(
+            AnalysisError::Options("--pack-tokens must be at least 1 (1 turns packing off)".into()).into()
+        );
+    }
     let workers = configure_threads(a.threads)?;
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },

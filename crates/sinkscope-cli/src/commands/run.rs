@@ -124,9 +124,16 @@ pub fn run(a: Args) -> Result<()> {
         let mut cache = ActivationCache::new(sites.iter().copied());
         let mut editor = EditHook::new(plan.edits.clone());
         let mut ctx = ForwardCtx::new().with(&mut editor).with(&mut cache);
-        model
-            .forward(&enc.ids, &mut ctx)
-            .with_context(|| format!("{}: prompt '{}'", a.model.display(), p.id))?;
+        model.forward(&enc.ids, &mut ctx).with_context(|| match a.edits.is_empty() {
+            true => format!("{}: prompt '{}'", a.model.display(), p.id),
+            // A non-finite activation in an edited run is most likely the edit's doing.
+            false => format!(
+                "{}: prompt '{}' (edited with {}; a large scale/add/set value overflows float32)",
+                a.model.display(),
+                p.id,
+                a.edits.join(" ")
+            ),
+        })?;
         drop(ctx);
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (site, t) in &cache.store {
