@@ -82,14 +82,25 @@ pub fn check_manifest(path: &Path, new: &Value) -> Result<bool> {
     if a == b {
         return Ok(true);
     }
-    let keys: Vec<String> = a.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-    let field = keys.iter().find(|k| a.get(k.as_str()) != b.get(k.as_str())).cloned().unwrap_or_default();
+    // Name the first differing field, one level down when both sides are objects
+    // (`data.sha256`: the prompt file changed).
+    let first_diff = |a: &Value, b: &Value| -> Option<String> {
+        let keys: Vec<String> = a.as_object()?.keys().chain(b.as_object()?.keys()).cloned().collect();
+        keys.into_iter().find(|k| a.get(k.as_str()) != b.get(k.as_str()))
+    };
+    let field = first_diff(&a, &b).unwrap_or_default();
+    let (mut was, mut now) = (a.get(&field).unwrap_or(&Value::Null), b.get(&field).unwrap_or(&Value::Null));
+    let mut name = field.clone();
+    if let Some(sub) = first_diff(was, now) {
+        name = format!("{field}.{sub}");
+        (was, now) = (was.get(&sub).unwrap_or(&Value::Null), now.get(&sub).unwrap_or(&Value::Null));
+    }
     Err(AnalysisError::ResultFile {
         path: path.to_path_buf(),
         reason: format!(
-            "cannot resume: field '{field}' differs from this run's (was {}, now {}); use another --out, or drop --resume to start over",
-            short(a.get(&field).unwrap_or(&Value::Null)),
-            short(b.get(&field).unwrap_or(&Value::Null)),
+            "cannot resume: field '{name}' differs from this run's (was {}, now {}); use another --out, or drop --resume to start over",
+            short(was),
+            short(now),
         ),
     })
 }
