@@ -2,7 +2,12 @@
 
 mod commands;
 mod common;
+mod oom;
 mod term;
+
+/// A failed allocation is exit 6 with a message, not an abort (`oom`).
+#[global_allocator]
+static ALLOCATOR: oom::Guarded = oom::Guarded;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

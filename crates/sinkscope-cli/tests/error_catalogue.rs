@@ -1749,3 +1749,45 @@ fn options_checked_up_front() {
     let o = with(&["profile", &s(&llama_gguf()), "--threads", "1000000", "--no-report"]);
     expect(&o, OK, &["--threads 1000000 capped to"]);
 }
+
+/// The memory guard honours the address-space limit (`ulimit -v`): the demo model under a
+/// 400 MB RLIMIT_AS is refused before loading (exit 6, naming RLIMIT_AS); with --force the
+/// allocation that fails is reported with exit 6 and a message, never an abort (exit 134).
+#[test]
+fn memory_guard_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    let model = fixtures().join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.exists(), "{} is missing: scripts/test.sh fetches it", model.display());
+    let dir = case_dir("memory_guard_address_space_limit");
+    let prompts = good_prompts(&dir);
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinkscope"));
+        cmd.args([
+            "profile",
+            &s(&model),
+            "--prompts",
+            &s(&prompts),
+            "--quiet",
+            "--no-report",
+            "--threads",
+            "1",
+        ]);
+        cmd.arg("--out").arg(dir.join("out")).args(extra).env_remove("SINKSCOPE_AVAILABLE_MEMORY");
+        let limit = libc::rlimit { rlim_cur: 400 << 20, rlim_max: 400 << 20 };
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+        let out = cmd.output().unwrap();
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        }
+    };
+    expect(&run(&[]), MEMORY, &["not enough memory", "RLIMIT_AS", "--force"]);
+    expect(&run(&["--force"]), MEMORY, &["not enough memory: an allocation of", "bytes failed"]);
+}
