@@ -110,7 +110,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     opts.profile.validate()?;
     let mut claimed = None;
-    let o = open(&a.model, &a.input, true, &mut |_| {
+    let o = open(&a.model, &a.input, true, sinkscope_analysis::profile::DEFAULT_PACK_TOKENS, &mut |_| {
         let prefixes = ["scale_", "only_"];
         claimed =
             Some(super::experiment::claim(&a.out, "ablate", ABLATE_ENTRIES, &prefixes, &a.model, &a.input)?);

@@ -96,11 +96,12 @@ pub struct Opened {
 /// Loads the prompts and hands them to `prepare` (the command's checks against the data, and
 /// the claim of its output folder: before any model work), then tokenises and length-checks
 /// all of them, checks the memory estimate, then loads the model (`logits`: the run needs
-/// `[T, V]` logits).
+/// `[T, V]` logits; `pack_tokens`: how the run packs prompts, which sizes its forward pass).
 pub fn open(
     model: &std::path::Path,
     input: &InputArgs,
     logits: bool,
+    pack_tokens: usize,
     prepare_examples: &mut dyn FnMut(&mut Vec<Example>) -> Result<()>,
 ) -> Result<Opened> {
     let opts = input.prompt_options();
@@ -115,10 +116,18 @@ pub fn open(
     prepare_examples(&mut examples)?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(model)?;
-    let mut max_t = 0usize;
+    // Errors name where the prompts come from, as the user spelled it.
+    let origin = match (&source, &input.prompts) {
+        (DataSource::File(_), Some(p)) => p.display().to_string(),
+        (DataSource::File(f), None) => f.path.display().to_string(),
+        (DataSource::Dataset(d), _) => format!("dataset '{}'", d.name),
+    };
+    let mut lengths = Vec::with_capacity(examples.len());
     for ex in &examples {
-        max_t = max_t.max(prepare(&files, &ex.id, &ex.text, &opts)?.ids.len());
+        lengths.push(prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?.ids.len());
     }
+    // One forward pass holds the largest pack these prompts form.
+    let max_t = sinkscope_analysis::runner::largest_pack(&lengths, pack_tokens);
     let est = sinkscope_model::memory::estimate(
         &files,
         &sinkscope_model::memory::RunShape { max_tokens: max_t, logits, retained_bytes: 0 },

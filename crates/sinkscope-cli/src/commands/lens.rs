@@ -26,7 +26,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let mut claimed = None;
-    let o = open(&a.model, &a.input, true, &mut |_| {
+    let o = open(&a.model, &a.input, true, 0, &mut |_| {
         claimed = Some(super::experiment::claim(
             &a.out,
             "lens",

@@ -61,27 +61,33 @@ pub fn run(a: Args) -> Result<()> {
     input_args.limit = None;
     let entries: Vec<&str> = crate::common::RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
     let mut claimed = None;
-    let o = open(&a.model, &input_args, false, &mut |examples| {
-        sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(examples);
-        if let Some(n) = a.input.limit {
-            examples.truncate(n);
-        }
-        // Labels and folds are checked against the data before any feature is extracted.
-        let mut labels = Vec::with_capacity(examples.len());
-        for ex in examples.iter() {
-            let label = ex.label.ok_or_else(|| {
-                AnalysisError::Options(format!(
-                    "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
-                    ex.id
-                ))
-            })?;
-            labels.push(usize::from(label));
-        }
-        sinkscope_metrics::probe::stratified_folds(&labels, a.folds, a.seed)
-            .map_err(|e| AnalysisError::Options(format!("--folds {}: {e}", a.folds)))?;
-        claimed = Some(super::experiment::claim(&a.out, "probe", &entries, &[], &a.model, &a.input)?);
-        Ok(())
-    })?;
+    let o = open(
+        &a.model,
+        &input_args,
+        false,
+        sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
+        &mut |examples| {
+            sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(examples);
+            if let Some(n) = a.input.limit {
+                examples.truncate(n);
+            }
+            // Labels and folds are checked against the data before any feature is extracted.
+            let mut labels = Vec::with_capacity(examples.len());
+            for ex in examples.iter() {
+                let label = ex.label.ok_or_else(|| {
+                    AnalysisError::Options(format!(
+                        "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
+                        ex.id
+                    ))
+                })?;
+                labels.push(usize::from(label));
+            }
+            sinkscope_metrics::probe::stratified_folds(&labels, a.folds, a.seed)
+                .map_err(|e| AnalysisError::Options(format!("--folds {}: {e}", a.folds)))?;
+            claimed = Some(super::experiment::claim(&a.out, "probe", &entries, &[], &a.model, &a.input)?);
+            Ok(())
+        },
+    )?;
     let opts = ProbeOptions {
         prompt: a.input.prompt_options(),
         pool: a.pool,

@@ -67,7 +67,10 @@ pub fn run(a: Args) -> Result<()> {
     let ctx_len = files.config.context_length;
     let mut encoded = Vec::with_capacity(prompts.len());
     for p in prompts {
-        let mut enc = files.tokenizer.encode(&p.text, a.bos).with_context(|| format!("prompt '{}'", p.id))?;
+        let mut enc = files
+            .tokenizer
+            .encode(&p.text, a.bos)
+            .with_context(|| format!("{}: prompt '{}'", a.prompts.display(), p.id))?;
         let truncated = enc.ids.len() > ctx_len;
         if truncated {
             if !a.truncate {
