@@ -14,8 +14,8 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
         >/dev/null 2>&1 || echo "warning: could not install chromium; the browser rendering test will be SKIPPED" >&2
 fi
 cargo test --workspace
-# Fuzzing smoke (about 1.5 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
-# config.json parsers. Skipped, loudly, without a nightly toolchain or cargo-fuzz, or with
+# Fuzzing smoke (about 2 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
+# config.json parsers, the streaming prompt reader and the --edit/--capture specs. Skipped, loudly, without a nightly toolchain or cargo-fuzz, or with
 # SINKSCOPE_FUZZ=0; the stable mutation test inside `cargo test` covers the same entry points.
 # cargo-fuzz comes from crates.io when it is missing (about 30 s) and a nightly toolchain is
 # there to use it.
