@@ -95,7 +95,9 @@ pub fn run(a: Args) -> Result<()> {
                 .arg(&a.model)
                 .args(args)
                 .args(a.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
-                .args(["--quiet", "--no-report", "--out"])
+                // --force: each workload's folder replaces the previous bench's (only the
+                // files sinkscope wrote there are removed).
+                .args(["--quiet", "--no-report", "--force", "--out"])
                 .arg(&dir)
                 .stdout(std::process::Stdio::null())
                 .status()
