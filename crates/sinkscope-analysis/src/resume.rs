@@ -90,15 +90,15 @@ pub fn check_manifest(path: &Path, new: &Value) -> Result<bool> {
     };
     let field = first_diff(&a, &b).unwrap_or_default();
     let (mut was, mut now) = (a.get(&field).unwrap_or(&Value::Null), b.get(&field).unwrap_or(&Value::Null));
-    let mut name = field.clone();
+    let mut at = String::new();
     if let Some(sub) = first_diff(was, now) {
-        name = format!("{field}.{sub}");
+        at = format!("'{field}.{sub}' ");
         (was, now) = (was.get(&sub).unwrap_or(&Value::Null), now.get(&sub).unwrap_or(&Value::Null));
     }
     Err(AnalysisError::ResultFile {
         path: path.to_path_buf(),
         reason: format!(
-            "cannot resume: field '{name}' differs from this run's (was {}, now {}); use another --out, or drop --resume to start over",
+            "cannot resume: field '{field}' differs from this run's ({at}was {}, now {}); use another --out, or drop --resume to start over",
             short(was),
             short(now),
         ),
@@ -246,6 +246,6 @@ mod tests {
         let mut other = m.clone();
         other["options"]["epsilon"] = json!(0.5);
         let e = check_manifest(&p, &other).unwrap_err().to_string();
-        assert!(e.contains("'options'") && e.contains("0.5"), "{e}");
+        assert!(e.contains("field 'options'") && e.contains("('options.epsilon' was 0.3, now 0.5)"), "{e}");
     }
 }
