@@ -92,7 +92,10 @@ impl OutDir {
         for input in claim.inputs {
             let Ok(canon) = std::fs::canonicalize(input) else { continue };
             let Ok(rel) = canon.strip_prefix(&root_canon) else { continue };
-            let Some(first) = rel.components().next() else { continue };
+            let Some(first) = rel.components().next() else {
+                // The output folder is an input (a run folder, a model folder): never written.
+                return Err(OutputError::InputInside { input: input.to_path_buf(), output: root });
+            };
             let name = first.as_os_str().to_string_lossy();
             if declares(claim, &name) || old.as_ref().is_some_and(|m| m.owns(&name)) {
                 return Err(OutputError::InputInside {
@@ -205,11 +208,19 @@ fn read_marker(root: &Path) -> Result<Option<Marker>, OutputError> {
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .filter(|v| v["tool"]["name"] == "sinkscope");
-    Ok(legacy.map(|v| Marker {
-        written_by: "sinkscope".into(),
-        kind: v["kind"].as_str().unwrap_or("").into(),
-        entries: LEGACY_ENTRIES.iter().map(|s| s.to_string()).collect(),
-        prefixes: LEGACY_PREFIXES.iter().map(|s| s.to_string()).collect(),
+    Ok(legacy.map(|v| {
+        let kind = v["kind"].as_str().unwrap_or("").to_string();
+        // `run` wrote only these two; the other kinds' entries are listed below.
+        let (entries, prefixes) = match kind.as_str() {
+            "run" => (&["manifest.json", "activations"][..], &[][..]),
+            _ => (LEGACY_ENTRIES, LEGACY_PREFIXES),
+        };
+        Marker {
+            written_by: "sinkscope".into(),
+            kind,
+            entries: entries.iter().map(|s| s.to_string()).collect(),
+            prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+        }
     }))
 }
 
@@ -363,5 +374,30 @@ mod tests {
         let e = OutDir::claim(&d, &claim(Mode::Force, &inputs)).unwrap_err();
         assert!(matches!(e, OutputError::InputInside { .. }), "{e}");
         assert!(!d.join(LOCK_FILE).exists());
+        // The output folder itself as an input (e.g. `compare RUN --out RUN`).
+        let folder = [d.as_path()];
+        let e = OutDir::claim(&d, &claim(Mode::Force, &folder)).unwrap_err();
+        assert!(matches!(e, OutputError::InputInside { .. }), "{e}");
+    }
+
+    /// A folder written before markers: a sinkscope `run` manifest makes only `run`'s entries
+    /// ours, so a user's `prompts.jsonl` beside it is not.
+    #[test]
+    fn legacy_run_folder() {
+        let d = tmp("legacy");
+        std::fs::write(d.join("manifest.json"), r#"{"kind": "run", "tool": {"name": "sinkscope"}}"#).unwrap();
+        let c = Claim {
+            kind: "profile",
+            entries: &["manifest.json", "prompts.jsonl"],
+            prefixes: &[],
+            inputs: &[],
+            mode: Mode::Force,
+        };
+        std::fs::write(d.join("prompts.jsonl"), "mine").unwrap();
+        let e = OutDir::claim(&d, &c).unwrap_err();
+        assert!(matches!(e, OutputError::NotOurs { .. }), "{e}");
+        std::fs::remove_file(d.join("prompts.jsonl")).unwrap();
+        drop(OutDir::claim(&d, &c).unwrap());
+        assert!(!d.join("manifest.json").exists());
     }
 }
