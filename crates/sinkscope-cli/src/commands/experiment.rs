@@ -116,12 +116,7 @@ pub fn open(
     prepare_examples(&mut examples)?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(model)?;
-    // Errors name where the prompts come from, as the user spelled it.
-    let origin = match (&source, &input.prompts) {
-        (DataSource::File(_), Some(p)) => p.display().to_string(),
-        (DataSource::File(f), None) => f.path.display().to_string(),
-        (DataSource::Dataset(d), _) => format!("dataset '{}'", d.name),
-    };
+    let origin = super::profile::origin(&source, input.prompts.as_deref());
     let mut lengths = Vec::with_capacity(examples.len());
     for ex in &examples {
         lengths.push(prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?.ids.len());

@@ -119,6 +119,16 @@ pub fn load_examples(
     Ok((examples, source))
 }
 
+/// Where the prompts come from, for error messages (the error catalogue's rule: file and
+/// line/prompt): the prompt file as the user spelled it, or the dataset.
+pub fn origin(source: &DataSource, prompts: Option<&Path>) -> String {
+    match (source, prompts) {
+        (DataSource::File(_), Some(p)) => p.display().to_string(),
+        (DataSource::File(f), None) => f.path.display().to_string(),
+        (DataSource::Dataset(d), _) => format!("dataset '{}'", d.name),
+    }
+}
+
 /// A hand-drawn progress bar on stderr: prompts, tokens, tokens/s, ETA. On a terminal it
 /// redraws one line; otherwise it prints a line every 10 seconds and at the end.
 struct Bar {
@@ -287,13 +297,7 @@ pub fn run(a: Args) -> Result<()> {
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
     let mut lengths = Vec::with_capacity(examples.len());
-    // Errors name where the prompts come from (the error catalogue's rule: file and line/prompt),
-    // as the user spelled it.
-    let origin = match (&source, &a.input.prompts) {
-        (DataSource::File(_), Some(p)) => p.display().to_string(),
-        (DataSource::File(f), None) => f.path.display().to_string(),
-        (DataSource::Dataset(d), _) => format!("dataset '{}'", d.name),
-    };
+    let origin = origin(&source, a.input.prompts.as_deref());
     for ex in &examples {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
         lengths.push(prepared.ids.len());
