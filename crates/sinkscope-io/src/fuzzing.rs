@@ -51,7 +51,7 @@ pub fn gguf(data: &[u8]) -> Result<(), String> {
     });
     if let Some((decl, config)) = resolved {
         let src = GgufSource::new(f, path);
-        let _ = crate::weights::load_weights(&src, &config, decl.gguf_tensors, &[]);
+        let _ = crate::weights::load_weights(&src, &config, &decl.gguf_tensors(), &[]);
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{closest_names, IoError};
 use crate::source::TensorSource;
-use sinkscope_spec::{MlpKind, ModelConfig, NormKind, Positional};
+use sinkscope_spec::{MlpKind, ModelConfig, NormKind, Positional, QkNorm};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a weight is for. Per-block roles come with a block index in [`RoleKey`].
@@ -56,6 +56,36 @@ pub enum TensorRole {
     Down,
     /// Down bias.
     DownBias,
+    /// Embedding-norm gain `[d]` (BLOOM's `word_embeddings_layernorm`).
+    EmbedNormW,
+    /// Embedding-norm bias `[d]`.
+    EmbedNormB,
+    /// Post-attention norm gain `[d]` (sandwich / post-norm placements).
+    PostAttnNormW,
+    /// Post-MLP norm gain `[d]`.
+    PostMlpNormW,
+    /// Query-norm gain: `[d_head]` per head, or `[H·dh]` over the whole projection.
+    QNormW,
+    /// Key-norm gain: `[d_head]`, or `[KVH·dh]`.
+    KNormW,
+    /// Learned sink logit per query head `[H]`.
+    AttnSinks,
+    /// Router `[E, d]`.
+    RouterW,
+    /// Router bias `[E]`.
+    RouterB,
+    /// Expert gate projections `[E, d_mlp, d]`.
+    ExpertGate,
+    /// Expert gate biases `[E, d_mlp]`.
+    ExpertGateBias,
+    /// Expert up projections `[E, d_mlp, d]`.
+    ExpertUp,
+    /// Expert up biases `[E, d_mlp]`.
+    ExpertUpBias,
+    /// Expert down projections `[E, d, d_mlp]`.
+    ExpertDown,
+    /// Expert down biases `[E, d]`.
+    ExpertDownBias,
 }
 
 /// A role, with its block index for per-block roles.
@@ -87,6 +117,12 @@ pub enum Transform {
     UnpermuteK,
     /// Split a fused QKV tensor along its first axis into the Q, K, V roles of the entry.
     SplitQkv(QkvLayout),
+    /// Split along the first axis into two equal halves (Phi-3's `gate_up_proj` = `[gate | up]`).
+    SplitHalves,
+    /// Split the last axis into its even and odd entries (GPT-OSS's interleaved gate/up).
+    Deinterleave,
+    /// Swap the last two axes of every output (GPT-OSS experts stored `[E, in, out]`).
+    TransposeLast2,
 }
 
 /// One row of a family's tensor-name table.
@@ -190,61 +226,73 @@ impl WeightSet {
 /// The roles (with expected row-major shapes) that a model with this config needs.
 pub fn required_roles(cfg: &ModelConfig) -> BTreeMap<RoleKey, Vec<usize>> {
     use TensorRole::*;
-    let (d, v, m) = (cfg.d_model, cfg.d_vocab, cfg.d_mlp);
-    let (q, kv) = (cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head);
     let norm_bias = matches!(cfg.norm, NormKind::LayerNorm { bias: true, .. });
-    let mut out = BTreeMap::new();
-    let mut put = |role, block, shape: Vec<usize>| {
-        out.insert(RoleKey { role, block }, shape);
-    };
-    put(TokEmbed, None, vec![v, d]);
+    let mut global = vec![TokEmbed, FinalNormW];
     if matches!(cfg.positional, Positional::Learned) {
-        put(PosEmbed, None, vec![cfg.context_length, d]);
+        global.push(PosEmbed);
     }
-    put(FinalNormW, None, vec![d]);
     if norm_bias {
-        put(FinalNormB, None, vec![d]);
+        global.push(FinalNormB);
+    }
+    if cfg.embed_norm {
+        global.push(EmbedNormW);
+        if norm_bias {
+            global.push(EmbedNormB);
+        }
     }
     if !cfg.tied_unembed {
-        put(Unembed, None, vec![v, d]);
+        global.push(Unembed);
     }
-    for b in (0..cfg.n_layers).map(Some) {
-        put(AttnNormW, b, vec![d]);
-        put(MlpNormW, b, vec![d]);
+    let mut block = vec![Q, K, V, O];
+    if cfg.norm_placement.has_pre() {
+        block.extend([AttnNormW, MlpNormW]);
         if norm_bias {
-            put(AttnNormB, b, vec![d]);
-            put(MlpNormB, b, vec![d]);
-        }
-        put(Q, b, vec![q, d]);
-        put(K, b, vec![kv, d]);
-        put(V, b, vec![kv, d]);
-        put(O, b, vec![d, q]);
-        if cfg.attn.qkv_bias {
-            put(QBias, b, vec![q]);
-            put(KBias, b, vec![kv]);
-            put(VBias, b, vec![kv]);
-        }
-        if cfg.attn.o_bias {
-            put(OBias, b, vec![d]);
-        }
-        let bias = match cfg.mlp {
-            MlpKind::Gated { bias, .. } => {
-                put(Gate, b, vec![m, d]);
-                if bias {
-                    put(GateBias, b, vec![m]);
-                }
-                bias
-            }
-            MlpKind::Plain { bias, .. } => bias,
-        };
-        put(Up, b, vec![m, d]);
-        put(Down, b, vec![d, m]);
-        if bias {
-            put(UpBias, b, vec![m]);
-            put(DownBias, b, vec![d]);
+            block.extend([AttnNormB, MlpNormB]);
         }
     }
-    out
+    if cfg.norm_placement.has_post() {
+        block.extend([PostAttnNormW, PostMlpNormW]);
+    }
+    if cfg.attn.qkv_bias {
+        block.extend([QBias, KBias, VBias]);
+    }
+    if cfg.attn.o_bias {
+        block.push(OBias);
+    }
+    if cfg.attn.qk_norm != QkNorm::None {
+        block.extend([QNormW, KNormW]);
+    }
+    if cfg.attn.sinks {
+        block.push(AttnSinks);
+    }
+    match cfg.mlp {
+        MlpKind::Plain { bias, .. } => {
+            block.extend([Up, Down]);
+            if bias {
+                block.extend([UpBias, DownBias]);
+            }
+        }
+        MlpKind::Gated { bias, .. } => {
+            block.extend([Gate, Up, Down]);
+            if bias {
+                block.extend([GateBias, UpBias, DownBias]);
+            }
+        }
+        MlpKind::Moe { .. } => block.extend([
+            RouterW,
+            RouterB,
+            ExpertGate,
+            ExpertGateBias,
+            ExpertUp,
+            ExpertUpBias,
+            ExpertDown,
+            ExpertDownBias,
+        ]),
+    }
+    let globals = global.into_iter().map(|role| RoleKey { role, block: None });
+    let blocks =
+        (0..cfg.n_layers).flat_map(|b| block.iter().map(move |&role| RoleKey { role, block: Some(b) }));
+    globals.chain(blocks).map(|k| (k, role_shape(cfg, k))).collect()
 }
 
 /// Loads every weight the config needs through the table, strictly: each needed role must come
@@ -275,6 +323,8 @@ pub fn load_weights(
     }
     let needed = required_roles(cfg);
     let mut used: BTreeSet<String> = BTreeSet::new();
+    let mut first_candidate: BTreeMap<RoleKey, (String, Vec<usize>)> = BTreeMap::new();
+    let mut source_of: BTreeMap<RoleKey, String> = BTreeMap::new();
     let mut set = WeightSet::default();
     let blocks: Vec<Option<usize>> = std::iter::once(None).chain((0..cfg.n_layers).map(Some)).collect();
     for entry in table {
@@ -295,12 +345,12 @@ pub fn load_weights(
             let shapes: Vec<Vec<usize>> = keys.iter().map(|k| role_shape(cfg, *k)).collect();
             let expected_file_shape = file_shape(entry, &shapes);
             let Some(meta) = files.get(&name) else {
-                return Err(IoError::MissingTensor {
-                    nearest: closest_names(&name, files.keys().map(String::as_str)),
-                    path,
-                    name,
-                    expected: expected_file_shape,
-                });
+                // Another entry may provide these roles (Phi-3's fused `qkv_proj` or the
+                // separate projections): a role still missing at the end names this tensor.
+                for k in keys.iter().filter(|k| needed.contains_key(k)) {
+                    first_candidate.entry(*k).or_insert_with(|| (name.clone(), expected_file_shape.clone()));
+                }
+                continue;
             };
             if meta.shape != expected_file_shape {
                 return Err(IoError::WrongShape {
@@ -310,28 +360,24 @@ pub fn load_weights(
                     actual: meta.shape.clone(),
                 });
             }
-            let mut data = src.read_f32(&name)?;
+            let data = src.read_f32(&name)?;
             if let Some(nf) = scan_non_finite(&name, &data) {
                 set.non_finite.push(nf);
             }
-            let mut shape = meta.shape.clone();
-            let mut outputs: Option<Vec<Weight>> = None;
-            for t in entry.transforms {
-                match *t {
-                    Transform::Transpose => {
-                        (data, shape) = transpose(&data, &shape);
-                    }
-                    Transform::UnpermuteQ => data = unpermute(&data, &shape, cfg.n_heads),
-                    Transform::UnpermuteK => data = unpermute(&data, &shape, cfg.n_kv_heads),
-                    Transform::SplitQkv(layout) => {
-                        outputs = Some(split_qkv(&data, &shape, layout, cfg));
-                    }
-                }
-            }
-            let outputs = outputs.unwrap_or_else(|| vec![Weight { shape, data }]);
+            let outputs = apply_transforms(entry.transforms, Weight { shape: meta.shape.clone(), data }, cfg);
             for ((key, w), exp) in keys.iter().zip(outputs).zip(&shapes) {
                 if &w.shape != exp {
                     return Err(IoError::WrongShape { path, name, expected: exp.clone(), actual: w.shape });
+                }
+                if let Some(other) = source_of.insert(*key, name.clone()) {
+                    return Err(IoError::Config {
+                        path,
+                        field: name.clone(),
+                        reason: format!(
+                            "holds the same weight as '{other}' ({:?}); the checkpoint has both",
+                            key.role
+                        ),
+                    });
                 }
                 set.map.insert(*key, w);
             }
@@ -339,6 +385,14 @@ pub fn load_weights(
         }
     }
     if let Some((key, shape)) = needed.iter().find(|(k, _)| !set.map.contains_key(k)) {
+        if let Some((name, expected)) = first_candidate.remove(key) {
+            return Err(IoError::MissingTensor {
+                nearest: closest_names(&name, files.keys().map(String::as_str)),
+                path,
+                name,
+                expected,
+            });
+        }
         return Err(IoError::MissingTensor {
             path,
             name: format!(
@@ -370,10 +424,19 @@ fn role_shape(cfg: &ModelConfig, key: RoleKey) -> Vec<usize> {
     use TensorRole::*;
     let (d, m) = (cfg.d_model, cfg.d_mlp);
     let (q, kv) = (cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head);
+    let e = match cfg.mlp {
+        MlpKind::Moe { n_experts, .. } => n_experts,
+        _ => 0,
+    };
+    let (qn, kn) = match cfg.attn.qk_norm {
+        QkNorm::Whole => (q, kv),
+        QkNorm::PerHead | QkNorm::None => (cfg.d_head, cfg.d_head),
+    };
     match key.role {
         TokEmbed | Unembed => vec![cfg.d_vocab, d],
         PosEmbed => vec![cfg.context_length, d],
-        FinalNormW | FinalNormB | AttnNormW | AttnNormB | MlpNormW | MlpNormB | OBias | DownBias => vec![d],
+        FinalNormW | FinalNormB | AttnNormW | AttnNormB | MlpNormW | MlpNormB | OBias | DownBias
+        | EmbedNormW | EmbedNormB | PostAttnNormW | PostMlpNormW => vec![d],
         Q => vec![q, d],
         K | V => vec![kv, d],
         QBias => vec![q],
@@ -382,27 +445,134 @@ fn role_shape(cfg: &ModelConfig, key: RoleKey) -> Vec<usize> {
         Gate | Up => vec![m, d],
         GateBias | UpBias => vec![m],
         Down => vec![d, m],
+        QNormW => vec![qn],
+        KNormW => vec![kn],
+        AttnSinks => vec![cfg.n_heads],
+        RouterW => vec![e, d],
+        RouterB => vec![e],
+        ExpertGate | ExpertUp => vec![e, m, d],
+        ExpertGateBias | ExpertUpBias => vec![e, m],
+        ExpertDown => vec![e, d, m],
+        ExpertDownBias => vec![e, d],
     }
 }
 
-/// The shape the file tensor must have so that the entry's transforms give `outs`.
-fn file_shape(entry: &TensorEntry, outs: &[Vec<usize>]) -> Vec<usize> {
-    let mut shape = match outs {
-        [one] => one.clone(),
-        many => {
-            // A split along axis 0: rows add up, trailing axes equal.
-            let rows: usize = many.iter().filter_map(|s| s.first()).sum();
-            let mut s = many.first().cloned().unwrap_or_default();
-            if let Some(r) = s.first_mut() {
-                *r = rows;
-            }
-            s
-        }
-    };
-    if entry.transforms.contains(&Transform::Transpose) && shape.len() == 2 {
-        shape.reverse();
+/// Runs an entry's transforms on the file tensor, giving one weight per role of the entry.
+fn apply_transforms(transforms: &[Transform], w: Weight, cfg: &ModelConfig) -> Vec<Weight> {
+    let mut outs = vec![w];
+    for t in transforms {
+        outs = outs
+            .into_iter()
+            .flat_map(|Weight { shape, data }| match *t {
+                Transform::Transpose => {
+                    let (data, shape) = transpose(&data, &shape);
+                    vec![Weight { shape, data }]
+                }
+                Transform::TransposeLast2 => vec![transpose_last2(&data, &shape)],
+                Transform::UnpermuteQ => vec![Weight { data: unpermute(&data, &shape, cfg.n_heads), shape }],
+                Transform::UnpermuteK => {
+                    vec![Weight { data: unpermute(&data, &shape, cfg.n_kv_heads), shape }]
+                }
+                Transform::SplitQkv(layout) => split_qkv(&data, &shape, layout, cfg),
+                Transform::SplitHalves => split_halves(&data, &shape),
+                Transform::Deinterleave => deinterleave(&data, &shape),
+            })
+            .collect();
     }
-    shape
+    outs
+}
+
+/// The shape the file tensor must have so that the entry's transforms give `outs` (the
+/// transforms undone in reverse order).
+fn file_shape(entry: &TensorEntry, outs: &[Vec<usize>]) -> Vec<usize> {
+    let mut shapes: Vec<Vec<usize>> = outs.to_vec();
+    for t in entry.transforms.iter().rev() {
+        shapes = match t {
+            Transform::Transpose => shapes
+                .into_iter()
+                .map(|mut s| {
+                    if s.len() == 2 {
+                        s.reverse();
+                    }
+                    s
+                })
+                .collect(),
+            Transform::TransposeLast2 => shapes
+                .into_iter()
+                .map(|mut s| {
+                    let n = s.len();
+                    if n >= 2 {
+                        s.swap(n - 1, n - 2);
+                    }
+                    s
+                })
+                .collect(),
+            Transform::UnpermuteQ | Transform::UnpermuteK => shapes,
+            // A split along axis 0: rows add up, trailing axes equal.
+            Transform::SplitQkv(_) | Transform::SplitHalves => {
+                let rows: usize = shapes.iter().filter_map(|s| s.first()).sum();
+                let mut s = shapes.first().cloned().unwrap_or_default();
+                if let Some(r) = s.first_mut() {
+                    *r = rows;
+                }
+                vec![s]
+            }
+            // Interleaved along the last axis: last axes add up.
+            Transform::Deinterleave => {
+                let cols: usize = shapes.iter().filter_map(|s| s.last()).sum();
+                let mut s = shapes.first().cloned().unwrap_or_default();
+                if let Some(c) = s.last_mut() {
+                    *c = cols;
+                }
+                vec![s]
+            }
+        };
+    }
+    shapes.into_iter().next().unwrap_or_default()
+}
+
+/// `[.., r, c]` -> `[.., c, r]`.
+fn transpose_last2(data: &[f32], shape: &[usize]) -> Weight {
+    let n = shape.len();
+    if n < 2 {
+        return Weight { shape: shape.to_vec(), data: data.to_vec() };
+    }
+    let (r, c) = (shape[n - 2], shape[n - 1]);
+    let mut out = Vec::with_capacity(data.len());
+    for m in data.chunks(r * c.max(1)) {
+        out.extend(transpose(m, &[r, c]).0);
+    }
+    let mut s = shape.to_vec();
+    s.swap(n - 1, n - 2);
+    Weight { shape: s, data: out }
+}
+
+/// Rows `[a | b]` -> (a, b), each half the rows.
+fn split_halves(data: &[f32], shape: &[usize]) -> Vec<Weight> {
+    let rows = shape.first().copied().unwrap_or(0);
+    let mut s = shape.to_vec();
+    if let Some(r) = s.first_mut() {
+        *r = rows / 2;
+    }
+    let mid = (data.len() / 2).min(data.len());
+    vec![
+        Weight { shape: s.clone(), data: data[..mid].to_vec() },
+        Weight { shape: s, data: data[mid..].to_vec() },
+    ]
+}
+
+/// The last axis's even entries and odd entries.
+fn deinterleave(data: &[f32], shape: &[usize]) -> Vec<Weight> {
+    let cols = shape.last().copied().unwrap_or(0).max(1);
+    let even: Vec<f32> =
+        data.iter().enumerate().filter(|(i, _)| (i % cols) % 2 == 0).map(|(_, x)| *x).collect();
+    let odd: Vec<f32> =
+        data.iter().enumerate().filter(|(i, _)| (i % cols) % 2 == 1).map(|(_, x)| *x).collect();
+    let mut s = shape.to_vec();
+    if let Some(c) = s.last_mut() {
+        *c /= 2;
+    }
+    vec![Weight { shape: s.clone(), data: even }, Weight { shape: s, data: odd }]
 }
 
 fn transpose(data: &[f32], shape: &[usize]) -> (Vec<f32>, Vec<usize>) {

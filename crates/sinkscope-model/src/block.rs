@@ -6,21 +6,34 @@ use crate::pack::Pack;
 use candle_core::Tensor;
 use sinkscope_spec::{BlockLayout, HookSite, SiteKind};
 
-/// One decoder block.
+/// One decoder block. Which norms exist is the config's [`sinkscope_spec::NormPlacement`]:
+/// pre-norms feed the sublayers, post-norms normalise their outputs before the residual add.
 #[derive(Debug, Clone)]
 pub struct Block {
     /// Block index (0-based).
     pub index: usize,
-    /// Attention pre-norm.
-    pub ln1: Norm,
+    /// Attention pre-norm (absent for post-only placements: the sublayer reads the residual).
+    pub ln1: Option<Norm>,
     /// Attention.
     pub attn: Attention,
+    /// Norm on the attention output (sandwich and post-only placements).
+    pub ln1_post: Option<Norm>,
     /// MLP pre-norm.
-    pub ln2: Norm,
+    pub ln2: Option<Norm>,
     /// MLP.
     pub mlp: Mlp,
+    /// Norm on the MLP output.
+    pub ln2_post: Option<Norm>,
     /// Sequential or parallel residual.
     pub layout: BlockLayout,
+}
+
+/// `norm(x)`, or `x` itself without a norm.
+fn maybe_norm(norm: &Option<Norm>, x: &Tensor) -> candle_core::Result<Tensor> {
+    match norm {
+        Some(n) => n.forward(x),
+        None => Ok(x.clone()),
+    }
 }
 
 /// Fails with the site name when a tensor holds NaN or Inf. The common case costs one
@@ -51,25 +64,33 @@ impl Block {
     ) -> Result<Tensor> {
         let site = |kind| HookSite::block(self.index, kind);
         let x = pack.apply(site(SiteKind::ResidPre), x)?;
-        let ln1 = pack.apply(site(SiteKind::Ln1Normalized), self.ln1.forward(&x)?)?;
-        let attn_out = self.attn.forward(&ln1, rope, mask, self.index, pack)?;
+        let ln1 = pack.apply(site(SiteKind::Ln1Normalized), maybe_norm(&self.ln1, &x)?)?;
+        let mut attn_out = self.attn.forward(&ln1, rope, mask, self.index, pack)?;
+        if let Some(n) = &self.ln1_post {
+            attn_out = pack.apply(site(SiteKind::Ln1PostNormalized), n.forward(&attn_out)?)?;
+        }
         let attn_out = pack.apply(site(SiteKind::AttnOut), attn_out)?;
         ensure_finite(&attn_out, site(SiteKind::AttnOut))?;
-        let post = match self.layout {
+        // The MLP reads the residual after attention (sequential) or the block input (parallel).
+        let (mid, mlp_in) = match self.layout {
             BlockLayout::Sequential => {
                 let mid = pack.apply(site(SiteKind::ResidMid), (&x + &attn_out)?)?;
-                let ln2 = pack.apply(site(SiteKind::Ln2Normalized), self.ln2.forward(&mid)?)?;
-                let mlp_out = pack.apply(site(SiteKind::MlpOut), self.mlp.forward(&ln2)?)?;
-                ensure_finite(&mlp_out, site(SiteKind::MlpOut))?;
-                (mid + mlp_out)?
+                let mlp_in = maybe_norm(&self.ln2, &mid)?;
+                (Some(mid), mlp_in)
             }
-            BlockLayout::Parallel => {
-                let ln2 = pack.apply(site(SiteKind::Ln2Normalized), self.ln2.forward(&x)?)?;
-                let mlp_out = pack.apply(site(SiteKind::MlpOut), self.mlp.forward(&ln2)?)?;
-                ensure_finite(&mlp_out, site(SiteKind::MlpOut))?;
-                // HF GPT-NeoX: mlp_output + attn_output + residual, in that order.
-                ((mlp_out + attn_out)? + x)?
-            }
+            BlockLayout::Parallel => (None, maybe_norm(&self.ln2, &x)?),
+        };
+        let mlp_in = pack.apply(site(SiteKind::Ln2Normalized), mlp_in)?;
+        let mut mlp_out = self.mlp.forward(&mlp_in, self.index, pack)?;
+        if let Some(n) = &self.ln2_post {
+            mlp_out = pack.apply(site(SiteKind::Ln2PostNormalized), n.forward(&mlp_out)?)?;
+        }
+        let mlp_out = pack.apply(site(SiteKind::MlpOut), mlp_out)?;
+        ensure_finite(&mlp_out, site(SiteKind::MlpOut))?;
+        let post = match mid {
+            Some(mid) => (mid + mlp_out)?,
+            // HF GPT-NeoX: mlp_output + attn_output + residual, in that order.
+            None => ((mlp_out + attn_out)? + x)?,
         };
         let post = pack.apply(site(SiteKind::ResidPost), post)?;
         ensure_finite(&post, site(SiteKind::ResidPost))?;

@@ -153,8 +153,15 @@ impl EditHook {
 /// Axis roles of the tensor at a site: (position axis, head axis, last axis).
 fn axes(kind: SiteKind) -> (usize, Option<usize>) {
     match kind {
-        SiteKind::AttnQ | SiteKind::AttnK | SiteKind::AttnV | SiteKind::AttnZ => (0, Some(1)),
-        SiteKind::AttnPattern => (1, Some(0)),
+        SiteKind::AttnQ
+        | SiteKind::AttnK
+        | SiteKind::AttnV
+        | SiteKind::AttnQNorm
+        | SiteKind::AttnKNorm
+        | SiteKind::AttnRotQ
+        | SiteKind::AttnRotK
+        | SiteKind::AttnZ => (0, Some(1)),
+        SiteKind::AttnPattern | SiteKind::AttnScores | SiteKind::AttnSinkProb => (1, Some(0)),
         _ => (0, None),
     }
 }

@@ -151,9 +151,18 @@ pub fn site_bytes(cfg: &ModelConfig, site: HookSite, t: usize) -> u64 {
     let (t, d, h, kvh, dh) =
         (t as u128, cfg.d_model as u128, cfg.n_heads as u128, cfg.n_kv_heads as u128, cfg.d_head as u128);
     let values = match site.kind {
-        SiteKind::AttnPattern => h * t * t,
-        SiteKind::AttnQ | SiteKind::AttnZ => t * h * dh,
-        SiteKind::AttnK | SiteKind::AttnV => t * kvh * dh,
+        SiteKind::AttnPattern | SiteKind::AttnScores => h * t * t,
+        SiteKind::AttnSinkProb => h * t,
+        SiteKind::AttnQ | SiteKind::AttnQNorm | SiteKind::AttnRotQ | SiteKind::AttnZ => t * h * dh,
+        SiteKind::AttnK | SiteKind::AttnKNorm | SiteKind::AttnRotK | SiteKind::AttnV => t * kvh * dh,
+        SiteKind::RouterLogits => match cfg.mlp {
+            sinkscope_spec::MlpKind::Moe { n_experts, .. } => t * n_experts as u128,
+            _ => 0,
+        },
+        SiteKind::RouterIndices => match cfg.mlp {
+            sinkscope_spec::MlpKind::Moe { top_k, .. } => t * top_k as u128,
+            _ => 0,
+        },
         SiteKind::Logits => t * cfg.d_vocab as u128,
         _ => t * d,
     };

@@ -5,12 +5,18 @@ use crate::block::{ensure_finite, Block};
 use crate::error::{ModelError, Result};
 use crate::hooks::ForwardCtx;
 use crate::layers::{
-    attention::causal_mask, attention::Attention, linear::Linear, mlp::Mlp, norm::Norm, rope::RopeTables,
+    attention::causal_mask,
+    attention::Attention,
+    linear::Linear,
+    mlp::{Dense, Expert, Mlp, Moe},
+    norm::Norm,
+    rope::RopeTables,
+    scores::{alibi_slopes, ScoreSpec},
 };
 use crate::pack::Pack;
 use candle_core::{Device, Tensor};
 use sinkscope_io::{TensorRole as R, WeightSet};
-use sinkscope_spec::{HookSite, MlpKind, ModelConfig, NormKind, Positional, SiteKind};
+use sinkscope_spec::{HookSite, MlpKind, ModelConfig, NormKind, Positional, QkNorm, RopeSpec, SiteKind};
 
 /// A loaded, immutable decoder.
 pub struct Model {
@@ -19,6 +25,7 @@ pub struct Model {
     device: Device,
     tok_embed: Tensor,
     pos_embed: Option<Tensor>,
+    embed_norm: Option<Norm>,
     blocks: Vec<Block>,
     ln_final: Norm,
     unembed: Tensor,
@@ -63,6 +70,36 @@ impl Loader<'_> {
         Ok(Linear::from_rows(weight.data, out, inp, bias, self.device)?)
     }
 
+    /// The values of a weight (vectors such as sink logits).
+    fn values(&mut self, role: R, block: usize) -> Result<Vec<f32>> {
+        Ok(self.take_raw(role, Some(block))?.data)
+    }
+
+    /// The experts of a mixture: `[E, rows, cols]` weights split into one linear map each.
+    fn experts(&mut self, block: usize) -> Result<Vec<Expert>> {
+        let mut parts = |w: R, b: R| -> Result<Vec<Linear>> {
+            let (weight, bias) = (self.take_raw(w, Some(block))?, self.take_raw(b, Some(block))?);
+            let [e, out, inp] = weight.shape[..] else {
+                return Err(ModelError::Input(format!(
+                    "{w:?} of block {block} has shape {:?}",
+                    weight.shape
+                )));
+            };
+            (0..e)
+                .map(|i| {
+                    let rows = weight.data[i * out * inp..(i + 1) * out * inp].to_vec();
+                    let bias =
+                        Tensor::from_vec(bias.data[i * out..(i + 1) * out].to_vec(), out, self.device)?;
+                    Ok(Linear::from_rows(rows, out, inp, Some(bias), self.device)?)
+                })
+                .collect()
+        };
+        let gate = parts(R::ExpertGate, R::ExpertGateBias)?;
+        let up = parts(R::ExpertUp, R::ExpertUpBias)?;
+        let down = parts(R::ExpertDown, R::ExpertDownBias)?;
+        Ok(gate.into_iter().zip(up).zip(down).map(|((gate, up), down)| Expert { gate, up, down }).collect())
+    }
+
     fn norm(&mut self, kind: NormKind, w: R, b: R, block: Option<usize>) -> Result<Norm> {
         let mut weight = self.take(w, block)?;
         let bias = match kind {
@@ -87,32 +124,77 @@ impl Model {
         let mut l = Loader { w: &mut weights, device };
         let tok_embed = l.take(R::TokEmbed, None)?;
         let pos_embed = l.opt(R::PosEmbed, None)?;
+        let embed_norm =
+            if cfg.embed_norm { Some(l.norm(cfg.norm, R::EmbedNormW, R::EmbedNormB, None)?) } else { None };
+        let (pre, post) = (cfg.norm_placement.has_pre(), cfg.norm_placement.has_post());
+        // QK-norm gains are plain RMSNorm gains with the model's weight offset (Gemma 3: 1 + w).
+        let qk_kind = match cfg.norm {
+            NormKind::LayerNorm { eps, .. } => NormKind::RmsNorm { eps, weight_offset: 0.0 },
+            rms => rms,
+        };
+        let alibi = matches!(cfg.positional, Positional::Alibi).then(|| alibi_slopes(cfg.n_heads));
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
-            let (mlp_bias, act, gated) = match cfg.mlp {
-                MlpKind::Plain { act, bias } => (bias, act, false),
-                MlpKind::Gated { act, bias } => (bias, act, true),
+            let qk_norm = match cfg.attn.qk_norm {
+                QkNorm::None => None,
+                kind => Some((
+                    kind,
+                    l.norm(qk_kind, R::QNormW, R::QNormW, Some(i))?,
+                    l.norm(qk_kind, R::KNormW, R::KNormW, Some(i))?,
+                )),
+            };
+            let mlp = match cfg.mlp {
+                MlpKind::Plain { act, bias } => Mlp::Dense(Dense {
+                    gate: None,
+                    up: l.linear(R::Up, R::UpBias, i, bias)?,
+                    down: l.linear(R::Down, R::DownBias, i, bias)?,
+                    act,
+                }),
+                MlpKind::Gated { act, bias } => Mlp::Dense(Dense {
+                    gate: Some(l.linear(R::Gate, R::GateBias, i, bias)?),
+                    up: l.linear(R::Up, R::UpBias, i, bias)?,
+                    down: l.linear(R::Down, R::DownBias, i, bias)?,
+                    act,
+                }),
+                MlpKind::Moe { top_k, alpha, limit, .. } => Mlp::Moe(Moe {
+                    router: l.linear(R::RouterW, R::RouterB, i, true)?,
+                    experts: l.experts(i)?,
+                    top_k,
+                    alpha: alpha as f32,
+                    limit: limit as f32,
+                }),
             };
             blocks.push(Block {
                 index: i,
-                ln1: l.norm(cfg.norm, R::AttnNormW, R::AttnNormB, Some(i))?,
+                ln1: if pre { Some(l.norm(cfg.norm, R::AttnNormW, R::AttnNormB, Some(i))?) } else { None },
                 attn: Attention {
                     q: l.linear(R::Q, R::QBias, i, cfg.attn.qkv_bias)?,
                     k: l.linear(R::K, R::KBias, i, cfg.attn.qkv_bias)?,
                     v: l.linear(R::V, R::VBias, i, cfg.attn.qkv_bias)?,
                     o: l.linear(R::O, R::OBias, i, cfg.attn.o_bias)?,
+                    qk_norm,
                     n_heads: cfg.n_heads,
                     n_kv_heads: cfg.n_kv_heads,
                     d_head: cfg.d_head,
-                    scale: cfg.attn.scale,
+                    scores: ScoreSpec {
+                        scale: cfg.attn.scale as f32,
+                        softcap: cfg.attn.softcap.map(|c| c as f32),
+                        alibi: alibi.clone(),
+                        sinks: if cfg.attn.sinks { Some(l.values(R::AttnSinks, i)?) } else { None },
+                    },
                     window: cfg.layers.get(i).and_then(|s| s.sliding_window),
                 },
-                ln2: l.norm(cfg.norm, R::MlpNormW, R::MlpNormB, Some(i))?,
-                mlp: Mlp {
-                    gate: if gated { Some(l.linear(R::Gate, R::GateBias, i, mlp_bias)?) } else { None },
-                    up: l.linear(R::Up, R::UpBias, i, mlp_bias)?,
-                    down: l.linear(R::Down, R::DownBias, i, mlp_bias)?,
-                    act,
+                ln1_post: if post {
+                    Some(l.norm(cfg.norm, R::PostAttnNormW, R::PostAttnNormW, Some(i))?)
+                } else {
+                    None
+                },
+                ln2: if pre { Some(l.norm(cfg.norm, R::MlpNormW, R::MlpNormB, Some(i))?) } else { None },
+                mlp,
+                ln2_post: if post {
+                    Some(l.norm(cfg.norm, R::PostMlpNormW, R::PostMlpNormW, Some(i))?)
+                } else {
+                    None
                 },
                 layout: cfg.block_layout,
             });
@@ -124,6 +206,7 @@ impl Model {
             device: device.clone(),
             tok_embed,
             pos_embed,
+            embed_norm,
             blocks,
             ln_final,
             unembed,
@@ -227,20 +310,35 @@ impl Model {
             let pos = pack.apply(HookSite::global(SiteKind::PosEmbed), pos)?; // [rows, d]
             x = (x + pos)?;
         }
+        if let Some(n) = &self.embed_norm {
+            x = n.forward(&x)?;
+        }
         let x0 = pack.apply(HookSite::global(SiteKind::Embed), x)?;
         ensure_finite(&x0, HookSite::global(SiteKind::Embed))?;
-        let rope = match cfg.positional {
-            Positional::Rotary(spec) => Some(RopeTables::new(&spec, t_max, &self.device)?),
-            Positional::Learned => None,
-        };
-        let full_mask = causal_mask(t_max, None, &self.device)?;
+        // One table per distinct RoPE (Gemma 3: local and global layers) and one mask per
+        // distinct window, each covering the longest prompt.
+        let mut ropes: Vec<(RopeSpec, RopeTables)> = Vec::new();
+        let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
         let mut x = x0;
-        for b in &self.blocks {
-            let mask = match b.attn.window {
-                Some(w) => causal_mask(t_max, Some(w), &self.device)?,
-                None => full_mask.clone(),
+        for (i, b) in self.blocks.iter().enumerate() {
+            let rope = match cfg.layer_rope(i) {
+                Some(spec) => match ropes.iter().position(|(s, _)| *s == spec) {
+                    Some(j) => Some(j),
+                    None => {
+                        ropes.push((spec, RopeTables::new(&spec, t_max, &self.device)?));
+                        Some(ropes.len() - 1)
+                    }
+                },
+                None => None,
             };
-            x = b.forward(x, rope.as_ref(), &mask, pack)?;
+            let m = match masks.iter().position(|(w, _)| *w == b.attn.window) {
+                Some(j) => j,
+                None => {
+                    masks.push((b.attn.window, causal_mask(t_max, b.attn.window, &self.device)?));
+                    masks.len() - 1
+                }
+            };
+            x = b.forward(x, rope.map(|j| &ropes[j].1), &masks[m].1, pack)?;
         }
         let ln_site = HookSite::global(SiteKind::LnFinal);
         let logit_site = HookSite::global(SiteKind::Logits);
@@ -252,9 +350,8 @@ impl Model {
         ensure_finite(&normed, ln_site)?;
         // The LM head runs per prompt (candle's GEMM may block the sum differently for a
         // different number of rows; per prompt it gives exactly an unpacked pass's logits).
-        let unembed_t = self.unembed.t()?;
         pack.for_each_prompt(&[&normed], |i, ctx, rows| {
-            let logits = ctx.apply(logit_site, rows[0].matmul(&unembed_t)?)?; // [T, V]
+            let logits = ctx.apply(logit_site, self.head(&rows[0])?)?; // [T, V]
             ensure_finite(&logits, logit_site)?;
             if ctx.want_logits {
                 out[i] = Some(logits);
@@ -266,6 +363,16 @@ impl Model {
 
     /// Applies the final norm and the unembedding to any residual `x: [T, d]` (LogitLens).
     pub fn unembed(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.ln_final.forward(x)?.matmul(&self.unembed.t()?)?)
+        self.head(&self.ln_final.forward(x)?)
+    }
+
+    /// The LM head on normalised rows `[T, d]`: the unembedding, then the final soft-cap
+    /// `c·tanh(x/c)` where the model has one (Gemma 2).
+    fn head(&self, normed: &Tensor) -> Result<Tensor> {
+        let logits = normed.matmul(&self.unembed.t()?)?; // [T, V]
+        Ok(match self.config.final_logit_softcap {
+            Some(c) => ((logits / c)?.tanh()? * c)?,
+            None => logits,
+        })
     }
 }

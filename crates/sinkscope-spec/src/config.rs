@@ -21,11 +21,43 @@ pub enum Family {
     GptNeox,
     /// GPT-2 (learned positions, Conv1D weights).
     Gpt2,
+    /// Mistral: the Llama dataflow with a sliding window on every layer.
+    Mistral,
+    /// Qwen3: Llama dataflow plus per-head QK-norm.
+    Qwen3,
+    /// Phi-3: Llama dataflow with fused QKV and gate/up projections.
+    Phi3,
+    /// Gemma (1): `(1 + w)` RMSNorm, GeGLU, embeddings scaled by √d.
+    Gemma,
+    /// Gemma 2: Gemma plus sandwich norms, attention/final soft-capping, local/global layers.
+    Gemma2,
+    /// Gemma 3 (text): Gemma 2 without soft-capping, with per-head QK-norm and per-layer RoPE bases.
+    Gemma3,
+    /// OLMo 2: post-only RMSNorm on each sublayer's output, QK-norm over the whole projection.
+    Olmo2,
+    /// BLOOM: ALiBi, LayerNorm on the embeddings, fused per-head QKV.
+    Bloom,
+    /// GPT-OSS: learned attention sinks, YaRN RoPE, alternating sliding windows, mixture of experts.
+    GptOss,
 }
 
 impl Family {
     /// Every supported family, in a fixed order.
-    pub const ALL: [Family; 4] = [Family::Llama, Family::Qwen2, Family::GptNeox, Family::Gpt2];
+    pub const ALL: [Family; 13] = [
+        Family::Llama,
+        Family::Qwen2,
+        Family::GptNeox,
+        Family::Gpt2,
+        Family::Mistral,
+        Family::Qwen3,
+        Family::Phi3,
+        Family::Gemma,
+        Family::Gemma2,
+        Family::Gemma3,
+        Family::Olmo2,
+        Family::Bloom,
+        Family::GptOss,
+    ];
 
     /// The family's id as used in reports and in `config.json`'s `model_type`.
     pub fn id(self) -> &'static str {
@@ -34,6 +66,15 @@ impl Family {
             Family::Qwen2 => "qwen2",
             Family::GptNeox => "gpt_neox",
             Family::Gpt2 => "gpt2",
+            Family::Mistral => "mistral",
+            Family::Qwen3 => "qwen3",
+            Family::Phi3 => "phi3",
+            Family::Gemma => "gemma",
+            Family::Gemma2 => "gemma2",
+            Family::Gemma3 => "gemma3",
+            Family::Olmo2 => "olmo2",
+            Family::Bloom => "bloom",
+            Family::GptOss => "gpt_oss",
         }
     }
 }
@@ -70,6 +111,24 @@ pub enum NormKind {
 pub enum NormPlacement {
     /// Norm on the sublayer input (Llama, GPT-2, ...).
     Pre,
+    /// Norms on the sublayer input and on its output before the residual add (Gemma 2/3:
+    /// "sandwich" norms).
+    Sandwich,
+    /// Only on the sublayer output before the residual add; the sublayer reads the raw
+    /// residual (OLMo 2).
+    Post,
+}
+
+impl NormPlacement {
+    /// Whether each sublayer reads a normalised input.
+    pub fn has_pre(self) -> bool {
+        matches!(self, NormPlacement::Pre | NormPlacement::Sandwich)
+    }
+
+    /// Whether each sublayer's output is normalised before the residual add.
+    pub fn has_post(self) -> bool {
+        matches!(self, NormPlacement::Sandwich | NormPlacement::Post)
+    }
 }
 
 /// How attention and MLP combine with the residual stream.
@@ -114,6 +173,21 @@ pub enum MlpKind {
         /// Whether the projections have biases.
         bias: bool,
     },
+    /// Mixture of experts with top-k routing (GPT-OSS): router logits `x Wᵀ + b`, the `top_k`
+    /// largest, softmax over those; each chosen expert computes
+    /// `down((clamp(up, ±limit) + 1) · g·σ(alpha·g))` with `g = min(gate, limit)` (biases on
+    /// every projection); the outputs are summed with the routing weights, experts in
+    /// ascending order. `d_mlp` is one expert's hidden width.
+    Moe {
+        /// Number of experts.
+        n_experts: usize,
+        /// Experts per token.
+        top_k: usize,
+        /// The GLU's sigmoid sharpness (GPT-OSS: 1.702).
+        alpha: f64,
+        /// The clamp on gate and up (GPT-OSS: 7).
+        limit: f64,
+    },
 }
 
 /// Rotary-embedding frequency scaling.
@@ -138,6 +212,23 @@ pub enum RopeScaling {
         /// The pre-training context length.
         original_max_position: f64,
     },
+    /// YaRN (transformers' `_compute_yarn_parameters`): frequencies blended between
+    /// interpolation and extrapolation over a correction range, cos/sin scaled by
+    /// `attention_factor`.
+    Yarn {
+        /// Context extension factor.
+        factor: f64,
+        /// The pre-training context length.
+        original_max_position: f64,
+        /// Rotations at which extrapolation starts (β_fast).
+        beta_fast: f64,
+        /// Rotations at which interpolation is complete (β_slow).
+        beta_slow: f64,
+        /// Floor/ceil the correction range (transformers' `truncate`; llama.cpp always does).
+        truncate: bool,
+        /// Multiplier of cos and sin.
+        attention_factor: f64,
+    },
 }
 
 /// Rotary positional embedding parameters.
@@ -160,6 +251,22 @@ pub enum Positional {
     /// Rotary embeddings applied to q and k in HF's rotate-half layout
     /// (dims i and i + rotary_dim/2 of a head form a pair).
     Rotary(RopeSpec),
+    /// ALiBi (BLOOM): no position embedding; each head adds `slope_h · j` to its score for
+    /// key j, with the geometric slopes of Press et al. (`build_alibi_tensor` in transformers).
+    Alibi,
+}
+
+/// Normalisation of queries and keys before RoPE ("QK-norm"), with the model's norm kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QkNorm {
+    /// None.
+    None,
+    /// Over each head's `d_head` values, one gain of `[d_head]` shared by the heads (Qwen3, Gemma 3).
+    PerHead,
+    /// Over the whole projected vector (`[H·dh]` for q, `[KVH·dh]` for k) before the heads are
+    /// split (OLMo 2).
+    Whole,
 }
 
 /// Attention parameters.
@@ -169,15 +276,25 @@ pub struct AttnSpec {
     pub qkv_bias: bool,
     /// The output projection has a bias.
     pub o_bias: bool,
-    /// Multiplier of `q·k` before the softmax (usually `d_head^-0.5`).
+    /// Multiplier of `q·k` before the softmax (usually `d_head^-0.5`; Gemma:
+    /// `query_pre_attn_scalar^-0.5`).
     pub scale: f64,
+    /// Normalisation of q and k before RoPE.
+    pub qk_norm: QkNorm,
+    /// Attention-logit soft-capping `c·tanh(s/c)` after scaling, before the mask (Gemma 2).
+    pub softcap: Option<f64>,
+    /// A learned per-head sink logit joins each softmax row as an extra column whose
+    /// probability is dropped (GPT-OSS): rows of the pattern sum to `1 − sink mass`.
+    pub sinks: bool,
 }
 
 /// Per-layer attention settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct LayerSpec {
     /// Sliding-window size (a query sees at most this many keys, itself included); None = full.
     pub sliding_window: Option<usize>,
+    /// This layer's RoPE when it differs from the model's (Gemma 3's local layers: base 10,000).
+    pub rope: Option<RopeSpec>,
 }
 
 /// The most blocks [`ModelConfig::validate`] accepts (real models have at most a few hundred);
@@ -221,6 +338,10 @@ pub struct ModelConfig {
     pub layers: Vec<LayerSpec>,
     /// Multiplier applied to the token embeddings (Gemma: sqrt(d)).
     pub embed_scale: Option<f32>,
+    /// A norm (of the model's kind) on the embeddings before block 0 (BLOOM).
+    pub embed_norm: bool,
+    /// Final-logit soft-capping `c·tanh(x/c)` (Gemma 2).
+    pub final_logit_softcap: Option<f64>,
     /// The unembedding reuses the token-embedding matrix.
     pub tied_unembed: bool,
 }
@@ -263,7 +384,8 @@ impl ModelConfig {
         if self.layers.len() != self.n_layers {
             return Err(format!("{} per-layer entries for {} layers", self.layers.len(), self.n_layers));
         }
-        if let Positional::Rotary(r) = self.positional {
+        let ropes = self.layers.iter().filter_map(|l| l.rope);
+        for r in ropes.chain(self.rope()) {
             if r.rotary_dim == 0 || r.rotary_dim > self.d_head || !r.rotary_dim.is_multiple_of(2) {
                 return Err(format!("rotary_dim {} must be even and in 1..={}", r.rotary_dim, self.d_head));
             }
@@ -274,7 +396,37 @@ impl ModelConfig {
         if !(self.attn.scale.is_finite() && self.attn.scale > 0.0) {
             return Err(format!("attention scale {} must be positive", self.attn.scale));
         }
+        for (what, cap) in
+            [("attention soft-cap", self.attn.softcap), ("final soft-cap", self.final_logit_softcap)]
+        {
+            if let Some(c) = cap {
+                if !(c.is_finite() && c > 0.0) {
+                    return Err(format!("{what} {c} must be positive"));
+                }
+            }
+        }
+        if self.layers.iter().any(|l| l.sliding_window == Some(0)) {
+            return Err("a sliding window of 0 keys".into());
+        }
+        if let MlpKind::Moe { n_experts, top_k, .. } = self.mlp {
+            if n_experts == 0 || top_k == 0 || top_k > n_experts || n_experts > 1 << 16 {
+                return Err(format!("{top_k} of {n_experts} experts per token"));
+            }
+        }
         Ok(())
+    }
+
+    /// The model-wide RoPE, if the model uses rotary positions.
+    pub fn rope(&self) -> Option<RopeSpec> {
+        match self.positional {
+            Positional::Rotary(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The RoPE of block `layer`: its own when it has one, else the model's.
+    pub fn layer_rope(&self, layer: usize) -> Option<RopeSpec> {
+        self.rope().map(|r| self.layers.get(layer).and_then(|l| l.rope).unwrap_or(r))
     }
 
     /// Total parameter count implied by the config (embeddings counted once when tied).
@@ -299,13 +451,30 @@ impl ModelConfig {
         let mlp = match self.mlp {
             MlpKind::Plain { bias, .. } => 2 * d * m + if bias { m + d } else { 0 },
             MlpKind::Gated { bias, .. } => 3 * d * m + if bias { 2 * m + d } else { 0 },
+            MlpKind::Moe { n_experts, .. } => {
+                let e = n_experts as u128;
+                e * (3 * d * m + 2 * m + d) + e * d + e
+            }
         };
-        let block = attn + mlp + 2 * norm_params;
+        attn += match self.attn.qk_norm {
+            QkNorm::None => 0,
+            QkNorm::PerHead => 2 * self.d_head as u128,
+            QkNorm::Whole => q + kv,
+        };
+        if self.attn.sinks {
+            attn += self.n_heads as u128;
+        }
+        let norms_per_block = match self.norm_placement {
+            NormPlacement::Pre | NormPlacement::Post => 2,
+            NormPlacement::Sandwich => 4,
+        };
+        let block = attn + mlp + norms_per_block * norm_params;
         let emb = self.d_vocab as u128 * d;
         let pos = match self.positional {
             Positional::Learned => self.context_length as u128 * d,
-            Positional::Rotary(_) => 0,
+            Positional::Rotary(_) | Positional::Alibi => 0,
         };
+        let pos = pos + if self.embed_norm { norm_params } else { 0 };
         let unembed = if self.tied_unembed { 0 } else { emb };
         let total = (self.n_layers as u128).saturating_mul(block) + emb + pos + unembed + norm_params;
         u64::try_from(total).unwrap_or(u64::MAX)

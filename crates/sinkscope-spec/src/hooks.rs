@@ -3,7 +3,7 @@
 //! Block indices in hook names are 0-based (`blocks.{i}`), as in TransformerLens. The metric
 //! layer index of metrics.md is l = i + 1 for `blocks.{i}.hook_resid_post`.
 
-use crate::config::{BlockLayout, ModelConfig, Positional};
+use crate::config::{BlockLayout, MlpKind, ModelConfig, Positional, QkNorm};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -20,22 +20,46 @@ pub enum SiteKind {
     ResidPre,
     /// Output of the attention pre-norm.
     Ln1Normalized,
-    /// Queries after bias and RoPE, before scaling: `[T, n_heads, d_head]`.
+    /// Queries as projected (after the bias, before QK-norm and RoPE), as in TransformerLens:
+    /// `[T, n_heads, d_head]`.
     AttnQ,
     /// Keys, same stage: `[T, n_kv_heads, d_head]`.
     AttnK,
     /// Values: `[T, n_kv_heads, d_head]`.
     AttnV,
+    /// Queries after QK-norm, before RoPE (models with QK-norm only): `[T, n_heads, d_head]`.
+    AttnQNorm,
+    /// Keys after QK-norm, before RoPE: `[T, n_kv_heads, d_head]`.
+    AttnKNorm,
+    /// Queries after RoPE, as they enter `q·k` (before the scale; rotary models only):
+    /// `[T, n_heads, d_head]`.
+    AttnRotQ,
+    /// Keys after RoPE: `[T, n_kv_heads, d_head]`.
+    AttnRotK,
+    /// Attention scores before the softmax: `q·k` scaled, soft-capped, ALiBi added, masked
+    /// (`-inf`) as in TransformerLens: `[n_heads, T, T]`.
+    AttnScores,
     /// Attention probabilities: `[n_heads, T, T]`.
     AttnPattern,
+    /// Probability mass taken by the learned sink logit (GPT-OSS), per head and query:
+    /// `[n_heads, T]`; each pattern row sums to one minus it.
+    AttnSinkProb,
     /// Per-head attention output (input of the output projection): `[T, n_heads, d_head]`.
     AttnZ,
+    /// Output of the post-attention norm (sandwich / post-norm models; equals `hook_attn_out`).
+    Ln1PostNormalized,
     /// What attention adds to the residual: `[T, d]`.
     AttnOut,
     /// `resid_pre + attn_out` (sequential blocks only).
     ResidMid,
     /// Output of the MLP pre-norm.
     Ln2Normalized,
+    /// Router logits of a mixture-of-experts MLP (bias included): `[T, n_experts]`.
+    RouterLogits,
+    /// The experts chosen for each token, best first, as f32 ids: `[T, top_k]`.
+    RouterIndices,
+    /// Output of the post-MLP norm (sandwich / post-norm models; equals `hook_mlp_out`).
+    Ln2PostNormalized,
     /// What the MLP adds to the residual: `[T, d]`.
     MlpOut,
     /// Output of a block.
@@ -63,11 +87,21 @@ const SITE_NAMES: &[SiteName] = &[
     SiteName { kind: SiteKind::AttnQ, per_block: true, name: "attn.hook_q" },
     SiteName { kind: SiteKind::AttnK, per_block: true, name: "attn.hook_k" },
     SiteName { kind: SiteKind::AttnV, per_block: true, name: "attn.hook_v" },
+    SiteName { kind: SiteKind::AttnQNorm, per_block: true, name: "attn.q_norm.hook_normalized" },
+    SiteName { kind: SiteKind::AttnKNorm, per_block: true, name: "attn.k_norm.hook_normalized" },
+    SiteName { kind: SiteKind::AttnRotQ, per_block: true, name: "attn.hook_rot_q" },
+    SiteName { kind: SiteKind::AttnRotK, per_block: true, name: "attn.hook_rot_k" },
+    SiteName { kind: SiteKind::AttnScores, per_block: true, name: "attn.hook_attn_scores" },
     SiteName { kind: SiteKind::AttnPattern, per_block: true, name: "attn.hook_pattern" },
+    SiteName { kind: SiteKind::AttnSinkProb, per_block: true, name: "attn.hook_sink_prob" },
     SiteName { kind: SiteKind::AttnZ, per_block: true, name: "attn.hook_z" },
+    SiteName { kind: SiteKind::Ln1PostNormalized, per_block: true, name: "ln1_post.hook_normalized" },
     SiteName { kind: SiteKind::AttnOut, per_block: true, name: "hook_attn_out" },
     SiteName { kind: SiteKind::ResidMid, per_block: true, name: "hook_resid_mid" },
     SiteName { kind: SiteKind::Ln2Normalized, per_block: true, name: "ln2.hook_normalized" },
+    SiteName { kind: SiteKind::RouterLogits, per_block: true, name: "mlp.hook_router_logits" },
+    SiteName { kind: SiteKind::RouterIndices, per_block: true, name: "mlp.hook_router_indices" },
+    SiteName { kind: SiteKind::Ln2PostNormalized, per_block: true, name: "ln2_post.hook_normalized" },
     SiteName { kind: SiteKind::MlpOut, per_block: true, name: "hook_mlp_out" },
     SiteName { kind: SiteKind::ResidPost, per_block: true, name: "hook_resid_post" },
     SiteName { kind: SiteKind::LnFinal, per_block: false, name: "ln_final.hook_normalized" },
@@ -89,11 +123,27 @@ impl SiteKind {
         self.entry().map_or("?", |e| e.name)
     }
 
+    /// Whether the site only shows a value computed elsewhere (a replacement there would
+    /// change nothing downstream): the sink mass and the router's choices. Edits refuse it.
+    pub fn is_read_only(self) -> bool {
+        matches!(self, SiteKind::AttnSinkProb | SiteKind::RouterIndices)
+    }
+
     /// Whether the tensor at this site is per head (`[T, H, d_head]` or `[H, T, T]`).
     pub fn is_per_head(self) -> bool {
         matches!(
             self,
-            SiteKind::AttnQ | SiteKind::AttnK | SiteKind::AttnV | SiteKind::AttnZ | SiteKind::AttnPattern
+            SiteKind::AttnQ
+                | SiteKind::AttnK
+                | SiteKind::AttnV
+                | SiteKind::AttnQNorm
+                | SiteKind::AttnKNorm
+                | SiteKind::AttnRotQ
+                | SiteKind::AttnRotK
+                | SiteKind::AttnZ
+                | SiteKind::AttnScores
+                | SiteKind::AttnPattern
+                | SiteKind::AttnSinkProb
         )
     }
 }
@@ -186,10 +236,29 @@ impl HookSite {
         if self.kind == SiteKind::ResidMid && cfg.block_layout == BlockLayout::Parallel {
             return Err(err("parallel-residual blocks have no resid_mid".into()));
         }
-        if self.kind == SiteKind::PosEmbed && !matches!(cfg.positional, Positional::Learned) {
-            return Err(err("the model has no learned position embeddings".into()));
+        let missing = match self.kind {
+            SiteKind::PosEmbed if !matches!(cfg.positional, Positional::Learned) => {
+                Some("the model has no learned position embeddings")
+            }
+            SiteKind::AttnQNorm | SiteKind::AttnKNorm if cfg.attn.qk_norm == QkNorm::None => {
+                Some("the model has no QK-norm")
+            }
+            SiteKind::AttnRotQ | SiteKind::AttnRotK if cfg.rope().is_none() => {
+                Some("the model has no rotary embeddings")
+            }
+            SiteKind::AttnSinkProb if !cfg.attn.sinks => Some("the model has no learned attention sinks"),
+            SiteKind::Ln1PostNormalized | SiteKind::Ln2PostNormalized if !cfg.norm_placement.has_post() => {
+                Some("the model has no post-sublayer norms")
+            }
+            SiteKind::RouterLogits | SiteKind::RouterIndices if !matches!(cfg.mlp, MlpKind::Moe { .. }) => {
+                Some("the model's MLP has no router (not a mixture of experts)")
+            }
+            _ => None,
+        };
+        match missing {
+            Some(reason) => Err(err(reason.into())),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The metric layer index l of metrics.md for a residual site: `hook_embed` is 0,
@@ -461,6 +530,15 @@ impl std::str::FromStr for Edit {
         let bad = |reason: &str| HookError::BadEdit { spec: spec.to_string(), reason: reason.to_string() };
         let mut parts = spec.split(':');
         let site: HookSite = parts.next().unwrap_or_default().trim().parse()?;
+        if site.kind.is_read_only() {
+            return Err(bad(&format!(
+                "{site} only shows a value computed elsewhere; edit {} instead",
+                match site.kind {
+                    SiteKind::AttnSinkProb => "attn.hook_attn_scores or attn.hook_pattern",
+                    _ => "mlp.hook_router_logits",
+                }
+            )));
+        }
         let mut edit = Edit {
             site,
             positions: Selection::All,
@@ -556,5 +634,88 @@ pub fn order_key(s: HookSite) -> (usize, usize, usize) {
         SiteKind::TokEmbed | SiteKind::Embed | SiteKind::PosEmbed => (0, 0, idx),
         SiteKind::LnFinal | SiteKind::Logits => (2, 0, idx),
         _ => (1, s.block, idx),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+
+    fn tiny(
+        positional: Positional,
+        qk_norm: QkNorm,
+        sinks: bool,
+        placement: NormPlacement,
+        mlp: MlpKind,
+    ) -> ModelConfig {
+        ModelConfig {
+            family: Family::Llama,
+            d_model: 8,
+            n_layers: 2,
+            n_heads: 2,
+            n_kv_heads: 1,
+            d_head: 4,
+            d_mlp: 16,
+            d_vocab: 10,
+            context_length: 32,
+            norm: NormKind::RmsNorm { eps: 1e-6, weight_offset: 0.0 },
+            norm_placement: placement,
+            block_layout: BlockLayout::Sequential,
+            positional,
+            mlp,
+            attn: AttnSpec { qkv_bias: false, o_bias: false, scale: 0.5, qk_norm, softcap: None, sinks },
+            layers: vec![LayerSpec::default(); 2],
+            embed_scale: None,
+            embed_norm: false,
+            final_logit_softcap: None,
+            tied_unembed: true,
+        }
+    }
+
+    /// Sites exist exactly where the architecture has them: rotated q/k with RoPE, QK-norm
+    /// outputs with QK-norm, the sink mass with sinks, post-norms with a post placement, the
+    /// router with a mixture of experts.
+    #[test]
+    fn new_sites_exist_only_where_the_architecture_has_them() {
+        let rope = Positional::Rotary(RopeSpec { theta: 1e4, rotary_dim: 4, scaling: RopeScaling::None });
+        let gated = MlpKind::Gated { act: Activation::Silu, bias: false };
+        let plain = tiny(Positional::Alibi, QkNorm::None, false, NormPlacement::Pre, gated);
+        let rich = tiny(
+            rope,
+            QkNorm::PerHead,
+            true,
+            NormPlacement::Sandwich,
+            MlpKind::Moe { n_experts: 4, top_k: 2, alpha: 1.702, limit: 7.0 },
+        );
+        for name in [
+            "blocks.1.attn.hook_rot_q",
+            "blocks.1.attn.q_norm.hook_normalized",
+            "blocks.1.attn.hook_sink_prob",
+            "blocks.1.ln1_post.hook_normalized",
+            "blocks.1.mlp.hook_router_logits",
+        ] {
+            let site: HookSite = name.parse().unwrap();
+            assert!(site.check(&rich).is_ok(), "{name} in the rich model");
+            assert!(site.check(&plain).is_err(), "{name} not in the plain model");
+        }
+        for name in ["blocks.0.attn.hook_q", "blocks.0.attn.hook_attn_scores", "blocks.0.ln1.hook_normalized"]
+        {
+            let site: HookSite = name.parse().unwrap();
+            assert!(site.check(&plain).is_ok() && site.check(&rich).is_ok(), "{name} everywhere");
+        }
+        assert!(HookSite::all_for(&rich).len() > HookSite::all_for(&plain).len());
+    }
+
+    /// Edits at sites that only show a value computed elsewhere are refused with a pointer to
+    /// the site to edit instead.
+    #[test]
+    fn read_only_sites_refuse_edits() {
+        let e = "blocks.0.attn.hook_sink_prob:pos=0:zero".parse::<Edit>().unwrap_err().to_string();
+        assert!(e.contains("hook_attn_scores"), "{e}");
+        let e = "blocks.0.mlp.hook_router_indices:zero".parse::<Edit>().unwrap_err().to_string();
+        assert!(e.contains("hook_router_logits"), "{e}");
+        assert!("blocks.0.attn.hook_attn_scores:head=1:add=-5".parse::<Edit>().is_ok());
     }
 }

@@ -49,20 +49,25 @@ pub fn run(a: Args) -> Result<()> {
     crate::term::say!("family          {}", c.family);
     crate::term::say!("layers          {}", c.n_layers);
     crate::term::say!("d_model         {}", c.d_model);
-    crate::term::say!(
-        "heads           {} query / {} key-value, d_head {}",
-        c.n_heads,
-        c.n_kv_heads,
-        c.d_head
-    );
+    crate::term::say!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
     crate::term::say!("d_mlp           {}", c.d_mlp);
     crate::term::say!("vocabulary      {}", c.d_vocab);
     crate::term::say!("context         {}", c.context_length);
     crate::term::say!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
     let mix: Vec<String> = files.dtype_mix().iter().map(|(k, n)| format!("{k} x{n}")).collect();
     crate::term::say!("tensor types    {}", mix.join(", "));
-    crate::term::say!("norm            {:?}, {:?} residual", c.norm, c.block_layout);
+    crate::term::say!("norm            {:?}, {:?} placement, {:?} residual", c.norm, c.norm_placement, c.block_layout);
     crate::term::say!("positions       {:?}", c.positional);
+    crate::term::say!("attention       {}", attention_line(c));
+    if c.embed_scale.is_some() || c.embed_norm || c.final_logit_softcap.is_some() {
+        crate::term::say!(
+            "embedding       scale {:?}, norm {}; final-logit soft-cap {:?}",
+            c.embed_scale, c.embed_norm, c.final_logit_softcap
+        );
+    }
+    for line in layer_groups(c) {
+        crate::term::say!("layers {line}");
+    }
     crate::term::say!("mlp             {:?}", c.mlp);
     crate::term::say!("tokenizer       {}", t.source());
     crate::term::say!(
@@ -80,4 +85,43 @@ pub fn run(a: Args) -> Result<()> {
         crate::term::say!("  {s}");
     }
     Ok(())
+}
+
+/// Scale, QK-norm, soft-cap and sinks of the attention.
+fn attention_line(c: &sinkscope_spec::ModelConfig) -> String {
+    let a = &c.attn;
+    let mut parts = vec![format!("scale {:.6}", a.scale), format!("QK-norm {:?}", a.qk_norm)];
+    if let Some(cap) = a.softcap {
+        parts.push(format!("logit soft-cap {cap}"));
+    }
+    if a.sinks {
+        parts.push("learned sink logits".into());
+    }
+    parts.join(", ")
+}
+
+/// Consecutive blocks with the same attention type, window and RoPE base, one line each:
+/// `0-4     local, window 512, RoPE base 10000`.
+fn layer_groups(c: &sinkscope_spec::ModelConfig) -> Vec<String> {
+    let describe = |i: usize| {
+        let window = c.layers.get(i).and_then(|l| l.sliding_window);
+        let kind = match window {
+            Some(w) => format!("local, window {w}"),
+            None => "global".to_string(),
+        };
+        match c.layer_rope(i) {
+            Some(r) => format!("{kind}, RoPE base {}", r.theta),
+            None => kind,
+        }
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=c.n_layers {
+        if i == c.n_layers || describe(i) != describe(start) {
+            let range = if i - 1 == start { format!("{start}") } else { format!("{start}-{}", i - 1) };
+            out.push(format!("{range:<9}{}", describe(start)));
+            start = i;
+        }
+    }
+    out
 }

@@ -15,7 +15,7 @@ pub const GPT2: FamilyDecl = FamilyDecl {
     from_hf,
     from_gguf,
     hf_tensors: HF,
-    gguf_tensors: GGUF,
+    gguf_overrides: &[],
     // Cached causal masks of old checkpoints, and the tied head some exports write anyway.
     hf_ignored: &["attn.bias", "attn.masked_bias", "lm_head.weight"],
 };
@@ -58,35 +58,6 @@ const HF: &[TensorEntry] = &[
     e("transformer.h.{i}.mlp.c_proj.bias", &[R::DownBias]),
 ];
 
-/// The converter already transposed the Conv1D weights to `[out, in]`.
-const GGUF: &[TensorEntry] = &[
-    e("token_embd.weight", &[R::TokEmbed]),
-    e("position_embd.weight", &[R::PosEmbed]),
-    e("output_norm.weight", &[R::FinalNormW]),
-    e("output_norm.bias", &[R::FinalNormB]),
-    e("output.weight", &[R::Unembed]),
-    e("blk.{i}.attn_norm.weight", &[R::AttnNormW]),
-    e("blk.{i}.attn_norm.bias", &[R::AttnNormB]),
-    e("blk.{i}.ffn_norm.weight", &[R::MlpNormW]),
-    e("blk.{i}.ffn_norm.bias", &[R::MlpNormB]),
-    TensorEntry {
-        name: "blk.{i}.attn_qkv.weight",
-        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
-        roles: QKV,
-    },
-    TensorEntry {
-        name: "blk.{i}.attn_qkv.bias",
-        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
-        roles: QKV_BIAS,
-    },
-    e("blk.{i}.attn_output.weight", &[R::O]),
-    e("blk.{i}.attn_output.bias", &[R::OBias]),
-    e("blk.{i}.ffn_up.weight", &[R::Up]),
-    e("blk.{i}.ffn_up.bias", &[R::UpBias]),
-    e("blk.{i}.ffn_down.weight", &[R::Down]),
-    e("blk.{i}.ffn_down.bias", &[R::DownBias]),
-];
-
 /// The GPT-2 config for these dimensions; `d_mlp`, `d_vocab`, `context_length` are set by
 /// the callers.
 fn base(d_model: usize, n_heads: usize, n_layers: usize, eps: f64, act: Activation) -> ModelConfig {
@@ -107,9 +78,18 @@ fn base(d_model: usize, n_heads: usize, n_layers: usize, eps: f64, act: Activati
         block_layout: BlockLayout::Sequential,
         positional: Positional::Learned,
         mlp: MlpKind::Plain { act, bias: true },
-        attn: AttnSpec { qkv_bias: true, o_bias: true, scale: 1.0 / (d_head as f64).sqrt() },
+        attn: AttnSpec {
+            qkv_bias: true,
+            o_bias: true,
+            scale: 1.0 / (d_head as f64).sqrt(),
+            qk_norm: QkNorm::None,
+            softcap: None,
+            sinks: false,
+        },
         layers: full_layers(n_layers),
         embed_scale: None,
+        embed_norm: false,
+        final_logit_softcap: None,
         tied_unembed: true,
     }
 }

@@ -15,7 +15,7 @@ pub const GPT_NEOX: FamilyDecl = FamilyDecl {
     from_hf,
     from_gguf,
     hf_tensors: HF,
-    gguf_tensors: GGUF,
+    gguf_overrides: &[],
     hf_ignored: &["attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"],
 };
 
@@ -54,34 +54,6 @@ const HF: &[TensorEntry] = &[
     e("gpt_neox.layers.{i}.mlp.dense_4h_to_h.bias", &[R::DownBias]),
 ];
 
-/// llama.cpp's converter reorders the per-head rows into `[q | k | v]` blocks.
-const GGUF: &[TensorEntry] = &[
-    e("token_embd.weight", &[R::TokEmbed]),
-    e("output_norm.weight", &[R::FinalNormW]),
-    e("output_norm.bias", &[R::FinalNormB]),
-    e("output.weight", &[R::Unembed]),
-    e("blk.{i}.attn_norm.weight", &[R::AttnNormW]),
-    e("blk.{i}.attn_norm.bias", &[R::AttnNormB]),
-    e("blk.{i}.ffn_norm.weight", &[R::MlpNormW]),
-    e("blk.{i}.ffn_norm.bias", &[R::MlpNormB]),
-    TensorEntry {
-        name: "blk.{i}.attn_qkv.weight",
-        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
-        roles: HF_QKV,
-    },
-    TensorEntry {
-        name: "blk.{i}.attn_qkv.bias",
-        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
-        roles: HF_QKV_BIAS,
-    },
-    e("blk.{i}.attn_output.weight", &[R::O]),
-    e("blk.{i}.attn_output.bias", &[R::OBias]),
-    e("blk.{i}.ffn_up.weight", &[R::Up]),
-    e("blk.{i}.ffn_up.bias", &[R::UpBias]),
-    e("blk.{i}.ffn_down.weight", &[R::Down]),
-    e("blk.{i}.ffn_down.bias", &[R::DownBias]),
-];
-
 fn from_hf(c: &HfConfig) -> Result<ModelConfig, IoError> {
     let d_model = c.req("hidden_size", c.hidden_size)?;
     let n_heads = c.req("num_attention_heads", c.num_attention_heads)?;
@@ -113,9 +85,18 @@ fn from_hf(c: &HfConfig) -> Result<ModelConfig, IoError> {
             act: hf_activation(c, "hidden_act", c.hidden_act.as_deref().unwrap_or("gelu"))?,
             bias: true,
         },
-        attn: AttnSpec { qkv_bias: bias, o_bias: bias, scale: 1.0 / (d_head as f64).sqrt() },
+        attn: AttnSpec {
+            qkv_bias: bias,
+            o_bias: bias,
+            scale: 1.0 / (d_head as f64).sqrt(),
+            qk_norm: QkNorm::None,
+            softcap: None,
+            sinks: false,
+        },
         layers: full_layers(n_layers),
         embed_scale: None,
+        embed_norm: false,
+        final_logit_softcap: None,
         tied_unembed: c.tie_word_embeddings.unwrap_or(false),
     };
     checked(cfg, &c.path)
@@ -157,9 +138,14 @@ fn from_gguf(m: &GgufMeta) -> Result<ModelConfig, IoError> {
             qkv_bias: m.has_tensor("blk.0.attn_qkv.bias"),
             o_bias: m.has_tensor("blk.0.attn_output.bias"),
             scale: 1.0 / (d_head as f64).sqrt(),
+            qk_norm: QkNorm::None,
+            softcap: None,
+            sinks: false,
         },
         layers: full_layers(n_layers),
         embed_scale: None,
+        embed_norm: false,
+        final_logit_softcap: None,
         tied_unembed: !m.has_tensor("output.weight"),
     };
     checked(cfg, &m.path)

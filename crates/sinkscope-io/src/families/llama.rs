@@ -1,10 +1,12 @@
-//! Llama (Llama 1-3, SmolLM2) and Qwen2: pre-RMSNorm, SwiGLU, rotary; Qwen2 adds q/k/v biases.
+//! The Llama dataflow (pre-RMSNorm, gated MLP, rotary) and the families that only add a
+//! parameter to it: Llama 1–3 / SmolLM2, Qwen2 (q/k/v biases), Mistral (a sliding window),
+//! Qwen3 (per-head QK-norm) and Phi-3 (fused QKV and gate/up projections).
 
-use super::{checked, full_layers, hf_activation, hf_rope, FamilyDecl};
+use super::{checked, full_layers, gguf_rope_scaling, hf_activation, hf_rope, refuse_unless, FamilyDecl};
 use crate::error::IoError;
 use crate::gguf_meta::GgufMeta;
 use crate::hf_config::HfConfig;
-use crate::weights::{TensorEntry, TensorRole as R, Transform as T};
+use crate::weights::{QkvLayout, TensorEntry, TensorRole as R, Transform as T};
 use sinkscope_spec::*;
 
 /// Llama.
@@ -15,7 +17,7 @@ pub const LLAMA: FamilyDecl = FamilyDecl {
     from_hf: |c| from_hf(c, Family::Llama),
     from_gguf: |m| from_gguf(m, Family::Llama),
     hf_tensors: HF,
-    gguf_tensors: GGUF_LLAMA,
+    gguf_overrides: GGUF_PERMUTED_QK,
     hf_ignored: &["rotary_emb.inv_freq"],
 };
 
@@ -27,7 +29,44 @@ pub const QWEN2: FamilyDecl = FamilyDecl {
     from_hf: |c| from_hf(c, Family::Qwen2),
     from_gguf: |m| from_gguf(m, Family::Qwen2),
     hf_tensors: HF,
-    gguf_tensors: GGUF_QWEN2,
+    gguf_overrides: &[],
+    hf_ignored: &["rotary_emb.inv_freq"],
+};
+
+/// Mistral: the Llama dataflow with a sliding window on every layer (llama.cpp stores Mistral
+/// GGUFs under the `llama` architecture, whose declaration reads the window when present).
+pub const MISTRAL: FamilyDecl = FamilyDecl {
+    family: Family::Mistral,
+    hf_model_types: &["mistral"],
+    gguf_archs: &[],
+    from_hf: |c| from_hf(c, Family::Mistral),
+    from_gguf: |m| from_gguf(m, Family::Mistral),
+    hf_tensors: HF,
+    gguf_overrides: GGUF_PERMUTED_QK,
+    hf_ignored: &["rotary_emb.inv_freq"],
+};
+
+/// Qwen3.
+pub const QWEN3: FamilyDecl = FamilyDecl {
+    family: Family::Qwen3,
+    hf_model_types: &["qwen3"],
+    gguf_archs: &["qwen3"],
+    from_hf: |c| from_hf(c, Family::Qwen3),
+    from_gguf: |m| from_gguf(m, Family::Qwen3),
+    hf_tensors: HF,
+    gguf_overrides: &[],
+    hf_ignored: &["rotary_emb.inv_freq"],
+};
+
+/// Phi-3.
+pub const PHI3: FamilyDecl = FamilyDecl {
+    family: Family::Phi3,
+    hf_model_types: &["phi3"],
+    gguf_archs: &["phi3"],
+    from_hf: |c| from_hf(c, Family::Phi3),
+    from_gguf: |m| from_gguf(m, Family::Phi3),
+    hf_tensors: HF,
+    gguf_overrides: GGUF_PHI3,
     hf_ignored: &["rotary_emb.inv_freq"],
 };
 
@@ -35,7 +74,8 @@ const fn e(name: &'static str, roles: &'static [R]) -> TensorEntry {
     TensorEntry { name, transforms: &[], roles }
 }
 
-const HF: &[TensorEntry] = &[
+/// transformers' Llama-style names (Llama, Qwen2/3, Mistral, Phi-3, GPT-OSS's attention).
+pub(super) const HF: &[TensorEntry] = &[
     e("model.embed_tokens.weight", &[R::TokEmbed]),
     e("model.norm.weight", &[R::FinalNormW]),
     e("lm_head.weight", &[R::Unembed]),
@@ -49,50 +89,40 @@ const HF: &[TensorEntry] = &[
     e("model.layers.{i}.self_attn.k_proj.bias", &[R::KBias]),
     e("model.layers.{i}.self_attn.v_proj.bias", &[R::VBias]),
     e("model.layers.{i}.self_attn.o_proj.bias", &[R::OBias]),
+    e("model.layers.{i}.self_attn.q_norm.weight", &[R::QNormW]),
+    e("model.layers.{i}.self_attn.k_norm.weight", &[R::KNormW]),
+    // Phi-3: rows [q | k | v].
+    TensorEntry {
+        name: "model.layers.{i}.self_attn.qkv_proj.weight",
+        transforms: &[T::SplitQkv(QkvLayout::Blocks)],
+        roles: &[R::Q, R::K, R::V],
+    },
     e("model.layers.{i}.mlp.gate_proj.weight", &[R::Gate]),
     e("model.layers.{i}.mlp.up_proj.weight", &[R::Up]),
     e("model.layers.{i}.mlp.down_proj.weight", &[R::Down]),
     e("model.layers.{i}.mlp.gate_proj.bias", &[R::GateBias]),
     e("model.layers.{i}.mlp.up_proj.bias", &[R::UpBias]),
     e("model.layers.{i}.mlp.down_proj.bias", &[R::DownBias]),
+    // Phi-3: rows [gate | up].
+    TensorEntry {
+        name: "model.layers.{i}.mlp.gate_up_proj.weight",
+        transforms: &[T::SplitHalves],
+        roles: &[R::Gate, R::Up],
+    },
 ];
-
-/// Entries shared by both GGUF tables (everything but q/k, whose permutation differs).
-macro_rules! gguf_common {
-    ($($extra:expr),* $(,)?) => {
-        &[
-            e("token_embd.weight", &[R::TokEmbed]),
-            e("output_norm.weight", &[R::FinalNormW]),
-            e("output.weight", &[R::Unembed]),
-            e("blk.{i}.attn_norm.weight", &[R::AttnNormW]),
-            e("blk.{i}.ffn_norm.weight", &[R::MlpNormW]),
-            e("blk.{i}.attn_v.weight", &[R::V]),
-            e("blk.{i}.attn_output.weight", &[R::O]),
-            e("blk.{i}.attn_v.bias", &[R::VBias]),
-            e("blk.{i}.attn_output.bias", &[R::OBias]),
-            e("blk.{i}.ffn_gate.weight", &[R::Gate]),
-            e("blk.{i}.ffn_up.weight", &[R::Up]),
-            e("blk.{i}.ffn_down.weight", &[R::Down]),
-            $($extra),*
-        ]
-    };
-}
 
 /// llama.cpp permutes llama's Q/K rows for its interleaved RoPE; undone here so that GGUF and
 /// safetensors copies give the same activations (see convert_hf_to_gguf.py `LlamaModel.permute`).
-const GGUF_LLAMA: &[TensorEntry] = gguf_common!(
+const GGUF_PERMUTED_QK: &[TensorEntry] = &[
     TensorEntry { name: "blk.{i}.attn_q.weight", transforms: &[T::UnpermuteQ], roles: &[R::Q] },
     TensorEntry { name: "blk.{i}.attn_k.weight", transforms: &[T::UnpermuteK], roles: &[R::K] },
     TensorEntry { name: "blk.{i}.attn_q.bias", transforms: &[T::UnpermuteQ], roles: &[R::QBias] },
     TensorEntry { name: "blk.{i}.attn_k.bias", transforms: &[T::UnpermuteK], roles: &[R::KBias] },
-);
+];
 
-const GGUF_QWEN2: &[TensorEntry] = gguf_common!(
-    e("blk.{i}.attn_q.weight", &[R::Q]),
-    e("blk.{i}.attn_k.weight", &[R::K]),
-    e("blk.{i}.attn_q.bias", &[R::QBias]),
-    e("blk.{i}.attn_k.bias", &[R::KBias]),
-);
+/// Phi-3's `ffn_up` holds `[gate | up]` (copied unchanged by the converter).
+const GGUF_PHI3: &[TensorEntry] =
+    &[TensorEntry { name: "blk.{i}.ffn_up.weight", transforms: &[T::SplitHalves], roles: &[R::Gate, R::Up] }];
 
 fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
     let d_model = c.req("hidden_size", c.hidden_size)?;
@@ -102,12 +132,29 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
     }
     let d_head = c.head_dim.unwrap_or(d_model / n_heads);
     let n_layers = c.req("num_hidden_layers", c.num_hidden_layers)?;
-    if c.use_sliding_window == Some(true) {
-        return Err(c.err("use_sliding_window", "sliding-window Qwen2 models are not supported yet"));
+    // Qwen2/3 only slide when use_sliding_window is set (and then only above max_window_layers).
+    let window = match family {
+        Family::Qwen2 | Family::Qwen3 => {
+            refuse_unless(c, "use_sliding_window", c.use_sliding_window, false)?;
+            None
+        }
+        _ => c.sliding_window,
+    };
+    if family == Family::Llama && c.sliding_window.is_some() {
+        return Err(c.err(
+            "sliding_window",
+            "a sliding window on a llama config is not supported (use model_type mistral)",
+        ));
     }
-    let qwen = family == Family::Qwen2;
+    // Phi-3's LongRoPE (`longrope` / `su`) is refused by name there.
+    let rope = hf_rope(c, d_head, 10000.0)?;
     let act = hf_activation(c, "hidden_act", c.hidden_act.as_deref().unwrap_or("silu"))?;
     let attn_bias = c.attention_bias.unwrap_or(false);
+    let qwen2 = family == Family::Qwen2;
+    let mut layers = full_layers(n_layers);
+    for l in &mut layers {
+        l.sliding_window = window;
+    }
     let cfg = ModelConfig {
         family,
         d_model,
@@ -121,15 +168,20 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
         norm: NormKind::RmsNorm { eps: c.rms_norm_eps.unwrap_or(1e-6), weight_offset: 0.0 },
         norm_placement: NormPlacement::Pre,
         block_layout: BlockLayout::Sequential,
-        positional: Positional::Rotary(hf_rope(c, d_head, 10000.0)?),
+        positional: Positional::Rotary(rope),
         mlp: MlpKind::Gated { act, bias: c.mlp_bias.unwrap_or(false) },
         attn: AttnSpec {
-            qkv_bias: qwen || attn_bias,
-            o_bias: !qwen && attn_bias,
+            qkv_bias: qwen2 || attn_bias,
+            o_bias: !qwen2 && attn_bias,
             scale: 1.0 / (d_head as f64).sqrt(),
+            qk_norm: if family == Family::Qwen3 { QkNorm::PerHead } else { QkNorm::None },
+            softcap: None,
+            sinks: false,
         },
-        layers: full_layers(n_layers),
+        layers,
         embed_scale: None,
+        embed_norm: false,
+        final_logit_softcap: None,
         tied_unembed: c.tie_word_embeddings.unwrap_or(false),
     };
     checked(cfg, &c.path)
@@ -144,17 +196,18 @@ fn from_gguf(m: &GgufMeta, family: Family) -> Result<ModelConfig, IoError> {
     let d_head = m.opt_usize("attention.key_length")?.unwrap_or(d_model / n_heads);
     let n_layers = m.usize("block_count")?;
     let rotary_dim = m.opt_usize("rope.dimension_count")?.unwrap_or(d_head);
-    let scaling = match m.file.get_str(&format!("{}.rope.scaling.type", m.arch)).ok() {
-        None | Some("none") => RopeScaling::None,
-        Some("linear") => RopeScaling::Linear { factor: m.f64("rope.scaling.factor")? },
-        Some(other) => {
-            return Err(m.err(&format!("{}.rope.scaling.type", m.arch), &format!("unsupported '{other}'")))
-        }
-    };
-    let qwen = family == Family::Qwen2;
-    let bias = m.has_tensor("blk.0.attn_q.bias");
+    if m.has_tensor("rope_factors_long.weight") {
+        return Err(m.err("rope_factors_long.weight", "LongRoPE (su) scaling is not supported yet"));
+    }
+    let bias = m.has_tensor("blk.0.attn_q.bias") || m.has_tensor("blk.0.attn_qkv.bias");
+    // Mistral-style GGUFs (architecture `llama`) record their window; 0 means none (Phi-3).
+    let window = m.opt_usize("attention.sliding_window")?.filter(|&w| w > 0);
+    let mut layers = full_layers(n_layers);
+    for l in &mut layers {
+        l.sliding_window = window;
+    }
     let cfg = ModelConfig {
-        family,
+        family: if family == Family::Llama && window.is_some() { Family::Mistral } else { family },
         d_model,
         n_layers,
         n_heads,
@@ -169,16 +222,21 @@ fn from_gguf(m: &GgufMeta, family: Family) -> Result<ModelConfig, IoError> {
         positional: Positional::Rotary(RopeSpec {
             theta: m.opt_f64("rope.freq_base")?.unwrap_or(10000.0),
             rotary_dim,
-            scaling,
+            scaling: gguf_rope_scaling(m, true)?,
         }),
         mlp: MlpKind::Gated { act: Activation::Silu, bias: m.has_tensor("blk.0.ffn_up.bias") },
         attn: AttnSpec {
             qkv_bias: bias,
-            o_bias: !qwen && m.has_tensor("blk.0.attn_output.bias"),
+            o_bias: family != Family::Qwen2 && m.has_tensor("blk.0.attn_output.bias"),
             scale: 1.0 / (d_head as f64).sqrt(),
+            qk_norm: if family == Family::Qwen3 { QkNorm::PerHead } else { QkNorm::None },
+            softcap: None,
+            sinks: false,
         },
-        layers: full_layers(n_layers),
+        layers,
         embed_scale: None,
+        embed_norm: false,
+        final_logit_softcap: None,
         tied_unembed: !m.has_tensor("output.weight"),
     };
     checked(cfg, &m.path)

@@ -1,15 +1,22 @@
 //! One declaration per family: how to read its config (HF and GGUF), its tensor-name tables
 //! and load-time transforms. No family has a forward pass of its own.
 
+mod bloom;
+mod gemma;
+mod gguf_names;
 mod gpt2;
 mod gpt_neox;
+mod gpt_oss;
 mod llama;
+mod olmo2;
 
 use crate::error::IoError;
 use crate::gguf_meta::GgufMeta;
 use crate::hf_config::{HfConfig, HfRope};
 use crate::weights::TensorEntry;
 use sinkscope_spec::{Activation, Family, LayerSpec, ModelConfig, RopeScaling, RopeSpec};
+
+pub use gguf_names::GGUF_NAMES;
 
 /// A family declaration.
 pub struct FamilyDecl {
@@ -25,14 +32,36 @@ pub struct FamilyDecl {
     pub from_gguf: fn(&GgufMeta) -> Result<ModelConfig, IoError>,
     /// Tensor-name table for safetensors checkpoints.
     pub hf_tensors: &'static [TensorEntry],
-    /// Tensor-name table for GGUF files.
-    pub gguf_tensors: &'static [TensorEntry],
+    /// Entries of [`GGUF_NAMES`] whose meaning differs for this family (same name, other
+    /// role or transform), and names only it uses.
+    pub gguf_overrides: &'static [TensorEntry],
     /// Suffixes of HF tensors known to be redundant (cached masks, rotary frequencies).
     pub hf_ignored: &'static [&'static str],
 }
 
+impl FamilyDecl {
+    /// The GGUF tensor-name table: the family's overrides, then the shared names.
+    pub fn gguf_tensors(&self) -> Vec<TensorEntry> {
+        gguf_names::merged(GGUF_NAMES, self.gguf_overrides)
+    }
+}
+
 /// Every declaration.
-pub const DECLS: &[FamilyDecl] = &[llama::LLAMA, llama::QWEN2, gpt_neox::GPT_NEOX, gpt2::GPT2];
+pub const DECLS: &[FamilyDecl] = &[
+    llama::LLAMA,
+    llama::QWEN2,
+    gpt_neox::GPT_NEOX,
+    gpt2::GPT2,
+    llama::MISTRAL,
+    llama::QWEN3,
+    llama::PHI3,
+    gemma::GEMMA,
+    gemma::GEMMA2,
+    gemma::GEMMA3,
+    olmo2::OLMO2,
+    bloom::BLOOM,
+    gpt_oss::GPT_OSS,
+];
 
 /// The declaration handling an HF `model_type`.
 pub fn by_hf_model_type(t: &str) -> Option<&'static FamilyDecl> {
@@ -72,17 +101,27 @@ pub(crate) fn hf_activation(cfg: &HfConfig, field: &str, name: &str) -> Result<A
 
 /// Resolves HF rope parameters for a head width: theta, partial rotary, scaling.
 pub(crate) fn hf_rope(cfg: &HfConfig, d_head: usize, default_theta: f64) -> Result<RopeSpec, IoError> {
-    let r: HfRope = cfg.rope();
+    rope_from(cfg, &cfg.rope()?, d_head, default_theta)
+}
+
+/// Resolves one set of HF rope parameters (see [`HfConfig::rope_of`]).
+pub(crate) fn rope_from(
+    cfg: &HfConfig,
+    r: &HfRope,
+    d_head: usize,
+    default_theta: f64,
+) -> Result<RopeSpec, IoError> {
     let frac = r.partial_rotary_factor.unwrap_or(1.0);
     if !(frac > 0.0 && frac <= 1.0) {
         return Err(cfg.err("partial_rotary_factor", &format!("{frac} is not in (0, 1]")));
     }
     let rotary_dim = (d_head as f64 * frac) as usize;
+    let factor = || cfg.req("rope_parameters.factor", r.factor);
     let scaling = match r.rope_type.as_deref() {
         None | Some("default") => RopeScaling::None,
-        Some("linear") => RopeScaling::Linear { factor: cfg.req("rope_parameters.factor", r.factor)? },
+        Some("linear") => RopeScaling::Linear { factor: factor()? },
         Some("llama3") => RopeScaling::Llama3 {
-            factor: cfg.req("rope_parameters.factor", r.factor)?,
+            factor: factor()?,
             low_freq_factor: cfg.req("rope_parameters.low_freq_factor", r.low_freq_factor)?,
             high_freq_factor: cfg.req("rope_parameters.high_freq_factor", r.high_freq_factor)?,
             original_max_position: cfg.req(
@@ -90,11 +129,113 @@ pub(crate) fn hf_rope(cfg: &HfConfig, d_head: usize, default_theta: f64) -> Resu
                 r.original_max_position_embeddings,
             )?,
         },
+        Some("yarn") => {
+            // transformers' `_compute_yarn_parameters`: with an original context length in the
+            // rope parameters, the factor is max_position_embeddings / original (DeepSeek-V3
+            // and GPT-OSS rely on it); without one, the original is max_position_embeddings.
+            let max_pos = cfg.req("max_position_embeddings", cfg.max_position_embeddings)? as f64;
+            let (factor, original) = match r.original_max_position_embeddings {
+                Some(orig) if orig > 0.0 => (max_pos / orig, orig),
+                _ => (factor()?, max_pos),
+            };
+            // transformers: attention_factor, else the mscale ratio, else 0.1 ln(factor) + 1.
+            let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
+            let attention_factor = match (r.attention_factor, r.mscale, r.mscale_all_dim) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                    mscale(factor, m) / mscale(factor, all)
+                }
+                _ => mscale(factor, 1.0),
+            };
+            yarn(
+                factor,
+                original,
+                r.beta_fast.unwrap_or(32.0),
+                r.beta_slow.unwrap_or(1.0),
+                r.truncate.unwrap_or(true),
+                attention_factor,
+            )
+        }
         Some(other) => {
-            return Err(cfg.err("rope_parameters.rope_type", &format!("unsupported rope type '{other}'")))
+            return Err(cfg.err(
+                "rope_parameters.rope_type",
+                &format!("unsupported rope type '{other}' (supported: default, linear, llama3, yarn)"),
+            ))
         }
     };
     Ok(RopeSpec { theta: r.rope_theta.unwrap_or(default_theta), rotary_dim, scaling })
+}
+
+/// YaRN scaling from its parameters.
+pub(crate) fn yarn(
+    factor: f64,
+    original_max_position: f64,
+    beta_fast: f64,
+    beta_slow: f64,
+    truncate: bool,
+    attention_factor: f64,
+) -> RopeScaling {
+    RopeScaling::Yarn { factor, original_max_position, beta_fast, beta_slow, truncate, attention_factor }
+}
+
+/// GGUF rope scaling (`<arch>.rope.scaling.*`); YaRN's `truncate` is not stored (llama.cpp
+/// always truncates), so the caller says which convention the family's own config uses.
+pub(crate) fn gguf_rope_scaling(m: &GgufMeta, yarn_truncate: bool) -> Result<RopeScaling, IoError> {
+    let key = format!("{}.rope.scaling.type", m.arch);
+    Ok(match m.file.get_str(&key).ok() {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => RopeScaling::Linear { factor: m.f64("rope.scaling.factor")? },
+        Some("yarn") => {
+            let factor = m.f64("rope.scaling.factor")?;
+            let attention_factor = match m.opt_f64("rope.scaling.attn_factor")? {
+                Some(a) => a,
+                None if factor <= 1.0 => 1.0,
+                None => 0.1 * factor.ln() + 1.0,
+            };
+            yarn(
+                factor,
+                m.usize("rope.scaling.original_context_length")? as f64,
+                m.opt_f64("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+                m.opt_f64("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+                yarn_truncate,
+                attention_factor,
+            )
+        }
+        Some(other) => {
+            return Err(m.err(&key, &format!("unsupported '{other}' (supported: none, linear, yarn)")))
+        }
+    })
+}
+
+/// Refuses a config field whose value changes the dataflow in a way sinkscope does not
+/// implement: `field` is set and differs from `supported`.
+pub(crate) fn refuse_unless<T: PartialEq + std::fmt::Debug>(
+    cfg: &HfConfig,
+    field: &str,
+    value: Option<T>,
+    supported: T,
+) -> Result<(), IoError> {
+    match value {
+        Some(v) if v != supported => {
+            Err(cfg.err(field, &format!("{v:?} is not supported (only {supported:?})")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Per-layer specs from the sliding flags: sliding layers get `window` and `local_rope`.
+pub(crate) fn layers_from(
+    sliding: &[bool],
+    window: Option<usize>,
+    local_rope: Option<RopeSpec>,
+) -> Vec<LayerSpec> {
+    sliding
+        .iter()
+        .map(|&s| match s {
+            true => LayerSpec { sliding_window: window, rope: local_rope },
+            false => LayerSpec::default(),
+        })
+        .collect()
 }
 
 /// Full-attention layer specs. Capped just past [`sinkscope_spec::MAX_LAYERS`] so that an

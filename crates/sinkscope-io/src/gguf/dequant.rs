@@ -6,14 +6,24 @@
 //! bitwise equal to ggml's scalar reference code compiled without floating-point contraction (no FMA fusion).
 //! f16 scales are widened exactly (the `half` crate), bf16 by shifting the bits, as `GGML_BF16_TO_FP32` does.
 //!
+//! Types: F32, F16, BF16; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; Q2_K..Q6_K; the i-quants IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS,
+//! IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (grids and sign tables in `iq_tables.rs`, generated from gguf-py); MXFP4;
+//! the ternary TQ1_0 and TQ2_0. Every type but F32 is checked bit for bit against gguf-py 0.19.0's
+//! `gguf.quants.dequantize` on committed vectors (tests/dequant_vectors.rs, tests/data/dequant/).
+//!
 //! Data is treated as one long run of blocks: ggml rows always hold whole blocks, so dequantising a tensor
 //! block by block gives the row-major (ggml `ne[0]` fastest) element order directly.
 //!
 //! All block functions take fixed-size arrays and index them only with loop counters whose bounds are
-//! constants below the array lengths, so no input can make them index out of range.
+//! constants below the array lengths, and look tables up only with indices masked below the table lengths, so
+//! no input can make them index out of range.
 
 use half::f16;
 
+use super::iq_tables::{
+    IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS, KVALUES_IQ4NL,
+    KVALUES_MXFP4,
+};
 use super::types::GgmlType;
 
 /// Elements per block of the legacy quants (`QK4_0`, `QK4_1`, `QK5_0`, `QK5_1`, `QK8_0`).
@@ -78,6 +88,18 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(),
         GgmlType::Q4_K => run::<144, QK_K>(data, out, block_q4_k),
         GgmlType::Q5_K => run::<176, QK_K>(data, out, block_q5_k),
         GgmlType::Q6_K => run::<210, QK_K>(data, out, block_q6_k),
+        GgmlType::IQ4_NL => run::<18, QK>(data, out, block_iq4_nl),
+        GgmlType::IQ4_XS => run::<136, QK_K>(data, out, block_iq4_xs),
+        GgmlType::IQ2_XXS => run::<66, QK_K>(data, out, block_iq2_xxs),
+        GgmlType::IQ2_XS => run::<74, QK_K>(data, out, block_iq2_xs),
+        GgmlType::IQ2_S => run::<82, QK_K>(data, out, block_iq2_s),
+        GgmlType::IQ3_XXS => run::<98, QK_K>(data, out, block_iq3_xxs),
+        GgmlType::IQ3_S => run::<110, QK_K>(data, out, block_iq3_s),
+        GgmlType::IQ1_S => run::<50, QK_K>(data, out, block_iq1_s),
+        GgmlType::IQ1_M => run::<56, QK_K>(data, out, block_iq1_m),
+        GgmlType::MXFP4 => run::<17, QK>(data, out, block_mxfp4),
+        GgmlType::TQ1_0 => run::<54, QK_K>(data, out, block_tq1_0),
+        GgmlType::TQ2_0 => run::<66, QK_K>(data, out, block_tq2_0),
         other => return Err(DequantError::Unsupported(other)),
     }
     Ok(())
@@ -396,6 +418,266 @@ fn block_q6_k(b: &[u8; 210], y: &mut [f32; QK_K]) {
             y[yo + l + 32] = d * s(2) * fl(q2);
             y[yo + l + 64] = d * s(4) * fl(q3);
             y[yo + l + 96] = d * s(6) * fl(q4);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// i-quants (lookup tables in `iq_tables`), MXFP4 and the ternary quants.
+//
+// ggml reads grid rows through `(const uint8_t *)(grid + index)` (int8 for iq1s), i.e. byte j of the
+// little-endian table word is element j; `to_le_bytes` does the same on any host.
+
+/// `kmask_iq2xs[j]` applied to a sign byte: `-1.f` when bit `j` is set, else `1.f`.
+#[inline]
+fn sign(signs: u8, j: usize) -> f32 {
+    if signs & (1u8 << j) != 0 {
+        -1.0
+    } else {
+        1.0
+    }
+}
+
+/// `block_iq4_nl { ggml_half d; uint8_t qs[16]; }` → `dequantize_row_iq4_nl`.
+fn block_iq4_nl(b: &[u8; 18], y: &mut [f32; QK]) {
+    let d = f16_le(b[0], b[1]);
+    for j in 0..QK / 2 {
+        let q = b[2 + j];
+        y[j] = d * fl(i32::from(KVALUES_IQ4NL[usize::from(q & 0xF)]));
+        y[j + QK / 2] = d * fl(i32::from(KVALUES_IQ4NL[usize::from(q >> 4)]));
+    }
+}
+
+/// `block_iq4_xs { ggml_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; }` →
+/// `dequantize_row_iq4_xs`.
+fn block_iq4_xs(b: &[u8; 136], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    let scales_h = u16::from_le_bytes([b[2], b[3]]);
+    for ib in 0..QK_K / 32 {
+        let ls =
+            i32::from((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (i32::from((scales_h >> (2 * ib)) & 3) << 4);
+        let dl = d * fl(ls - 32);
+        let qs = 8 + 16 * ib;
+        for j in 0..16 {
+            let q = b[qs + j];
+            y[32 * ib + j] = dl * fl(i32::from(KVALUES_IQ4NL[usize::from(q & 0xF)]));
+            y[32 * ib + j + 16] = dl * fl(i32::from(KVALUES_IQ4NL[usize::from(q >> 4)]));
+        }
+    }
+}
+
+/// `block_iq2_xxs { ggml_half d; uint16_t qs[32]; }` → `dequantize_row_iq2_xxs`: per 32 values, four grid
+/// bytes and a `u32` of four 7-bit sign indices and a 4-bit scale.
+fn block_iq2_xxs(b: &[u8; 66], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    for ib32 in 0..QK_K / 32 {
+        let o = 2 + 8 * ib32;
+        let aux1 = u32::from_le_bytes([b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
+        let db = d * (0.5 + fl((aux1 >> 28) as i32)) * 0.25;
+        for l in 0..4 {
+            let grid = IQ2XXS_GRID[usize::from(b[o + l])].to_le_bytes();
+            let signs = KSIGNS_IQ2XS[((aux1 >> (7 * l)) & 127) as usize];
+            for j in 0..8 {
+                y[32 * ib32 + 8 * l + j] = db * fl(i32::from(grid[j])) * sign(signs, j);
+            }
+        }
+    }
+}
+
+/// `block_iq2_xs { ggml_half d; uint16_t qs[32]; uint8_t scales[8]; }` → `dequantize_row_iq2_xs`: each `qs`
+/// is a 9-bit grid index and a 7-bit sign index.
+fn block_iq2_xs(b: &[u8; 74], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    for ib32 in 0..QK_K / 32 {
+        let sc = b[66 + ib32];
+        let db = [d * (0.5 + fl(i32::from(sc & 0xF))) * 0.25, d * (0.5 + fl(i32::from(sc >> 4))) * 0.25];
+        for l in 0..4 {
+            let o = 2 + 2 * (4 * ib32 + l);
+            let qs = u16::from_le_bytes([b[o], b[o + 1]]);
+            let grid = IQ2XS_GRID[usize::from(qs & 511)].to_le_bytes();
+            let signs = KSIGNS_IQ2XS[usize::from(qs >> 9)];
+            for j in 0..8 {
+                y[32 * ib32 + 8 * l + j] = db[l / 2] * fl(i32::from(grid[j])) * sign(signs, j);
+            }
+        }
+    }
+}
+
+/// `block_iq2_s { ggml_half d; uint8_t qs[64]; uint8_t qh[8]; uint8_t scales[8]; }` → `dequantize_row_iq2_s`:
+/// `qs[0..32]` are the low 8 bits of the 10-bit grid indices, `qs[32..64]` the sign bytes.
+fn block_iq2_s(b: &[u8; 82], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    for ib32 in 0..QK_K / 32 {
+        let sc = b[74 + ib32];
+        let db = [d * (0.5 + fl(i32::from(sc & 0xF))) * 0.25, d * (0.5 + fl(i32::from(sc >> 4))) * 0.25];
+        let qh = usize::from(b[66 + ib32]);
+        for l in 0..4 {
+            let dl = db[l / 2];
+            let idx = usize::from(b[2 + 4 * ib32 + l]) | ((qh << (8 - 2 * l)) & 0x300);
+            let grid = IQ2S_GRID[idx].to_le_bytes();
+            let signs = b[34 + 4 * ib32 + l];
+            for j in 0..8 {
+                y[32 * ib32 + 8 * l + j] = dl * fl(i32::from(grid[j])) * sign(signs, j);
+            }
+        }
+    }
+}
+
+/// `block_iq3_xxs { ggml_half d; uint8_t qs[96]; }` → `dequantize_row_iq3_xxs`: 64 grid bytes, then per 32
+/// values a `u32` of four 7-bit sign indices and a 4-bit scale.
+fn block_iq3_xxs(b: &[u8; 98], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    for ib32 in 0..QK_K / 32 {
+        let o = 66 + 4 * ib32;
+        let aux32 = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let db = d * (0.5 + fl((aux32 >> 28) as i32)) * 0.5;
+        for l in 0..4 {
+            let signs = KSIGNS_IQ2XS[((aux32 >> (7 * l)) & 127) as usize];
+            let qs = 2 + 8 * ib32 + 2 * l;
+            let grid1 = IQ3XXS_GRID[usize::from(b[qs])].to_le_bytes();
+            let grid2 = IQ3XXS_GRID[usize::from(b[qs + 1])].to_le_bytes();
+            let yo = 32 * ib32 + 8 * l;
+            for j in 0..4 {
+                y[yo + j] = db * fl(i32::from(grid1[j])) * sign(signs, j);
+                y[yo + j + 4] = db * fl(i32::from(grid2[j])) * sign(signs, j + 4);
+            }
+        }
+    }
+}
+
+/// `block_iq3_s { ggml_half d; uint8_t qs[64]; uint8_t qh[8]; uint8_t signs[32]; uint8_t scales[4]; }` →
+/// `dequantize_row_iq3_s`: 9-bit grid indices (bit 8 of index `8k + i` is bit `i` of `qh[k]`).
+fn block_iq3_s(b: &[u8; 110], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    for ib32 in 0..QK_K / 32 {
+        let sc = b[106 + ib32 / 2];
+        let db = d * fl(1 + 2 * i32::from(if ib32 % 2 == 0 { sc & 0xF } else { sc >> 4 }));
+        let qh = usize::from(b[66 + ib32]);
+        for l in 0..4 {
+            let qs = 2 + 8 * ib32 + 2 * l;
+            let grid1 = IQ3S_GRID[usize::from(b[qs]) | ((qh << (8 - 2 * l)) & 256)].to_le_bytes();
+            let grid2 = IQ3S_GRID[usize::from(b[qs + 1]) | ((qh << (7 - 2 * l)) & 256)].to_le_bytes();
+            let signs = b[74 + 4 * ib32 + l];
+            let yo = 32 * ib32 + 8 * l;
+            for j in 0..4 {
+                y[yo + j] = db * fl(i32::from(grid1[j])) * sign(signs, j);
+                y[yo + j + 4] = db * fl(i32::from(grid2[j])) * sign(signs, j + 4);
+            }
+        }
+    }
+}
+
+/// `IQ1S_DELTA`.
+const IQ1S_DELTA: f32 = 0.125;
+
+/// `block_iq1_s { ggml_half d; uint8_t qs[32]; uint16_t qh[8]; }` → `dequantize_row_iq1_s`: 11-bit indices
+/// into the ternary grid, a 3-bit scale and a shift sign per 32 values.
+fn block_iq1_s(b: &[u8; 50], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[0], b[1]);
+    for ib in 0..QK_K / 32 {
+        let qh = u16::from_le_bytes([b[34 + 2 * ib], b[35 + 2 * ib]]);
+        let dl = d * fl(2 * i32::from((qh >> 12) & 7) + 1);
+        let delta = if qh & 0x8000 != 0 { -IQ1S_DELTA } else { IQ1S_DELTA };
+        for l in 0..4 {
+            let idx = usize::from(b[2 + 4 * ib + l]) | (usize::from((qh >> (3 * l)) & 7) << 8);
+            let grid = IQ1S_GRID[idx].to_le_bytes();
+            for j in 0..8 {
+                y[32 * ib + 8 * l + j] = dl * (fl(i32::from(grid[j] as i8)) + delta);
+            }
+        }
+    }
+}
+
+/// `block_iq1_m { uint8_t qs[32]; uint8_t qh[16]; uint8_t scales[8]; }` → `dequantize_row_iq1_m`: the f16
+/// super-block scale is spread over the top nibbles of the four `u16` scale words.
+fn block_iq1_m(b: &[u8; 56], y: &mut [f32; QK_K]) {
+    let sc = [
+        u16::from_le_bytes([b[48], b[49]]),
+        u16::from_le_bytes([b[50], b[51]]),
+        u16::from_le_bytes([b[52], b[53]]),
+        u16::from_le_bytes([b[54], b[55]]),
+    ];
+    let scale = (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+    let d = f16::from_bits(scale).to_f32();
+    for ib in 0..QK_K / 32 {
+        let s = sc[ib / 2];
+        let dl1 = d * fl(2 * i32::from((s >> (6 * (ib % 2))) & 0x7) + 1);
+        let dl2 = d * fl(2 * i32::from((s >> (6 * (ib % 2) + 3)) & 0x7) + 1);
+        let qh = [u16::from(b[32 + 2 * ib]), u16::from(b[33 + 2 * ib])];
+        let qs = 4 * ib;
+        let idx = [
+            usize::from(b[qs]) | usize::from((qh[0] << 8) & 0x700),
+            usize::from(b[qs + 1]) | usize::from((qh[0] << 4) & 0x700),
+            usize::from(b[qs + 2]) | usize::from((qh[1] << 8) & 0x700),
+            usize::from(b[qs + 3]) | usize::from((qh[1] << 4) & 0x700),
+        ];
+        let delta = |h: u16, bit: u16| if h & bit != 0 { -IQ1S_DELTA } else { IQ1S_DELTA };
+        let deltas = [delta(qh[0], 0x08), delta(qh[0], 0x80), delta(qh[1], 0x08), delta(qh[1], 0x80)];
+        for l in 0..4 {
+            let dl = if l < 2 { dl1 } else { dl2 };
+            let grid = IQ1S_GRID[idx[l]].to_le_bytes();
+            for j in 0..8 {
+                y[32 * ib + 8 * l + j] = dl * (fl(i32::from(grid[j] as i8)) + deltas[l]);
+            }
+        }
+    }
+}
+
+/// `GGML_E8M0_TO_FP32_HALF`: half of the E8M0 scale `2^(x - 127)`, built from its bits (`x < 2` gives a
+/// subnormal). Finite for every `x`.
+#[inline]
+fn e8m0_to_fp32_half(x: u8) -> f32 {
+    let bits = if x < 2 { 0x0020_0000u32 << x } else { (u32::from(x) - 1) << 23 };
+    f32::from_bits(bits)
+}
+
+/// `block_mxfp4 { uint8_t e; uint8_t qs[16]; }` → `dequantize_row_mxfp4`.
+fn block_mxfp4(b: &[u8; 17], y: &mut [f32; QK]) {
+    let d = e8m0_to_fp32_half(b[0]);
+    for j in 0..QK / 2 {
+        let q = b[1 + j];
+        y[j] = fl(i32::from(KVALUES_MXFP4[usize::from(q & 0x0F)])) * d;
+        y[j + QK / 2] = fl(i32::from(KVALUES_MXFP4[usize::from(q >> 4)])) * d;
+    }
+}
+
+/// One base-3 digit of a TQ1_0 byte: `((uint16_t)(uint8_t)(q * pow3[n]) * 3) >> 8`, minus 1.
+#[inline]
+fn tq1_digit(q: u8, pow3: u8) -> i32 {
+    let q = q.wrapping_mul(pow3);
+    i32::from((u16::from(q) * 3) >> 8) - 1
+}
+
+/// `block_tq1_0 { uint8_t qs[48]; uint8_t qh[4]; ggml_half d; }` → `dequantize_row_tq1_0`: five base-3
+/// digits per `qs` byte, four per `qh` byte.
+fn block_tq1_0(b: &[u8; 54], y: &mut [f32; QK_K]) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let d = f16_le(b[52], b[53]);
+    // qs[0..32]: 5 × 32 values; qs[32..48]: 5 × 16 values; qh = bytes 48..52: 4 × 4 values.
+    let (qs0, rest) = b.split_at(32);
+    let (qs1, rest) = rest.split_at(16);
+    let qh = &rest[..4];
+    let digits = POW3
+        .iter()
+        .flat_map(|&p| qs0.iter().map(move |&q| (q, p)))
+        .chain(POW3.iter().flat_map(|&p| qs1.iter().map(move |&q| (q, p))))
+        .chain(POW3[..4].iter().flat_map(|&p| qh.iter().map(move |&q| (q, p))));
+    for (yi, (q, p)) in y.iter_mut().zip(digits) {
+        *yi = fl(tq1_digit(q, p)) * d;
+    }
+}
+
+/// `block_tq2_0 { uint8_t qs[64]; ggml_half d; }` → `dequantize_row_tq2_0`.
+fn block_tq2_0(b: &[u8; 66], y: &mut [f32; QK_K]) {
+    let d = f16_le(b[64], b[65]);
+    let mut yi = 0usize;
+    for j in (0..64).step_by(32) {
+        for l in 0..4 {
+            for m in 0..32 {
+                let q = (b[j + m] >> (2 * l)) & 3;
+                y[yi] = fl(i32::from(q) - 1) * d;
+                yi += 1;
+            }
         }
     }
 }

@@ -30,6 +30,7 @@
 
 mod dequant;
 mod error;
+mod iq_tables;
 mod reader;
 mod types;
 mod value;

@@ -1,15 +1,17 @@
-//! Causal multi-head attention (GQA, rotary, sliding windows), eager: the pattern is always
-//! materialised so that hooks and metrics see exactly what the model uses. Each prompt of a
-//! [`Pack`] attends only to itself.
+//! Causal multi-head attention (GQA, QK-norm, rotary, sliding windows, and the score
+//! modifiers of [`super::scores`]), eager: the pattern is always materialised so that hooks
+//! and metrics see exactly what the model uses. Each prompt of a [`Pack`] attends only to
+//! itself.
 
-use super::fused;
 use super::linear::Linear;
+use super::norm::Norm;
 use super::rope::RopeTables;
+use super::scores::ScoreSpec;
 use crate::error::Result;
 use crate::hooks::ForwardCtx;
 use crate::pack::Pack;
-use candle_core::{DType, Tensor, D};
-use sinkscope_spec::{HookSite, SiteKind};
+use candle_core::Tensor;
+use sinkscope_spec::{HookSite, QkNorm, SiteKind};
 
 /// One attention sublayer.
 #[derive(Debug, Clone)]
@@ -22,14 +24,16 @@ pub struct Attention {
     pub v: Linear,
     /// Output projection.
     pub o: Linear,
+    /// Where q and k are normalised, with their norms (`[d_head]` or whole-projection gains).
+    pub qk_norm: Option<(QkNorm, Norm, Norm)>,
     /// Query heads.
     pub n_heads: usize,
     /// Key/value heads.
     pub n_kv_heads: usize,
     /// Head width.
     pub d_head: usize,
-    /// Multiplier of q·k.
-    pub scale: f64,
+    /// Scores to probabilities: scale, soft-cap, ALiBi, sinks.
+    pub scores: ScoreSpec,
     /// Sliding window (keys per query, itself included).
     pub window: Option<usize>,
 }
@@ -54,10 +58,10 @@ pub fn causal_mask(
 }
 
 impl Attention {
-    /// `x: [rows, d]` (the normalised residual of the pack's prompts) -> the attention output
+    /// `x: [rows, d]` (the sublayer input of the pack's prompts) -> the attention output
     /// `[rows, d]` before any post-norm. The projections run on the whole pack; the rest runs
-    /// per prompt, with that prompt's q/k/v/pattern/z hooks of `block`. `rope` and `mask`
-    /// cover (at least) the longest prompt.
+    /// per prompt, with that prompt's hooks of `block`. `rope` (this layer's tables) and
+    /// `mask` cover (at least) the longest prompt.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -69,6 +73,19 @@ impl Attention {
         let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
         let z = pack.per_prompt(&[&q, &k, &v], |ctx, qkv| self.mix(&qkv, rope, mask, block, ctx))?;
         Ok(self.o.forward(&z)?)
+    }
+
+    /// QK-norm of q or k `[T, heads, dh]`: per head, or over the whole projection.
+    fn qk_normed(kind: QkNorm, norm: &Norm, x: Tensor) -> Result<Tensor> {
+        Ok(match kind {
+            QkNorm::None => x,
+            QkNorm::PerHead => norm.forward(&x)?,
+            QkNorm::Whole => {
+                let dims = x.dims().to_vec();
+                let (t, w) = (dims[0], dims[1..].iter().product::<usize>());
+                norm.forward(&x.reshape((t, w))?)?.reshape(dims)?
+            }
+        })
     }
 
     /// One prompt's attention from its projected rows `[q, k, v]` (`[T, H·dh]`, `[T, KVH·dh]`
@@ -87,16 +104,17 @@ impl Attention {
         let t = q.dim(0)?;
         let (h, kvh, dh) = (self.n_heads, self.n_kv_heads, self.d_head);
         let site = |kind| HookSite::block(block, kind);
-        let mut q = q.reshape((t, h, dh))?; // [T, H, dh]
-        let mut k = k.reshape((t, kvh, dh))?; // [T, KVH, dh]
-        let v = v.reshape((t, kvh, dh))?; // [T, KVH, dh]
-        if let Some(r) = rope {
-            q = r.apply(&q)?;
-            k = r.apply(&k)?;
+        let mut q = ctx.apply(site(SiteKind::AttnQ), q.reshape((t, h, dh))?)?; // [T, H, dh]
+        let mut k = ctx.apply(site(SiteKind::AttnK), k.reshape((t, kvh, dh))?)?; // [T, KVH, dh]
+        let v = ctx.apply(site(SiteKind::AttnV), v.reshape((t, kvh, dh))?)?; // [T, KVH, dh]
+        if let Some((kind, qn, kn)) = &self.qk_norm {
+            q = ctx.apply(site(SiteKind::AttnQNorm), Self::qk_normed(*kind, qn, q)?)?;
+            k = ctx.apply(site(SiteKind::AttnKNorm), Self::qk_normed(*kind, kn, k)?)?;
         }
-        let q = ctx.apply(site(SiteKind::AttnQ), q)?;
-        let k = ctx.apply(site(SiteKind::AttnK), k)?;
-        let v = ctx.apply(site(SiteKind::AttnV), v)?;
+        if let Some(r) = rope {
+            q = ctx.apply(site(SiteKind::AttnRotQ), r.apply(&q)?)?;
+            k = ctx.apply(site(SiteKind::AttnRotK), r.apply(&k)?)?;
+        }
         // Query head h uses kv head h / group: view queries as [KVH, group*T, dh].
         let group = h / kvh;
         let qg = q.transpose(0, 1)?.contiguous()?.reshape((kvh, group * t, dh))?; // [KVH, g*T, dh]
@@ -104,15 +122,16 @@ impl Attention {
         let vt = v.transpose(0, 1)?.contiguous()?; // [KVH, T, dh]
         let raw = qg.matmul(&kt.t()?)?.reshape((h, t, t))?; // [H, T, T], unscaled
         let mask = if mask.dim(0)? == t { mask.clone() } else { mask.narrow(0, 0, t)?.narrow(1, 0, t)? };
-        let pattern = if fused::available() && raw.device().is_cpu() && raw.dtype() == DType::F32 {
-            let op = fused::MaskedSoftmax { scale: self.scale as f32 };
-            raw.contiguous()?.apply_op2_no_bwd(&mask.contiguous()?, &op)?
+        let scores_site = site(SiteKind::AttnScores);
+        let (pattern, sink) = if ctx.wants(scores_site) {
+            let scores = ctx.apply(scores_site, self.scores.scores(&raw, &mask)?)?; // [H, T, T]
+            self.scores.softmax(&scores, &mask)?
         } else {
-            let scores = (raw * self.scale)?.broadcast_add(&mask)?;
-            let max = scores.max_keepdim(D::Minus1)?;
-            let e = scores.broadcast_sub(&max)?.exp()?;
-            e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
-        }; // [H, T, T]
+            self.scores.probs(&raw, &mask)?
+        }; // [H, T, T], [H, T]
+        if let Some(sink) = sink {
+            ctx.apply(site(SiteKind::AttnSinkProb), sink)?;
+        }
         let pattern = ctx.apply(site(SiteKind::AttnPattern), pattern)?;
         let z = pattern.reshape((kvh, group * t, t))?.matmul(&vt)?.reshape((h, t, dh))?; // [H, T, dh]
         let z = ctx.apply(site(SiteKind::AttnZ), z.transpose(0, 1)?.contiguous()?)?; // [T, H, dh]

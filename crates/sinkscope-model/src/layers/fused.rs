@@ -1,6 +1,6 @@
 //! Fused CPU kernels with an AVX2 `exp` (x86-64 with AVX2 + FMA, f32; elsewhere the model
-//! uses candle's ops): `silu(gate) · up`, the gated MLP's activation, and the attention's
-//! masked softmax.
+//! uses candle's ops): `silu(gate) · up`, the gated MLP's activation, and the `exp` of the
+//! attention softmax ([`super::scores`]).
 //!
 //! candle evaluates `silu` with the scalar libm `expf` and then multiplies in a second pass;
 //! on a profile that is ~3 % of the time. Here `exp` is the Cephes single-precision
@@ -133,74 +133,26 @@ mod avx2 {
     }
 }
 
-/// One row of attention probabilities: `out = softmax(scores · scale + mask)` with candle's
-/// order of operations (scale, add the mask, subtract the row maximum, exp, divide by the
-/// sum taken left to right). A masked entry (`-inf`) gets exactly 0.
-///
-/// # Errors
-/// A message when the lengths differ or the machine lacks AVX2 + FMA.
-pub fn masked_softmax_row(scores: &[f32], mask: &[f32], scale: f32, out: &mut [f32]) -> Result<(), String> {
-    if scores.len() != mask.len() || scores.len() != out.len() {
-        return Err(format!("masked softmax: lengths {} / {} / {}", scores.len(), mask.len(), out.len()));
-    }
-    if !available() {
-        return Err("masked softmax: needs AVX2 + FMA".into());
-    }
-    let mut max = f32::NEG_INFINITY;
-    for ((o, &s), &m) in out.iter_mut().zip(scores).zip(mask) {
-        *o = s * scale + m;
-        max = max.max(*o);
-    }
+/// `xs[i] = exp(xs[i] - shift)`: the AVX2 polynomial where the machine has it ([`available`]),
+/// libm's `expf` elsewhere. Every element goes through the same code, so a value depends only
+/// on its input and the shift.
+pub fn exp_shifted(xs: &mut [f32], shift: f32) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 and FMA checked above.
-    #[allow(unsafe_code)]
-    unsafe {
-        avx2::exp_shifted(out, max);
-    }
-    let sum: f32 = out.iter().sum();
-    for o in out.iter_mut() {
-        *o /= sum;
-    }
-    Ok(())
-}
-
-/// The candle operation `(scores [..., T, T], mask [T, T]) -> softmax(scores · scale + mask)`
-/// over the last axis (CPU, f32, both contiguous).
-pub struct MaskedSoftmax {
-    /// Multiplier of the scores (as candle's `affine`, in f32).
-    pub scale: f32,
-}
-
-impl CustomOp2 for MaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "masked-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims();
-        let (rows, cols) = match dims {
-            [.., r, c] if l2.shape().dims() == [*r, *c] => (*r, *c),
-            _ => candle_core::bail!("masked softmax: scores {:?} and mask {:?}", l1.shape(), l2.shape()),
-        };
-        let (scores, mask) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
-        let mut out = vec![0f32; scores.len()];
-        for (s, o) in scores.chunks(rows * cols).zip(out.chunks_mut(rows * cols)) {
-            for ((s, m), o) in s.chunks(cols).zip(mask.chunks(cols)).zip(o.chunks_mut(cols)) {
-                masked_softmax_row(s, m, self.scale, o).map_err(candle_core::Error::msg)?;
-            }
+    if available() {
+        // SAFETY: AVX2 and FMA checked just above.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::exp_shifted(xs, shift);
         }
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        return;
+    }
+    for x in xs.iter_mut() {
+        *x = (*x - shift).exp();
     }
 }
 
 /// The contiguous f32 values of a CPU tensor.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
         (CpuStorage::F32(_), None) => candle_core::bail!("fused op: non-contiguous input"),
@@ -277,38 +229,6 @@ mod tests {
         for i in 0..g.len() {
             let r = reference(g[i], u[i]);
             assert!((out[i].is_nan() && r.is_nan()) || out[i] == r, "g = {}: {} vs libm {}", g[i], out[i], r);
-        }
-    }
-
-    #[test]
-    fn masked_softmax_matches_the_unfused_formula() {
-        if !available() {
-            return;
-        }
-        for t in [1usize, 5, 8, 13, 64] {
-            for i in 0..t {
-                let scores: Vec<f32> = (0..t).map(|j| ((i * 7 + j * 3) % 11) as f32 * 0.9 - 4.0).collect();
-                let mask: Vec<f32> = (0..t).map(|j| if j > i { f32::NEG_INFINITY } else { 0.0 }).collect();
-                let mut out = vec![f32::NAN; t];
-                masked_softmax_row(&scores, &mask, 0.125, &mut out).unwrap();
-                let v: Vec<f32> = scores.iter().zip(&mask).map(|(s, m)| s * 0.125 + m).collect();
-                let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = v.iter().map(|x| (x - max).exp()).collect();
-                let sum: f32 = e.iter().sum();
-                for j in 0..t {
-                    let r = e[j] / sum;
-                    assert!(
-                        (out[j] - r).abs() <= 4.0 * f32::EPSILON * r,
-                        "t {t} row {i} col {j}: {} vs {r}",
-                        out[j]
-                    );
-                    if j > i {
-                        assert_eq!(out[j], 0.0, "masked entries are exactly 0");
-                    }
-                }
-                let total: f32 = out.iter().sum();
-                assert!((total - 1.0).abs() < 1e-6);
-            }
         }
     }
 

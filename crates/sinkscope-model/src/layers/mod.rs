@@ -7,6 +7,7 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
+pub mod scores;
 
 use candle_core::Tensor;
 use sinkscope_spec::Activation;

@@ -42,6 +42,44 @@ pub fn inv_freq(spec: &RopeSpec) -> Vec<f32> {
                 })
                 .collect()
         }
+        RopeScaling::Yarn { factor, original_max_position, beta_fast, beta_slow, truncate, .. } => {
+            // transformers' `_compute_yarn_parameters` (f64 for the correction range, f32 for
+            // the frequencies, as there).
+            let d = dim as f64;
+            let correction_dim = |rotations: f64| {
+                d * (original_max_position / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                    / (2.0 * spec.theta.ln())
+            };
+            let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+            if truncate {
+                (low, high) = (low.floor(), high.ceil());
+            }
+            let (low, mut high) = (low.max(0.0) as f32, high.min(d - 1.0) as f32);
+            if low == high {
+                high += 0.001;
+            }
+            let factor = factor as f32;
+            (0..dim)
+                .step_by(2)
+                .enumerate()
+                .map(|(j, i)| {
+                    let pos_freq = base.powf(i as f32 / dim as f32);
+                    let extrapolation = 1.0 / pos_freq;
+                    let interpolation = 1.0 / (factor * pos_freq);
+                    let ramp = ((j as f32 - low) / (high - low)).clamp(0.0, 1.0);
+                    let extrapolation_factor = 1.0 - ramp;
+                    interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+                })
+                .collect()
+        }
+    }
+}
+
+/// The multiplier of cos and sin (YaRN's attention factor; 1 otherwise).
+fn attention_factor(spec: &RopeSpec) -> f32 {
+    match spec.scaling {
+        RopeScaling::Yarn { attention_factor, .. } => attention_factor as f32,
+        _ => 1.0,
     }
 }
 
@@ -49,16 +87,17 @@ impl RopeTables {
     /// Tables for positions `0..t`.
     pub fn new(spec: &RopeSpec, t: usize, device: &Device) -> candle_core::Result<Self> {
         let inv = inv_freq(spec);
+        let scale = attention_factor(spec);
         let half = inv.len();
         let mut cos = Vec::with_capacity(t * 2 * half);
         let mut sin = Vec::with_capacity(t * 2 * half);
         for p in 0..t {
-            // emb = cat(freqs, freqs)
+            // emb = cat(freqs, freqs); cos/sin times the attention factor (1 except YaRN).
             for _ in 0..2 {
                 for f in &inv {
                     let a = p as f32 * f;
-                    cos.push(a.cos());
-                    sin.push(a.sin());
+                    cos.push(if scale == 1.0 { a.cos() } else { a.cos() * scale });
+                    sin.push(if scale == 1.0 { a.sin() } else { a.sin() * scale });
                 }
             }
         }

@@ -426,13 +426,14 @@ fn zero_dim_and_empty_tensors() {
 
 #[test]
 fn unsupported_type_dequant_error_names_tensor() {
-    let f = Builder::new().t(tensor("iq", &[256], GgmlType::IQ2_XXS, vec![0u8; 66])).parse().unwrap();
-    assert_eq!(f.raw_bytes("iq").unwrap().len(), 66);
-    let e = f.dequantize("iq").unwrap_err();
-    assert!(matches!(e, GgufError::Dequant { source: DequantError::Unsupported(GgmlType::IQ2_XXS), .. }));
+    // Q8_K is ggml's intermediate (activation) type: storable, but never a weight format.
+    let f = Builder::new().t(tensor("q8k", &[256], GgmlType::Q8_K, vec![0u8; 292])).parse().unwrap();
+    assert_eq!(f.raw_bytes("q8k").unwrap().len(), 292);
+    let e = f.dequantize("q8k").unwrap_err();
+    assert!(matches!(e, GgufError::Dequant { source: DequantError::Unsupported(GgmlType::Q8_K), .. }));
     assert_eq!(
         e.to_string(),
-        "synthetic.gguf: tensor 'iq': dequantisation of ggml type IQ2_XXS is not supported"
+        "synthetic.gguf: tensor 'q8k': dequantisation of ggml type Q8_K is not supported"
     );
 }
 
@@ -1058,9 +1059,27 @@ fn dequant_size_errors() {
     assert!(matches!(dequantize(GgmlType::Q8_0, &[0; 33], 32), Err(DequantError::SizeMismatch { .. })));
     assert!(matches!(dequantize(GgmlType::Q6_K, &[0; 210], 512), Err(DequantError::SizeMismatch { .. })));
     assert_eq!(
-        dequantize(GgmlType::MXFP4, &[0; 17], 32).unwrap_err(),
-        DequantError::Unsupported(GgmlType::MXFP4)
+        dequantize(GgmlType::Q8_1, &[0; 36], 32).unwrap_err(),
+        DequantError::Unsupported(GgmlType::Q8_1)
     );
+    assert!(matches!(dequantize(GgmlType::MXFP4, &[0; 17], 64), Err(DequantError::SizeMismatch { .. })));
+    assert!(matches!(dequantize(GgmlType::IQ1_M, &[0; 56], 128), Err(DequantError::NotBlockMultiple { .. })));
+    for t in GgmlType::ALL {
+        let unsupported = matches!(
+            t,
+            GgmlType::Q8_1
+                | GgmlType::Q8_K
+                | GgmlType::I8
+                | GgmlType::I16
+                | GgmlType::I32
+                | GgmlType::I64
+                | GgmlType::F64
+        );
+        assert_eq!(t.can_dequantize(), !unsupported, "{t}");
+        let n = t.block_size() as usize;
+        let r = dequantize(t, &vec![0u8; t.type_size() as usize], n);
+        assert_eq!(r.is_ok(), t.can_dequantize(), "{t}");
+    }
     let mut out = [0f32; 32];
     assert!(dequantize_into(GgmlType::Q4_0, &[0; 18], &mut out).is_ok());
     assert_eq!(out, [-8.0 * 0.0; 32]);
@@ -1081,6 +1100,35 @@ fn type_table() {
     assert_eq!(GgmlType::Q4_K.type_size(), 2 * 2 + 12 + 256 / 2);
     assert_eq!(GgmlType::Q5_K.type_size(), 2 * 2 + 12 + 256 / 2 + 256 / 8);
     assert_eq!(GgmlType::Q6_K.type_size(), 2 + 256 / 16 + 3 * 256 / 4);
+    assert_eq!(GgmlType::IQ2_XXS.type_size(), 2 + 256 / 8 * 2);
+    assert_eq!(GgmlType::IQ2_XS.type_size(), 2 + 256 / 8 * 2 + 256 / 32);
+    assert_eq!(GgmlType::IQ2_S.type_size(), 2 + 256 / 4 + 256 / 16);
+    assert_eq!(GgmlType::IQ3_XXS.type_size(), 2 + 3 * (256 / 8));
+    assert_eq!(GgmlType::IQ3_S.type_size(), 2 + 13 * (256 / 32) + 256 / 64);
+    assert_eq!(GgmlType::IQ1_S.type_size(), 2 + 256 / 8 + 256 / 16);
+    assert_eq!(GgmlType::IQ1_M.type_size(), 256 / 8 + 256 / 16 + 256 / 32);
+    assert_eq!(GgmlType::IQ4_NL.type_size(), 2 + 32 / 2);
+    assert_eq!(GgmlType::IQ4_XS.type_size(), 2 + 2 + 256 / 64 + 256 / 2);
+    assert_eq!(GgmlType::MXFP4.type_size(), 1 + 32 / 2);
+    assert_eq!(GgmlType::TQ1_0.type_size(), 2 + 256 / 64 + (256 - 4 * 256 / 64) / 5);
+    assert_eq!(GgmlType::TQ2_0.type_size(), 2 + 256 / 4);
+    for t in [GgmlType::IQ4_NL, GgmlType::MXFP4] {
+        assert_eq!(t.block_size(), 32, "{t}");
+    }
+    for t in [
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ2_S,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
+        GgmlType::IQ4_XS,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+    ] {
+        assert_eq!(t.block_size(), 256, "{t}");
+    }
     for id in 0..13 {
         assert_eq!(GgufValueType::from_id(id).map(GgufValueType::id), Some(id));
     }
@@ -1092,4 +1140,60 @@ fn open_reports_io_errors_with_path() {
     let e = GgufFile::open(std::path::Path::new("/nonexistent/dir/model.gguf")).unwrap_err();
     assert!(matches!(e, GgufError::Io { .. }));
     assert!(e.to_string().starts_with("/nonexistent/dir/model.gguf: "), "{e}");
+}
+
+// =========================================================================================================
+// i-quants / MXFP4 / ternary tensors through the normal loading path, with gguf-py's reference values
+// (tests/data/dequant, see PROVENANCE.md there; the block-level comparison is tests/dequant_vectors.rs).
+
+#[test]
+fn iquant_tensors_load_through_gguf_file_and_source() {
+    use crate::source::{GgufSource, TensorSource};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dequant");
+    let types = [
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ2_S,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
+        GgmlType::MXFP4,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+    ];
+    let mut b = Builder::new();
+    let mut want = Vec::new();
+    for t in types {
+        let stem = t.name().to_lowercase();
+        let raw = std::fs::read(dir.join(format!("{stem}.bin"))).unwrap();
+        let f32s: Vec<f32> = std::fs::read(dir.join(format!("{stem}.f32")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        // Rows of two blocks each.
+        let row = 2 * t.block_size() as i64;
+        let n_rows = f32s.len() as i64 / row;
+        assert_eq!(n_rows * row, f32s.len() as i64);
+        b = b.t(tensor(&stem, &[row, n_rows], t, raw));
+        want.push((stem, t, row as usize, n_rows as u64, f32s));
+    }
+    let bytes = b.build();
+    let f = GgufFile::from_bytes("iq.gguf", bytes.clone()).unwrap();
+    let path = std::env::temp_dir().join(format!("sinkscope-iq-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let src = GgufSource::new(GgufFile::open(&path).unwrap(), &path);
+    for (name, t, row, n_rows, w) in &want {
+        let info = f.tensor_info(name).unwrap();
+        assert_eq!(info.ggml_type, *t);
+        assert_eq!(info.shape, vec![*n_rows as usize, *row]);
+        check_bits(&f.dequantize(name).unwrap(), w);
+        check_bits(&f.dequantize_rows(name, 1..3).unwrap(), &w[*row..3 * *row]);
+        check_bits(&src.read_f32(name).unwrap(), w);
+        assert_eq!(src.tensors()[name.as_str()].dtype, format!("{t:?}"));
+    }
+    std::fs::remove_file(&path).unwrap();
 }

@@ -1,16 +1,16 @@
-//! The profile's per-prompt metrics for the real demo model (SmolLM2-135M-Instruct, GGUF
-//! Q4_1) against the independent Hugging Face reference
-//! (tests/fixtures/reference/smollm2/prompts_a.reference.json, float32 eager attention,
-//! metrics in float64):
+//! The profile's per-prompt metrics for the two real models (SmolLM2-135M-Instruct GGUF Q4_1;
+//! Gemma-3 270M GGUF Q4_K_M) against the independent Hugging Face references
+//! (tests/fixtures/reference/{smollm2,gemma3}/prompts_a.reference.json, float32 eager
+//! attention, metrics in float64):
 //!
 //! - `bos_norm`, `token_norm_mean`, `bos_ratio`, `entropy`, `entropy_norm`, `anisotropy`
 //!   within 1e-3 relative at every layer l = 0..L of every prompt;
-//! - `sink_rate` and `sink_rate_excl_q0` exactly (fractions of 9 heads) at every block;
+//! - `sink_rate` and `sink_rate_excl_q0` exactly (fractions of the heads) at every block;
 //! - `bos_attention` (head mean), `bos_attention_excl` (head mean) and the per-head
 //!   `bos_attention` within 1e-3 absolute (they are probabilities in [0, 1]);
 //! - token ids identical; Theorem-1 bound violations 0.
 //!
-//! The model comes from `sinkscope fetch smollm2` (scripts/test.sh runs it first).
+//! The models come from `sinkscope fetch smollm2|gemma3` (scripts/test.sh runs both first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sinkscope_analysis::datasets::Example;
@@ -21,11 +21,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn model_path() -> PathBuf {
-    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+fn model_path(file: &str, name: &str) -> PathBuf {
+    let p = root().join("models").join(file);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo run -p sinkscope-cli -- fetch smollm2` (scripts/test.sh does) first",
+        "{} is missing: run `cargo run -p sinkscope-cli -- fetch {name}` (scripts/test.sh does) first",
         p.display()
     );
     p
@@ -42,12 +42,25 @@ fn floats(v: &serde_json::Value) -> Vec<Option<f64>> {
 /// Every listed metric matches the HF reference at every layer of all 8 prompts.
 #[test]
 fn smollm2_profile_matches_reference() {
+    check_profile(&model_path("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2"), "smollm2");
+}
+
+/// The same for Gemma-3 270M.
+#[test]
+fn gemma3_profile_matches_reference() {
+    check_profile(&model_path("gemma-3-270m-q4_k_m.gguf", "gemma3"), "gemma3");
+}
+
+fn check_profile(path: &std::path::Path, name: &str) {
     let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/reference/smollm2/prompts_a.reference.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            root().join(format!("tests/fixtures/reference/{name}/prompts_a.reference.json")),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let (files, model) = sinkscope_model::load(&model_path(), &candle_core::Device::Cpu).unwrap();
+    let (files, model) = sinkscope_model::load(path, &candle_core::Device::Cpu).unwrap();
+    let heads = files.config.n_heads as f64;
     let n_layers = files.config.n_layers;
     let opts = ProfileOptions::default();
     let prompts = reference["prompts"].as_array().unwrap();
@@ -81,9 +94,9 @@ fn smollm2_profile_matches_reference() {
             assert_eq!(got[0], None, "{id} {ours}: entry 0 is null");
             assert_eq!(want[0], None);
             for l in 1..=n_layers {
-                // Fractions k/9 computed the same way: equal up to the last bit of k/9.
+                // Fractions k/H computed the same way: equal up to the last bit of k/H.
                 let (g, w) = (got[l].unwrap(), want[l].unwrap());
-                assert!((g * 9.0 - w * 9.0).abs() < 1e-9, "{id} block {l}: {ours} {g} vs reference {w}");
+                assert!((g * heads - w * heads).abs() < 1e-9, "{id} block {l}: {ours} {g} vs reference {w}");
             }
         }
         for (ours, theirs) in [

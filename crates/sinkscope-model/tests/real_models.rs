@@ -1,9 +1,10 @@
-//! The real demo model (SmolLM2-135M-Instruct, GGUF Q4_1) against the independent Hugging Face
-//! reference in tests/fixtures/reference/smollm2: token ids, `bos_norm` and `token_norm_mean` at
-//! every layer l = 0..L (X(0) = hook_embed, X(l) = blocks.{l-1}.hook_resid_post, before the
-//! final norm) within 1e-3 relative, and the last position's argmax.
+//! The two real models (SmolLM2-135M-Instruct GGUF Q4_1; Gemma-3 270M GGUF Q4_K_M) against the
+//! independent Hugging Face references in tests/fixtures/reference/{smollm2,gemma3}: token ids
+//! (SmolLM2 adds no BOS, Gemma-3 adds one), `bos_norm` and `token_norm_mean` at every layer
+//! l = 0..L (X(0) = hook_embed, X(l) = blocks.{l-1}.hook_resid_post, before the final norm)
+//! within 1e-3 relative, and the last position's argmax.
 //!
-//! The model comes from `sinkscope fetch smollm2` (scripts/test.sh runs it first).
+//! The models come from `sinkscope fetch smollm2|gemma3` (scripts/test.sh runs both first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,12 +14,11 @@ use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_model::{ActivationCache, ForwardCtx};
 use sinkscope_spec::{HookSite, SiteKind};
 
-fn model_path() -> std::path::PathBuf {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+fn model_path(file: &str, name: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models").join(file);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo run -p sinkscope-cli -- fetch smollm2` (scripts/test.sh does) first",
+        "{} is missing: run `cargo run -p sinkscope-cli -- fetch {name}` (scripts/test.sh does) first",
         p.display()
     );
     p
@@ -35,11 +35,22 @@ fn rel(a: f64, b: f64) -> f64 {
 /// Token ids, per-layer norms and the final argmax match the HF reference for all 8 prompts.
 #[test]
 fn smollm2_reference_norms_and_argmax() {
+    check_reference(&model_path("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2"), "smollm2", false);
+}
+
+/// The same for Gemma-3 270M (sandwich norms, QK-norm, local/global RoPE bases, a BOS).
+#[test]
+fn gemma3_reference_norms_and_argmax() {
+    check_reference(&model_path("gemma-3-270m-q4_k_m.gguf", "gemma3"), "gemma3", true);
+}
+
+fn check_reference(path: &std::path::Path, name: &str, bos: bool) {
     let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("reference/smollm2/prompts_a.reference.json")).unwrap(),
+        &std::fs::read_to_string(fixtures().join(format!("reference/{name}/prompts_a.reference.json")))
+            .unwrap(),
     )
     .unwrap();
-    let (files, model) = load(&model_path());
+    let (files, model) = load(path);
     let n_layers = files.config.n_layers;
     assert_eq!(reference["n_layers"].as_u64().unwrap() as usize, n_layers);
     let d = files.config.d_model;
@@ -54,7 +65,7 @@ fn smollm2_reference_norms_and_argmax() {
         let want: Vec<u32> =
             p["token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         assert_eq!(enc.ids, want, "{id}: token ids");
-        assert!(!enc.bos_prepended, "SmolLM2's GGUF does not add a BOS");
+        assert_eq!(enc.bos_prepended, bos, "{name}: BOS added by its GGUF's default");
         let mut cache = ActivationCache::new(sites.iter().copied());
         let mut ctx = ForwardCtx::new().with(&mut cache).with_logits();
         let logits = model.forward(&enc.ids, &mut ctx).unwrap().unwrap();

@@ -1,0 +1,271 @@
+//! Gemma 1, 2 and 3 (text): `(1 + w)` RMSNorm, GeGLU (tanh), embeddings scaled by √d; Gemma 2
+//! adds sandwich norms, attention-logit and final-logit soft-capping and alternating
+//! local/global layers; Gemma 3 drops the soft-capping, adds per-head QK-norm and gives local
+//! layers their own RoPE base.
+//!
+//! GGUF stores every Gemma norm gain as `w + 1` already (convert_hf_to_gguf.py adds the one),
+//! so the weight offset is 1 for safetensors and 0 for GGUF. Neither the Gemma 3 layer pattern
+//! nor its local RoPE base is always in the file: we follow llama.cpp and transformers
+//! (every 6th layer global, local base 10,000) and record the resolved per-layer spec in the
+//! config, hence in every manifest.
+
+use super::{checked, gguf_rope_scaling, hf_activation, layers_from, refuse_unless, rope_from, FamilyDecl};
+use crate::error::IoError;
+use crate::gguf_meta::GgufMeta;
+use crate::hf_config::HfConfig;
+use crate::weights::{TensorEntry, TensorRole as R};
+use sinkscope_spec::*;
+
+/// Gemma (1).
+pub const GEMMA: FamilyDecl = FamilyDecl {
+    family: Family::Gemma,
+    hf_model_types: &["gemma"],
+    gguf_archs: &["gemma"],
+    from_hf: |c| from_hf(c, Family::Gemma),
+    from_gguf: |m| from_gguf(m, Family::Gemma),
+    hf_tensors: super::llama::HF,
+    gguf_overrides: &[],
+    hf_ignored: &["rotary_emb.inv_freq"],
+};
+
+/// Gemma 2.
+pub const GEMMA2: FamilyDecl = FamilyDecl {
+    family: Family::Gemma2,
+    hf_model_types: &["gemma2"],
+    gguf_archs: &["gemma2"],
+    from_hf: |c| from_hf(c, Family::Gemma2),
+    from_gguf: |m| from_gguf(m, Family::Gemma2),
+    hf_tensors: HF,
+    gguf_overrides: &[],
+    hf_ignored: &["rotary_emb.inv_freq"],
+};
+
+/// Gemma 3 (text tower; `Gemma3ForCausalLM` / `gemma3_text`).
+pub const GEMMA3: FamilyDecl = FamilyDecl {
+    family: Family::Gemma3,
+    hf_model_types: &["gemma3_text"],
+    gguf_archs: &["gemma3"],
+    from_hf: |c| from_hf(c, Family::Gemma3),
+    from_gguf: |m| from_gguf(m, Family::Gemma3),
+    hf_tensors: HF,
+    gguf_overrides: &[],
+    hf_ignored: &["rotary_emb.inv_freq", "rotary_emb_local.inv_freq"],
+};
+
+const fn e(name: &'static str, roles: &'static [R]) -> TensorEntry {
+    TensorEntry { name, transforms: &[], roles }
+}
+
+/// transformers' Gemma 2/3 names: `post_attention_layernorm` is the norm on the attention
+/// output, not the MLP's pre-norm as in Llama (that is `pre_feedforward_layernorm`). Gemma 1
+/// uses the Llama table.
+const HF: &[TensorEntry] = &[
+    e("model.embed_tokens.weight", &[R::TokEmbed]),
+    e("model.norm.weight", &[R::FinalNormW]),
+    e("lm_head.weight", &[R::Unembed]),
+    e("model.layers.{i}.input_layernorm.weight", &[R::AttnNormW]),
+    e("model.layers.{i}.post_attention_layernorm.weight", &[R::PostAttnNormW]),
+    e("model.layers.{i}.pre_feedforward_layernorm.weight", &[R::MlpNormW]),
+    e("model.layers.{i}.post_feedforward_layernorm.weight", &[R::PostMlpNormW]),
+    e("model.layers.{i}.self_attn.q_proj.weight", &[R::Q]),
+    e("model.layers.{i}.self_attn.k_proj.weight", &[R::K]),
+    e("model.layers.{i}.self_attn.v_proj.weight", &[R::V]),
+    e("model.layers.{i}.self_attn.o_proj.weight", &[R::O]),
+    e("model.layers.{i}.self_attn.q_proj.bias", &[R::QBias]),
+    e("model.layers.{i}.self_attn.k_proj.bias", &[R::KBias]),
+    e("model.layers.{i}.self_attn.v_proj.bias", &[R::VBias]),
+    e("model.layers.{i}.self_attn.o_proj.bias", &[R::OBias]),
+    e("model.layers.{i}.self_attn.q_norm.weight", &[R::QNormW]),
+    e("model.layers.{i}.self_attn.k_norm.weight", &[R::KNormW]),
+    e("model.layers.{i}.mlp.gate_proj.weight", &[R::Gate]),
+    e("model.layers.{i}.mlp.up_proj.weight", &[R::Up]),
+    e("model.layers.{i}.mlp.down_proj.weight", &[R::Down]),
+];
+
+/// The axes every Gemma shares; the callers fill in the rest.
+struct Dims {
+    d_model: usize,
+    n_layers: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    d_head: usize,
+    d_mlp: usize,
+    d_vocab: usize,
+    context_length: usize,
+    eps: f64,
+}
+
+fn base(family: Family, d: Dims, weight_offset: f32, act: Activation, rope: RopeSpec) -> ModelConfig {
+    ModelConfig {
+        family,
+        d_model: d.d_model,
+        n_layers: d.n_layers,
+        n_heads: d.n_heads,
+        n_kv_heads: d.n_kv_heads,
+        d_head: d.d_head,
+        d_mlp: d.d_mlp,
+        d_vocab: d.d_vocab,
+        context_length: d.context_length,
+        norm: NormKind::RmsNorm { eps: d.eps, weight_offset },
+        norm_placement: if family == Family::Gemma { NormPlacement::Pre } else { NormPlacement::Sandwich },
+        block_layout: BlockLayout::Sequential,
+        positional: Positional::Rotary(rope),
+        mlp: MlpKind::Gated { act, bias: false },
+        attn: AttnSpec {
+            qkv_bias: false,
+            o_bias: false,
+            scale: 1.0 / (d.d_head as f64).sqrt(),
+            qk_norm: if family == Family::Gemma3 { QkNorm::PerHead } else { QkNorm::None },
+            softcap: None,
+            sinks: false,
+        },
+        layers: super::full_layers(d.n_layers),
+        // transformers: `hidden_size ** 0.5` as a tensor of the activations' dtype (f32).
+        embed_scale: Some((d.d_model as f32).sqrt()),
+        embed_norm: false,
+        final_logit_softcap: None,
+        tied_unembed: true,
+    }
+}
+
+fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
+    let d_model = c.req("hidden_size", c.hidden_size)?;
+    let n_heads = c.req("num_attention_heads", c.num_attention_heads)?;
+    if n_heads == 0 {
+        return Err(c.err("num_attention_heads", "must be positive"));
+    }
+    refuse_unless(c, "use_bidirectional_attention", c.use_bidirectional_attention, false)?;
+    refuse_unless(c, "attention_bias", c.attention_bias, false)?;
+    let d_head = c.head_dim.unwrap_or(d_model / n_heads);
+    let n_layers = c.req("num_hidden_layers", c.num_hidden_layers)?;
+    // transformers: Gemma 1 reads `hidden_act` and maps the legacy "gelu" of the official
+    // releases to the tanh approximation (GemmaConfig.__post_init__); Gemma 2/3 read
+    // `hidden_activation`.
+    let act = match family {
+        Family::Gemma => match c.hidden_act.as_deref().unwrap_or("gelu_pytorch_tanh") {
+            "gelu" => Activation::GeluTanh,
+            other => hf_activation(c, "hidden_act", other)?,
+        },
+        _ => hf_activation(
+            c,
+            "hidden_activation",
+            c.hidden_activation.as_deref().unwrap_or("gelu_pytorch_tanh"),
+        )?,
+    };
+    let dims = Dims {
+        d_model,
+        n_layers,
+        n_heads,
+        n_kv_heads: c.num_key_value_heads.unwrap_or(n_heads),
+        d_head,
+        d_mlp: c.req("intermediate_size", c.intermediate_size)?,
+        d_vocab: c.req("vocab_size", c.vocab_size)?,
+        context_length: c.req("max_position_embeddings", c.max_position_embeddings)?,
+        eps: c.rms_norm_eps.unwrap_or(1e-6),
+    };
+    let (global_rope, local_rope) = match family {
+        Family::Gemma3 => {
+            let per_type = c.rope_parameters.as_ref().is_some_and(|v| v.get("full_attention").is_some());
+            let global = rope_from(c, &c.rope_of(Some("full_attention"))?, d_head, 10000.0)?;
+            let local = if per_type {
+                rope_from(c, &c.rope_of(Some("sliding_attention"))?, d_head, 10000.0)?
+            } else {
+                // Older configs: rope_theta + rope_scaling for the global layers,
+                // rope_local_base_freq (default 10,000) and no scaling for the local ones.
+                RopeSpec {
+                    theta: c.rope_local_base_freq.unwrap_or(10000.0),
+                    rotary_dim: global.rotary_dim,
+                    scaling: RopeScaling::None,
+                }
+            };
+            (global, Some(local))
+        }
+        _ => (rope_from(c, &c.rope()?, d_head, 10000.0)?, None),
+    };
+    let mut cfg = base(family, dims, 1.0, act, global_rope);
+    cfg.tied_unembed = c.tie_word_embeddings.unwrap_or(true);
+    if family != Family::Gemma {
+        cfg.attn.scale = 1.0 / c.req("query_pre_attn_scalar", c.query_pre_attn_scalar)?.sqrt();
+        let default_pattern = if family == Family::Gemma2 { 2 } else { 6 };
+        let sliding = c.layer_types(n_layers, Some(default_pattern))?;
+        let window = c.req("sliding_window", c.sliding_window)?;
+        cfg.layers = layers_from(&sliding, Some(window), local_rope);
+    }
+    if family == Family::Gemma2 {
+        cfg.attn.softcap = c.attn_logit_softcapping;
+        cfg.final_logit_softcap = c.final_logit_softcapping;
+    } else {
+        refuse_unless(c, "attn_logit_softcapping", c.attn_logit_softcapping, 0.0)?;
+        refuse_unless(c, "final_logit_softcapping", c.final_logit_softcapping, 0.0)?;
+    }
+    checked(cfg, &c.path)
+}
+
+fn from_gguf(m: &GgufMeta, family: Family) -> Result<ModelConfig, IoError> {
+    let d_model = m.usize("embedding_length")?;
+    let n_heads = m.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(m.err(&format!("{}.attention.head_count", m.arch), "must be positive"));
+    }
+    let d_head = m.opt_usize("attention.key_length")?.unwrap_or(d_model / n_heads);
+    let n_layers = m.usize("block_count")?;
+    let dims = Dims {
+        d_model,
+        n_layers,
+        n_heads,
+        n_kv_heads: m.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads),
+        d_head,
+        d_mlp: m.usize("feed_forward_length")?,
+        d_vocab: m.vocab_size()?,
+        context_length: m.usize("context_length")?,
+        eps: m.f64("attention.layer_norm_rms_epsilon")?,
+    };
+    let rope = RopeSpec {
+        theta: m.opt_f64("rope.freq_base")?.unwrap_or(10000.0),
+        rotary_dim: m.opt_usize("rope.dimension_count")?.unwrap_or(d_head),
+        scaling: gguf_rope_scaling(m, true)?,
+    };
+    // GGUF norms hold `w + 1` already: no offset. GELU (tanh) is not recorded; it is Gemma's.
+    let mut cfg = base(family, dims, 0.0, Activation::GeluTanh, rope);
+    cfg.tied_unembed = !m.has_tensor("output.weight");
+    if family == Family::Gemma {
+        return checked(cfg, &m.path);
+    }
+    // llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA2/3): 1/√d_head, except the 27B models
+    // (46 / 62 blocks), which use 1/√(d_model / n_heads) as their query_pre_attn_scalar says.
+    let is_27b = (family == Family::Gemma2 && n_layers == 46) || (family == Family::Gemma3 && n_layers == 62);
+    if is_27b {
+        cfg.attn.scale = 1.0 / ((d_model / n_heads) as f64).sqrt();
+    }
+    let window = m.usize("attention.sliding_window")?;
+    let (pattern, local_rope) = match family {
+        Family::Gemma2 => (2, None),
+        _ => {
+            let local = RopeSpec {
+                theta: m.opt_f64("rope.freq_base_swa")?.unwrap_or(10000.0),
+                rotary_dim: rope.rotary_dim,
+                scaling: RopeScaling::None,
+            };
+            (6, Some(local))
+        }
+    };
+    // An explicit per-layer pattern (`<arch>.attention.sliding_window_pattern`, bools, as
+    // llama.cpp reads it) wins over the convention.
+    let key = format!("{}.attention.sliding_window_pattern", m.arch);
+    let sliding: Vec<bool> = match m.file.metadata().get(&key) {
+        Some(_) => {
+            let flags = m.file.get_bool_array(&key)?;
+            if flags.len() != n_layers {
+                return Err(m.err(&key, &format!("{} entries for {n_layers} blocks", flags.len())));
+            }
+            flags
+        }
+        None => (0..n_layers.min(MAX_LAYERS + 1)).map(|i| (i + 1) % pattern != 0).collect(),
+    };
+    cfg.layers = layers_from(&sliding, Some(window), local_rope);
+    if family == Family::Gemma2 {
+        cfg.attn.softcap = m.opt_f64("attn_logit_softcapping")?;
+        cfg.final_logit_softcap = m.opt_f64("final_logit_softcapping")?;
+    }
+    checked(cfg, &m.path)
+}
