@@ -1,5 +1,6 @@
 //! `sinkscope inspect MODEL [--json]`.
 
+use crate::term::say;
 use anyhow::Result;
 use serde_json::json;
 use sinkscope_spec::HookSite;
@@ -45,44 +46,46 @@ pub fn run(a: Args) -> Result<()> {
         crate::term::say_json(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    crate::term::say!("{}  ({:?})", files.path.display(), files.format);
-    crate::term::say!("family          {}", c.family);
-    crate::term::say!("layers          {}", c.n_layers);
-    crate::term::say!("d_model         {}", c.d_model);
-    crate::term::say!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
-    crate::term::say!("d_mlp           {}", c.d_mlp);
-    crate::term::say!("vocabulary      {}", c.d_vocab);
-    crate::term::say!("context         {}", c.context_length);
-    crate::term::say!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
+    say!("{}  ({:?})", files.path.display(), files.format);
+    say!("family          {}", c.family);
+    say!("layers          {}", c.n_layers);
+    say!("d_model         {}", c.d_model);
+    say!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
+    say!("d_mlp           {}", c.d_mlp);
+    say!("vocabulary      {}", c.d_vocab);
+    say!("context         {}", c.context_length);
+    say!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
     let mix: Vec<String> = files.dtype_mix().iter().map(|(k, n)| format!("{k} x{n}")).collect();
-    crate::term::say!("tensor types    {}", mix.join(", "));
-    crate::term::say!("norm            {:?}, {:?} placement, {:?} residual", c.norm, c.norm_placement, c.block_layout);
-    crate::term::say!("positions       {:?}", c.positional);
-    crate::term::say!("attention       {}", attention_line(c));
+    say!("tensor types    {}", mix.join(", "));
+    say!("norm            {:?}, {:?} placement, {:?} residual", c.norm, c.norm_placement, c.block_layout);
+    say!("positions       {:?}", c.positional);
+    say!("attention       {}", attention_line(c));
     if c.embed_scale.is_some() || c.embed_norm || c.final_logit_softcap.is_some() {
-        crate::term::say!(
+        say!(
             "embedding       scale {:?}, norm {}; final-logit soft-cap {:?}",
-            c.embed_scale, c.embed_norm, c.final_logit_softcap
+            c.embed_scale,
+            c.embed_norm,
+            c.final_logit_softcap
         );
     }
     for line in layer_groups(c) {
-        crate::term::say!("layers {line}");
+        say!("layers {line}");
     }
-    crate::term::say!("mlp             {:?}", c.mlp);
-    crate::term::say!("tokenizer       {}", t.source());
-    crate::term::say!(
+    say!("mlp             {:?}", c.mlp);
+    say!("tokenizer       {}", t.source());
+    say!(
         "BOS             {} (id {:?}); --bos auto {} it",
         t.bos_token().unwrap_or("none"),
         t.bos_id(),
         if t.add_bos_default() { "prepends" } else { "does not prepend" }
     );
-    crate::term::say!(
+    say!(
         "hook sites      {} (blocks.{{0..{}}}.*; `--json` lists them)",
         sites.len(),
         c.n_layers.saturating_sub(1)
     );
     for s in sites.iter().filter(|s| !s.starts_with("blocks.") || s.starts_with("blocks.0.")) {
-        crate::term::say!("  {s}");
+        say!("  {s}");
     }
     Ok(())
 }
