@@ -25,7 +25,13 @@ if [ "${CI:-}" = true ]; then
     python3 -c "import pandas" >/dev/null 2>&1 || { echo "CI=true: pandas is missing" >&2; exit 1; }
 fi
 cargo test --workspace
-# Fuzzing smoke (about 1.5 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
-# config.json parsers. Skipped, loudly, without a nightly toolchain or cargo-fuzz, or with
+# Fuzzing smoke (about 2 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
+# config.json parsers, the streaming prompt reader and the --edit/--capture specs. cargo-fuzz
+# comes from crates.io when it is missing (about 30 s) and a nightly toolchain is there to use
+# it. Skipped, loudly, without a nightly toolchain, when cargo-fuzz cannot be installed, or with
 # SINKSCOPE_FUZZ=0; the stable mutation test inside `cargo test` covers the same entry points.
+if [ "${SINKSCOPE_FUZZ:-1}" != 0 ] && cargo +nightly --version >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz from crates.io..." >&2
+    cargo install --locked cargo-fuzz >/dev/null 2>&1 || echo "warning: could not install cargo-fuzz; the fuzz smoke will be SKIPPED" >&2
+fi
 bash scripts/fuzz.sh smoke

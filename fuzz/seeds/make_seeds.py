@@ -151,6 +151,18 @@ write("prompts", "jsonl.jsonl", '{"id": "a", "text": "hello world"}\n{"text": "s
 write("prompts", "plain.txt", "one prompt\r\nanother one\n")
 write("prompts", "unicode.jsonl", '{"id": "\u00e9", "text": "caf\u00e9 \u2615 \\u00e9"}\n')
 
+# Two control bytes (line cap, file cap / --limit) before the file's bytes.
+write("prompt_reader", "jsonl_limit1.bin", b"\x41\xff" + b'{"id": "a", "text": "hello"}\n{"text": "two"}\n')
+write("prompt_reader", "bom.bin", b"\x40\xff\xef\xbb\xbf" + b'{"text": "x"}\n')
+write("prompt_reader", "long_line.bin", b"\x03\x10" + b"abcdefgh\r\nok\n")
+
+# ---------------------------------------------------------------------------------- edits, captures
+
+write("edit_capture", "zero.txt", "blocks.11.hook_mlp_out:pos=0:zero")
+write("edit_capture", "scale.txt", "blocks.3.attn.hook_z:head=1,2:pos=0..4:scale=0.5")
+write("edit_capture", "set.txt", "hook_embed:pos=0:dim=17:set=0")
+write("edit_capture", "capture.txt", "hook_embed,blocks.*.hook_resid_post,blocks.0.attn.hook_pattern")
+
 # ---------------------------------------------------------------------------------- HF configs
 
 for fam in ("llama", "qwen2", "gpt2", "gpt_neox"):

@@ -135,6 +135,8 @@ pub fn run_ablate(
     let n_layers = model.config.n_layers;
     let run = |name: &str, edits: Vec<Edit>, progress: &mut dyn Progress| -> Result<PathBuf> {
         let dir = out.join(name);
+        // A sub-run folder is ours: a symbolic link planted there is refused, not followed.
+        sinkscope_output::create_dir(&dir)?;
         let popts = ProfileOptions { edits, nll: true, ..opts.profile.clone() };
         // --resume: a sub-run that finished is kept as it is; the interrupted one continues
         // (run_profile's own resume), the others start.

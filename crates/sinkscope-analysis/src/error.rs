@@ -107,6 +107,9 @@ pub enum AnalysisError {
     /// A dataset error.
     #[error(transparent)]
     Dataset(#[from] crate::datasets::DatasetError),
+    /// An output refused by the output-safety rules (symlink, foreign file) or not writable.
+    #[error(transparent)]
+    OutDir(#[from] sinkscope_output::OutputError),
 }
 
 /// Result alias.

@@ -149,14 +149,9 @@ impl crate::runner::PromptSink<(ProbeLine, Vec<Vec<f64>>), ProbeLine> for Featur
     fn start(&mut self, resume_from: Option<usize>) -> Result<usize> {
         let io = |source| AnalysisError::Output { path: self.path.clone(), source };
         let (file, keep) = match resume_from {
-            None => (std::fs::File::create(&self.path).map_err(io)?, 0),
+            None => (sinkscope_output::create_fresh(&self.path)?, 0),
             Some(finished) => {
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&self.path)
-                    .map_err(io)?;
+                let mut f = sinkscope_output::open_existing(&self.path)?;
                 let rows = f.metadata().map_err(io)?.len() / self.row_bytes.max(1);
                 let keep = finished.min(usize::try_from(rows).unwrap_or(usize::MAX));
                 f.set_len(keep as u64 * self.row_bytes).map_err(io)?;

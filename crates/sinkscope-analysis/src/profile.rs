@@ -90,6 +90,12 @@ impl ProfileOptions {
                 return Err(AnalysisError::Options(format!("{name} must be a finite number, got {v}")));
             }
         }
+        if !(a.sink_epsilon > 0.0 && a.sink_epsilon < 1.0) {
+            return Err(AnalysisError::Options(format!(
+                "--epsilon must be in (0, 1) (a head is a sink when its BOS attention exceeds it), got {}",
+                a.sink_epsilon
+            )));
+        }
         if let Some(m) = self.max_tokens {
             if m < 2 {
                 return Err(AnalysisError::Options(format!(
@@ -557,9 +563,33 @@ pub fn profile_example(
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSource {
     /// A prompt file.
-    File(PathBuf),
+    File(FileSource),
     /// A dataset from [`crate::datasets`].
     Dataset(Box<Provenance>),
+}
+
+/// A prompt file as recorded in the manifest (and compared by `--resume`): its canonical path
+/// and content hash, so that the spelling of the path does not matter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSource {
+    /// The canonical path.
+    pub path: PathBuf,
+    /// sha256 of the file's bytes (`None`: not known, e.g. in-memory prompts).
+    pub sha256: Option<String>,
+    /// Whether a UTF-8 byte-order mark was skipped.
+    pub bom: bool,
+}
+
+impl From<PathBuf> for FileSource {
+    fn from(path: PathBuf) -> Self {
+        FileSource { path, sha256: None, bom: false }
+    }
+}
+
+impl From<&sinkscope_io::prompts::PromptFile> for FileSource {
+    fn from(f: &sinkscope_io::prompts::PromptFile) -> Self {
+        FileSource { path: f.path.clone(), sha256: Some(f.sha256.clone()), bom: f.bom }
+    }
 }
 
 /// The manifest blocks that the caller knows best (the CLI builds them).
@@ -634,7 +664,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 pub(crate) fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(v)?;
-    std::fs::write(path, text).map_err(|source| AnalysisError::Output { path: path.to_path_buf(), source })
+    Ok(sinkscope_output::write_atomic(path, text.as_bytes())?)
 }
 
 /// The conventions block of the manifest: how every reported number was computed.
@@ -686,10 +716,16 @@ pub fn conventions() -> Value {
 /// The manifest's `data` block.
 pub(crate) fn data_block(source: &DataSource, limit: Option<usize>, opts: &ProfileOptions) -> Value {
     match source {
-        DataSource::File(path) => json!({
-            "source": "file", "path": path, "dataset": null,
-            "limit": limit, "max_tokens": opts.max_tokens, "truncate": opts.truncate,
-        }),
+        DataSource::File(f) => {
+            let mut v = json!({
+                "source": "file", "path": f.path, "sha256": f.sha256, "dataset": null,
+                "limit": limit, "max_tokens": opts.max_tokens, "truncate": opts.truncate,
+            });
+            if f.bom {
+                v["utf8_bom_skipped"] = json!(true);
+            }
+            v
+        }
         DataSource::Dataset(p) => json!({
             "source": "dataset", "path": p.file, "dataset": p,
             "limit": limit, "max_tokens": opts.max_tokens, "truncate": opts.truncate,

@@ -24,7 +24,7 @@
 use crate::error::{AnalysisError, Result};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
@@ -82,14 +82,25 @@ pub fn check_manifest(path: &Path, new: &Value) -> Result<bool> {
     if a == b {
         return Ok(true);
     }
-    let keys: Vec<String> = a.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-    let field = keys.iter().find(|k| a.get(k.as_str()) != b.get(k.as_str())).cloned().unwrap_or_default();
+    // Name the first differing field, one level down when both sides are objects
+    // (`data.sha256`: the prompt file changed).
+    let first_diff = |a: &Value, b: &Value| -> Option<String> {
+        let keys: Vec<String> = a.as_object()?.keys().chain(b.as_object()?.keys()).cloned().collect();
+        keys.into_iter().find(|k| a.get(k.as_str()) != b.get(k.as_str()))
+    };
+    let field = first_diff(&a, &b).unwrap_or_default();
+    let (mut was, mut now) = (a.get(&field).unwrap_or(&Value::Null), b.get(&field).unwrap_or(&Value::Null));
+    let mut at = String::new();
+    if let Some(sub) = first_diff(was, now) {
+        at = format!("'{field}.{sub}' ");
+        (was, now) = (was.get(&sub).unwrap_or(&Value::Null), now.get(&sub).unwrap_or(&Value::Null));
+    }
     Err(AnalysisError::ResultFile {
         path: path.to_path_buf(),
         reason: format!(
-            "cannot resume: field '{field}' differs from this run's (was {}, now {}); use another --out, or drop --resume to start over",
-            short(a.get(&field).unwrap_or(&Value::Null)),
-            short(b.get(&field).unwrap_or(&Value::Null)),
+            "cannot resume: field '{field}' differs from this run's ({at}was {}, now {}); use another --out, or drop --resume to start over",
+            short(was),
+            short(now),
         ),
     })
 }
@@ -153,17 +164,19 @@ pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
     Ok(Finished { records, valid_len: pos as u64, torn: pos < bytes.len(), line_ends })
 }
 
-/// Opens a result file for writing: truncated to nothing for a fresh run (`resume_at` None),
-/// or cut back to `resume_at` bytes (its complete lines) and positioned at the end.
+/// Opens a result file for writing: a new empty file for a fresh run (`resume_at` None;
+/// created aside and renamed into place, so an existing file or a planted symlink is replaced,
+/// never written through), or cut back to `resume_at` bytes (its complete lines) and
+/// positioned at the end (a symlink is refused).
 ///
 /// # Errors
 /// [`AnalysisError::Output`] when the file cannot be opened or cut.
 pub fn open_lines(path: &Path, resume_at: Option<u64>) -> Result<File> {
     let io = |source| AnalysisError::Output { path: path.to_path_buf(), source };
     match resume_at {
-        None => File::create(path).map_err(io),
+        None => Ok(sinkscope_output::create_fresh(path)?),
         Some(len) => {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(false).open(path).map_err(io)?;
+            let mut f = sinkscope_output::open_existing(path)?;
             f.set_len(len).map_err(io)?;
             f.seek(SeekFrom::End(0)).map_err(io)?;
             Ok(f)
@@ -233,6 +246,6 @@ mod tests {
         let mut other = m.clone();
         other["options"]["epsilon"] = json!(0.5);
         let e = check_manifest(&p, &other).unwrap_err().to_string();
-        assert!(e.contains("'options'") && e.contains("0.5"), "{e}");
+        assert!(e.contains("field 'options'") && e.contains("('options.epsilon' was 0.3, now 0.5)"), "{e}");
     }
 }

@@ -202,6 +202,13 @@ pub fn one_by_one<J, D>(f: impl Fn(J) -> Result<D> + Sync) -> impl Fn(Vec<J>) ->
     }
 }
 
+/// The tokens of the largest pack that prompts of these lengths form with `budget` (the rule of
+/// [`run_prompts`]): what one forward pass must hold (the memory guard's `T`).
+pub fn largest_pack(lengths: &[usize], budget: usize) -> usize {
+    let jobs = lengths.iter().map(|&n| Ok((n, n)));
+    Packs { jobs, budget, held: None }.filter_map(|p| p.ok()).map(|p| p.iter().sum()).max().unwrap_or(0)
+}
+
 /// Groups consecutive `(tokens, job)` items into packs of at most `budget` tokens (at least
 /// one job each). An item that failed ends the pack before it and comes out on its own.
 struct Packs<I, J> {
@@ -257,6 +264,16 @@ mod tests {
         let items = || [(30, 0), (30, 1)].into_iter().map(Ok).collect::<Vec<_>>();
         assert_eq!(packs(items(), 0), vec![Ok(vec![0]), Ok(vec![1])]);
         assert_eq!(packs(items(), 1), vec![Ok(vec![0]), Ok(vec![1])]);
+    }
+
+    /// The largest pack is what the prompts form, never more than needed.
+    #[test]
+    fn largest_pack_follows_the_packing_rule() {
+        assert_eq!(largest_pack(&[30, 30, 50, 200, 10], 100), 200);
+        assert_eq!(largest_pack(&[30, 30, 50, 10], 100), 60);
+        assert_eq!(largest_pack(&[8], 128), 8);
+        assert_eq!(largest_pack(&[], 128), 0);
+        assert_eq!(largest_pack(&[5, 7], 1), 7);
     }
 
     #[test]

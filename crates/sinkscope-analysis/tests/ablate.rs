@@ -51,7 +51,7 @@ fn smollm2_ablation_removes_the_valley() {
         &opts,
         &header,
         &examples,
-        &DataSource::File(prompts_path),
+        &DataSource::File(prompts_path.into()),
         None,
         &out,
         &mut progress,

@@ -103,7 +103,7 @@ fn probe_run_on_fixture_model() {
     };
     let mut iter = examples.into_iter();
     let input = ProfileInput {
-        source: DataSource::File(PathBuf::from("synthetic")),
+        source: DataSource::File(PathBuf::from("synthetic").into()),
         limit: None,
         prompts: &mut iter,
         total: Some(40),

@@ -75,7 +75,7 @@ fn probe(
     };
     let mut iter = examples(N).into_iter();
     let input = ProfileInput {
-        source: DataSource::File(PathBuf::from("synthetic")),
+        source: DataSource::File(PathBuf::from("synthetic").into()),
         limit: None,
         prompts: &mut iter,
         total: Some(N),

@@ -73,7 +73,7 @@ fn run(n: usize, name: &str, workers: usize) -> (sinkscope_analysis::profile::Pr
     let out = out_dir(name);
     let mut it = examples(n).into_iter();
     let input = ProfileInput {
-        source: DataSource::File("inline".into()),
+        source: DataSource::File(std::path::PathBuf::from("inline").into()),
         limit: None,
         prompts: &mut it,
         total: Some(n),

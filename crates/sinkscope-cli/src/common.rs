@@ -8,14 +8,6 @@ use sinkscope_io::tokenizer::BosPolicy;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// An output folder or file that cannot be written (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot write: {source}")]
-pub struct OutputError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
-}
-
 /// The error and its causes on one line, `outer: inner: ...`, each text once: library errors
 /// often print their source inside their own message, and repeating it would only add noise.
 pub fn render(e: &anyhow::Error) -> String {
@@ -43,7 +35,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             return code;
         }
         if cause.downcast_ref::<sinkscope_io::prompts::PromptError>().is_some()
-            || cause.downcast_ref::<OutputError>().is_some()
+            || cause.downcast_ref::<sinkscope_output::OutputError>().is_some()
+            || cause.downcast_ref::<crate::term::StdoutError>().is_some()
         {
             return exit::INPUT;
         }
@@ -123,15 +116,39 @@ pub fn model_sha256(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-/// Creates the output folder (and parents).
-pub fn create_dir(path: &Path) -> Result<(), OutputError> {
-    std::fs::create_dir_all(path).map_err(|source| OutputError { path: path.to_path_buf(), source })
+/// Claims a command's output folder (`sinkscope_output::OutDir::claim`): the lock, the
+/// ownership marker, an earlier run refused unless `force` (replaced) or `resume` (continued),
+/// and no input inside what the command writes. Call it before any model work; hold the
+/// returned value until the command ends (dropping it releases the lock).
+pub fn claim_out(
+    out: &Path,
+    kind: &str,
+    entries: &[&str],
+    prefixes: &[&str],
+    inputs: &[&Path],
+    force: bool,
+    resume: bool,
+) -> Result<sinkscope_output::OutDir, sinkscope_output::OutputError> {
+    use sinkscope_output::{Claim, Mode, OutDir};
+    let mode = if resume {
+        Mode::Resume
+    } else if force {
+        Mode::Force
+    } else {
+        Mode::Fresh
+    };
+    OutDir::claim(out, &Claim { kind, entries, prefixes, inputs, mode })
 }
 
-/// Writes a file, mapping failures to [`OutputError`].
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    std::fs::write(path, bytes).map_err(|source| OutputError { path: path.to_path_buf(), source })
-}
+/// What a run folder of `profile`, `lens` and `probe` holds (the report's files included).
+pub const RUN_ENTRIES: &[&str] = &[
+    sinkscope_report::schema::MANIFEST_FILE,
+    sinkscope_report::schema::PROMPTS_FILE,
+    sinkscope_report::schema::METRICS_FILE,
+    sinkscope_report::LAYERS_CSV,
+    sinkscope_report::PLOTS_DIR,
+    sinkscope_report::REPORT_HTML,
+];
 
 /// The `tool` block of every manifest.
 pub fn tool_info() -> Value {
@@ -180,15 +197,60 @@ pub fn first_token(files: &sinkscope_io::ModelFiles, ids: &[u32], bos_prepended:
     })
 }
 
-/// A file-name-safe version of a prompt id.
-pub fn safe_name(id: &str) -> String {
-    let s: String = id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
-        .collect();
-    if s.starts_with('.') {
-        format!("_{s}")
-    } else {
-        s
+/// The longest id kept as it is in a file name (longer ones are cut and hashed).
+pub const MAX_NAME_ID: usize = 80;
+
+/// File-name stems for prompt ids: the id itself when it is a short, plain name
+/// (`[A-Za-z0-9._-]`, at most [`MAX_NAME_ID`] bytes, not starting with `.`); otherwise its
+/// sanitised first [`MAX_NAME_ID`] bytes plus `-` and 12 hex digits of the id's sha256. Stems
+/// are unique even on case-insensitive file systems, and at most 93 bytes (file-name limits
+/// are 255), so a run never fails midway on an id.
+pub fn file_names<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut used = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for id in ids {
+        let plain: String = id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .take(MAX_NAME_ID)
+            .collect();
+        let hashed = |extra: usize| {
+            let h = hex(&Sha256::digest(format!("{id}\u{0}{extra}").as_bytes()));
+            let stem = plain.strip_prefix('.').map_or(plain.clone(), |s| format!("_{s}"));
+            format!("{stem}-{}", h.get(..12).unwrap_or(&h))
+        };
+        let mut name =
+            if plain == id && !id.starts_with('.') && !id.is_empty() { plain.clone() } else { hashed(0) };
+        let mut extra = 0;
+        while !used.insert(name.to_lowercase()) {
+            extra += 1;
+            name = hashed(extra);
+        }
+        out.push(name);
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Plain ids are kept; odd, long or case-colliding ones get a bounded hashed name; all
+    /// names are distinct ignoring case.
+    #[test]
+    fn file_names_are_bounded_and_collision_free() {
+        let long = "x".repeat(5000);
+        let ids = ["river", "River", "a/b", "a_b", ".hidden", &long, "", "ok-1.2"];
+        let names = file_names(ids.iter().copied());
+        assert_eq!(names[0], "river");
+        assert!(names[1].starts_with("River-"));
+        assert!(names[2].starts_with("a_b-") && names[3] == "a_b");
+        assert!(names[4].starts_with("_hidden-"));
+        assert!(names[5].len() <= 93 && names[5].starts_with("xxx"));
+        assert_eq!(names[7], "ok-1.2");
+        let lower: std::collections::BTreeSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+        assert_eq!(lower.len(), names.len());
+        assert!(names.iter().all(|n| !n.is_empty() && n.len() <= 93 && !n.starts_with('.')));
     }
 }

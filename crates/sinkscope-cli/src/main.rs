@@ -2,6 +2,12 @@
 
 mod commands;
 mod common;
+mod oom;
+mod term;
+
+/// A failed allocation is exit 6 with a message, not an abort (`oom`).
+#[global_allocator]
+static ALLOCATOR: oom::Guarded = oom::Guarded;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -79,8 +85,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout pipe (`| head`) is the reader's choice, not a failure: quiet exit 0.
+        Err(e)
+            if e.chain()
+                .any(|c| c.downcast_ref::<term::StdoutError>().is_some_and(|s| s.is_closed_pipe())) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {}", common::render(&e));
+            term::note!("error: {}", common::render(&e));
             ExitCode::from(common::exit_code(&e))
         }
     }

@@ -1320,3 +1320,489 @@ fn memory_guard_bad_override() {
     );
     expect(&o, USAGE, &["SINKSCOPE_AVAILABLE_MEMORY", "lots"]);
 }
+
+// ------------------------------------------------------------------------------------------------
+// Hardening (issue 11): pipes and terminals, output safety, input bounds, options, messages.
+
+/// `sinkscope ARGS` with stdout and stderr as given; the exit code and what stderr held (when
+/// captured).
+fn sinkscope_io(args: &[OsString], stdout: std::process::Stdio, stderr: std::process::Stdio) -> Outcome {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinkscope"));
+    cmd.args(args).env_remove("SINKSCOPE_AVAILABLE_MEMORY").stdout(stdout).stderr(stderr);
+    let out = cmd.output().unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// The write end of a pipe whose read end is already closed: the first write to it fails with
+/// EPIPE, whatever the timing (both ends close-on-exec, so no other child keeps a reader).
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fresh descriptors; each is owned once below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fds[0] is ours and closed once.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is ours; the File owns it from here.
+    std::process::Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) })
+}
+
+fn dev_full() -> std::process::Stdio {
+    std::process::Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// A finished profile run of the fixture in `out` (no report unless `report`).
+fn profile_args(prompts: &Path, out: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut a = vec![
+        OsString::from("profile"),
+        llama_gguf().into(),
+        "--prompts".into(),
+        prompts.into(),
+        "--quiet".into(),
+        "--out".into(),
+        out.into(),
+    ];
+    a.extend(extra.iter().map(OsString::from));
+    a
+}
+
+/// Every command that prints to stdout: a closed pipe (`| head -c1`) ends it quietly with exit
+/// 0; a full device (`> /dev/full`) is exit 3 naming stdout; never a panic.
+#[test]
+fn stdout_closed_pipe_and_full_device() {
+    let dir = case_dir("stdout_closed_pipe_and_full_device");
+    let prompts = good_prompts(&dir);
+    let m = s(&llama_gguf());
+    let p = s(&prompts);
+    let runs = s(&dir.join("runs"));
+    let commands: Vec<Vec<String>> = vec![
+        vec!["inspect".into(), m.clone()],
+        vec!["inspect".into(), m.clone(), "--json".into()],
+        vec!["tokenize".into(), m.clone(), "--text".into(), "Hello there".into()],
+        vec!["tokenize".into(), m.clone(), "--text".into(), "Hello there".into(), "--json".into()],
+        vec!["data".into(), "list".into(), "--data-dir".into(), s(&dir)],
+        vec!["data".into(), "list".into(), "--json".into(), "--data-dir".into(), s(&dir)],
+        vec![
+            "profile".into(),
+            m.clone(),
+            "--prompts".into(),
+            p.clone(),
+            "--quiet".into(),
+            "--force".into(),
+            "--out".into(),
+            runs.clone(),
+        ],
+        vec![
+            "lens".into(),
+            m.clone(),
+            "--prompts".into(),
+            p.clone(),
+            "--quiet".into(),
+            "--force".into(),
+            "--no-report".into(),
+            "--out".into(),
+            s(&dir.join("lens")),
+        ],
+        vec![
+            "ablate".into(),
+            m.clone(),
+            "--prompts".into(),
+            p.clone(),
+            "--layers".into(),
+            "1".into(),
+            "--scales".into(),
+            "1,0".into(),
+            "--quiet".into(),
+            "--force".into(),
+            "--no-report".into(),
+            "--out".into(),
+            s(&dir.join("ablate")),
+        ],
+        vec!["compare".into(), runs.clone(), "--force".into(), "--out".into(), s(&dir.join("cmp"))],
+        vec![
+            "tasks".into(),
+            "--profile".into(),
+            runs.clone(),
+            "--lens".into(),
+            s(&dir.join("lens")),
+            "--force".into(),
+            "--out".into(),
+            s(&dir.join("tasks")),
+        ],
+    ];
+    for args in &commands {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let o = sinkscope_io(&args, closed_pipe(), std::process::Stdio::piped());
+        eprintln!("[catalogue] closed pipe {args:?} -> exit {}: {}", o.code, o.stderr.trim());
+        assert_eq!(o.code, OK, "{args:?} on a closed pipe: {}", o.stderr);
+        assert!(o.stderr.is_empty() || !o.stderr.contains("error"), "{args:?}: {}", o.stderr);
+        let o = sinkscope_io(&args, dev_full(), std::process::Stdio::piped());
+        expect(&o, INPUT, &["stdout: cannot write", "No space left"]);
+    }
+}
+
+/// stderr unwritable (closed pipe or full device): the error still sets its exit code, and
+/// progress, notes and warnings never panic.
+#[test]
+fn stderr_unwritable() {
+    let dir = case_dir("stderr_unwritable");
+    let missing = dir.join("missing.gguf");
+    for stderr in [closed_pipe(), dev_full()] {
+        let o = sinkscope_io(&os(&["inspect", &s(&missing)]), std::process::Stdio::piped(), stderr);
+        assert_eq!(o.code, MODEL);
+    }
+    let prompts = good_prompts(&dir);
+    let args = profile_args(&prompts, &dir.join("out"), &["--no-report", "--force", "--threads", "100000"]);
+    let args: Vec<OsString> = args.into_iter().filter(|a| a != "--quiet").collect();
+    let o = sinkscope_io(&args, std::process::Stdio::piped(), dev_full());
+    assert_eq!(o.code, OK, "{}", o.stdout);
+}
+
+/// `profile --prompts D/prompts.jsonl --out D` would overwrite its input: refused before any
+/// work (exit 3, naming both), the input intact.
+#[test]
+fn output_would_overwrite_input() {
+    let dir = case_dir("output_would_overwrite_input");
+    let prompts = good_prompts(&dir);
+    let before = std::fs::read(&prompts).unwrap();
+    let o = sinkscope(profile_args(&prompts, &dir, &[]), &[]);
+    expect(&o, INPUT, &[&s(&prompts), "would be overwritten", "--out"]);
+    assert_eq!(std::fs::read(&prompts).unwrap(), before);
+    // Spelled differently (through `..`), same refusal.
+    let odd = dir.join("x/../prompts.jsonl");
+    std::fs::create_dir_all(dir.join("x")).unwrap();
+    let o = sinkscope(profile_args(&odd, &dir, &["--force"]), &[]);
+    expect(&o, INPUT, &["would be overwritten"]);
+    assert_eq!(std::fs::read(&prompts).unwrap(), before);
+}
+
+/// A finished run is not replaced without --force (exit 3 naming the folder and both ways
+/// out); --force replaces it and removes its stale outputs (the old report with --no-report).
+#[test]
+fn earlier_run_needs_force_and_leaves_nothing_stale() {
+    let dir = case_dir("earlier_run_needs_force");
+    let prompts = good_prompts(&dir);
+    let out = dir.join("out");
+    assert_eq!(sinkscope(profile_args(&prompts, &out, &[]), &[]).code, OK);
+    assert!(out.join("report.html").exists());
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = sinkscope(profile_args(&prompts, &out, &["--no-report", "--epsilon", "0.5"]), &[]);
+    expect(&o, INPUT, &[&s(&out), "earlier sinkscope profile run", "--force", "--resume"]);
+    assert!(out.join("report.html").exists());
+    let o = sinkscope(profile_args(&prompts, &out, &["--no-report", "--epsilon", "0.5", "--force"]), &[]);
+    expect(&o, OK, &[]);
+    assert!(!out.join("report.html").exists() && !out.join("plots").exists(), "stale report left");
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    // `run` into the same folder would mix kinds: refused; with --force the profile goes.
+    let o = run_model(&llama_gguf(), &prompts, &dir, &[]);
+    expect(&o, INPUT, &["earlier sinkscope profile run"]);
+    let o = run_model(&llama_gguf(), &prompts, &dir, &["--force"]);
+    expect(&o, OK, &["wrote"]);
+    assert!(!out.join("metrics.json").exists() && !out.join("prompts.jsonl").exists());
+}
+
+/// `run` never overwrites a manifest.json (or anything else) it did not write, even with
+/// --force.
+#[test]
+fn foreign_file_is_never_overwritten() {
+    let dir = case_dir("foreign_file_is_never_overwritten");
+    let prompts = good_prompts(&dir);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("manifest.json"), "{\"my\": \"data\"}").unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let o = run_model(&llama_gguf(), &prompts, &dir, extra);
+        expect(&o, INPUT, &[&s(&out.join("manifest.json")), "not written by sinkscope", "never overwritten"]);
+    }
+    assert_eq!(std::fs::read_to_string(out.join("manifest.json")).unwrap(), "{\"my\": \"data\"}");
+}
+
+/// Symbolic links planted inside --out are never followed: not as a file the run writes
+/// (refused as not ours, target intact), not as a folder of a resumed run, and --force
+/// removes the link, never its target.
+#[test]
+fn planted_symlinks_are_not_followed() {
+    let dir = case_dir("planted_symlinks");
+    let prompts = good_prompts(&dir);
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("prompts.jsonl")).unwrap();
+    let o = sinkscope(profile_args(&prompts, &out, &["--force"]), &[]);
+    expect(&o, INPUT, &[&s(&out.join("prompts.jsonl")), "not written by sinkscope"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // An earlier run whose activation folder was replaced by a link to elsewhere.
+    let o = run_model(&llama_gguf(), &prompts, &dir, &["--force"]);
+    expect(&o, OK, &[]);
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("river.safetensors"), "precious").unwrap();
+    std::fs::remove_file(out.join("prompts.jsonl")).ok();
+    std::fs::remove_dir_all(out.join("activations")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("activations")).unwrap();
+    let o = run_model(&llama_gguf(), &prompts, &dir, &["--force"]);
+    expect(&o, OK, &[]);
+    assert_eq!(std::fs::read_to_string(elsewhere.join("river.safetensors")).unwrap(), "precious");
+    assert!(!std::fs::symlink_metadata(out.join("activations")).unwrap().file_type().is_symlink());
+
+    // A resumed profile whose prompts.jsonl became a link: refused.
+    let pout = dir.join("pout");
+    assert_eq!(sinkscope(profile_args(&prompts, &pout, &["--no-report"]), &[]).code, OK);
+    std::fs::remove_file(pout.join("prompts.jsonl")).unwrap();
+    std::os::unix::fs::symlink(&victim, pout.join("prompts.jsonl")).unwrap();
+    let o = sinkscope(profile_args(&prompts, &pout, &["--no-report", "--resume"]), &[]);
+    expect(&o, INPUT, &[&s(&pout.join("prompts.jsonl")), "symbolic link"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+/// A folder in use by a live run is refused, naming the holder; a lock left by a process
+/// that is gone is taken over.
+#[test]
+fn concurrent_run_is_refused() {
+    let dir = case_dir("concurrent_run_is_refused");
+    let prompts = good_prompts(&dir);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // This test process is alive: its identity in the lock stands for a running sinkscope.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let lock = out.join(".sinkscope.lock");
+    let pid = std::process::id();
+    std::fs::write(&lock, format!("pid {pid} start {start} host {host}\nsinkscope profile ...\n")).unwrap();
+    let o = sinkscope(profile_args(&prompts, &out, &["--no-report"]), &[]);
+    expect(&o, INPUT, &[&s(&lock), "in use by another sinkscope run", &format!("pid {pid}")]);
+    assert!(lock.exists());
+    std::fs::write(&lock, format!("pid {pid} start 1 host {host}\nsinkscope profile ...\n")).unwrap();
+    let o = sinkscope(profile_args(&prompts, &out, &["--no-report"]), &[]);
+    expect(&o, OK, &[]);
+    assert!(!lock.exists(), "the lock is released at the end");
+}
+
+/// Two runs started together on one folder: exactly one of them gets it.
+#[test]
+fn two_runs_at_once_one_wins() {
+    let dir = case_dir("two_runs_at_once");
+    let lines: String = (0..300)
+        .map(|i| format!("{{\"id\": \"p{i}\", \"text\": \"The quiet river number {i}.\"}}\n"))
+        .collect();
+    let prompts = dir.join("many.jsonl");
+    std::fs::write(&prompts, lines).unwrap();
+    let out = dir.join("out");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_sinkscope"))
+            .args(profile_args(&prompts, &out, &["--no-report", "--threads", "1"]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = [a.status.code().unwrap(), b.status.code().unwrap()];
+    codes.sort();
+    let errs = format!("{}{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    assert_eq!(codes, [OK, INPUT], "{errs}");
+    assert!(errs.contains("in use by another sinkscope run") || errs.contains("earlier sinkscope"), "{errs}");
+    let n = std::fs::read_to_string(out.join("prompts.jsonl")).unwrap().lines().count();
+    assert_eq!(n, 300, "interleaved or lost lines");
+}
+
+/// A UTF-8 byte-order mark is skipped: the file is still JSONL (ids from the JSON), and the
+/// manifest records it.
+#[test]
+fn prompts_with_byte_order_mark() {
+    let dir = case_dir("prompts_with_byte_order_mark");
+    let p = dir.join("bom.jsonl");
+    std::fs::write(&p, b"\xEF\xBB\xBF{\"id\": \"river\", \"text\": \"The quiet river carried boats.\"}\n")
+        .unwrap();
+    let out = dir.join("out");
+    let o = sinkscope(profile_args(&p, &out, &["--no-report"]), &[]);
+    expect(&o, OK, &["byte-order mark"]);
+    let line = std::fs::read_to_string(out.join("prompts.jsonl")).unwrap();
+    assert!(line.starts_with("{\"id\":\"river\""), "{line}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["data"]["utf8_bom_skipped"], true);
+    let (o, p) = run_prompts("prompts_utf16", b"\xFF\xFEh\x00i\x00\n\x00", &[]);
+    expect(&o, INPUT, &[&s(&p), "UTF-16"]);
+}
+
+/// `--prompts /dev/zero` ends at the line cap (exit 3) instead of growing until allocation
+/// fails; `--limit` stops the parse, so a broken line after it is never read as a prompt.
+#[test]
+fn prompt_reader_bounds() {
+    let dir = case_dir("prompt_reader_bounds");
+    let o = run_model(&llama_gguf(), Path::new("/dev/zero"), &dir, &[]);
+    expect(&o, INPUT, &["/dev/zero", "line 1", "longer than 4194304 bytes"]);
+    let p = dir.join("p.jsonl");
+    std::fs::write(&p, "{\"id\": \"a\", \"text\": \"The quiet river.\"}\n{broken\n").unwrap();
+    let o = sinkscope(profile_args(&p, &dir.join("out"), &["--no-report", "--limit", "1"]), &[]);
+    expect(&o, OK, &[]);
+    let o = sinkscope(profile_args(&p, &dir.join("out2"), &["--no-report"]), &[]);
+    expect(&o, INPUT, &[&s(&p), "line 2", "invalid JSON"]);
+}
+
+/// Strings from a model file reach the terminal escaped: an escape sequence in the
+/// architecture (an error message) and in the BOS token (`inspect`) appears as `\u{1b}`.
+#[test]
+fn model_strings_are_escaped() {
+    let mut g = Gguf::load(&llama_gguf());
+    *g.kv_mut("general.architecture") = string_kv("general.architecture", b"evil\x1b[31m\x07");
+    let (o, _) = run_gguf("escaped_architecture", &g);
+    expect(&o, MODEL, &["unknown architecture 'evil\\u{1b}[31m\\u{7}'"]);
+    assert!(!o.stderr.contains('\u{1b}') && !o.stderr.contains('\u{7}'), "{:?}", o.stderr);
+
+    let f = GgufFile::open(&llama_gguf()).unwrap();
+    let bos = match f.get("tokenizer.ggml.bos_token_id") {
+        Some(GgufValue::U32(x)) => *x as usize,
+        _ => 1,
+    };
+    let mut tokens = f.get("tokenizer.ggml.tokens").unwrap().clone();
+    if let GgufValue::Array(a) = &mut tokens {
+        a.values[bos] = GgufValue::String("<s>\u{1b}]0;owned\u{7}\u{9b}2J".into());
+    }
+    let mut g = Gguf::load(&llama_gguf());
+    let kv = g.kv_mut("tokenizer.ggml.tokens");
+    kv.payload.clear();
+    enc_payload(&mut kv.payload, &tokens);
+    let dir = case_dir("escaped_bos_token");
+    let m = g.write(&dir);
+    let o = sinkscope(os(&["inspect", &s(&m)]), &[]);
+    expect(&o, OK, &[]);
+    assert!(o.stdout.contains("<s>\\u{1b}]0;owned\\u{7}\\u{9b}2J"), "{}", o.stdout);
+    assert!(!o.stdout.chars().any(|c| c.is_control() && c != '\n'), "{:?}", o.stdout);
+}
+
+/// An id too long for a file name (or with a slash) gets a bounded, collision-free file name
+/// recorded in the manifest; the run completes.
+#[test]
+fn long_and_odd_ids_get_safe_file_names() {
+    let long = "x".repeat(400);
+    let content = format!(
+        "{{\"id\": \"{long}\", \"text\": \"The quiet river.\"}}\n{{\"id\": \"a/b\", \"text\": \"A boat.\"}}\n{{\"id\": \"a_b\", \"text\": \"A mill.\"}}\n"
+    );
+    let (o, p) = run_prompts("long_and_odd_ids", content.as_bytes(), &[]);
+    expect(&o, OK, &["wrote"]);
+    let out = p.parent().unwrap().join("out");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let files: Vec<&str> =
+        m["prompts"].as_array().unwrap().iter().map(|r| r["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 3);
+    for f in &files {
+        assert!(out.join(f).is_file() && f.len() < 130, "{f}");
+    }
+    assert_eq!(files[2], "activations/a_b.safetensors");
+    assert_ne!(files[1], files[2]);
+}
+
+/// `--resume` does not care how the prompt file's path is spelled.
+#[test]
+fn resume_ignores_path_spelling() {
+    let dir = case_dir("resume_ignores_path_spelling");
+    good_prompts(&dir);
+    let run = |spelling: &str, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinkscope"));
+        cmd.current_dir(&dir).args([
+            "profile",
+            &s(&llama_gguf()),
+            "--prompts",
+            spelling,
+            "--quiet",
+            "--no-report",
+        ]);
+        cmd.args(["--out", "out"]).args(extra);
+        let o = cmd.output().unwrap();
+        (o.status.code().unwrap(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    assert_eq!(run("prompts.jsonl", &[]).0, OK);
+    let (code, err) = run("./prompts.jsonl", &["--resume"]);
+    assert_eq!(code, OK, "{err}");
+    let (code, err) = run(&s(&dir.join("prompts.jsonl")), &["--resume"]);
+    assert_eq!(code, OK, "{err}");
+}
+
+/// Options are checked before any model work, with their documented ranges (exit 2); a huge
+/// --threads is capped with a note, never a hang.
+#[test]
+fn options_checked_up_front() {
+    let dir = case_dir("options_checked_up_front");
+    let prompts = good_prompts(&dir);
+    let out = dir.join("out");
+    // A model path that does not exist: an option error must come first.
+    let missing = dir.join("missing.gguf");
+    let with = |args: &[&str]| {
+        let mut a = os(args);
+        a.extend([OsString::from("--prompts"), prompts.clone().into(), "--out".into(), out.clone().into()]);
+        sinkscope(a, &[])
+    };
+    let cases: [(&[&str], &str); 6] = [
+        (&["profile", &s(&missing), "--epsilon", "1.5"], "--epsilon must be in (0, 1)"),
+        (&["profile", &s(&missing), "--epsilon", "0"], "--epsilon must be in (0, 1)"),
+        (&["profile", &s(&missing), "--pack-tokens", "0"], "--pack-tokens must be at least 1"),
+        (
+            &["ablate", &s(&missing), "--scales", "1,1e38"],
+            "--scales: 100000000000000000000000000000000000000 is out of range",
+        ),
+        (&["ablate", &s(&missing), "--epsilon", "2"], "--epsilon must be in (0, 1)"),
+        (&["probe", &s(&missing)], "has no label"),
+    ];
+    for (args, needle) in cases {
+        expect(&with(args), USAGE, &[needle]);
+    }
+    assert!(!out.exists(), "nothing written for a bad option");
+    let o = with(&["profile", &s(&llama_gguf()), "--threads", "1000000", "--no-report"]);
+    expect(&o, OK, &["--threads 1000000 capped to"]);
+}
+
+/// The memory guard honours the address-space limit (`ulimit -v`): the demo model under a
+/// 400 MB RLIMIT_AS is refused before loading (exit 6, naming RLIMIT_AS); with --force the
+/// allocation that fails is reported with exit 6 and a message, never an abort (exit 134).
+#[test]
+fn memory_guard_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    let model = fixtures().join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.exists(), "{} is missing: scripts/test.sh fetches it", model.display());
+    let dir = case_dir("memory_guard_address_space_limit");
+    let prompts = good_prompts(&dir);
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinkscope"));
+        cmd.args([
+            "profile",
+            &s(&model),
+            "--prompts",
+            &s(&prompts),
+            "--quiet",
+            "--no-report",
+            "--threads",
+            "1",
+        ]);
+        cmd.arg("--out").arg(dir.join("out")).args(extra).env_remove("SINKSCOPE_AVAILABLE_MEMORY");
+        let limit = libc::rlimit { rlim_cur: 400 << 20, rlim_max: 400 << 20 };
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+        let out = cmd.output().unwrap();
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        }
+    };
+    expect(&run(&[]), MEMORY, &["not enough memory", "RLIMIT_AS", "--force"]);
+    expect(&run(&["--force"]), MEMORY, &["not enough memory: an allocation of", "bytes failed"]);
+}

@@ -100,3 +100,63 @@ pub fn hf_config(data: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The streaming prompt reader on raw bytes, with caps and `--limit` taken from the first two
+/// bytes (so the fuzzer reaches the cap and limit paths): an accepted file respects the caps
+/// and the limit, its prompts are valid (non-empty, unique ids), its sha256 is that of all the
+/// bytes, the BOM flag is right, and a limited read is a prefix of the unlimited one.
+pub fn prompt_reader(data: &[u8]) -> Result<(), String> {
+    use crate::prompts::{read_prompts_from, Caps};
+    use sha2::{Digest, Sha256};
+    let (Some(&a), Some(&b)) = (data.first(), data.get(1)) else { return Ok(()) };
+    let body = data.get(2..).unwrap_or_default();
+    let caps = Caps { max_line_bytes: 1 + usize::from(a), max_file_bytes: 1 + 16 * u64::from(b) };
+    let limit = match a % 4 {
+        0 => None,
+        k => Some(usize::from(k)),
+    };
+    let path = Path::new("fuzz.jsonl");
+    let Ok(f) = read_prompts_from(path, body, limit, caps) else { return Ok(()) };
+    if body.len() as u64 > caps.max_file_bytes {
+        return Err(format!("{} bytes accepted over the {} cap", body.len(), caps.max_file_bytes));
+    }
+    if f.prompts.is_empty() || limit.is_some_and(|l| f.prompts.len() > l) {
+        return Err(format!("{} prompts for limit {limit:?}", f.prompts.len()));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for p in &f.prompts {
+        if p.text.trim().is_empty() || p.id.is_empty() || !ids.insert(p.id.as_str()) {
+            return Err(format!("bad prompt accepted: {p:?}"));
+        }
+    }
+    let sha: String = Sha256::digest(body).iter().map(|x| format!("{x:02x}")).collect();
+    if f.sha256 != sha {
+        return Err("sha256 is not that of the whole input".into());
+    }
+    if f.bom != body.starts_with(b"\xEF\xBB\xBF") {
+        return Err(format!("bom flag {} is wrong", f.bom));
+    }
+    if let Ok(all) = read_prompts_from(path, body, None, caps) {
+        if all.prompts.get(..f.prompts.len()) != Some(&f.prompts[..]) {
+            return Err("the limited read is not a prefix of the whole read".into());
+        }
+    }
+    Ok(())
+}
+
+/// `--edit` and `--capture` specs: the bytes (as text) parsed as one edit and as a capture
+/// list; whatever is accepted survives the JSON round trip of the hook plan it goes into.
+pub fn edit_capture(data: &[u8]) -> Result<(), String> {
+    use sinkscope_spec::{Edit, HookPlan, SitePattern};
+    let text = String::from_utf8_lossy(data);
+    let edits: Vec<Edit> = text.parse::<Edit>().into_iter().collect();
+    let capture = SitePattern::parse_list(&text).unwrap_or_default();
+    let plan = HookPlan { capture, edits };
+    let json = serde_json::to_string(&plan).map_err(|e| format!("plan does not serialise: {e}"))?;
+    let back: HookPlan =
+        serde_json::from_str(&json).map_err(|e| format!("plan does not parse back: {e}: {json}"))?;
+    if back != plan {
+        return Err(format!("plan changed in the round trip: {json}"));
+    }
+    Ok(())
+}

@@ -200,6 +200,35 @@ fn prompt_mutations_never_panic() {
     smoke("prompts", &seeds, 100_000, Duration::from_secs(5), sinkscope_io::fuzzing::prompts);
 }
 
+/// The streaming prompt reader with small caps and limits (drawn from the first two bytes).
+#[test]
+fn prompt_reader_mutations_never_panic() {
+    let seeds: Vec<(Vec<u8>, usize)> = [
+        &b"\x41\xff{\"id\": \"a\", \"text\": \"hello\"}\n{\"text\": \"two\"}\n"[..],
+        b"\x40\xff\xef\xbb\xbf{\"text\": \"x\"}\n",
+        b"\x03\x10abcdefgh\r\nok\n",
+    ]
+    .iter()
+    .map(|s| (s.to_vec(), s.len()))
+    .collect();
+    smoke("prompt_reader", &seeds, 50_000, Duration::from_secs(5), sinkscope_io::fuzzing::prompt_reader);
+}
+
+/// `--edit` and `--capture` specs.
+#[test]
+fn edit_capture_mutations_never_panic() {
+    let seeds: Vec<(Vec<u8>, usize)> = [
+        &b"blocks.11.hook_mlp_out:pos=0:zero"[..],
+        b"blocks.3.attn.hook_z:head=1,2:pos=0..4:scale=0.5",
+        b"hook_embed:pos=0:dim=17:set=0",
+        b"hook_embed,blocks.*.hook_resid_post,blocks.0.attn.hook_pattern",
+    ]
+    .iter()
+    .map(|s| (s.to_vec(), s.len()))
+    .collect();
+    smoke("edit_capture", &seeds, 50_000, Duration::from_secs(5), sinkscope_io::fuzzing::edit_capture);
+}
+
 /// config.json of every fixture family.
 #[test]
 fn hf_config_mutations_never_panic() {
@@ -219,11 +248,13 @@ fn hf_config_mutations_never_panic() {
 #[test]
 fn fuzz_regressions_stay_fixed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions");
-    let targets: [(&str, Target); 4] = [
+    let targets: [(&str, Target); 6] = [
         ("gguf", sinkscope_io::fuzzing::gguf),
         ("safetensors", sinkscope_io::fuzzing::safetensors),
         ("prompts", sinkscope_io::fuzzing::prompts),
         ("hf_config", sinkscope_io::fuzzing::hf_config),
+        ("prompt_reader", sinkscope_io::fuzzing::prompt_reader),
+        ("edit_capture", sinkscope_io::fuzzing::edit_capture),
     ];
     let mut n = 0;
     for (name, target) in targets {

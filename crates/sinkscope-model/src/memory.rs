@@ -17,7 +17,9 @@
 //!
 //! The memory available ([`available`]) is the smallest of `MemAvailable` in `/proc/meminfo`
 //! and the room left under the cgroup limit (v2 `memory.max - memory.current`, v1
-//! `memory.limit_in_bytes - memory.usage_in_bytes`), or the value of the environment variable
+//! `memory.limit_in_bytes - memory.usage_in_bytes`) and the room left under the process's
+//! address-space limit (`RLIMIT_AS`, `ulimit -v`: the limit minus `VmSize`), or the value of
+//! the environment variable
 //! `SINKSCOPE_AVAILABLE_MEMORY` (bytes, or with a K/M/G/T suffix, powers of 1024) when set.
 //! Where none can be read the guard does not refuse.
 //!
@@ -296,7 +298,26 @@ pub fn available() -> Result<Option<Available>, MemoryError> {
             }
         }
     }
+    let limits = std::fs::read_to_string("/proc/self/limits").ok();
+    let status = std::fs::read_to_string("/proc/self/status").ok();
+    if let Some(room) = address_space_room(limits.as_deref().unwrap_or(""), status.as_deref().unwrap_or("")) {
+        if best.as_ref().is_none_or(|b| room < b.bytes) {
+            let source = "address-space limit (RLIMIT_AS, ulimit -v) minus VmSize".into();
+            best = Some(Available { bytes: room, source });
+        }
+    }
     Ok(best)
+}
+
+/// The room under the address-space limit (`Max address space` of `/proc/self/limits`, soft
+/// limit) given this process's `VmSize` (`/proc/self/status`); `None` when unlimited or
+/// unreadable.
+pub fn address_space_room(limits: &str, status: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let soft: u64 = line.trim_start_matches("Max address space").split_whitespace().next()?.parse().ok()?;
+    let kb: u64 =
+        status.lines().find(|l| l.starts_with("VmSize:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(soft.saturating_sub(kb.saturating_mul(1024)))
 }
 
 /// Refuses when the estimate exceeds what is available, unless `force`. Unknown availability
@@ -334,6 +355,17 @@ pub fn guard(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// RLIMIT_AS: the room is the soft limit minus VmSize; "unlimited" is no limit.
+    #[test]
+    fn address_space_limit() {
+        let status = "Name:\tx\nVmSize:\t  102400 kB\n";
+        let limited = "Max cpu time  unlimited unlimited seconds\nMax address space         1073741824           unlimited            bytes\n";
+        assert_eq!(address_space_room(limited, status), Some((1 << 30) - 100 * (1 << 20)));
+        let unlimited = "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_room(unlimited, status), None);
+        assert_eq!(address_space_room("", status), None);
+    }
 
     fn cfg() -> ModelConfig {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gguf/llama/llama-f32.gguf");

@@ -62,6 +62,9 @@ pub enum ReportError {
         /// The encoder's message.
         message: String,
     },
+    /// An output refused by the output-safety rules (symlink) or not writable.
+    #[error(transparent)]
+    Output(#[from] sinkscope_output::OutputError),
     /// `render_compare` was called without any run folder.
     #[error("compare needs at least one run folder")]
     NoRuns,

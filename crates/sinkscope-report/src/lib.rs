@@ -172,8 +172,9 @@ impl CompareSummary {
     }
 }
 
+/// Every report file is written atomically, never through a symlink (`sinkscope_output`).
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(ReportError::io(path))
+    Ok(sinkscope_output::write_atomic(path, text.as_bytes())?)
 }
 
 /// Renders any run folder, dispatching on its kind: `dir/ablate.json` present (or

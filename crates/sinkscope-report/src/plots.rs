@@ -82,9 +82,9 @@ pub(crate) fn render<F: Figure>(fig: &F, dir: &Path) -> Result<RenderedPlot, Rep
         root.present().map_err(err).map_err(plot_err)?;
     }
 
-    std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
+    sinkscope_output::create_dir(dir)?;
     let svg_path = dir.join(format!("{stem}.svg"));
-    std::fs::write(&svg_path, &svg).map_err(ReportError::io(&svg_path))?;
+    sinkscope_output::write_atomic(&svg_path, svg.as_bytes())?;
     let png_path = dir.join(format!("{stem}.png"));
     write_png(&png_path, &rgb, (w, h))?;
     Ok(RenderedPlot { stem, title, svg_path, png_path, svg, size: (w, h) })
@@ -94,13 +94,14 @@ pub(crate) fn render<F: Figure>(fig: &F, dir: &Path) -> Result<RenderedPlot, Rep
 fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), ReportError> {
     let png_err =
         |e: png::EncodingError| ReportError::Png { path: path.to_path_buf(), message: e.to_string() };
-    let file = std::fs::File::create(path).map_err(ReportError::io(path))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, w, h);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut writer = enc.write_header().map_err(png_err)?;
     writer.write_image_data(rgb).map_err(png_err)?;
-    writer.finish().map_err(png_err)
+    writer.finish().map_err(png_err)?;
+    Ok(sinkscope_output::write_atomic(path, &bytes)?)
 }
 
 /// Escapes text for XML/HTML content and attributes.

@@ -2,12 +2,11 @@
 //! [--scales 1,0.75,0.5,0.25,0] [--component mlp|attn] [--one-by-one] [--mean-ablate] --out DIR`.
 
 use super::experiment::{open, InputArgs};
-use super::profile::say;
+use crate::term::say;
 use anyhow::Result;
 use sinkscope_analysis::ablate::{run_ablate, AblateOptions, Component};
 use sinkscope_analysis::AnalysisError;
 use sinkscope_metrics::AttentionParams;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments.
@@ -45,6 +44,37 @@ pub struct Args {
     pub no_report: bool,
 }
 
+/// What an ablate folder holds besides its `scale_<λ>/` and `only_<block>/` sub-runs.
+const ABLATE_ENTRIES: &[&str] = &[
+    sinkscope_report::schema::ABLATE_FILE,
+    sinkscope_report::LAYERS_CSV,
+    sinkscope_report::DOSE_RESPONSE_CSV,
+    sinkscope_report::PLOTS_DIR,
+    sinkscope_report::REPORT_HTML,
+    "baseline",
+    "mean_ablate",
+];
+
+/// The largest |λ| accepted: scaling a massive activation (values in the thousands) by more
+/// overflows float32 activations, which would then be reported as a numerical failure.
+pub const MAX_SCALE: f32 = 1000.0;
+
+/// `--scales`: finite, |λ| <= [`MAX_SCALE`], duplicates folded (first occurrence kept).
+fn check_scales(scales: &[f32]) -> Result<Vec<f32>, AnalysisError> {
+    let mut out: Vec<f32> = Vec::with_capacity(scales.len());
+    for &s in scales {
+        if !s.is_finite() || s.abs() > MAX_SCALE {
+            return Err(AnalysisError::Options(format!(
+                "--scales: {s} is out of range (a finite number with |λ| <= {MAX_SCALE})"
+            )));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
     if s == "auto" {
         return Ok(None);
@@ -62,27 +92,35 @@ fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let blocks = parse_layers(&a.layers)?;
-    if let Some(bad) = a.scales.iter().find(|s| !s.is_finite()) {
-        return Err(AnalysisError::Options(format!("--scales: {bad} is not a finite number")).into());
+    let scales = check_scales(&a.scales)?;
+    if scales.len() < a.scales.len() {
+        crate::term::note!("note: --scales: duplicate values folded, running {scales:?}");
     }
-    let o = open(&a.model, &a.input, true)?;
-    crate::common::create_dir(&a.out)?;
+
     let opts = AblateOptions {
         profile: sinkscope_analysis::profile::ProfileOptions {
             attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
             ..a.input.prompt_options()
         },
         blocks,
-        scales: a.scales.clone(),
+        scales,
         component: if a.component == "attn" { Component::Attn } else { Component::Mlp },
         one_by_one: a.one_by_one,
         mean_ablate: a.mean_ablate,
     };
+    opts.profile.validate()?;
+    let mut claimed = None;
+    let o = open(&a.model, &a.input, true, sinkscope_analysis::profile::DEFAULT_PACK_TOKENS, &mut |_| {
+        let prefixes = ["scale_", "only_"];
+        claimed =
+            Some(super::experiment::claim(&a.out, "ablate", ABLATE_ENTRIES, &prefixes, &a.model, &a.input)?);
+        Ok(())
+    })?;
     let total = o.examples.len();
     let quiet = a.input.quiet;
     let mut progress = |name: &str| {
         if !quiet {
-            eprintln!("run '{name}':");
+            crate::term::note!("run '{name}':");
         }
         super::profile::progress(total, quiet)
     };

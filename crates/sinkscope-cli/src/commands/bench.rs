@@ -4,9 +4,8 @@
 //! its peak RSS (VmHWM, model load included) is its own; the figures come from the child's
 //! `manifest.json` timings.
 
-use super::profile::say;
+use crate::term::say;
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -96,7 +95,9 @@ pub fn run(a: Args) -> Result<()> {
                 .arg(&a.model)
                 .args(args)
                 .args(a.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
-                .args(["--quiet", "--no-report", "--out"])
+                // --force: each workload's folder replaces the previous bench's (only the
+                // files sinkscope wrote there are removed).
+                .args(["--quiet", "--no-report", "--force", "--out"])
                 .arg(&dir)
                 .stdout(std::process::Stdio::null())
                 .status()

@@ -21,14 +21,26 @@ pub struct Args {
     /// Output folder (created): compare.html, compare.csv, plots/.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace an earlier comparison in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the command: prints the path of compare.html.
 pub fn run(a: Args) -> Result<()> {
+    let inputs: Vec<&std::path::Path> = a.runs.iter().map(PathBuf::as_path).collect();
+    let entries =
+        [sinkscope_report::COMPARE_CSV, sinkscope_report::COMPARE_HTML, sinkscope_report::PLOTS_DIR];
+    let _out = crate::common::claim_out(&a.out, "compare", &entries, &[], &inputs, a.force, false)?;
     let s = sinkscope_report::render_compare(&a.runs, &a.out)
         .with_context(|| format!("comparing {} runs into {}", a.runs.len(), a.out.display()))?;
-    eprintln!("compared {} runs in {} columns: {}", a.runs.len(), s.labels.len(), s.labels.join(", "));
-    println!("{}", s.compare_html.display());
+    crate::term::note!(
+        "compared {} runs in {} columns: {}",
+        a.runs.len(),
+        s.labels.len(),
+        s.labels.join(", ")
+    );
+    crate::term::say!("{}", s.compare_html.display());
     Ok(())
 }
 
@@ -44,7 +56,8 @@ pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
         | E::Png { .. }
         | E::UnknownKind { .. }
         | E::WrongKind { .. }
-        | E::ModelMismatch { .. } => crate::exit::INPUT,
+        | E::ModelMismatch { .. }
+        | E::Output(_) => crate::exit::INPUT,
         E::NoRuns | E::NoTaskRuns => crate::exit::USAGE,
         E::Plot { .. } => crate::exit::OTHER,
     })

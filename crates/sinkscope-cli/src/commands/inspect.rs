@@ -1,5 +1,6 @@
 //! `sinkscope inspect MODEL [--json]`.
 
+use crate::term::say;
 use anyhow::Result;
 use serde_json::json;
 use sinkscope_spec::HookSite;
@@ -42,47 +43,49 @@ pub fn run(a: Args) -> Result<()> {
         "hook_sites": sites,
     });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::term::say_json(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!("{}  ({:?})", files.path.display(), files.format);
-    println!("family          {}", c.family);
-    println!("layers          {}", c.n_layers);
-    println!("d_model         {}", c.d_model);
-    println!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
-    println!("d_mlp           {}", c.d_mlp);
-    println!("vocabulary      {}", c.d_vocab);
-    println!("context         {}", c.context_length);
-    println!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
+    say!("{}  ({:?})", files.path.display(), files.format);
+    say!("family          {}", c.family);
+    say!("layers          {}", c.n_layers);
+    say!("d_model         {}", c.d_model);
+    say!("heads           {} query / {} key-value, d_head {}", c.n_heads, c.n_kv_heads, c.d_head);
+    say!("d_mlp           {}", c.d_mlp);
+    say!("vocabulary      {}", c.d_vocab);
+    say!("context         {}", c.context_length);
+    say!("parameters      {:.1} M", c.parameter_count() as f64 / 1e6);
     let mix: Vec<String> = files.dtype_mix().iter().map(|(k, n)| format!("{k} x{n}")).collect();
-    println!("tensor types    {}", mix.join(", "));
-    println!("norm            {:?}, {:?} placement, {:?} residual", c.norm, c.norm_placement, c.block_layout);
-    println!("positions       {:?}", c.positional);
-    println!("attention       {}", attention_line(c));
+    say!("tensor types    {}", mix.join(", "));
+    say!("norm            {:?}, {:?} placement, {:?} residual", c.norm, c.norm_placement, c.block_layout);
+    say!("positions       {:?}", c.positional);
+    say!("attention       {}", attention_line(c));
     if c.embed_scale.is_some() || c.embed_norm || c.final_logit_softcap.is_some() {
-        println!(
+        say!(
             "embedding       scale {:?}, norm {}; final-logit soft-cap {:?}",
-            c.embed_scale, c.embed_norm, c.final_logit_softcap
+            c.embed_scale,
+            c.embed_norm,
+            c.final_logit_softcap
         );
     }
     for line in layer_groups(c) {
-        println!("layers {line}");
+        say!("layers {line}");
     }
-    println!("mlp             {:?}", c.mlp);
-    println!("tokenizer       {}", t.source());
-    println!(
+    say!("mlp             {:?}", c.mlp);
+    say!("tokenizer       {}", t.source());
+    say!(
         "BOS             {} (id {:?}); --bos auto {} it",
         t.bos_token().unwrap_or("none"),
         t.bos_id(),
         if t.add_bos_default() { "prepends" } else { "does not prepend" }
     );
-    println!(
+    say!(
         "hook sites      {} (blocks.{{0..{}}}.*; `--json` lists them)",
         sites.len(),
         c.n_layers.saturating_sub(1)
     );
     for s in sites.iter().filter(|s| !s.starts_with("blocks.") || s.starts_with("blocks.0.")) {
-        println!("  {s}");
+        say!("  {s}");
     }
     Ok(())
 }

@@ -2,10 +2,9 @@
 //! [--max-tokens T] --out DIR`: LogitLens NLL / perplexity / top-1 accuracy per layer.
 
 use super::experiment::{open, InputArgs};
-use super::profile::say;
+use crate::term::say;
 use anyhow::Result;
 use sinkscope_analysis::profile::ProfileInput;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments.
@@ -26,8 +25,18 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
-    let o = open(&a.model, &a.input, true)?;
-    crate::common::create_dir(&a.out)?;
+    let mut claimed = None;
+    let o = open(&a.model, &a.input, true, 0, &mut |_| {
+        claimed = Some(super::experiment::claim(
+            &a.out,
+            "lens",
+            crate::common::RUN_ENTRIES,
+            &[],
+            &a.model,
+            &a.input,
+        )?);
+        Ok(())
+    })?;
     let total = o.examples.len();
     let mut progress = super::profile::progress(total, a.input.quiet);
     let mut iter = o.examples.into_iter();

@@ -3,12 +3,12 @@
 //! are a random sample (seeded by `--seed`) of the set, not its first N lines.
 
 use super::experiment::{open, InputArgs};
-use super::profile::say;
+use crate::term::say;
 use anyhow::Result;
 use sinkscope_analysis::probe::{run_probe, ProbeOptions};
 use sinkscope_analysis::profile::ProfileInput;
+use sinkscope_analysis::AnalysisError;
 use sinkscope_metrics::probe::{LogisticParams, Pool, ProbeParams};
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments.
@@ -53,20 +53,41 @@ fn parse_pool(s: &str) -> Result<Pool, String> {
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     if !(a.c.is_finite() && a.c > 0.0) {
-        return Err(
-            sinkscope_analysis::AnalysisError::Options(format!("--c must be positive, got {}", a.c)).into()
-        );
+        return Err(AnalysisError::Options(format!("--c must be positive, got {}", a.c)).into());
     }
     // The sentences are a seeded random sample: labelled files are often sorted by label (the
     // vader snippets are: positives first), so `--limit` must not follow the file order.
     let mut input_args = a.input.clone();
     input_args.limit = None;
-    let mut o = open(&a.model, &input_args, false)?;
-    sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(&mut o.examples);
-    if let Some(n) = a.input.limit {
-        o.examples.truncate(n);
-    }
-    crate::common::create_dir(&a.out)?;
+    let entries: Vec<&str> = crate::common::RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
+    let mut claimed = None;
+    let o = open(
+        &a.model,
+        &input_args,
+        false,
+        sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
+        &mut |examples| {
+            sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(examples);
+            if let Some(n) = a.input.limit {
+                examples.truncate(n);
+            }
+            // Labels and folds are checked against the data before any feature is extracted.
+            let mut labels = Vec::with_capacity(examples.len());
+            for ex in examples.iter() {
+                let label = ex.label.ok_or_else(|| {
+                    AnalysisError::Options(format!(
+                        "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
+                        ex.id
+                    ))
+                })?;
+                labels.push(usize::from(label));
+            }
+            sinkscope_metrics::probe::stratified_folds(&labels, a.folds, a.seed)
+                .map_err(|e| AnalysisError::Options(format!("--folds {}: {e}", a.folds)))?;
+            claimed = Some(super::experiment::claim(&a.out, "probe", &entries, &[], &a.model, &a.input)?);
+            Ok(())
+        },
+    )?;
     let opts = ProbeOptions {
         prompt: a.input.prompt_options(),
         pool: a.pool,

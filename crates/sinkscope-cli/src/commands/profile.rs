@@ -2,6 +2,7 @@
 //! [--truncate] [--bos ...] [--epsilon 0.3] [--quiet] --out DIR`.
 
 use crate::common::*;
+use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
 use sinkscope_analysis::datasets::{self, DatasetError, Example};
 use sinkscope_analysis::profile::{
@@ -43,14 +44,6 @@ pub struct Args {
     pub pack_tokens: usize,
 }
 
-/// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-pub(crate) use say;
-
 /// Exit code of analysis and dataset errors (None: not one of ours, or one whose source
 /// decides, e.g. a model error inside a prompt).
 pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
@@ -70,7 +63,8 @@ pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
             | AnalysisError::Tokenize { .. }
             | AnalysisError::NoPrompts
             | AnalysisError::Output { .. }
-            | AnalysisError::ResultFile { .. } => Some(exit::INPUT),
+            | AnalysisError::ResultFile { .. }
+            | AnalysisError::OutDir(_) => Some(exit::INPUT),
             AnalysisError::Options(_) => Some(exit::USAGE),
             AnalysisError::Dataset(d) => Some(dataset(d)),
             AnalysisError::Forward { .. } => None,
@@ -97,13 +91,18 @@ pub fn load_examples(
     }
     let (mut examples, source) = match (prompts, dataset) {
         (Some(path), None) => {
-            let p = sinkscope_io::prompts::read_prompts(path)?;
-            (p.into_iter().map(Example::from).collect::<Vec<_>>(), DataSource::File(path.to_path_buf()))
+            // Streamed: only the first `limit` prompts are parsed.
+            let f = sinkscope_io::prompts::read_prompt_file(path, limit)?;
+            if f.bom {
+                note!("note: {}: skipped a UTF-8 byte-order mark (recorded in the manifest)", path.display());
+            }
+            let source = DataSource::File((&f).into());
+            (f.prompts.into_iter().map(Example::from).collect::<Vec<_>>(), source)
         }
         (None, Some(name)) => {
             let spec = datasets::by_name(name)?;
             if !datasets::is_fetched(spec, data_dir) {
-                eprintln!("fetching dataset '{name}' ({}) into {} ...", spec.requirement, data_dir.display());
+                note!("fetching dataset '{name}' ({}) into {} ...", spec.requirement, data_dir.display());
                 datasets::fetch(spec, data_dir, python)?;
             }
             let d = datasets::load(spec, data_dir)?;
@@ -118,6 +117,16 @@ pub fn load_examples(
         return Err(AnalysisError::NoPrompts.into());
     }
     Ok((examples, source))
+}
+
+/// Where the prompts come from, for error messages (the error catalogue's rule: file and
+/// line/prompt): the prompt file as the user spelled it, or the dataset.
+pub fn origin(source: &DataSource, prompts: Option<&Path>) -> String {
+    match (source, prompts) {
+        (DataSource::File(_), Some(p)) => p.display().to_string(),
+        (DataSource::File(f), None) => f.path.display().to_string(),
+        (DataSource::Dataset(d), _) => format!("dataset '{}'", d.name),
+    }
 }
 
 /// A hand-drawn progress bar on stderr: prompts, tokens, tokens/s, ETA. On a terminal it
@@ -181,13 +190,23 @@ impl Progress for Silent {
     fn prompt_done(&mut self, _: usize, _: usize, _: Duration) {}
 }
 
+/// `--threads` is capped to this many workers per available core (with a note).
+pub const THREADS_PER_CORE: usize = 4;
+
 /// The number of prompt workers, and the intra-op thread settings to apply before any
 /// tensor work: one thread per forward pass when several prompts run at once.
 pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More workers than this only adds threads that wait (a million would never start).
+    let max = cores.saturating_mul(THREADS_PER_CORE).max(1);
     let workers = match requested {
         Some(0) => return Err(AnalysisError::Options("--threads must be at least 1".into()).into()),
+        Some(n) if n > max => {
+            note!("note: --threads {n} capped to {max} ({THREADS_PER_CORE} x the {cores} core(s) available)");
+            max
+        }
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => cores,
     };
     if workers > 1 {
         for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
@@ -236,7 +255,7 @@ fn memory_guard(
         w -= 1;
     };
     if w < workers {
-        eprintln!(
+        note!(
             "note: running {w} prompt(s) at a time instead of {workers} to stay within the memory available"
         );
     }
@@ -252,6 +271,11 @@ fn memory_guard(
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
+    if a.pack_tokens == 0 {
+        return Err(
+            AnalysisError::Options("--pack-tokens must be at least 1 (1 turns packing off)".into()).into()
+        );
+    }
     let workers = configure_threads(a.threads)?;
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
@@ -272,25 +296,25 @@ pub fn run(a: Args) -> Result<()> {
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
-    let mut max_t = 0usize;
-    // Errors name where the prompts come from (the error catalogue's rule: file and line/prompt).
-    let origin = match &source {
-        DataSource::File(p) => p.display().to_string(),
-        DataSource::Dataset(d) => format!("dataset '{}'", d.name),
-    };
+    let mut lengths = Vec::with_capacity(examples.len());
+    let origin = origin(&source, a.input.prompts.as_deref());
     for ex in &examples {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
-        max_t = max_t.max(prepared.ids.len());
+        lengths.push(prepared.ids.len());
     }
-    // A pack holds up to pack_tokens rows (conservatively estimated as one prompt that long).
-    let (workers, memory) = memory_guard(&files, max_t.max(a.pack_tokens), workers, a.input.force)?;
-    create_dir(&a.out)?;
+    // The forward pass is sized by the largest pack these prompts actually form (the same
+    // packing rule as the run), not by --pack-tokens.
+    let largest = sinkscope_analysis::runner::largest_pack(&lengths, a.pack_tokens);
+    let (workers, memory) = memory_guard(&files, largest, workers, a.input.force)?;
+    let inputs: Vec<&Path> =
+        [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
+    let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;
     let weights = files.load_weights()?;
     let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
         .with_context(|| format!("{}: building the model", a.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.non_finite_weights() {
-        eprintln!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
+        note!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
     }
     let sha = model_sha256(&a.model)?;
     let mut extra = serde_json::Map::new();

@@ -35,7 +35,8 @@ pub struct Args {
     /// Output folder: manifest.json and activations/<id>.safetensors.
     #[arg(long)]
     pub out: PathBuf,
-    /// Run even when the memory estimate exceeds the memory available.
+    /// Replace an earlier run in --out (only the files sinkscope wrote there are removed), and
+    /// run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
 }
@@ -50,14 +51,26 @@ pub fn run(a: Args) -> Result<()> {
         capture: SitePattern::parse_list(&a.capture)?,
         edits: a.edits.iter().map(|e| e.parse::<Edit>()).collect::<Result<_, _>>()?,
     };
-    let prompts = sinkscope_io::prompts::read_prompts(&a.prompts)?;
+    let prompt_file = sinkscope_io::prompts::read_prompt_file(&a.prompts, None)?;
+    if prompt_file.bom {
+        crate::term::note!(
+            "note: {}: skipped a UTF-8 byte-order mark (recorded in the manifest)",
+            a.prompts.display()
+        );
+    }
+    let prompts = &prompt_file.prompts;
+    // Each prompt's activation file name: bounded and collision-free, fixed before any work.
+    let names = file_names(prompts.iter().map(|p| p.id.as_str()));
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     let sites = plan.resolve_captures(&files.config)?;
     let ctx_len = files.config.context_length;
     let mut encoded = Vec::with_capacity(prompts.len());
-    for p in &prompts {
-        let mut enc = files.tokenizer.encode(&p.text, a.bos).with_context(|| format!("prompt '{}'", p.id))?;
+    for p in prompts {
+        let mut enc = files
+            .tokenizer
+            .encode(&p.text, a.bos)
+            .with_context(|| format!("{}: prompt '{}'", a.prompts.display(), p.id))?;
         let truncated = enc.ids.len() > ctx_len;
         if truncated {
             if !a.truncate {
@@ -88,25 +101,42 @@ pub fn run(a: Args) -> Result<()> {
         retained_bytes: captured.saturating_mul(3),
     };
     let (estimate, available) = memory::guard(&files, &shape, a.force)?;
+    let _out = claim_out(
+        &a.out,
+        "run",
+        &["manifest.json", "activations"],
+        &[],
+        &[a.model.as_path(), a.prompts.as_path()],
+        a.force,
+        false,
+    )?;
     let act_dir = a.out.join("activations");
-    create_dir(&act_dir)?;
+    sinkscope_output::create_dir(&act_dir)?;
     let model = sinkscope_model::load_files(&files, &Device::Cpu)?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.non_finite_weights() {
-        eprintln!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
+        crate::term::note!(
+            "warning: non-finite weights: {w} (a run fails at the first non-finite activation)"
+        );
     }
     let sha = model_sha256(&a.model)?;
     let mut records = Vec::with_capacity(prompts.len());
     let mut n_tokens_total = 0usize;
     let t1 = Instant::now();
-    let mut used_names = std::collections::BTreeSet::new();
-    for (p, (enc, truncated)) in prompts.iter().zip(encoded) {
+    for ((p, (enc, truncated)), name) in prompts.iter().zip(encoded).zip(&names) {
         let mut cache = ActivationCache::new(sites.iter().copied());
         let mut editor = EditHook::new(plan.edits.clone());
         let mut ctx = ForwardCtx::new().with(&mut editor).with(&mut cache);
-        model
-            .forward(&enc.ids, &mut ctx)
-            .with_context(|| format!("{}: prompt '{}'", a.model.display(), p.id))?;
+        model.forward(&enc.ids, &mut ctx).with_context(|| match a.edits.is_empty() {
+            true => format!("{}: prompt '{}'", a.model.display(), p.id),
+            // A non-finite activation in an edited run is most likely the edit's doing.
+            false => format!(
+                "{}: prompt '{}' (edited with {}; a large scale/add/set value overflows float32)",
+                a.model.display(),
+                p.id,
+                a.edits.join(" ")
+            ),
+        })?;
         drop(ctx);
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (site, t) in &cache.store {
@@ -120,13 +150,9 @@ pub fn run(a: Args) -> Result<()> {
                 Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?))
             })
             .collect::<Result<_, safetensors::SafeTensorError>>()?;
-        let mut name = safe_name(&p.id);
-        while !used_names.insert(name.clone()) {
-            name.push('_');
-        }
         let file = act_dir.join(format!("{name}.safetensors"));
         let bytes = safetensors::serialize(views, None)?;
-        write_file(&file, &bytes)?;
+        sinkscope_output::write_atomic(&file, &bytes)?;
         n_tokens_total += enc.ids.len();
         records.push(json!({
             "id": p.id,
@@ -144,7 +170,9 @@ pub fn run(a: Args) -> Result<()> {
         "tool": tool_info(),
         "model": model_info(&files, &sha),
         "tokenizer": tokenizer_info(&files, a.bos),
-        "prompts_file": a.prompts,
+        "prompts_file": prompt_file.path,
+        "prompts_sha256": prompt_file.sha256,
+        "prompts_utf8_bom_skipped": prompt_file.bom,
         "plan": plan,
         "captured_sites": sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "conventions": {
@@ -162,8 +190,11 @@ pub fn run(a: Args) -> Result<()> {
         },
         "timings": {"load_s": load_s, "forward_s": run_s, "tokens": n_tokens_total, "tokens_per_s": n_tokens_total as f64 / run_s.max(1e-9)},
     });
-    write_file(&a.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
-    eprintln!(
+    sinkscope_output::write_atomic(
+        &a.out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    crate::term::note!(
         "{} prompts, {} tokens in {:.2}s ({:.0} tokens/s); wrote {}",
         prompts.len(),
         n_tokens_total,

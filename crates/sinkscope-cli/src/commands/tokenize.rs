@@ -34,15 +34,15 @@ pub fn run(a: Args) -> Result<()> {
             "bos_policy": a.bos.as_str(),
             "first_token": first_token(&files, &enc.ids, enc.bos_prepended),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::term::say_json(&serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!(
+        crate::term::say!(
             "{} tokens (BOS {})",
             enc.ids.len(),
             if enc.bos_prepended { "prepended" } else { "not prepended" }
         );
         for (i, (id, tok)) in enc.ids.iter().zip(&enc.tokens).enumerate() {
-            println!("{i:>5}  {id:>7}  {tok:?}");
+            crate::term::say!("{i:>5}  {id:>7}  {tok:?}");
         }
     }
     Ok(())
