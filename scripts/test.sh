@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 cargo run --quiet -p sinkscope-cli -- fetch smollm2 --dir models >/dev/null
 cargo run --quiet -p sinkscope-cli -- fetch gemma3 --dir models >/dev/null
 # The report tests open report.html in headless Chromium (Debian's `chromium`). Install it
-# when it is missing and apt-get is available; if that fails the test skips, loudly.
+# when it is missing and apt-get is available; if that fails the test skips, loudly (and under
+# CI=true the run stops below).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     echo "installing chromium for the report rendering test..." >&2
     SUDO=""
