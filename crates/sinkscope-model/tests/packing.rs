@@ -48,7 +48,12 @@ fn packed(model: &Model, prompts: &[Vec<u32>], edits: &[Vec<Edit>]) -> Vec<(Capt
 
 #[test]
 fn packed_pass_is_bit_identical_to_one_pass_per_prompt() {
-    for fam in ["llama", "qwen2", "gpt_neox", "gpt2"] {
+    // Every family: sliding windows (longest prompt 23 > window 8), per-layer RoPE, ALiBi,
+    // learned sinks, QK-norm, post-norms and the mixture of experts' routing included.
+    for fam in [
+        "llama", "qwen2", "gpt_neox", "gpt2", "qwen3", "phi3", "gemma", "gemma2", "gemma3", "olmo2", "bloom",
+        "gpt_oss", "mistral",
+    ] {
         let (_, model) = load(&fixtures().join("models").join(fam));
         let vocab = model.config.d_vocab as u32;
         // Different lengths, including a one-token prompt and the longest first.
