@@ -130,7 +130,7 @@ impl ModelFiles {
     pub fn load_weights(&self) -> Result<WeightSet, IoError> {
         let (table, ignored) = match self.format {
             Format::Gguf => (self.decl.gguf_tensors(), &[][..]),
-            Format::Safetensors => (self.decl.hf_tensors.to_vec(), self.decl.hf_ignored),
+            Format::Safetensors => (self.decl.hf_tensors(), self.decl.hf_ignored),
         };
         load_weights(self.source.as_ref(), &self.config, &table, ignored)
     }

@@ -15,7 +15,8 @@ pub const BLOOM: FamilyDecl = FamilyDecl {
     gguf_archs: &["bloom"],
     from_hf,
     from_gguf,
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: &[],
     // Some exports write the tied head anyway.
     hf_ignored: &["lm_head.weight"],

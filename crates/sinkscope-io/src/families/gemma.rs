@@ -23,7 +23,8 @@ pub const GEMMA: FamilyDecl = FamilyDecl {
     gguf_archs: &["gemma"],
     from_hf: |c| from_hf(c, Family::Gemma),
     from_gguf: |m| from_gguf(m, Family::Gemma),
-    hf_tensors: super::llama::HF,
+    hf_base: super::llama::HF,
+    hf_overrides: &[],
     gguf_overrides: &[],
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -35,7 +36,8 @@ pub const GEMMA2: FamilyDecl = FamilyDecl {
     gguf_archs: &["gemma2"],
     from_hf: |c| from_hf(c, Family::Gemma2),
     from_gguf: |m| from_gguf(m, Family::Gemma2),
-    hf_tensors: HF,
+    hf_base: super::llama::HF,
+    hf_overrides: HF_SANDWICH,
     gguf_overrides: &[],
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -47,7 +49,8 @@ pub const GEMMA3: FamilyDecl = FamilyDecl {
     gguf_archs: &["gemma3"],
     from_hf: |c| from_hf(c, Family::Gemma3),
     from_gguf: |m| from_gguf(m, Family::Gemma3),
-    hf_tensors: HF,
+    hf_base: super::llama::HF,
+    hf_overrides: HF_SANDWICH,
     gguf_overrides: &[],
     hf_ignored: &["rotary_emb.inv_freq", "rotary_emb_local.inv_freq"],
 };
@@ -56,30 +59,13 @@ const fn e(name: &'static str, roles: &'static [R]) -> TensorEntry {
     TensorEntry { name, transforms: &[], roles }
 }
 
-/// transformers' Gemma 2/3 names: `post_attention_layernorm` is the norm on the attention
-/// output, not the MLP's pre-norm as in Llama (that is `pre_feedforward_layernorm`). Gemma 1
-/// uses the Llama table.
-const HF: &[TensorEntry] = &[
-    e("model.embed_tokens.weight", &[R::TokEmbed]),
-    e("model.norm.weight", &[R::FinalNormW]),
-    e("lm_head.weight", &[R::Unembed]),
-    e("model.layers.{i}.input_layernorm.weight", &[R::AttnNormW]),
+/// transformers' Gemma 2/3 names on top of the Llama-style table: `post_attention_layernorm`
+/// is the norm on the attention output, not the MLP's pre-norm as in Llama (that is
+/// `pre_feedforward_layernorm`). Gemma 1 uses the Llama table as it is.
+const HF_SANDWICH: &[TensorEntry] = &[
     e("model.layers.{i}.post_attention_layernorm.weight", &[R::PostAttnNormW]),
     e("model.layers.{i}.pre_feedforward_layernorm.weight", &[R::MlpNormW]),
     e("model.layers.{i}.post_feedforward_layernorm.weight", &[R::PostMlpNormW]),
-    e("model.layers.{i}.self_attn.q_proj.weight", &[R::Q]),
-    e("model.layers.{i}.self_attn.k_proj.weight", &[R::K]),
-    e("model.layers.{i}.self_attn.v_proj.weight", &[R::V]),
-    e("model.layers.{i}.self_attn.o_proj.weight", &[R::O]),
-    e("model.layers.{i}.self_attn.q_proj.bias", &[R::QBias]),
-    e("model.layers.{i}.self_attn.k_proj.bias", &[R::KBias]),
-    e("model.layers.{i}.self_attn.v_proj.bias", &[R::VBias]),
-    e("model.layers.{i}.self_attn.o_proj.bias", &[R::OBias]),
-    e("model.layers.{i}.self_attn.q_norm.weight", &[R::QNormW]),
-    e("model.layers.{i}.self_attn.k_norm.weight", &[R::KNormW]),
-    e("model.layers.{i}.mlp.gate_proj.weight", &[R::Gate]),
-    e("model.layers.{i}.mlp.up_proj.weight", &[R::Up]),
-    e("model.layers.{i}.mlp.down_proj.weight", &[R::Down]),
 ];
 
 /// The axes every Gemma shares; the callers fill in the rest.

@@ -65,12 +65,3 @@ pub const GGUF_NAMES: &[TensorEntry] = &[
 
 const QKV: &[R] = &[R::Q, R::K, R::V];
 const QKV_BIAS: &[R] = &[R::QBias, R::KBias, R::VBias];
-
-/// `overrides` first, then every entry of `base` whose name they do not redefine.
-pub fn merged(base: &[TensorEntry], overrides: &[TensorEntry]) -> Vec<TensorEntry> {
-    overrides
-        .iter()
-        .chain(base.iter().filter(|b| !overrides.iter().any(|o| o.name == b.name)))
-        .copied()
-        .collect()
-}

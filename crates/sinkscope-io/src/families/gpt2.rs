@@ -14,7 +14,8 @@ pub const GPT2: FamilyDecl = FamilyDecl {
     gguf_archs: &["gpt2"],
     from_hf,
     from_gguf,
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: &[],
     // Cached causal masks of old checkpoints, and the tied head some exports write anyway.
     hf_ignored: &["attn.bias", "attn.masked_bias", "lm_head.weight"],

@@ -14,7 +14,8 @@ pub const GPT_NEOX: FamilyDecl = FamilyDecl {
     gguf_archs: &["gptneox"],
     from_hf,
     from_gguf,
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: &[],
     hf_ignored: &["attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"],
 };

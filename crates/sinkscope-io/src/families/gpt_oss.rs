@@ -16,7 +16,8 @@ pub const GPT_OSS: FamilyDecl = FamilyDecl {
     gguf_archs: &["gpt-oss"],
     from_hf,
     from_gguf,
-    hf_tensors: HF,
+    hf_base: super::llama::HF,
+    hf_overrides: HF_EXTRAS,
     gguf_overrides: GGUF,
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -29,22 +30,10 @@ const fn e(name: &'static str, roles: &'static [R]) -> TensorEntry {
     TensorEntry { name, transforms: &[], roles }
 }
 
-/// transformers stores the experts as `x @ W` matrices (`[E, in, out]`) with gate and up
-/// interleaved in the last axis of `gate_up_proj` (gate = `[..., ::2]`, up = `[..., 1::2]`).
-const HF: &[TensorEntry] = &[
-    e("model.embed_tokens.weight", &[R::TokEmbed]),
-    e("model.norm.weight", &[R::FinalNormW]),
-    e("lm_head.weight", &[R::Unembed]),
-    e("model.layers.{i}.input_layernorm.weight", &[R::AttnNormW]),
-    e("model.layers.{i}.post_attention_layernorm.weight", &[R::MlpNormW]),
-    e("model.layers.{i}.self_attn.q_proj.weight", &[R::Q]),
-    e("model.layers.{i}.self_attn.k_proj.weight", &[R::K]),
-    e("model.layers.{i}.self_attn.v_proj.weight", &[R::V]),
-    e("model.layers.{i}.self_attn.o_proj.weight", &[R::O]),
-    e("model.layers.{i}.self_attn.q_proj.bias", &[R::QBias]),
-    e("model.layers.{i}.self_attn.k_proj.bias", &[R::KBias]),
-    e("model.layers.{i}.self_attn.v_proj.bias", &[R::VBias]),
-    e("model.layers.{i}.self_attn.o_proj.bias", &[R::OBias]),
+/// GPT-OSS's names beyond the Llama-style table. transformers stores the experts as `x @ W`
+/// matrices (`[E, in, out]`) with gate and up interleaved in the last axis of `gate_up_proj`
+/// (gate = `[..., ::2]`, up = `[..., 1::2]`).
+const HF_EXTRAS: &[TensorEntry] = &[
     e("model.layers.{i}.self_attn.sinks", &[R::AttnSinks]),
     e("model.layers.{i}.mlp.router.weight", &[R::RouterW]),
     e("model.layers.{i}.mlp.router.bias", &[R::RouterB]),

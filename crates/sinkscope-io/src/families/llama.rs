@@ -16,7 +16,8 @@ pub const LLAMA: FamilyDecl = FamilyDecl {
     gguf_archs: &["llama"],
     from_hf: |c| from_hf(c, Family::Llama),
     from_gguf: |m| from_gguf(m, Family::Llama),
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: GGUF_PERMUTED_QK,
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -28,7 +29,8 @@ pub const QWEN2: FamilyDecl = FamilyDecl {
     gguf_archs: &["qwen2"],
     from_hf: |c| from_hf(c, Family::Qwen2),
     from_gguf: |m| from_gguf(m, Family::Qwen2),
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: &[],
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -41,7 +43,8 @@ pub const MISTRAL: FamilyDecl = FamilyDecl {
     gguf_archs: &[],
     from_hf: |c| from_hf(c, Family::Mistral),
     from_gguf: |m| from_gguf(m, Family::Mistral),
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: GGUF_PERMUTED_QK,
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -53,7 +56,8 @@ pub const QWEN3: FamilyDecl = FamilyDecl {
     gguf_archs: &["qwen3"],
     from_hf: |c| from_hf(c, Family::Qwen3),
     from_gguf: |m| from_gguf(m, Family::Qwen3),
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: &[],
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -65,7 +69,8 @@ pub const PHI3: FamilyDecl = FamilyDecl {
     gguf_archs: &["phi3"],
     from_hf: |c| from_hf(c, Family::Phi3),
     from_gguf: |m| from_gguf(m, Family::Phi3),
-    hf_tensors: HF,
+    hf_base: HF,
+    hf_overrides: &[],
     gguf_overrides: GGUF_PHI3,
     hf_ignored: &["rotary_emb.inv_freq"],
 };

@@ -30,8 +30,11 @@ pub struct FamilyDecl {
     pub from_hf: fn(&HfConfig) -> Result<ModelConfig, IoError>,
     /// Resolves GGUF metadata.
     pub from_gguf: fn(&GgufMeta) -> Result<ModelConfig, IoError>,
-    /// Tensor-name table for safetensors checkpoints.
-    pub hf_tensors: &'static [TensorEntry],
+    /// Tensor-name table for safetensors checkpoints (shared by the families that use
+    /// transformers' names for it, e.g. the Llama-style table).
+    pub hf_base: &'static [TensorEntry],
+    /// Entries of `hf_base` whose meaning differs for this family, and names only it uses.
+    pub hf_overrides: &'static [TensorEntry],
     /// Entries of [`GGUF_NAMES`] whose meaning differs for this family (same name, other
     /// role or transform), and names only it uses.
     pub gguf_overrides: &'static [TensorEntry],
@@ -40,10 +43,24 @@ pub struct FamilyDecl {
 }
 
 impl FamilyDecl {
+    /// The safetensors tensor-name table: the family's overrides, then its base table.
+    pub fn hf_tensors(&self) -> Vec<TensorEntry> {
+        merged(self.hf_base, self.hf_overrides)
+    }
+
     /// The GGUF tensor-name table: the family's overrides, then the shared names.
     pub fn gguf_tensors(&self) -> Vec<TensorEntry> {
-        gguf_names::merged(GGUF_NAMES, self.gguf_overrides)
+        merged(GGUF_NAMES, self.gguf_overrides)
     }
+}
+
+/// A name table: `overrides` first, then every entry of `base` whose name they do not redefine.
+fn merged(base: &[TensorEntry], overrides: &[TensorEntry]) -> Vec<TensorEntry> {
+    overrides
+        .iter()
+        .chain(base.iter().filter(|b| !overrides.iter().any(|o| o.name == b.name)))
+        .copied()
+        .collect()
 }
 
 /// Every declaration.

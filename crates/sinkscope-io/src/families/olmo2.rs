@@ -16,7 +16,8 @@ pub const OLMO2: FamilyDecl = FamilyDecl {
     gguf_archs: &["olmo2"],
     from_hf,
     from_gguf,
-    hf_tensors: HF,
+    hf_base: super::llama::HF,
+    hf_overrides: HF_POST_NORMS,
     gguf_overrides: &[],
     hf_ignored: &["rotary_emb.inv_freq"],
 };
@@ -25,25 +26,11 @@ const fn e(name: &'static str, roles: &'static [R]) -> TensorEntry {
     TensorEntry { name, transforms: &[], roles }
 }
 
-const HF: &[TensorEntry] = &[
-    e("model.embed_tokens.weight", &[R::TokEmbed]),
-    e("model.norm.weight", &[R::FinalNormW]),
-    e("lm_head.weight", &[R::Unembed]),
+/// OLMo 2's post-norms on top of the Llama-style table (`post_attention_layernorm` normalises
+/// the attention output; there are no pre-norms).
+const HF_POST_NORMS: &[TensorEntry] = &[
     e("model.layers.{i}.post_attention_layernorm.weight", &[R::PostAttnNormW]),
     e("model.layers.{i}.post_feedforward_layernorm.weight", &[R::PostMlpNormW]),
-    e("model.layers.{i}.self_attn.q_proj.weight", &[R::Q]),
-    e("model.layers.{i}.self_attn.k_proj.weight", &[R::K]),
-    e("model.layers.{i}.self_attn.v_proj.weight", &[R::V]),
-    e("model.layers.{i}.self_attn.o_proj.weight", &[R::O]),
-    e("model.layers.{i}.self_attn.q_proj.bias", &[R::QBias]),
-    e("model.layers.{i}.self_attn.k_proj.bias", &[R::KBias]),
-    e("model.layers.{i}.self_attn.v_proj.bias", &[R::VBias]),
-    e("model.layers.{i}.self_attn.o_proj.bias", &[R::OBias]),
-    e("model.layers.{i}.self_attn.q_norm.weight", &[R::QNormW]),
-    e("model.layers.{i}.self_attn.k_norm.weight", &[R::KNormW]),
-    e("model.layers.{i}.mlp.gate_proj.weight", &[R::Gate]),
-    e("model.layers.{i}.mlp.up_proj.weight", &[R::Up]),
-    e("model.layers.{i}.mlp.down_proj.weight", &[R::Down]),
 ];
 
 #[allow(clippy::too_many_arguments)]
