@@ -9,7 +9,7 @@
 //! (every 6th layer global, local base 10,000) and record the resolved per-layer spec in the
 //! config, hence in every manifest.
 
-use super::{checked, gguf_rope_scaling, hf_activation, layers_from, refuse_unless, rope_from, FamilyDecl};
+use super::{checked, hf_activation, layers_from, refuse_unless, rope_from, Dims, FamilyDecl};
 use crate::error::IoError;
 use crate::gguf_meta::GgufMeta;
 use crate::hf_config::HfConfig;
@@ -68,62 +68,28 @@ const HF_SANDWICH: &[TensorEntry] = &[
     e("model.layers.{i}.post_feedforward_layernorm.weight", &[R::PostMlpNormW]),
 ];
 
-/// The axes every Gemma shares; the callers fill in the rest.
-struct Dims {
-    d_model: usize,
-    n_layers: usize,
-    n_heads: usize,
-    n_kv_heads: usize,
-    d_head: usize,
-    d_mlp: usize,
-    d_vocab: usize,
-    context_length: usize,
-    eps: f64,
-}
-
+/// The Gemma axes on top of the shared rotary config: `(1 + w)` norms (`weight_offset`),
+/// GeGLU, embeddings × √d, tied head, sandwich norms (Gemma 2/3), per-head QK-norm (Gemma 3).
 fn base(family: Family, d: Dims, weight_offset: f32, act: Activation, rope: RopeSpec) -> ModelConfig {
-    ModelConfig {
-        family,
-        d_model: d.d_model,
-        n_layers: d.n_layers,
-        n_heads: d.n_heads,
-        n_kv_heads: d.n_kv_heads,
-        d_head: d.d_head,
-        d_mlp: d.d_mlp,
-        d_vocab: d.d_vocab,
-        context_length: d.context_length,
-        norm: NormKind::RmsNorm { eps: d.eps, weight_offset },
-        norm_placement: if family == Family::Gemma { NormPlacement::Pre } else { NormPlacement::Sandwich },
-        block_layout: BlockLayout::Sequential,
-        positional: Positional::Rotary(rope),
-        mlp: MlpKind::Gated { act, bias: false },
-        attn: AttnSpec {
-            qkv_bias: false,
-            o_bias: false,
-            scale: 1.0 / (d.d_head as f64).sqrt(),
-            qk_norm: if family == Family::Gemma3 { QkNorm::PerHead } else { QkNorm::None },
-            softcap: None,
-            sinks: false,
-        },
-        layers: super::full_layers(d.n_layers),
-        // transformers: `hidden_size ** 0.5` as a tensor of the activations' dtype (f32).
-        embed_scale: Some((d.d_model as f32).sqrt()),
-        embed_norm: false,
-        final_logit_softcap: None,
-        tied_unembed: true,
+    let mut cfg = d.rotary_config(family, rope, MlpKind::Gated { act, bias: false });
+    cfg.norm = NormKind::RmsNorm { eps: d.eps, weight_offset };
+    if family != Family::Gemma {
+        cfg.norm_placement = NormPlacement::Sandwich;
     }
+    if family == Family::Gemma3 {
+        cfg.attn.qk_norm = QkNorm::PerHead;
+    }
+    // transformers: `hidden_size ** 0.5` as a tensor of the activations' dtype (f32).
+    cfg.embed_scale = Some((d.d_model as f32).sqrt());
+    cfg.tied_unembed = true;
+    cfg
 }
 
 fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
-    let d_model = c.req("hidden_size", c.hidden_size)?;
-    let n_heads = c.req("num_attention_heads", c.num_attention_heads)?;
-    if n_heads == 0 {
-        return Err(c.err("num_attention_heads", "must be positive"));
-    }
     refuse_unless(c, "use_bidirectional_attention", c.use_bidirectional_attention, false)?;
     refuse_unless(c, "attention_bias", c.attention_bias, false)?;
-    let d_head = c.head_dim.unwrap_or(d_model / n_heads);
-    let n_layers = c.req("num_hidden_layers", c.num_hidden_layers)?;
+    let dims = Dims::from_hf(c, 1e-6)?;
+    let (d_head, n_layers) = (dims.d_head, dims.n_layers);
     // transformers: Gemma 1 reads `hidden_act` and maps the legacy "gelu" of the official
     // releases to the tanh approximation (GemmaConfig.__post_init__); Gemma 2/3 read
     // `hidden_activation`.
@@ -137,17 +103,6 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
             "hidden_activation",
             c.hidden_activation.as_deref().unwrap_or("gelu_pytorch_tanh"),
         )?,
-    };
-    let dims = Dims {
-        d_model,
-        n_layers,
-        n_heads,
-        n_kv_heads: c.num_key_value_heads.unwrap_or(n_heads),
-        d_head,
-        d_mlp: c.req("intermediate_size", c.intermediate_size)?,
-        d_vocab: c.req("vocab_size", c.vocab_size)?,
-        context_length: c.req("max_position_embeddings", c.max_position_embeddings)?,
-        eps: c.rms_norm_eps.unwrap_or(1e-6),
     };
     let (global_rope, local_rope) = match family {
         Family::Gemma3 => {
@@ -188,29 +143,9 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
 }
 
 fn from_gguf(m: &GgufMeta, family: Family) -> Result<ModelConfig, IoError> {
-    let d_model = m.usize("embedding_length")?;
-    let n_heads = m.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(m.err(&format!("{}.attention.head_count", m.arch), "must be positive"));
-    }
-    let d_head = m.opt_usize("attention.key_length")?.unwrap_or(d_model / n_heads);
-    let n_layers = m.usize("block_count")?;
-    let dims = Dims {
-        d_model,
-        n_layers,
-        n_heads,
-        n_kv_heads: m.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads),
-        d_head,
-        d_mlp: m.usize("feed_forward_length")?,
-        d_vocab: m.vocab_size()?,
-        context_length: m.usize("context_length")?,
-        eps: m.f64("attention.layer_norm_rms_epsilon")?,
-    };
-    let rope = RopeSpec {
-        theta: m.opt_f64("rope.freq_base")?.unwrap_or(10000.0),
-        rotary_dim: m.opt_usize("rope.dimension_count")?.unwrap_or(d_head),
-        scaling: gguf_rope_scaling(m, true)?,
-    };
+    let dims = Dims::from_gguf(m)?;
+    let (d_model, n_heads, n_layers) = (dims.d_model, dims.n_heads, dims.n_layers);
+    let rope = dims.gguf_rope(m, 10000.0, true)?;
     // GGUF norms hold `w + 1` already: no offset. GELU (tanh) is not recorded; it is Gemma's.
     let mut cfg = base(family, dims, 0.0, Activation::GeluTanh, rope);
     cfg.tied_unembed = !m.has_tensor("output.weight");

@@ -2,7 +2,7 @@
 //! parameter to it: Llama 1–3 / SmolLM2, Qwen2 (q/k/v biases), Mistral (a sliding window),
 //! Qwen3 (per-head QK-norm) and Phi-3 (fused QKV and gate/up projections).
 
-use super::{checked, full_layers, gguf_rope_scaling, hf_activation, hf_rope, refuse_unless, FamilyDecl};
+use super::{checked, hf_activation, hf_rope, refuse_unless, Dims, FamilyDecl};
 use crate::error::IoError;
 use crate::gguf_meta::GgufMeta;
 use crate::hf_config::HfConfig;
@@ -130,13 +130,7 @@ const GGUF_PHI3: &[TensorEntry] =
     &[TensorEntry { name: "blk.{i}.ffn_up.weight", transforms: &[T::SplitHalves], roles: &[R::Gate, R::Up] }];
 
 fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
-    let d_model = c.req("hidden_size", c.hidden_size)?;
-    let n_heads = c.req("num_attention_heads", c.num_attention_heads)?;
-    if n_heads == 0 {
-        return Err(c.err("num_attention_heads", "must be positive"));
-    }
-    let d_head = c.head_dim.unwrap_or(d_model / n_heads);
-    let n_layers = c.req("num_hidden_layers", c.num_hidden_layers)?;
+    let dims = Dims::from_hf(c, 1e-6)?;
     // Qwen2/3 only slide when use_sliding_window is set (and then only above max_window_layers).
     let window = match family {
         Family::Qwen2 | Family::Qwen3 => {
@@ -152,97 +146,41 @@ fn from_hf(c: &HfConfig, family: Family) -> Result<ModelConfig, IoError> {
         ));
     }
     // Phi-3's LongRoPE (`longrope` / `su`) is refused by name there.
-    let rope = hf_rope(c, d_head, 10000.0)?;
+    let rope = hf_rope(c, dims.d_head, 10000.0)?;
     let act = hf_activation(c, "hidden_act", c.hidden_act.as_deref().unwrap_or("silu"))?;
+    let mut cfg = dims.rotary_config(family, rope, MlpKind::Gated { act, bias: c.mlp_bias.unwrap_or(false) });
     let attn_bias = c.attention_bias.unwrap_or(false);
     let qwen2 = family == Family::Qwen2;
-    let mut layers = full_layers(n_layers);
-    for l in &mut layers {
+    cfg.attn.qkv_bias = qwen2 || attn_bias;
+    cfg.attn.o_bias = !qwen2 && attn_bias;
+    if family == Family::Qwen3 {
+        cfg.attn.qk_norm = QkNorm::PerHead;
+    }
+    for l in &mut cfg.layers {
         l.sliding_window = window;
     }
-    let cfg = ModelConfig {
-        family,
-        d_model,
-        n_layers,
-        n_heads,
-        n_kv_heads: c.num_key_value_heads.unwrap_or(n_heads),
-        d_head,
-        d_mlp: c.req("intermediate_size", c.intermediate_size)?,
-        d_vocab: c.req("vocab_size", c.vocab_size)?,
-        context_length: c.req("max_position_embeddings", c.max_position_embeddings)?,
-        norm: NormKind::RmsNorm { eps: c.rms_norm_eps.unwrap_or(1e-6), weight_offset: 0.0 },
-        norm_placement: NormPlacement::Pre,
-        block_layout: BlockLayout::Sequential,
-        positional: Positional::Rotary(rope),
-        mlp: MlpKind::Gated { act, bias: c.mlp_bias.unwrap_or(false) },
-        attn: AttnSpec {
-            qkv_bias: qwen2 || attn_bias,
-            o_bias: !qwen2 && attn_bias,
-            scale: 1.0 / (d_head as f64).sqrt(),
-            qk_norm: if family == Family::Qwen3 { QkNorm::PerHead } else { QkNorm::None },
-            softcap: None,
-            sinks: false,
-        },
-        layers,
-        embed_scale: None,
-        embed_norm: false,
-        final_logit_softcap: None,
-        tied_unembed: c.tie_word_embeddings.unwrap_or(false),
-    };
+    cfg.tied_unembed = c.tie_word_embeddings.unwrap_or(false);
     checked(cfg, &c.path)
 }
 
 fn from_gguf(m: &GgufMeta, family: Family) -> Result<ModelConfig, IoError> {
-    let d_model = m.usize("embedding_length")?;
-    let n_heads = m.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(m.err(&format!("{}.attention.head_count", m.arch), "must be positive"));
-    }
-    let d_head = m.opt_usize("attention.key_length")?.unwrap_or(d_model / n_heads);
-    let n_layers = m.usize("block_count")?;
-    let rotary_dim = m.opt_usize("rope.dimension_count")?.unwrap_or(d_head);
     if m.has_tensor("rope_factors_long.weight") {
         return Err(m.err("rope_factors_long.weight", "LongRoPE (su) scaling is not supported yet"));
     }
-    let bias = m.has_tensor("blk.0.attn_q.bias") || m.has_tensor("blk.0.attn_qkv.bias");
+    let dims = Dims::from_gguf(m)?;
+    let mlp = MlpKind::Gated { act: Activation::Silu, bias: m.has_tensor("blk.0.ffn_up.bias") };
     // Mistral-style GGUFs (architecture `llama`) record their window; 0 means none (Phi-3).
     let window = m.opt_usize("attention.sliding_window")?.filter(|&w| w > 0);
-    let mut layers = full_layers(n_layers);
-    for l in &mut layers {
+    let family = if family == Family::Llama && window.is_some() { Family::Mistral } else { family };
+    let mut cfg = dims.rotary_config(family, dims.gguf_rope(m, 10000.0, true)?, mlp);
+    cfg.attn.qkv_bias = m.has_tensor("blk.0.attn_q.bias") || m.has_tensor("blk.0.attn_qkv.bias");
+    cfg.attn.o_bias = family != Family::Qwen2 && m.has_tensor("blk.0.attn_output.bias");
+    if family == Family::Qwen3 {
+        cfg.attn.qk_norm = QkNorm::PerHead;
+    }
+    for l in &mut cfg.layers {
         l.sliding_window = window;
     }
-    let cfg = ModelConfig {
-        family: if family == Family::Llama && window.is_some() { Family::Mistral } else { family },
-        d_model,
-        n_layers,
-        n_heads,
-        n_kv_heads: m.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads),
-        d_head,
-        d_mlp: m.usize("feed_forward_length")?,
-        d_vocab: m.vocab_size()?,
-        context_length: m.usize("context_length")?,
-        norm: NormKind::RmsNorm { eps: m.f64("attention.layer_norm_rms_epsilon")?, weight_offset: 0.0 },
-        norm_placement: NormPlacement::Pre,
-        block_layout: BlockLayout::Sequential,
-        positional: Positional::Rotary(RopeSpec {
-            theta: m.opt_f64("rope.freq_base")?.unwrap_or(10000.0),
-            rotary_dim,
-            scaling: gguf_rope_scaling(m, true)?,
-        }),
-        mlp: MlpKind::Gated { act: Activation::Silu, bias: m.has_tensor("blk.0.ffn_up.bias") },
-        attn: AttnSpec {
-            qkv_bias: bias,
-            o_bias: family != Family::Qwen2 && m.has_tensor("blk.0.attn_output.bias"),
-            scale: 1.0 / (d_head as f64).sqrt(),
-            qk_norm: if family == Family::Qwen3 { QkNorm::PerHead } else { QkNorm::None },
-            softcap: None,
-            sinks: false,
-        },
-        layers,
-        embed_scale: None,
-        embed_norm: false,
-        final_logit_softcap: None,
-        tied_unembed: !m.has_tensor("output.weight"),
-    };
+    cfg.tied_unembed = !m.has_tensor("output.weight");
     checked(cfg, &m.path)
 }

@@ -14,7 +14,10 @@ use crate::error::IoError;
 use crate::gguf_meta::GgufMeta;
 use crate::hf_config::{HfConfig, HfRope};
 use crate::weights::TensorEntry;
-use sinkscope_spec::{Activation, Family, LayerSpec, ModelConfig, RopeScaling, RopeSpec};
+use sinkscope_spec::{
+    Activation, AttnSpec, BlockLayout, Family, LayerSpec, MlpKind, ModelConfig, NormKind, NormPlacement,
+    Positional, QkNorm, RopeScaling, RopeSpec,
+};
 
 pub use gguf_names::GGUF_NAMES;
 
@@ -284,6 +287,113 @@ pub(crate) fn layers_from(
             false => LayerSpec::default(),
         })
         .collect()
+}
+
+/// The dimensions the RMSNorm / rotary families read under the same names: from
+/// `config.json` (`hidden_size`, `num_attention_heads`, `head_dim`, ...) or from GGUF
+/// (`<arch>.embedding_length`, `<arch>.attention.head_count`, `<arch>.attention.key_length`, ...).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dims {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub d_head: usize,
+    pub d_mlp: usize,
+    pub d_vocab: usize,
+    pub context_length: usize,
+    /// The RMSNorm epsilon.
+    pub eps: f64,
+}
+
+impl Dims {
+    /// From an HF config (`rms_norm_eps` defaulting to `default_eps`).
+    pub(crate) fn from_hf(c: &HfConfig, default_eps: f64) -> Result<Self, IoError> {
+        let d_model = c.req("hidden_size", c.hidden_size)?;
+        let n_heads = c.req("num_attention_heads", c.num_attention_heads)?;
+        if n_heads == 0 {
+            return Err(c.err("num_attention_heads", "must be positive"));
+        }
+        Ok(Dims {
+            d_model,
+            n_layers: c.req("num_hidden_layers", c.num_hidden_layers)?,
+            n_heads,
+            n_kv_heads: c.num_key_value_heads.unwrap_or(n_heads),
+            d_head: c.head_dim.unwrap_or(d_model / n_heads),
+            d_mlp: c.req("intermediate_size", c.intermediate_size)?,
+            d_vocab: c.req("vocab_size", c.vocab_size)?,
+            context_length: c.req("max_position_embeddings", c.max_position_embeddings)?,
+            eps: c.rms_norm_eps.unwrap_or(default_eps),
+        })
+    }
+
+    /// From GGUF metadata.
+    pub(crate) fn from_gguf(m: &GgufMeta) -> Result<Self, IoError> {
+        let d_model = m.usize("embedding_length")?;
+        let n_heads = m.usize("attention.head_count")?;
+        if n_heads == 0 {
+            return Err(m.err(&format!("{}.attention.head_count", m.arch), "must be positive"));
+        }
+        Ok(Dims {
+            d_model,
+            n_layers: m.usize("block_count")?,
+            n_heads,
+            n_kv_heads: m.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads),
+            d_head: m.opt_usize("attention.key_length")?.unwrap_or(d_model / n_heads),
+            d_mlp: m.usize("feed_forward_length")?,
+            d_vocab: m.vocab_size()?,
+            context_length: m.usize("context_length")?,
+            eps: m.f64("attention.layer_norm_rms_epsilon")?,
+        })
+    }
+
+    /// The GGUF RoPE (`<arch>.rope.freq_base`, `.dimension_count`, `.scaling.*`).
+    pub(crate) fn gguf_rope(
+        &self,
+        m: &GgufMeta,
+        default_theta: f64,
+        yarn_truncate: bool,
+    ) -> Result<RopeSpec, IoError> {
+        Ok(RopeSpec {
+            theta: m.opt_f64("rope.freq_base")?.unwrap_or(default_theta),
+            rotary_dim: m.opt_usize("rope.dimension_count")?.unwrap_or(self.d_head),
+            scaling: gguf_rope_scaling(m, yarn_truncate)?,
+        })
+    }
+
+    /// A pre-RMSNorm (offset 0), sequential, rotary decoder of these dimensions without
+    /// biases, extras or windows, and with an untied head: the families set what differs.
+    pub(crate) fn rotary_config(&self, family: Family, rope: RopeSpec, mlp: MlpKind) -> ModelConfig {
+        ModelConfig {
+            family,
+            d_model: self.d_model,
+            n_layers: self.n_layers,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            d_head: self.d_head,
+            d_mlp: self.d_mlp,
+            d_vocab: self.d_vocab,
+            context_length: self.context_length,
+            norm: NormKind::RmsNorm { eps: self.eps, weight_offset: 0.0 },
+            norm_placement: NormPlacement::Pre,
+            block_layout: BlockLayout::Sequential,
+            positional: Positional::Rotary(rope),
+            mlp,
+            attn: AttnSpec {
+                qkv_bias: false,
+                o_bias: false,
+                scale: 1.0 / (self.d_head as f64).sqrt(),
+                qk_norm: QkNorm::None,
+                softcap: None,
+                sinks: false,
+            },
+            layers: full_layers(self.n_layers),
+            embed_scale: None,
+            embed_norm: false,
+            final_logit_softcap: None,
+            tied_unembed: false,
+        }
+    }
 }
 
 /// Full-attention layer specs. Capped just past [`sinkscope_spec::MAX_LAYERS`] so that an
