@@ -8,7 +8,7 @@ use crate::gguf_meta::GgufMeta;
 use crate::hf_config::HfConfig;
 use crate::source::{GgufSource, RenamedSource, SafetensorsSource, TensorSource};
 use crate::tokenizer::{GgufVocab, Tokenizer};
-use crate::weights::{load_weights, WeightSet};
+use crate::weights::{load_weights, weight_plan, WeightPlan, WeightSet};
 use sinkscope_spec::ModelConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -127,12 +127,23 @@ impl ModelFiles {
     }
 
     /// Loads and checks every weight (strict: missing, misshapen or unused tensors are errors).
+    /// Matrices stored in a format other than F32 stay in it (see [`crate::stored`]).
     pub fn load_weights(&self) -> Result<WeightSet, IoError> {
-        let (table, ignored) = match self.format {
+        let (table, ignored) = self.table();
+        load_weights(self.source.as_ref(), &self.config, &table, ignored)
+    }
+
+    /// What the weights will take once loaded ([`WeightPlan`]), before anything is read;
+    /// `keep_stored`: whether matrices stay in their stored format (the kernel runs here).
+    pub fn weight_plan(&self, keep_stored: bool) -> WeightPlan {
+        weight_plan(self.source.as_ref(), &self.config, &self.table().0, keep_stored)
+    }
+
+    fn table(&self) -> (Vec<crate::weights::TensorEntry>, &'static [&'static str]) {
+        match self.format {
             Format::Gguf => (self.decl.gguf_tensors(), &[][..]),
             Format::Safetensors => (self.decl.hf_tensors(), self.decl.hf_ignored),
-        };
-        load_weights(self.source.as_ref(), &self.config, &table, ignored)
+        }
     }
 
     /// How many tensors of each storage type the checkpoint has (the quantisation mix).

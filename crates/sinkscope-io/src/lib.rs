@@ -20,6 +20,7 @@ pub mod gguf_meta;
 pub mod hf_config;
 pub mod prompts;
 pub mod source;
+pub mod stored;
 pub mod tokenizer;
 pub mod weights;
 

@@ -2,7 +2,8 @@
 //! file format. Values come out as row-major f32 (GGUF quantised types dequantised exactly).
 
 use crate::error::IoError;
-use crate::gguf::GgufFile;
+use crate::gguf::{GgmlType, GgufFile};
+use crate::stored::{SharedBytes, StoredMatrix};
 use memmap2::Mmap;
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ pub struct TensorMeta {
     pub shape: Vec<usize>,
     /// Storage type as the file names it (`F32`, `BF16`, `Q4_1`, ...).
     pub dtype: String,
+    /// Bytes the tensor takes in the file.
+    pub bytes: u64,
 }
 
 /// Read-only access to the tensors of a checkpoint.
@@ -26,6 +29,14 @@ pub trait TensorSource {
     fn tensors(&self) -> &BTreeMap<String, TensorMeta>;
     /// The tensor's values as row-major f32.
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError>;
+    /// The tensor kept in its stored format, viewed as rows of its last axis, when that format
+    /// is one the matmul kernel dequantises on the fly (GGUF quantisations, F16, BF16);
+    /// `None` for F32 (packed once at load instead) and for sources that cannot share bytes.
+    /// Its values are exactly [`read_f32`](Self::read_f32)'s.
+    fn read_stored(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// The bytes of one safetensors file: memory-mapped, or owned (tests, fuzzing).
@@ -43,6 +54,12 @@ impl Bytes {
     }
 }
 
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self.get()
+    }
+}
+
 /// Where one tensor lives in a shard, as validated by [`parse_header`].
 #[derive(Debug, Clone)]
 struct Entry {
@@ -56,7 +73,7 @@ struct Entry {
 /// One safetensors file.
 struct Shard {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: std::sync::Arc<Bytes>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -302,7 +319,11 @@ impl SafetensorsSource {
             SafeTensors::deserialize(bytes.get())
                 .map_err(|e| IoError::BadHeader { path: path.clone(), reason: e.to_string() })?;
             for (name, e) in &entries {
-                let meta = TensorMeta { shape: e.shape.clone(), dtype: format!("{:?}", e.dtype) };
+                let meta = TensorMeta {
+                    shape: e.shape.clone(),
+                    dtype: format!("{:?}", e.dtype),
+                    bytes: (e.end - e.start) as u64,
+                };
                 if index.insert(name.clone(), meta).is_some() {
                     return Err(IoError::BadTensor {
                         path: path.clone(),
@@ -312,9 +333,33 @@ impl SafetensorsSource {
                 }
                 shard_of.insert(name.clone(), si);
             }
-            shards.push(Shard { path, bytes, entries });
+            shards.push(Shard { path, bytes: std::sync::Arc::new(bytes), entries });
         }
         Ok(SafetensorsSource { root: root.to_path_buf(), shards, index, shard_of })
+    }
+}
+
+impl SafetensorsSource {
+    /// The shard, header entry and bytes of tensor `name`.
+    fn locate(&self, name: &str) -> Result<(&Shard, &Entry, &[u8]), IoError> {
+        let found = self
+            .shard_of
+            .get(name)
+            .and_then(|i| self.shards.get(*i))
+            .and_then(|s| s.entries.get(name).map(|e| (s, e)));
+        let Some((shard, entry)) = found else {
+            return Err(IoError::BadTensor {
+                path: self.root.clone(),
+                name: name.into(),
+                reason: "not in checkpoint".into(),
+            });
+        };
+        let bytes = shard.bytes.get().get(entry.start..entry.end).ok_or_else(|| IoError::BadTensor {
+            path: shard.path.clone(),
+            name: name.into(),
+            reason: format!("data [{}..{}] outside the file", entry.start, entry.end),
+        })?;
+        Ok((shard, entry, bytes))
     }
 }
 
@@ -328,24 +373,8 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError> {
-        let found = self
-            .shard_of
-            .get(name)
-            .and_then(|i| self.shards.get(*i))
-            .and_then(|s| s.entries.get(name).map(|e| (s, e)));
-        let Some((shard, entry)) = found else {
-            return Err(IoError::BadTensor {
-                path: self.root.clone(),
-                name: name.into(),
-                reason: "not in checkpoint".into(),
-            });
-        };
+        let (shard, entry, bytes) = self.locate(name)?;
         let bad = |reason: String| IoError::BadTensor { path: shard.path.clone(), name: name.into(), reason };
-        let bytes = shard
-            .bytes
-            .get()
-            .get(entry.start..entry.end)
-            .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
         use safetensors::Dtype;
         let out: Vec<f32> = match entry.dtype {
             Dtype::F32 => {
@@ -365,6 +394,22 @@ impl TensorSource for SafetensorsSource {
         }
         Ok(out)
     }
+
+    fn read_stored(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        let (shard, entry, _) = self.locate(name)?;
+        let ty = match entry.dtype {
+            safetensors::Dtype::F16 => GgmlType::F16,
+            safetensors::Dtype::BF16 => GgmlType::BF16,
+            _ => return Ok(None),
+        };
+        let k = entry.shape.last().copied().unwrap_or(1);
+        let rows = entry.shape.iter().rev().skip(1).product();
+        let bad = |reason: String| IoError::BadTensor { path: shard.path.clone(), name: name.into(), reason };
+        let owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = shard.bytes.clone();
+        let bytes = SharedBytes::new(owner, entry.start..entry.end)
+            .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
+        StoredMatrix::new(bytes, ty, rows, k).map(Some).map_err(|e| bad(e.to_string()))
+    }
 }
 
 /// A GGUF file seen as a tensor source.
@@ -381,7 +426,14 @@ impl GgufSource {
             .tensors()
             .iter()
             .map(|t| {
-                (t.name.clone(), TensorMeta { shape: t.shape.clone(), dtype: format!("{:?}", t.ggml_type) })
+                (
+                    t.name.clone(),
+                    TensorMeta {
+                        shape: t.shape.clone(),
+                        dtype: format!("{:?}", t.ggml_type),
+                        bytes: t.n_bytes,
+                    },
+                )
             })
             .collect();
         GgufSource { file, path: path.to_path_buf(), index }
@@ -406,6 +458,13 @@ impl TensorSource for GgufSource {
         let values = self.file.dequantize(name)?;
         self.file.release_pages(name);
         Ok(values)
+    }
+
+    fn read_stored(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        if self.file.tensor_info(name)?.ggml_type == GgmlType::F32 {
+            return Ok(None);
+        }
+        Ok(Some(self.file.stored_matrix(name)?))
     }
 }
 
@@ -456,5 +515,8 @@ impl TensorSource for RenamedSource {
     }
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, IoError> {
         self.inner.read_f32(self.file_name(name))
+    }
+    fn read_stored(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        self.inner.read_stored(self.file_name(name))
     }
 }

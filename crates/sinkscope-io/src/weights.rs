@@ -4,6 +4,7 @@
 
 use crate::error::{closest_names, IoError};
 use crate::source::TensorSource;
+use crate::stored::{StoredError, StoredMatrix};
 use sinkscope_spec::{MlpKind, ModelConfig, NormKind, Positional, QkNorm};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,6 +89,30 @@ pub enum TensorRole {
     ExpertDownBias,
 }
 
+impl TensorRole {
+    /// Whether the role is a matrix that the model multiplies by (or looks rows up in): the
+    /// weights that may stay in their stored format.
+    pub fn is_matrix(self) -> bool {
+        use TensorRole::*;
+        matches!(
+            self,
+            TokEmbed
+                | Unembed
+                | Q
+                | K
+                | V
+                | O
+                | Gate
+                | Up
+                | Down
+                | RouterW
+                | ExpertGate
+                | ExpertUp
+                | ExpertDown
+        )
+    }
+}
+
 /// A role, with its block index for per-block roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoleKey {
@@ -125,6 +150,62 @@ pub enum Transform {
     TransposeLast2,
 }
 
+impl Transform {
+    /// Whether the transform only selects and reorders whole rows (first-axis slices), so
+    /// that it can be applied to stored-format rows as a row map.
+    pub fn moves_rows_only(self) -> bool {
+        matches!(
+            self,
+            Transform::UnpermuteQ | Transform::UnpermuteK | Transform::SplitQkv(_) | Transform::SplitHalves
+        )
+    }
+
+    /// For a transform that [moves rows only](Self::moves_rows_only): for each output, the
+    /// first-axis index of the input that each of its first-axis entries comes from. `None`
+    /// for the other transforms.
+    fn row_maps(self, rows: usize, cfg: &ModelConfig) -> Option<Vec<Vec<usize>>> {
+        let (dh, qh, kvh) = (cfg.d_head, cfg.n_heads, cfg.n_kv_heads);
+        Some(match self {
+            Transform::UnpermuteQ => vec![unpermute_map(rows, qh)],
+            Transform::UnpermuteK => vec![unpermute_map(rows, kvh)],
+            Transform::SplitHalves => vec![(0..rows / 2).collect(), (rows / 2..rows / 2 * 2).collect()],
+            Transform::SplitQkv(QkvLayout::Blocks) => {
+                let (nq, nk) = ((qh * dh).min(rows), (kvh * dh).min(rows));
+                let k_end = (nq + nk).min(rows);
+                vec![(0..nq).collect(), (nq..k_end).collect(), (k_end..rows).collect()]
+            }
+            // Rows are [H, 3, dh]; only defined for n_kv_heads == n_heads.
+            Transform::SplitQkv(QkvLayout::PerHead) => (0..3)
+                .map(|p| {
+                    (0..qh)
+                        .flat_map(|h| ((h * 3 + p) * dh..(h * 3 + p + 1) * dh).filter(|&r| r < rows))
+                        .collect()
+                })
+                .collect(),
+            Transform::Transpose | Transform::TransposeLast2 | Transform::Deinterleave => return None,
+        })
+    }
+}
+
+/// Inverse of llama.cpp's `permute(w, n) = w.reshape(n, 2, rows/n/2, in).swapaxes(1, 2)`:
+/// file row `(h, i, j)` (j in 0..2) holds original row `(h, j, i)`. The identity when the rows
+/// do not split into `n` heads of two halves.
+fn unpermute_map(rows: usize, n: usize) -> Vec<usize> {
+    if n == 0 || rows % (2 * n) != 0 {
+        return (0..rows).collect();
+    }
+    let half = rows / n / 2;
+    let mut map = vec![0; rows];
+    for h in 0..n {
+        for i in 0..half {
+            for j in 0..2 {
+                map[h * 2 * half + j * half + i] = h * half * 2 + i * 2 + j;
+            }
+        }
+    }
+    map
+}
+
 /// One row of a family's tensor-name table.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorEntry {
@@ -141,6 +222,56 @@ impl TensorEntry {
     pub fn per_block(&self) -> bool {
         self.name.contains("{i}")
     }
+
+    /// Whether the entry's tensor stays in its stored format when the file stores it in one
+    /// the kernel reads (anything but F32): its roles are matrices and its transforms only
+    /// move rows.
+    pub fn may_stay_stored(&self) -> bool {
+        self.roles.iter().all(|r| r.is_matrix()) && self.transforms.iter().all(|t| t.moves_rows_only())
+    }
+}
+
+/// What the weights of a checkpoint will take once loaded, worked out from the tensor table
+/// and the file's metadata before anything is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WeightPlan {
+    /// Bytes held after loading: stored-format matrices at their file size, everything else
+    /// at 4 bytes a value.
+    pub resident_bytes: u64,
+    /// Values of the largest tensor read as f32 (the load transient).
+    pub largest_f32_values: u64,
+}
+
+/// The [`WeightPlan`] of loading `src` through `table`; `keep_stored` says whether matrices may
+/// stay in their stored format (the model's kernel runs on this machine). Tensors no entry
+/// names (they fail strict loading) count as f32.
+pub fn weight_plan(
+    src: &dyn TensorSource,
+    cfg: &ModelConfig,
+    table: &[TensorEntry],
+    keep_stored: bool,
+) -> WeightPlan {
+    let mut stays: BTreeSet<String> = BTreeSet::new();
+    if keep_stored {
+        for entry in table.iter().filter(|e| e.may_stay_stored()) {
+            let blocks: Vec<String> = match entry.per_block() {
+                true => (0..cfg.n_layers).map(|i| entry.name.replace("{i}", &i.to_string())).collect(),
+                false => vec![entry.name.to_string()],
+            };
+            stays.extend(blocks);
+        }
+    }
+    let mut plan = WeightPlan::default();
+    for (name, meta) in src.tensors() {
+        let values = meta.shape.iter().product::<usize>() as u64;
+        if meta.dtype != "F32" && stays.contains(name) {
+            plan.resident_bytes = plan.resident_bytes.saturating_add(meta.bytes);
+        } else {
+            plan.resident_bytes = plan.resident_bytes.saturating_add(values.saturating_mul(4));
+            plan.largest_f32_values = plan.largest_f32_values.max(values);
+        }
+    }
+    plan
 }
 
 /// A loaded weight: row-major f32 values and their shape.
@@ -183,38 +314,124 @@ impl std::fmt::Display for NonFiniteTensor {
 
 /// Counts the non-finite values of one tensor.
 pub fn scan_non_finite(name: &str, data: &[f32]) -> Option<NonFiniteTensor> {
-    let first_index = data.iter().position(|x| !x.is_finite())?;
-    let nan = data.iter().filter(|x| x.is_nan()).count();
-    let inf = data.iter().filter(|x| x.is_infinite()).count();
-    Some(NonFiniteTensor { name: name.to_string(), nan, inf, first_index })
+    let mut scan = NonFiniteScan::new(name);
+    scan.push(0, data);
+    scan.finish()
+}
+
+/// [`scan_non_finite`] over a tensor read in pieces (stored-format rows dequantised one at a
+/// time), with the same result.
+struct NonFiniteScan {
+    found: NonFiniteTensor,
+}
+
+impl NonFiniteScan {
+    fn new(name: &str) -> Self {
+        NonFiniteScan {
+            found: NonFiniteTensor { name: name.to_string(), nan: 0, inf: 0, first_index: usize::MAX },
+        }
+    }
+
+    /// The values starting at flat index `at`.
+    fn push(&mut self, at: usize, data: &[f32]) {
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            self.found.first_index = self.found.first_index.min(at + i);
+            self.found.nan += data.iter().filter(|x| x.is_nan()).count();
+            self.found.inf += data.iter().filter(|x| x.is_infinite()).count();
+        }
+    }
+
+    fn finish(self) -> Option<NonFiniteTensor> {
+        (self.found.first_index != usize::MAX).then_some(self.found)
+    }
+}
+
+/// A matrix weight kept in its file's storage format (see [`crate::stored`]).
+#[derive(Debug, Clone)]
+pub struct StoredWeight {
+    /// Row-major shape (`[out, in]`, or `[E, out, in]` for experts).
+    pub shape: Vec<usize>,
+    /// The rows, `shape[..-1]` flattened, each of `shape[-1]` values.
+    pub matrix: StoredMatrix,
+}
+
+/// A matrix weight as loaded: f32 values, or rows in the file's storage format.
+#[derive(Debug, Clone)]
+pub enum MatrixWeight {
+    /// f32 values.
+    F32(Weight),
+    /// Stored-format rows.
+    Stored(StoredWeight),
+}
+
+impl MatrixWeight {
+    /// Row-major shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            MatrixWeight::F32(w) => &w.shape,
+            MatrixWeight::Stored(s) => &s.shape,
+        }
+    }
 }
 
 /// Every weight of a model, by role.
 #[derive(Debug, Default)]
 pub struct WeightSet {
     map: BTreeMap<RoleKey, Weight>,
+    stored: BTreeMap<RoleKey, StoredWeight>,
     non_finite: Vec<NonFiniteTensor>,
 }
 
 impl WeightSet {
-    /// Removes and returns a weight (the model takes ownership without copying).
-    pub fn take(&mut self, role: TensorRole, block: Option<usize>) -> Option<Weight> {
-        self.map.remove(&RoleKey { role, block })
+    /// Removes and returns a weight as f32 values (the model takes ownership without copying;
+    /// a stored-format matrix is dequantised).
+    ///
+    /// # Errors
+    /// When a stored matrix cannot be dequantised.
+    pub fn take(&mut self, role: TensorRole, block: Option<usize>) -> Result<Option<Weight>, IoError> {
+        match self.take_matrix(role, block) {
+            None => Ok(None),
+            Some(MatrixWeight::F32(w)) => Ok(Some(w)),
+            Some(MatrixWeight::Stored(s)) => {
+                let data = s.matrix.to_f32().map_err(|e| IoError::BadTensor {
+                    path: std::path::PathBuf::new(),
+                    name: format!("{role:?}"),
+                    reason: e.to_string(),
+                })?;
+                Ok(Some(Weight { shape: s.shape, data }))
+            }
+        }
     }
 
-    /// Borrows a weight.
-    pub fn get(&self, role: TensorRole, block: Option<usize>) -> Option<&Weight> {
-        self.map.get(&RoleKey { role, block })
+    /// Removes and returns a matrix weight as loaded: stored-format rows where the file's
+    /// format allows it, else f32.
+    pub fn take_matrix(&mut self, role: TensorRole, block: Option<usize>) -> Option<MatrixWeight> {
+        let key = RoleKey { role, block };
+        match self.map.remove(&key) {
+            Some(w) => Some(MatrixWeight::F32(w)),
+            None => self.stored.remove(&key).map(MatrixWeight::Stored),
+        }
+    }
+
+    /// Whether the set holds a weight for the role.
+    pub fn contains(&self, role: TensorRole, block: Option<usize>) -> bool {
+        let key = RoleKey { role, block };
+        self.map.contains_key(&key) || self.stored.contains_key(&key)
     }
 
     /// Number of weights.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.stored.len()
     }
 
     /// Whether there are no weights.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.is_empty() && self.stored.is_empty()
+    }
+
+    /// Bytes held in stored format (the rest is f32).
+    pub fn stored_bytes(&self) -> usize {
+        self.stored.values().map(|s| s.matrix.bytes_used()).sum()
     }
 
     /// The checkpoint tensors that hold NaN or infinite values (empty for a sound checkpoint).
@@ -360,14 +577,54 @@ pub fn load_weights(
                     actual: meta.shape.clone(),
                 });
             }
-            let data = src.read_f32(&name)?;
-            if let Some(nf) = scan_non_finite(&name, &data) {
-                set.non_finite.push(nf);
-            }
-            let outputs = apply_transforms(entry.transforms, Weight { shape: meta.shape.clone(), data }, cfg);
+            // Matrices the kernel multiplies stay in their stored format when every transform
+            // only moves rows; everything else is read as f32.
+            let stored = match entry.may_stay_stored() {
+                true => src.read_stored(&name)?,
+                false => None,
+            };
+            let outputs: Vec<MatrixWeight> = match stored {
+                Some(matrix) => {
+                    let mut scan = NonFiniteScan::new(&name);
+                    matrix.for_each_stored_row(|at, row| scan.push(at, row)).map_err(|e| {
+                        IoError::BadTensor { path: path.clone(), name: name.clone(), reason: e.to_string() }
+                    })?;
+                    if let Some(nf) = scan.finish() {
+                        set.non_finite.push(nf);
+                    }
+                    stored_transforms(
+                        entry.transforms,
+                        StoredWeight { shape: meta.shape.clone(), matrix },
+                        cfg,
+                    )
+                    .map_err(|e| IoError::BadTensor {
+                        path: path.clone(),
+                        name: name.clone(),
+                        reason: e.to_string(),
+                    })?
+                    .into_iter()
+                    .map(MatrixWeight::Stored)
+                    .collect()
+                }
+                None => {
+                    let data = src.read_f32(&name)?;
+                    if let Some(nf) = scan_non_finite(&name, &data) {
+                        set.non_finite.push(nf);
+                    }
+                    apply_transforms(entry.transforms, Weight { shape: meta.shape.clone(), data }, cfg)
+                        .into_iter()
+                        .map(MatrixWeight::F32)
+                        .collect()
+                }
+            };
             for ((key, w), exp) in keys.iter().zip(outputs).zip(&shapes) {
-                if &w.shape != exp {
-                    return Err(IoError::WrongShape { path, name, expected: exp.clone(), actual: w.shape });
+                if w.shape() != &exp[..] {
+                    return Err(IoError::WrongShape {
+                        path,
+                        name,
+                        expected: exp.clone(),
+                        actual: w.shape().to_vec(),
+                    });
                 }
                 if let Some(other) = source_of.insert(*key, name.clone()) {
                     return Err(IoError::Config {
@@ -379,12 +636,15 @@ pub fn load_weights(
                         ),
                     });
                 }
-                set.map.insert(*key, w);
+                match w {
+                    MatrixWeight::F32(w) => set.map.insert(*key, w).map(|_| ()),
+                    MatrixWeight::Stored(w) => set.stored.insert(*key, w).map(|_| ()),
+                };
             }
             used.insert(name);
         }
     }
-    if let Some((key, shape)) = needed.iter().find(|(k, _)| !set.map.contains_key(k)) {
+    if let Some((key, shape)) = needed.iter().find(|(k, _)| !set.contains(k.role, k.block)) {
         if let Some((name, expected)) = first_candidate.remove(key) {
             return Err(IoError::MissingTensor {
                 nearest: closest_names(&name, files.keys().map(String::as_str)),
@@ -469,17 +729,59 @@ fn apply_transforms(transforms: &[Transform], w: Weight, cfg: &ModelConfig) -> V
                     vec![Weight { shape, data }]
                 }
                 Transform::TransposeLast2 => vec![transpose_last2(&data, &shape)],
-                Transform::UnpermuteQ => vec![Weight { data: unpermute(&data, &shape, cfg.n_heads), shape }],
-                Transform::UnpermuteK => {
-                    vec![Weight { data: unpermute(&data, &shape, cfg.n_kv_heads), shape }]
-                }
-                Transform::SplitQkv(layout) => split_qkv(&data, &shape, layout, cfg),
-                Transform::SplitHalves => split_halves(&data, &shape),
                 Transform::Deinterleave => deinterleave(&data, &shape),
+                rows_only => {
+                    let rows = shape.first().copied().unwrap_or(0);
+                    let cols: usize = shape.iter().skip(1).product();
+                    let maps = rows_only.row_maps(rows, cfg).unwrap_or_else(|| vec![(0..rows).collect()]);
+                    maps.into_iter()
+                        .map(|map| {
+                            let mut s = shape.clone();
+                            if let Some(r) = s.first_mut() {
+                                *r = map.len();
+                            }
+                            let data =
+                                map.iter().flat_map(|&r| &data[r * cols..(r + 1) * cols]).copied().collect();
+                            Weight { shape: s, data }
+                        })
+                        .collect()
+                }
             })
             .collect();
     }
     outs
+}
+
+/// [`apply_transforms`] for stored-format rows: every transform moves rows only (checked by the
+/// caller with [`Transform::moves_rows_only`]), so each output is a row map over the same
+/// bytes, with exactly the values the f32 path gives.
+fn stored_transforms(
+    transforms: &[Transform],
+    w: StoredWeight,
+    cfg: &ModelConfig,
+) -> Result<Vec<StoredWeight>, StoredError> {
+    let mut outs = vec![w];
+    for t in transforms {
+        let mut next = Vec::new();
+        for StoredWeight { shape, matrix } in outs {
+            let rows = shape.first().copied().unwrap_or(0);
+            // A first-axis entry is `sub` stored rows (experts: `[E, out, in]` has `out`).
+            let sub: usize = shape.iter().skip(1).rev().skip(1).product();
+            let maps = t
+                .row_maps(rows, cfg)
+                .ok_or_else(|| StoredError::Layout { what: format!("{t:?} does not only move rows") })?;
+            for map in maps {
+                let stored_rows: Vec<usize> = map.iter().flat_map(|&r| r * sub..(r + 1) * sub).collect();
+                let mut s = shape.clone();
+                if let Some(r) = s.first_mut() {
+                    *r = map.len();
+                }
+                next.push(StoredWeight { shape: s, matrix: matrix.select_rows(&stored_rows)? });
+            }
+        }
+        outs = next;
+    }
+    Ok(outs)
 }
 
 /// The shape the file tensor must have so that the entry's transforms give `outs` (the
@@ -547,20 +849,6 @@ fn transpose_last2(data: &[f32], shape: &[usize]) -> Weight {
     Weight { shape: s, data: out }
 }
 
-/// Rows `[a | b]` -> (a, b), each half the rows.
-fn split_halves(data: &[f32], shape: &[usize]) -> Vec<Weight> {
-    let rows = shape.first().copied().unwrap_or(0);
-    let mut s = shape.to_vec();
-    if let Some(r) = s.first_mut() {
-        *r = rows / 2;
-    }
-    let mid = (data.len() / 2).min(data.len());
-    vec![
-        Weight { shape: s.clone(), data: data[..mid].to_vec() },
-        Weight { shape: s, data: data[mid..].to_vec() },
-    ]
-}
-
 /// The last axis's even entries and odd entries.
 fn deinterleave(data: &[f32], shape: &[usize]) -> Vec<Weight> {
     let cols = shape.last().copied().unwrap_or(0).max(1);
@@ -590,64 +878,6 @@ fn transpose(data: &[f32], shape: &[usize]) -> (Vec<f32>, Vec<usize>) {
     }
 }
 
-/// Inverse of llama.cpp's `permute(w, n) = w.reshape(n, 2, rows/n/2, in).swapaxes(1, 2)`:
-/// file row `(h, i, j)` (j in 0..2) holds original row `(h, j, i)`.
-fn unpermute(data: &[f32], shape: &[usize], n: usize) -> Vec<f32> {
-    let rows = shape.first().copied().unwrap_or(0);
-    let cols: usize = shape.iter().skip(1).product();
-    if n == 0 || rows % (2 * n) != 0 {
-        return data.to_vec();
-    }
-    let half = rows / n / 2;
-    let mut out = vec![0.0; data.len()];
-    for h in 0..n {
-        for i in 0..half {
-            for j in 0..2 {
-                let src = (h * half * 2 + i * 2 + j) * cols;
-                let dst = (h * 2 * half + j * half + i) * cols;
-                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
-            }
-        }
-    }
-    out
-}
-
-/// Splits fused QKV rows into (q, k, v) weights.
-fn split_qkv(data: &[f32], shape: &[usize], layout: QkvLayout, cfg: &ModelConfig) -> Vec<Weight> {
-    let cols: usize = shape.iter().skip(1).product();
-    let tail: Vec<usize> = shape.iter().skip(1).copied().collect();
-    let dh = cfg.d_head;
-    let (qh, kvh) = (cfg.n_heads, cfg.n_kv_heads);
-    let with_rows = |rows: usize, v: Vec<f32>| {
-        let mut s = vec![rows];
-        s.extend(&tail);
-        Weight { shape: s, data: v }
-    };
-    match layout {
-        QkvLayout::Blocks => {
-            let (nq, nk) = (qh * dh * cols, kvh * dh * cols);
-            let q = data[..nq.min(data.len())].to_vec();
-            let k = data[nq.min(data.len())..(nq + nk).min(data.len())].to_vec();
-            let v = data[(nq + nk).min(data.len())..].to_vec();
-            vec![with_rows(qh * dh, q), with_rows(kvh * dh, k), with_rows(kvh * dh, v)]
-        }
-        QkvLayout::PerHead => {
-            // Rows are [H, 3, dh]; only defined for n_kv_heads == n_heads.
-            let mut parts = [Vec::new(), Vec::new(), Vec::new()];
-            for h in 0..qh {
-                for (p, part) in parts.iter_mut().enumerate() {
-                    let start = ((h * 3 + p) * dh) * cols;
-                    if let Some(s) = data.get(start..start + dh * cols) {
-                        part.extend_from_slice(s);
-                    }
-                }
-            }
-            let [q, k, v] = parts;
-            vec![with_rows(qh * dh, q), with_rows(kvh * dh, k), with_rows(kvh * dh, v)]
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,7 +900,9 @@ mod tests {
             }
         }
         assert_ne!(p, w);
-        assert_eq!(unpermute(&p, &[rows, cols], n), w);
+        let map = unpermute_map(rows, n);
+        let got: Vec<f32> = map.iter().flat_map(|&r| p[r * cols..(r + 1) * cols].to_vec()).collect();
+        assert_eq!(got, w);
     }
 
     /// Transposing twice is the identity and swaps the shape.

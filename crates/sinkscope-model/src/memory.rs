@@ -1,12 +1,13 @@
 //! The memory guard: before the weights are loaded, estimate what a run will hold at its peak
 //! and refuse (unless forced) when that exceeds the memory available.
 //!
-//! The estimate ([`estimate`]) is, in bytes, with f32 = 4 bytes (the loader dequantises every
-//! weight to f32, whatever the file stores):
+//! The estimate ([`estimate`]) is, in bytes, with f32 = 4 bytes:
 //!
-//! - **weights**: 4 x every value stored in the checkpoint;
-//! - **load transient**: 2 x 4 x the largest tensor (its f32 copy plus one transformed copy
-//!   while it is un-permuted, transposed or split);
+//! - **weights** as they will be held ([`sinkscope_io::weights::WeightPlan`]): where the packed
+//!   kernel runs (x86-64 with AVX2 and FMA), matrices stored in a format other than F32 stay in
+//!   it (their file size: the memory map's pages); every other tensor takes 4 bytes a value;
+//! - **load transient**: 2 x 4 x the largest tensor read as f32 (its f32 copy plus one
+//!   transformed copy while it is un-permuted, transposed or split);
 //! - **working set** of one forward pass over the longest prompt (T tokens): 8 residual-width
 //!   tensors `[T, d]`, q/k/v/z and their rotary copies `3 (H + 2 KVH) T dh + H T dh`, the
 //!   keys/values repeated for grouped-query attention `2 H T dh`, 3 attention-sized tensors
@@ -59,7 +60,7 @@ pub struct RunShape {
 /// The estimate, by part, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Every weight as f32.
+    /// The weights as they will be held (stored formats where they stay, else f32).
     pub weights: u64,
     /// Extra copies while one tensor is loaded.
     pub load_transient: u64,
@@ -85,7 +86,7 @@ impl fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (weights as f32 {}, load transient {}, forward working set for {} tokens {}, retained per prompt {}, runtime {})",
+            "{} (weights {}, load transient {}, forward working set for {} tokens {}, retained per prompt {}, runtime {})",
             human(self.total()),
             human(self.weights),
             human(self.load_transient),
@@ -169,11 +170,12 @@ pub fn site_bytes(cfg: &ModelConfig, site: HookSite, t: usize) -> u64 {
     u64::try_from(values * F32 as u128).unwrap_or(u64::MAX)
 }
 
-/// The estimate from a config and the checkpoint's sizes (see the module docs for the formula).
+/// The estimate from a config and the checkpoint's sizes (see the module docs for the formula):
+/// `weight_bytes` as they will be held, `largest_f32_values` of the largest tensor read as f32.
 pub fn estimate_for(
     cfg: &ModelConfig,
-    stored_values: u64,
-    largest_tensor_values: u64,
+    weight_bytes: u64,
+    largest_f32_values: u64,
     shape: &RunShape,
 ) -> MemoryEstimate {
     // u128: T^2 x heads can pass u64 for absurd (but validated) dimensions.
@@ -196,8 +198,8 @@ pub fn estimate_for(
         + if shape.logits { 2 * t * v } else { 0 };
     let values = u64::try_from(values).unwrap_or(u64::MAX);
     MemoryEstimate {
-        weights: stored_values.saturating_mul(F32),
-        load_transient: largest_tensor_values.saturating_mul(2 * F32),
+        weights: weight_bytes,
+        load_transient: largest_f32_values.saturating_mul(2 * F32),
         working_set: values.saturating_mul(F32),
         retained: shape.retained_bytes,
         overhead: RUNTIME_OVERHEAD,
@@ -208,7 +210,8 @@ pub fn estimate_for(
 /// The estimate for a checkpoint opened with [`ModelFiles::open`] (nothing loaded yet): the
 /// weight terms from the tensors in the file, the working set from the config.
 pub fn estimate(files: &ModelFiles, shape: &RunShape) -> MemoryEstimate {
-    estimate_for(&files.config, files.stored_parameters(), files.largest_tensor_values(), shape)
+    let plan = files.weight_plan(crate::layers::gemm::available());
+    estimate_for(&files.config, plan.resident_bytes, plan.largest_f32_values, shape)
 }
 
 /// Parses a byte count: digits with an optional K/M/G/T suffix (powers of 1024; `KiB`, `MB`
@@ -399,7 +402,7 @@ mod tests {
     fn refuses_when_too_small() {
         let cfg = cfg();
         let shape = RunShape { max_tokens: 64, logits: true, retained_bytes: 1000 };
-        let est = estimate_for(&cfg, 10_000_000, 1_000_000, &shape);
+        let est = estimate_for(&cfg, 40_000_000, 1_000_000, &shape);
         assert!(est.total() > 40_000_000);
         let small = Available { bytes: 1 << 20, source: "injected".into() };
         let e = check(Path::new("m.gguf"), &est, Some(&small), false).unwrap_err().to_string();

@@ -7,7 +7,7 @@ use crate::hooks::ForwardCtx;
 use crate::layers::{
     attention::causal_mask,
     attention::Attention,
-    linear::Linear,
+    linear::{Linear, Weight as LinearWeight},
     mlp::{Dense, Expert, Mlp, Moe},
     norm::Norm,
     rope::RopeTables,
@@ -15,6 +15,7 @@ use crate::layers::{
 };
 use crate::pack::Pack;
 use candle_core::{Device, Tensor};
+use sinkscope_io::weights::MatrixWeight;
 use sinkscope_io::{TensorRole as R, WeightSet};
 use sinkscope_spec::{HookSite, MlpKind, ModelConfig, NormKind, Positional, QkNorm, RopeSpec, SiteKind};
 
@@ -23,12 +24,12 @@ pub struct Model {
     /// The config it was built from.
     pub config: ModelConfig,
     device: Device,
-    tok_embed: Tensor,
+    tok_embed: LinearWeight,
     pos_embed: Option<Tensor>,
     embed_norm: Option<Norm>,
     blocks: Vec<Block>,
     ln_final: Norm,
-    unembed: Tensor,
+    unembed: Linear,
     /// Checkpoint tensors holding NaN/Inf, cited when an activation turns non-finite.
     non_finite_weights: Vec<String>,
 }
@@ -39,11 +40,23 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn take_raw(&mut self, role: R, block: Option<usize>) -> Result<sinkscope_io::Weight> {
-        self.w.take(role, block).ok_or_else(|| ModelError::MissingWeight {
+    fn missing(role: R, block: Option<usize>) -> ModelError {
+        ModelError::MissingWeight {
             role: format!("{role:?}"),
             block: block.map_or("the model".into(), |b| format!("block {b}")),
-        })
+        }
+    }
+
+    fn take_raw(&mut self, role: R, block: Option<usize>) -> Result<sinkscope_io::Weight> {
+        self.w
+            .take(role, block)
+            .map_err(|e| ModelError::Input(e.to_string()))?
+            .ok_or_else(|| Self::missing(role, block))
+    }
+
+    /// A matrix as loaded (stored format where the file allows it).
+    fn take_matrix(&mut self, role: R, block: Option<usize>) -> Result<MatrixWeight> {
+        self.w.take_matrix(role, block).ok_or_else(|| Self::missing(role, block))
     }
 
     fn take(&mut self, role: R, block: Option<usize>) -> Result<Tensor> {
@@ -52,22 +65,17 @@ impl Loader<'_> {
     }
 
     fn opt(&mut self, role: R, block: Option<usize>) -> Result<Option<Tensor>> {
-        match self.w.get(role, block) {
-            Some(_) => self.take(role, block).map(Some),
-            None => Ok(None),
+        match self.w.contains(role, block) {
+            true => self.take(role, block).map(Some),
+            false => Ok(None),
         }
     }
 
     fn linear(&mut self, w: R, b: R, block: usize, bias: bool) -> Result<Linear> {
         let bias = if bias { Some(self.take(b, Some(block))?) } else { None };
-        let weight = self.take_raw(w, Some(block))?;
-        let [out, inp] = weight.shape[..] else {
-            return Err(ModelError::Input(format!(
-                "{w:?} of block {block} has shape {:?}, expected [out, in]",
-                weight.shape
-            )));
-        };
-        Ok(Linear::from_rows(weight.data, out, inp, bias, self.device)?)
+        let weight = self.take_matrix(w, Some(block))?;
+        Linear::from_matrix(weight, bias, self.device)
+            .map_err(|e| ModelError::Input(format!("{w:?} of block {block}: {e}")))
     }
 
     /// The values of a weight (vectors such as sink logits).
@@ -78,19 +86,33 @@ impl Loader<'_> {
     /// The experts of a mixture: `[E, rows, cols]` weights split into one linear map each.
     fn experts(&mut self, block: usize) -> Result<Vec<Expert>> {
         let mut parts = |w: R, b: R| -> Result<Vec<Linear>> {
-            let (weight, bias) = (self.take_raw(w, Some(block))?, self.take_raw(b, Some(block))?);
-            let [e, out, inp] = weight.shape[..] else {
+            let (weight, bias) = (self.take_matrix(w, Some(block))?, self.take_raw(b, Some(block))?);
+            let [e, out, inp] = weight.shape()[..] else {
                 return Err(ModelError::Input(format!(
                     "{w:?} of block {block} has shape {:?}",
-                    weight.shape
+                    weight.shape()
                 )));
             };
             (0..e)
                 .map(|i| {
-                    let rows = weight.data[i * out * inp..(i + 1) * out * inp].to_vec();
+                    let one = match &weight {
+                        MatrixWeight::F32(f) => MatrixWeight::F32(sinkscope_io::Weight {
+                            shape: vec![out, inp],
+                            data: f.data[i * out * inp..(i + 1) * out * inp].to_vec(),
+                        }),
+                        MatrixWeight::Stored(s) => {
+                            let rows: Vec<usize> = (i * out..(i + 1) * out).collect();
+                            let matrix =
+                                s.matrix.select_rows(&rows).map_err(|e| ModelError::Input(e.to_string()))?;
+                            MatrixWeight::Stored(sinkscope_io::weights::StoredWeight {
+                                shape: vec![out, inp],
+                                matrix,
+                            })
+                        }
+                    };
                     let bias =
                         Tensor::from_vec(bias.data[i * out..(i + 1) * out].to_vec(), out, self.device)?;
-                    Ok(Linear::from_rows(rows, out, inp, Some(bias), self.device)?)
+                    Linear::from_matrix(one, Some(bias), self.device)
                 })
                 .collect()
         };
@@ -122,7 +144,7 @@ impl Model {
         let cfg = &config;
         let non_finite_weights = weights.non_finite().iter().map(|t| t.to_string()).collect();
         let mut l = Loader { w: &mut weights, device };
-        let tok_embed = l.take(R::TokEmbed, None)?;
+        let tok_embed = LinearWeight::from_matrix(l.take_matrix(R::TokEmbed, None)?, device)?;
         let pos_embed = l.opt(R::PosEmbed, None)?;
         let embed_norm =
             if cfg.embed_norm { Some(l.norm(cfg.norm, R::EmbedNormW, R::EmbedNormB, None)?) } else { None };
@@ -200,7 +222,11 @@ impl Model {
             });
         }
         let ln_final = l.norm(cfg.norm, R::FinalNormW, R::FinalNormB, None)?;
-        let unembed = if cfg.tied_unembed { tok_embed.clone() } else { l.take(R::Unembed, None)? };
+        // A tied head shares the embedding's weight (one copy, packed or stored).
+        let unembed = match cfg.tied_unembed {
+            true => Linear { weight: tok_embed.clone(), bias: None },
+            false => Linear::from_matrix(l.take_matrix(R::Unembed, None)?, None, device)?,
+        };
         Ok(Model {
             config,
             device: device.clone(),
@@ -292,9 +318,9 @@ impl Model {
         for p in prompts {
             self.check_tokens(p)?;
         }
-        let (rows, t_max) = (pack.rows(), pack.max_len());
-        let ids = Tensor::from_vec(prompts.concat(), rows, &self.device)?;
-        let tok = pack.apply(HookSite::global(SiteKind::TokEmbed), self.tok_embed.index_select(&ids, 0)?)?; // [rows, d]
+        let t_max = pack.max_len();
+        let tok = self.tok_embed.rows(&prompts.concat(), &self.device)?;
+        let tok = pack.apply(HookSite::global(SiteKind::TokEmbed), tok)?; // [rows, d]
         let mut x = match cfg.embed_scale {
             Some(s) => (tok * f64::from(s))?,
             None => tok,
@@ -369,7 +395,7 @@ impl Model {
     /// The LM head on normalised rows `[T, d]`: the unembedding, then the final soft-cap
     /// `c·tanh(x/c)` where the model has one (Gemma 2).
     fn head(&self, normed: &Tensor) -> Result<Tensor> {
-        let logits = normed.matmul(&self.unembed.t()?)?; // [T, V]
+        let logits = self.unembed.forward(normed)?; // [T, V]
         Ok(match self.config.final_logit_softcap {
             Some(c) => ((logits / c)?.tanh()? * c)?,
             None => logits,

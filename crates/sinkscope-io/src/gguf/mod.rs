@@ -105,13 +105,19 @@ impl Storage {
     }
 }
 
+impl AsRef<[u8]> for Storage {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// An open, fully validated GGUF file.
 ///
 /// The file stays memory-mapped for the lifetime of the value; [`raw_bytes`](Self::raw_bytes) borrows from
 /// the map. Like every mmap-based loader, this assumes the file is not modified while it is open.
 pub struct GgufFile {
     path: PathBuf,
-    data: Storage,
+    data: std::sync::Arc<Storage>,
     version: u32,
     metadata: BTreeMap<String, GgufValue>,
     key_order: Vec<String>,
@@ -161,7 +167,7 @@ impl GgufFile {
         let h = reader::parse(&path, data.bytes())?;
         Ok(GgufFile {
             path,
-            data,
+            data: std::sync::Arc::new(data),
             version: h.version,
             metadata: h.metadata,
             key_order: h.key_order,
@@ -408,12 +414,11 @@ impl GgufFile {
         })
     }
 
-    /// The stored bytes of tensor `name` (borrowed from the memory map).
     /// Tells the kernel that a tensor's mapped pages are no longer needed (best effort), so
     /// that a loader that has dequantised it does not keep both copies resident: the pages
     /// stay valid and are read again from the file if touched.
     pub fn release_pages(&self, name: &str) {
-        let (Storage::Mmap(m), Ok(t)) = (&self.data, self.tensor_info(name)) else { return };
+        let (Storage::Mmap(m), Ok(t)) = (self.data.as_ref(), self.tensor_info(name)) else { return };
         let (Ok(off), Ok(len)) = (usize::try_from(t.file_offset), usize::try_from(t.n_bytes)) else { return };
         // SAFETY: the map is a private read-only file mapping; MADV_DONTNEED only drops our
         // copy of its pages, which the kernel re-reads from the file on the next access, so no
@@ -422,8 +427,35 @@ impl GgufFile {
         let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
     }
 
+    /// The stored bytes of tensor `name` (borrowed from the memory map).
     pub fn raw_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
         self.bytes_of(self.tensor_info(name)?)
+    }
+
+    /// Tensor `name` kept in its stored format, rows `[n_rows, ne[0]]`, sharing the file's
+    /// memory map (no copy): the matmul kernel dequantises it panel by panel.
+    pub fn stored_matrix(&self, name: &str) -> Result<crate::stored::StoredMatrix, GgufError> {
+        let t = self.tensor_info(name)?;
+        self.bytes_of(t)?; // range checked, with the error the other readers give
+        let start = t.file_offset as usize;
+        let range = start..start + t.n_bytes as usize;
+        let out_of_bounds = || GgufError::TensorOutOfBounds {
+            path: self.path.clone(),
+            tensor: t.name.clone(),
+            start: t.file_offset,
+            end: t.file_offset.saturating_add(t.n_bytes),
+            size: self.file_size(),
+        };
+        let owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = self.data.clone();
+        let bytes = crate::stored::SharedBytes::new(owner, range).ok_or_else(out_of_bounds)?;
+        crate::stored::StoredMatrix::new(bytes, t.ggml_type, t.n_rows() as usize, t.row_len() as usize)
+            .map_err(|e| match e {
+                crate::stored::StoredError::Dequant(source) => {
+                    GgufError::Dequant { path: self.path.clone(), tensor: t.name.clone(), source }
+                }
+                // `open` checked that the rows fill the tensor's bytes exactly.
+                crate::stored::StoredError::Layout { .. } => out_of_bounds(),
+            })
     }
 
     /// All values of tensor `name` as f32, row-major (the order of [`GgufTensorInfo::shape`]), dequantised

@@ -16,6 +16,7 @@
 //! (relative differences of order 1e-7 for these widths).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use sinkscope_io::stored::StoredMatrix;
 use std::mem::MaybeUninit;
 
 /// Output columns per panel (two AVX2 registers of f32).
@@ -37,14 +38,25 @@ const X_BLOCK_FLOATS: usize = 96 * 1024;
 #[repr(C, align(64))]
 struct PanelRow([f32; NR]);
 
-/// A weight `W: [N, K]` (`nn.Linear`'s `[out, in]`) packed for [`PackedWeight::matmul`]:
-/// `ceil(N / 16)` panels, panel `p` holding `W[16p + c, k]` at row `k`, column `c` (zero
-/// beyond `N`). Same memory as the dense weight (plus the padding of the last panel).
+/// A weight `W: [N, K]` (`nn.Linear`'s `[out, in]`) ready for [`PackedWeight::matmul`]:
+/// `ceil(N / 16)` panels of 16 output columns, either packed once in f32 or dequantised from
+/// the stored format panel slice by panel slice as the kernel reaches it.
 #[derive(Clone)]
 pub struct PackedWeight {
     n: usize,
     k: usize,
-    rows: Vec<PanelRow>,
+    panels: Panels,
+}
+
+#[derive(Clone)]
+enum Panels {
+    /// Panel `p` holds `W[16p + c, k]` at row `k`, column `c` (zero beyond `N`): the same
+    /// memory as the dense weight (plus the padding of the last panel).
+    F32(Vec<PanelRow>),
+    /// The rows in their file's format; each `KC × 16` panel slice is dequantised into an
+    /// L1-resident scratch panel (exactly the values of loading the tensor as f32) right
+    /// before the register blocks use it.
+    Stored(StoredMatrix),
 }
 
 impl std::fmt::Debug for PackedWeight {
@@ -93,7 +105,46 @@ impl PackedWeight {
                 }
             }
         }
-        Some(PackedWeight { n, k, rows })
+        Some(PackedWeight { n, k, panels: Panels::F32(rows) })
+    }
+
+    /// Wraps a matrix kept in its stored format (no copy: the kernel dequantises panel slices
+    /// on the fly). `None` when the machine lacks the kernel ([`available`]) or the matrix is
+    /// empty.
+    pub fn from_stored(m: StoredMatrix) -> Option<Self> {
+        if !available() || m.n() == 0 || m.k() == 0 {
+            return None;
+        }
+        Some(PackedWeight { n: m.n(), k: m.k(), panels: Panels::Stored(m) })
+    }
+
+    /// Bytes the weight holds (f32 panels, or the stored rows it uses).
+    pub fn bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(rows) => rows.len() * std::mem::size_of::<PanelRow>(),
+            Panels::Stored(m) => m.bytes_used(),
+        }
+    }
+
+    /// Row `j` of `W` (`K` values) into `out`: an embedding lookup on the weight, exactly the
+    /// values the matmul multiplies by.
+    ///
+    /// # Errors
+    /// A message when `j` or `out`'s length is out of range.
+    pub fn row_into(&self, j: usize, out: &mut [f32]) -> Result<(), String> {
+        if j >= self.n || out.len() != self.k {
+            return Err(format!("row {j} of a {} x {} weight into {} values", self.n, self.k, out.len()));
+        }
+        match &self.panels {
+            Panels::F32(rows) => {
+                let panel = &rows[j / NR * self.k..(j / NR + 1) * self.k];
+                for (o, r) in out.iter_mut().zip(panel) {
+                    *o = r.0[j % NR];
+                }
+                Ok(())
+            }
+            Panels::Stored(m) => m.dequant_row(j, out).map_err(|e| e.to_string()),
+        }
     }
 
     /// Output width `N`.
@@ -145,29 +196,44 @@ impl PackedWeight {
         // Enough rows per thread to keep whole register blocks and amortise the hand-off.
         let per = m.div_ceil(threads.max(1)).div_ceil(MR) * MR;
         if threads <= 1 || per >= m || m * n * k < (1 << 21) {
-            self.rows_block(x, m, out);
-            return Ok(());
+            return self.rows_block(x, m, out);
         }
         use rayon::prelude::*;
-        x.par_chunks(per * k).zip(out.par_chunks_mut(per * n)).for_each(|(xs, os)| {
-            self.rows_block(xs, xs.len() / k, os);
-        });
-        Ok(())
+        x.par_chunks(per * k)
+            .zip(out.par_chunks_mut(per * n))
+            .map(|(xs, os)| self.rows_block(xs, xs.len() / k, os))
+            .collect()
     }
 
     /// Single-threaded product of `m` rows (lengths checked by the caller).
-    fn rows_block(&self, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) {
+    fn rows_block(&self, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), String> {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `pack` only builds a PackedWeight when AVX2 and FMA are present; the
-        // caller checked x.len() == m * K and out.len() == m * N.
+        // SAFETY: `pack` and `from_stored` only build a PackedWeight when AVX2 and FMA are
+        // present; the caller checked x.len() == m * K and out.len() == m * N.
         #[allow(unsafe_code)]
         unsafe {
-            avx2::rows_block(self, x, m, out.as_mut_ptr() as *mut f32)
+            match &self.panels {
+                Panels::F32(rows) => {
+                    avx2::rows_block(
+                        self.n,
+                        self.k,
+                        rows.as_ptr() as *const f32,
+                        x,
+                        m,
+                        out.as_mut_ptr() as *mut f32,
+                    );
+                    Ok(())
+                }
+                Panels::Stored(st) => {
+                    avx2::stored_rows_block(self.n, self.k, st, x, m, out.as_mut_ptr() as *mut f32)
+                }
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            // Unreachable: `pack` returns None on other architectures.
+            // Unreachable: `pack` and `from_stored` return None on other architectures.
             let _ = (x, m, out);
+            Err("packed matmul: no kernel on this architecture".into())
         }
     }
 }
@@ -175,20 +241,19 @@ impl PackedWeight {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
-    use super::{PackedWeight, KC, MC, MR, NR, PREFETCH, X_BLOCK_FLOATS};
+    use super::{PanelRow, StoredMatrix, KC, MC, MR, NR, PREFETCH, X_BLOCK_FLOATS};
     use std::arch::x86_64::*;
 
     /// Writes every element of `out` (in the first K block, without reading it) before
     /// reading any (to continue the sums in the later K blocks).
     ///
     /// # Safety
-    /// AVX2 and FMA present; `x.len() == m * w.k`; `op` valid for `m * w.n` writes.
+    /// AVX2 and FMA present; `bp` the `ceil(n/16) × k × 16` packed panels; `x.len() == m * k`;
+    /// `op` valid for `m * n` writes.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_block(w: &PackedWeight, x: &[f32], m: usize, op: *mut f32) {
-        let (n, k) = (w.n, w.k);
+    pub(super) unsafe fn rows_block(n: usize, k: usize, bp: *const f32, x: &[f32], m: usize, op: *mut f32) {
         let panels = n.div_ceil(NR);
         let xp = x.as_ptr();
-        let bp = w.rows.as_ptr() as *const f32;
         // K in equal blocks of at most KC; rows in blocks whose `rows × K` slice of x stays
         // in L2 while every panel passes over it; a panel's `rows × 16` block of the output
         // stays in L1 across the K blocks.
@@ -231,6 +296,71 @@ mod avx2 {
                 }
             }
         }
+    }
+
+    /// [`rows_block`] on a stored-format weight: the same loops and register blocks, the
+    /// same in-order FMA chain per output (so the same bits as dequantising the whole weight
+    /// and packing it), with each `kc × 16` panel slice dequantised into a scratch panel just
+    /// before the row block's register blocks use it. `kc` is a whole number of quantisation
+    /// blocks, which changes only where the chain is stored and reloaded, never its order.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; `w` is `n × k`; `x.len() == m * k`; `op` valid for `m * n` writes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn stored_rows_block(
+        n: usize,
+        k: usize,
+        w: &StoredMatrix,
+        x: &[f32],
+        m: usize,
+        op: *mut f32,
+    ) -> Result<(), String> {
+        let panels = n.div_ceil(NR);
+        let xp = x.as_ptr();
+        let bl = w.block_len().max(1);
+        let kc_len = (KC / bl).max(1) * bl;
+        let mc_len = (X_BLOCK_FLOATS / k / MR * MR).clamp(MR, MC);
+        let mut panel = vec![PanelRow([0.0; NR]); kc_len];
+        let mut row = vec![0f32; kc_len];
+        for i0 in (0..m).step_by(mc_len) {
+            let mc = mc_len.min(m - i0);
+            for p in 0..panels {
+                let cols = NR.min(n - p * NR);
+                for k0 in (0..k).step_by(kc_len) {
+                    let kc = kc_len.min(k - k0);
+                    for c in 0..NR {
+                        if c < cols {
+                            w.dequant_range(p * NR + c, k0, &mut row[..kc]).map_err(|e| e.to_string())?;
+                            for (pr, &v) in panel.iter_mut().zip(&row[..kc]) {
+                                pr.0[c] = v;
+                            }
+                        } else {
+                            for pr in panel.iter_mut().take(kc) {
+                                pr.0[c] = 0.0;
+                            }
+                        }
+                    }
+                    let b = panel.as_ptr() as *const f32;
+                    let mut i = i0;
+                    while i < i0 + mc {
+                        let r = MR.min(i0 + mc - i);
+                        let a = xp.add(i * k + k0);
+                        let c = op.add(i * n + p * NR);
+                        let acc = k0 > 0;
+                        match r {
+                            6 => block::<6, false>(kc, a, k, b, c, n, cols, acc),
+                            5 => block::<5, false>(kc, a, k, b, c, n, cols, acc),
+                            4 => block::<4, false>(kc, a, k, b, c, n, cols, acc),
+                            3 => block::<3, false>(kc, a, k, b, c, n, cols, acc),
+                            2 => block::<2, false>(kc, a, k, b, c, n, cols, acc),
+                            _ => block::<1, false>(kc, a, k, b, c, n, cols, acc),
+                        }
+                        i += r;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `C[R, cols] (+)= A[R, kc] · B[kc, 16]`: A rows `lda` apart, B a packed panel slice,

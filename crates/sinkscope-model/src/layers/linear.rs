@@ -2,6 +2,7 @@
 
 use super::gemm::{PackedMatmul, PackedWeight};
 use candle_core::{Device, Tensor};
+use sinkscope_io::weights::MatrixWeight;
 use std::sync::Arc;
 
 /// How a linear map holds its weight.
@@ -11,6 +12,58 @@ pub enum Weight {
     Dense(Tensor),
     /// Packed once for the CPU kernel of [`super::gemm`] (f32 on x86-64 with AVX2 + FMA).
     Packed(Arc<PackedWeight>),
+}
+
+impl Weight {
+    /// The weight of a `[out, in]` matrix as loaded (see [`Linear::from_matrix`]).
+    pub fn from_matrix(w: MatrixWeight, device: &Device) -> crate::error::Result<Self> {
+        let shape = w.shape().to_vec();
+        let [out, inp] = shape[..] else {
+            return Err(crate::error::ModelError::Input(format!(
+                "a matrix of shape {shape:?}, expected [out, in]"
+            )));
+        };
+        Ok(match w {
+            MatrixWeight::Stored(s) if device.is_cpu() && super::gemm::available() => {
+                match PackedWeight::from_stored(s.matrix.clone()) {
+                    Some(p) => Weight::Packed(Arc::new(p)),
+                    None => Weight::Dense(Tensor::from_vec(to_f32(&s.matrix)?, (out, inp), device)?),
+                }
+            }
+            MatrixWeight::Stored(s) => {
+                Weight::Dense(Tensor::from_vec(to_f32(&s.matrix)?, (out, inp), device)?)
+            }
+            MatrixWeight::F32(w) => {
+                match device.is_cpu().then(|| PackedWeight::pack(&w.data, out, inp)).flatten() {
+                    Some(p) => Weight::Packed(Arc::new(p)),
+                    None => Weight::Dense(Tensor::from_vec(w.data, (out, inp), device)?),
+                }
+            }
+        })
+    }
+
+    /// Rows `ids` of the weight, `[ids.len(), in]` (an embedding lookup), with exactly the
+    /// values the matmul multiplies by.
+    pub fn rows(&self, ids: &[u32], device: &Device) -> crate::error::Result<Tensor> {
+        match self {
+            Weight::Dense(w) => {
+                let ids = Tensor::from_vec(ids.to_vec(), ids.len(), device)?;
+                Ok(w.index_select(&ids, 0)?)
+            }
+            Weight::Packed(p) => {
+                let k = p.k();
+                let mut out = vec![0f32; ids.len() * k];
+                for (&id, row) in ids.iter().zip(out.chunks_exact_mut(k.max(1))) {
+                    p.row_into(id as usize, row).map_err(crate::error::ModelError::Input)?;
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), k), device)?)
+            }
+        }
+    }
+}
+
+fn to_f32(m: &sinkscope_io::stored::StoredMatrix) -> crate::error::Result<Vec<f32>> {
+    m.to_f32().map_err(|e| crate::error::ModelError::Input(format!("dequantising {m:?}: {e}")))
 }
 
 /// A linear map.
@@ -37,6 +90,14 @@ impl Linear {
             Some(p) => Weight::Packed(Arc::new(p)),
             None => Weight::Dense(Tensor::from_vec(data, (out, inp), device)?),
         };
+        Ok(Linear { weight, bias })
+    }
+
+    /// Builds the map from a weight as loaded: a stored-format matrix stays in its format
+    /// when the packed kernel runs here (it dequantises panel slices on the fly, to the same
+    /// values), and is dequantised to f32 otherwise.
+    pub fn from_matrix(w: MatrixWeight, bias: Option<Tensor>, device: &Device) -> crate::error::Result<Self> {
+        let weight = Weight::from_matrix(w, device)?;
         Ok(Linear { weight, bias })
     }
 

@@ -1,0 +1,259 @@
+//! Matrices kept in their file's storage format (GGUF quantisations, F16, BF16): the bytes stay
+//! in the memory map (or the owned buffer) they were read from, and rows are dequantised on
+//! demand — by the matmul kernel, panel by panel, or row by row for an embedding lookup —
+//! to exactly the values [`crate::gguf::dequantize`] gives for the whole tensor.
+//!
+//! Load-time transforms that only move rows (llama.cpp's Q/K permutation, fused QKV and
+//! gate/up splits, per-expert slices) become a row map: output row `r` is stored row
+//! `rows[r]`. Nothing is copied.
+
+use crate::gguf::{byte_size, dequantize_into, DequantError, GgmlType};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Bytes shared with whatever owns them (a memory-mapped file, or an owned buffer), viewed
+/// through a range that was checked when the view was made.
+#[derive(Clone)]
+pub struct SharedBytes {
+    owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    range: Range<usize>,
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes[{}..{}]", self.range.start, self.range.end)
+    }
+}
+
+impl SharedBytes {
+    /// A view of `owner`'s bytes `range`; `None` when the range lies outside them.
+    pub fn new(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
+        let len = owner.as_ref().as_ref().len();
+        (range.start <= range.end && range.end <= len).then_some(SharedBytes { owner, range })
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // The range was checked against the owner's length in `new`, and owners never shrink.
+        self.owner.as_ref().as_ref().get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+/// A `[n, k]` matrix whose rows stay in their stored format. Row `r` of the matrix is row
+/// `rows[r]` of the stored tensor (viewed as `[stored_rows, k]`).
+#[derive(Clone)]
+pub struct StoredMatrix {
+    bytes: SharedBytes,
+    ty: GgmlType,
+    k: usize,
+    row_bytes: usize,
+    stored_rows: usize,
+    rows: Arc<[u32]>,
+}
+
+impl std::fmt::Debug for StoredMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredMatrix[{} x {} {}]", self.rows.len(), self.k, self.ty.name())
+    }
+}
+
+/// Why a stored matrix could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredError {
+    /// The bytes do not hold `stored_rows` rows of `k` values of the type.
+    #[error("{what}")]
+    Layout {
+        /// What is wrong.
+        what: String,
+    },
+    /// Dequantisation failed (a range that is not whole blocks).
+    #[error(transparent)]
+    Dequant(#[from] DequantError),
+}
+
+impl StoredMatrix {
+    /// Views `bytes` as `[stored_rows, k]` values of type `ty` (every row whole blocks), in
+    /// stored row order.
+    ///
+    /// # Errors
+    /// When the type has no dequantiser, `k` is not whole blocks, or the byte count is not
+    /// `stored_rows` rows.
+    pub fn new(bytes: SharedBytes, ty: GgmlType, stored_rows: usize, k: usize) -> Result<Self, StoredError> {
+        if !ty.can_dequantize() {
+            return Err(DequantError::Unsupported(ty).into());
+        }
+        let row_bytes = usize::try_from(byte_size(ty, k as u64)?)
+            .map_err(|_| StoredError::Layout { what: format!("a row of {k} values is too large") })?;
+        let total = stored_rows.checked_mul(row_bytes);
+        if total != Some(bytes.bytes().len()) {
+            return Err(StoredError::Layout {
+                what: format!(
+                    "{} bytes do not hold {stored_rows} rows of {k} {} values ({row_bytes} bytes each)",
+                    bytes.bytes().len(),
+                    ty.name()
+                ),
+            });
+        }
+        let rows = (0..stored_rows)
+            .map(|r| {
+                u32::try_from(r).map_err(|_| StoredError::Layout { what: format!("{stored_rows} rows") })
+            })
+            .collect::<Result<Arc<[u32]>, _>>()?;
+        Ok(StoredMatrix { bytes, ty, k, row_bytes, stored_rows, rows })
+    }
+
+    /// Rows `n`.
+    pub fn n(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Row length `k`.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The storage type.
+    pub fn ggml_type(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Values per quantisation block (a range to dequantise starts and ends on a multiple).
+    pub fn block_len(&self) -> usize {
+        self.ty.block_size() as usize
+    }
+
+    /// Bytes of the rows this matrix uses (each stored row counted once per use).
+    pub fn bytes_used(&self) -> usize {
+        self.rows.len() * self.row_bytes
+    }
+
+    /// The matrix whose row `r` is this one's row `map[r]`.
+    ///
+    /// # Errors
+    /// When an index is out of range.
+    pub fn select_rows(&self, map: &[usize]) -> Result<Self, StoredError> {
+        let rows = map
+            .iter()
+            .map(|&r| {
+                self.rows.get(r).copied().ok_or_else(|| StoredError::Layout {
+                    what: format!("row {r} of a matrix of {} rows", self.rows.len()),
+                })
+            })
+            .collect::<Result<Arc<[u32]>, _>>()?;
+        Ok(StoredMatrix { rows, ..self.clone() })
+    }
+
+    /// Dequantises values `k0 .. k0 + out.len()` of row `row` into `out`; `k0` and the length
+    /// are whole blocks (or the length reaches the end of the row).
+    ///
+    /// # Errors
+    /// When the row or the range is out of bounds or not whole blocks.
+    pub fn dequant_range(&self, row: usize, k0: usize, out: &mut [f32]) -> Result<(), StoredError> {
+        let bl = self.block_len();
+        let bad = || StoredError::Layout {
+            what: format!("values {k0}..{} of row {row} ({} x {})", k0 + out.len(), self.n(), self.k),
+        };
+        let stored = *self.rows.get(row).ok_or_else(bad)? as usize;
+        if k0 % bl != 0 || k0 + out.len() > self.k {
+            return Err(bad());
+        }
+        let per_block = self.row_bytes / (self.k / bl).max(1);
+        let start = stored * self.row_bytes + k0 / bl * per_block;
+        let end = start + out.len().div_ceil(bl) * per_block;
+        let bytes = self.bytes.bytes().get(start..end).ok_or_else(bad)?;
+        dequantize_into(self.ty, bytes, out)?;
+        Ok(())
+    }
+
+    /// Dequantises row `row` into `out` (`k` values).
+    ///
+    /// # Errors
+    /// As [`dequant_range`](Self::dequant_range).
+    pub fn dequant_row(&self, row: usize, out: &mut [f32]) -> Result<(), StoredError> {
+        self.dequant_range(row, 0, out)
+    }
+
+    /// Every value, row-major `[n, k]` (what loading the tensor as f32 and applying the row
+    /// map gives).
+    ///
+    /// # Errors
+    /// As [`dequant_range`](Self::dequant_range).
+    pub fn to_f32(&self) -> Result<Vec<f32>, StoredError> {
+        let mut out = vec![0f32; self.n() * self.k];
+        for (r, chunk) in out.chunks_exact_mut(self.k.max(1)).enumerate() {
+            self.dequant_row(r, chunk)?;
+        }
+        Ok(out)
+    }
+
+    /// Calls `f(flat_index_of_row_start, values)` for each stored row in stored order (not
+    /// through the row map), dequantising one row at a time: scans a tensor without holding
+    /// it in f32.
+    ///
+    /// # Errors
+    /// As [`dequant_range`](Self::dequant_range).
+    pub fn for_each_stored_row(&self, mut f: impl FnMut(usize, &[f32])) -> Result<(), StoredError> {
+        let whole = StoredMatrix { rows: (0..self.stored_rows as u32).collect(), ..self.clone() };
+        let mut buf = vec![0f32; self.k];
+        for r in 0..self.stored_rows {
+            whole.dequant_row(r, &mut buf)?;
+            f(r * self.k, &buf);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn q8_rows(rows: usize, k: usize) -> (Vec<u8>, Vec<f32>) {
+        // Q8_0: f16 scale then 32 i8 values per block.
+        let mut bytes = Vec::new();
+        let mut values = Vec::new();
+        for r in 0..rows {
+            for b in 0..k / 32 {
+                let d = half::f16::from_f32(0.5 + r as f32 * 0.25 + b as f32);
+                bytes.extend_from_slice(&d.to_le_bytes());
+                for j in 0..32 {
+                    let q = ((r * 7 + b * 3 + j) % 255) as i32 - 127;
+                    bytes.push(q as i8 as u8);
+                    values.push(q as f32 * d.to_f32());
+                }
+            }
+        }
+        (bytes, values)
+    }
+
+    #[test]
+    fn rows_ranges_and_maps_equal_the_whole_tensor_dequantised() {
+        let (rows, k) = (5, 96);
+        let (bytes, values) = q8_rows(rows, k);
+        let whole = crate::gguf::dequantize(GgmlType::Q8_0, &bytes, rows * k).unwrap();
+        assert_eq!(whole, values);
+        let len = bytes.len();
+        let m =
+            StoredMatrix::new(SharedBytes::new(Arc::new(bytes), 0..len).unwrap(), GgmlType::Q8_0, rows, k)
+                .unwrap();
+        assert_eq!(m.to_f32().unwrap(), whole);
+        let mut part = vec![0f32; 64];
+        m.dequant_range(3, 32, &mut part).unwrap();
+        assert_eq!(part[..], whole[3 * k + 32..3 * k + 96]);
+        assert!(m.dequant_range(3, 16, &mut part[..32]).is_err(), "not a block boundary");
+        assert!(m.dequant_range(3, 64, &mut part).is_err(), "past the row");
+        let sel = m.select_rows(&[4, 0, 4]).unwrap();
+        let got = sel.to_f32().unwrap();
+        assert_eq!(got[..k], whole[4 * k..5 * k]);
+        assert_eq!(got[k..2 * k], whole[..k]);
+        assert!(m.select_rows(&[5]).is_err());
+    }
+
+    #[test]
+    fn a_byte_count_that_is_not_the_rows_is_refused() {
+        let (bytes, _) = q8_rows(2, 32);
+        let len = bytes.len();
+        let b = SharedBytes::new(Arc::new(bytes), 0..len - 1).unwrap();
+        assert!(StoredMatrix::new(b, GgmlType::Q8_0, 2, 32).is_err());
+    }
+}

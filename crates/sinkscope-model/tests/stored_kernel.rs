@@ -1,0 +1,103 @@
+//! The packed kernel on weights kept in their stored format gives, bit for bit, what
+//! dequantising the whole weight to f32 and packing it gives — for every format the loader
+//! reads (the committed gguf-py test blocks of crates/sinkscope-io/tests/data/dequant, built into
+//! matrices with partial panels, several K blocks, and rows taken through a row map as the
+//! loader's Q/K un-permutation and QKV splits do).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sinkscope_io::gguf::GgmlType;
+use sinkscope_io::stored::{SharedBytes, StoredMatrix};
+use sinkscope_model::layers::gemm::{available, PackedWeight};
+use std::path::Path;
+use std::sync::Arc;
+
+const TYPES: &[GgmlType] = &[
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
+    GgmlType::MXFP4,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+];
+
+fn blocks(ty: GgmlType) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sinkscope-io/tests/data/dequant")
+        .join(format!("{}.bin", ty.name().to_lowercase()));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn stored_format_matmul_equals_dequantise_then_multiply_bit_for_bit() {
+    if !available() {
+        eprintln!("SKIPPED: no AVX2+FMA on this machine; stored matrices are dequantised at load");
+        return;
+    }
+    for &ty in TYPES {
+        let raw = blocks(ty);
+        let bl = ty.block_size() as usize;
+        let n_values = raw.len() / ty.type_size() as usize * bl;
+        // Rows of 512 values where the blocks allow it (two K blocks for 256-value blocks,
+        // partial last K block for 32-value ones when K = 544 is not possible), else one block.
+        let k = if n_values >= 1024 { 512 } else { n_values.min(512) };
+        let stored_rows = n_values / k;
+        let len = stored_rows * k / bl * ty.type_size() as usize;
+        let bytes = SharedBytes::new(Arc::new(raw), 0..len).unwrap();
+        let whole = StoredMatrix::new(bytes, ty, stored_rows, k).unwrap();
+        // 37 output rows (two full panels and a partial one) through a row map.
+        let map: Vec<usize> = (0..37).map(|r| (r * 5 + 1) % stored_rows).collect();
+        let m = whole.select_rows(&map).unwrap();
+        let dense = m.to_f32().unwrap();
+        let packed = PackedWeight::pack(&dense, 37, k).unwrap();
+        let stored = PackedWeight::from_stored(m.clone()).unwrap();
+        for rows in [1usize, 7, 29] {
+            let x = values(rows * k, rows as u64 + 11);
+            let mut want = vec![f32::NAN; rows * 37];
+            let mut got = vec![f32::NAN; rows * 37];
+            packed.matmul(&x, rows, &mut want, 1).unwrap();
+            stored.matmul(&x, rows, &mut got, 1).unwrap();
+            let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{ty}: {rows} rows differ between stored and dequantised weights");
+        }
+        // Embedding lookups read the same values.
+        let mut row = vec![0f32; k];
+        for j in [0, 16, 36] {
+            stored.row_into(j, &mut row).unwrap();
+            assert_eq!(row[..], dense[j * k..(j + 1) * k], "{ty} row {j}");
+            packed.row_into(j, &mut row).unwrap();
+            assert_eq!(row[..], dense[j * k..(j + 1) * k], "{ty} packed row {j}");
+        }
+    }
+}
