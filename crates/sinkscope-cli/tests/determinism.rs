@@ -191,3 +191,49 @@ fn profile_is_deterministic_across_runs_and_threads() {
         }
     }
 }
+
+/// `run` with the kernel path forced by `SINKSCOPE_KERNEL`.
+fn run_on_path(model: &Path, prompts: &Path, out: &Path, path: &str) {
+    let capture = "hook_embed,blocks.*.hook_resid_post,blocks.*.attn.hook_pattern,blocks.*.hook_mlp_out,logits";
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinkscope"));
+    cmd.args(["run".as_ref(), model.as_os_str(), "--prompts".as_ref(), prompts.as_os_str()]);
+    cmd.args(["--capture".as_ref(), capture.as_ref(), "--out".as_ref(), out.as_os_str()]);
+    cmd.env("SINKSCOPE_KERNEL", path);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Every kernel path this CPU runs (AVX-512, AVX2, portable) writes the same activation bytes:
+/// the demo model (stored Q4_1 weights) on the AVX paths, a fixture (f32 and q8_0) on all three
+/// (the portable path is slow). A path the CPU lacks is reported and left out.
+#[test]
+fn run_is_identical_on_every_kernel_path() {
+    use sinkscope_model::layers::gemm::KernelPath;
+    let paths: Vec<&str> = [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable]
+        .into_iter()
+        .filter(|p| {
+            let ok = p.supported();
+            if !ok {
+                eprintln!("note: this CPU cannot run the {} kernel; not compared", p.name());
+            }
+            ok
+        })
+        .map(|p| p.name())
+        .collect();
+    let fx = root().join("tests/fixtures");
+    for (name, model, fast_only) in [
+        ("smollm2", smollm2(), true),
+        ("llama_f32", fx.join("gguf/llama/llama-f32.gguf"), false),
+        ("llama_q8", fx.join("gguf/llama/llama-q8_0.gguf"), false),
+    ] {
+        let d = dir(&format!("paths_{name}"));
+        let p = prompts(&d);
+        let used: Vec<&str> = paths.iter().copied().filter(|p| !(fast_only && *p == "portable")).collect();
+        for path in &used {
+            run_on_path(&model, &p, &d.join(path), path);
+        }
+        for path in used.iter().skip(1) {
+            same_files(&d.join(used[0]), &d.join(path), ACTIVATIONS);
+        }
+    }
+}

@@ -210,7 +210,7 @@ pub fn estimate_for(
 /// The estimate for a checkpoint opened with [`ModelFiles::open`] (nothing loaded yet): the
 /// weight terms from the tensors in the file, the working set from the config.
 pub fn estimate(files: &ModelFiles, shape: &RunShape) -> MemoryEstimate {
-    let plan = files.weight_plan(crate::layers::gemm::available());
+    let plan = files.weight_plan(crate::layers::linear::keep_stored());
     estimate_for(&files.config, plan.resident_bytes, plan.largest_f32_values, shape)
 }
 

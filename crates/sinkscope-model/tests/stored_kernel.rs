@@ -2,13 +2,14 @@
 //! dequantising the whole weight to f32 and packing it gives — for every format the loader
 //! reads (the committed gguf-py test blocks of crates/sinkscope-io/tests/data/dequant, built into
 //! matrices with partial panels, several K blocks, and rows taken through a row map as the
-//! loader's Q/K un-permutation and QKV splits do).
+//! loader's Q/K un-permutation and QKV splits do), on every kernel path the CPU runs (AVX-512,
+//! AVX2, portable), which must agree bit for bit too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sinkscope_io::gguf::GgmlType;
 use sinkscope_io::stored::{SharedBytes, StoredMatrix};
-use sinkscope_model::layers::gemm::{available, PackedWeight};
+use sinkscope_model::layers::gemm::{available, KernelPath, PackedWeight};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ const TYPES: &[GgmlType] = &[
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
 ];
+
+const PATHS: [KernelPath; 3] = [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable];
 
 fn blocks(ty: GgmlType) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,6 +93,14 @@ fn stored_format_matmul_equals_dequantise_then_multiply_bit_for_bit() {
             stored.matmul(&x, rows, &mut got, 1).unwrap();
             let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "{ty}: {rows} rows differ between stored and dequantised weights");
+            // Every kernel path this CPU runs gives the same bits, packed or stored.
+            for path in PATHS.iter().filter(|p| p.supported()) {
+                for w in [&packed, &stored] {
+                    w.matmul_on(*path, &x, rows, &mut got).unwrap();
+                    let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{ty}: {rows} rows differ on the {} path", path.name());
+                }
+            }
         }
         // Embedding lookups read the same values.
         let mut row = vec![0f32; k];

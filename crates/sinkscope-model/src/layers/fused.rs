@@ -15,9 +15,10 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 
-/// Whether the fused kernel runs on this machine (same condition as the packed matmul).
+/// Whether the fused kernel runs on this machine: x86-64 with AVX2 and FMA, and the packed
+/// matmul not turned off.
 pub fn available() -> bool {
-    super::gemm::available()
+    super::gemm::available() && super::gemm::KernelPath::Avx2.supported()
 }
 
 /// `out[i] = silu(g[i]) · u[i]`.

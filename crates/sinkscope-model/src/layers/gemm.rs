@@ -21,8 +21,8 @@ use std::mem::MaybeUninit;
 
 /// Output columns per panel (two AVX2 registers of f32).
 const NR: usize = 16;
-/// Rows of `x` per register block.
-const MR: usize = 6;
+/// Rows per thread are a multiple of this (the register-block rows of every path divide it).
+const MR: usize = 12;
 /// Panel rows (cache lines) the first register block prefetches ahead of its loads.
 const PREFETCH: usize = 128;
 /// Depth of one pass over a panel (a `KC × NR` slice is 16 KiB: it stays in L1).
@@ -69,23 +69,10 @@ impl std::fmt::Debug for PackedWeight {
 /// then used everywhere): for A/B benchmarks and as an escape hatch.
 pub const DISABLE_ENV: &str = "SINKSCOPE_PACKED_MATMUL";
 
-/// Whether this machine runs the packed kernel (x86-64 with AVX2 and FMA, and not disabled by
-/// [`DISABLE_ENV`]` = 0`).
-/// Decided once per process (the fused ops ask on every forward pass).
+/// Whether the packed kernel runs in this process: on every CPU (the widest of its
+/// [`KernelPath`]s) unless [`DISABLE_ENV`]` = 0`, which makes candle's matmul run everywhere.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::env::var(DISABLE_ENV).map_or(true, |v| v != "0")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    kernel_path().is_some()
 }
 
 impl PackedWeight {
@@ -205,156 +192,214 @@ impl PackedWeight {
             .collect()
     }
 
-    /// Single-threaded product of `m` rows (lengths checked by the caller).
+    /// [`matmul`](Self::matmul) on a given kernel path (one thread): every path gives the
+    /// same bits, which the tests check on every path the CPU runs.
+    ///
+    /// # Errors
+    /// A message when the CPU lacks the path or the lengths do not match the shapes.
+    pub fn matmul_on(&self, path: KernelPath, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), String> {
+        if !path.supported() {
+            return Err(format!("this CPU cannot run the {} kernel", path.name()));
+        }
+        if x.len() != m * self.k || out.len() != m * self.n {
+            return Err(format!("packed matmul: {} / {} values for {m} rows", x.len(), out.len()));
+        }
+        // SAFETY: MaybeUninit<f32> has f32's layout, and the kernel stores only valid f32s.
+        #[allow(unsafe_code)]
+        let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+        self.rows_on(path, x, m, out)
+    }
+
+    /// Single-threaded product of `m` rows (lengths checked by the caller), on the kernel
+    /// path chosen for this process ([`kernel_path`]).
     fn rows_block(&self, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), String> {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `pack` and `from_stored` only build a PackedWeight when AVX2 and FMA are
-        // present; the caller checked x.len() == m * K and out.len() == m * N.
+        let path = kernel_path().ok_or("packed matmul: the kernel is turned off")?;
+        self.rows_on(path, x, m, out)
+    }
+
+    fn rows_on(&self, path: KernelPath, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), String> {
+        let src = match &self.panels {
+            Panels::F32(rows) => kernels::Src::Packed(rows.as_ptr() as *const f32),
+            Panels::Stored(st) => kernels::Src::Stored(st),
+        };
+        let op = out.as_mut_ptr() as *mut f32;
+        // SAFETY: the callers checked x.len() == m * K and out.len() == m * N; `src` is this
+        // weight's N x K panels; `path` is one whose instructions this CPU has (`kernel_path`
+        // and `matmul_on` check).
         #[allow(unsafe_code)]
         unsafe {
-            match &self.panels {
-                Panels::F32(rows) => {
-                    avx2::rows_block(
-                        self.n,
-                        self.k,
-                        rows.as_ptr() as *const f32,
-                        x,
-                        m,
-                        out.as_mut_ptr() as *mut f32,
-                    );
-                    Ok(())
-                }
-                Panels::Stored(st) => {
-                    avx2::stored_rows_block(self.n, self.k, st, x, m, out.as_mut_ptr() as *mut f32)
-                }
+            match path {
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx512 => kernels::avx512::rows(self.n, self.k, src, x, m, op),
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx2 => kernels::avx2::rows(self.n, self.k, src, x, m, op),
+                _ => kernels::portable::rows(self.n, self.k, src, x, m, op),
             }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            // Unreachable: `pack` and `from_stored` return None on other architectures.
-            let _ = (x, m, out);
-            Err("packed matmul: no kernel on this architecture".into())
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod avx2 {
-    use super::{PanelRow, StoredMatrix, KC, MC, MR, NR, PREFETCH, X_BLOCK_FLOATS};
-    use std::arch::x86_64::*;
+/// The instruction paths of the kernel. Every path computes each output as the same in-order
+/// chain of fused multiply-adds over `k` (single rounding each, as `f32::mul_add`), so all
+/// paths give the same bits; they differ only in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPath {
+    /// AVX-512F: one 16-float register per row of a panel, register blocks of 12 rows.
+    Avx512,
+    /// AVX2 + FMA: two 8-float registers per row, register blocks of 6 rows.
+    Avx2,
+    /// Any CPU: plain `f32::mul_add` (slow without a hardware FMA).
+    Portable,
+}
 
-    /// Writes every element of `out` (in the first K block, without reading it) before
-    /// reading any (to continue the sums in the later K blocks).
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; `bp` the `ceil(n/16) × k × 16` packed panels; `x.len() == m * k`;
-    /// `op` valid for `m * n` writes.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_block(n: usize, k: usize, bp: *const f32, x: &[f32], m: usize, op: *mut f32) {
-        let panels = n.div_ceil(NR);
-        let xp = x.as_ptr();
-        // K in equal blocks of at most KC; rows in blocks whose `rows × K` slice of x stays
-        // in L2 while every panel passes over it; a panel's `rows × 16` block of the output
-        // stays in L1 across the K blocks.
-        let k_blocks = k.div_ceil(KC);
-        let kc_len = k.div_ceil(k_blocks);
-        let mc_len = (X_BLOCK_FLOATS / k / MR * MR).clamp(MR, MC);
-        for i0 in (0..m).step_by(mc_len) {
-            let mc = mc_len.min(m - i0);
-            for p in 0..panels {
-                let cols = NR.min(n - p * NR);
-                for k0 in (0..k).step_by(kc_len) {
-                    let kc = kc_len.min(k - k0);
-                    let b = bp.add((p * k + k0) * NR);
-                    let mut i = i0;
-                    while i < i0 + mc {
-                        let r = MR.min(i0 + mc - i);
-                        let a = xp.add(i * k + k0);
-                        let c = op.add(i * n + p * NR);
-                        let acc = k0 > 0;
-                        // The first register block brings the panel slice in from memory:
-                        // it prefetches ahead of its loads.
-                        macro_rules! run {
-                            ($r:literal) => {
-                                match i == i0 {
-                                    true => block::<$r, true>(kc, a, k, b, c, n, cols, acc),
-                                    false => block::<$r, false>(kc, a, k, b, c, n, cols, acc),
-                                }
-                            };
-                        }
-                        match r {
-                            6 => run!(6),
-                            5 => run!(5),
-                            4 => run!(4),
-                            3 => run!(3),
-                            2 => run!(2),
-                            _ => run!(1),
-                        }
-                        i += r;
-                    }
-                }
-            }
+impl KernelPath {
+    /// The name used by [`KERNEL_ENV`] and reported in manifests and benchmarks.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Portable => "portable",
         }
     }
 
-    /// [`rows_block`] on a stored-format weight: the same loops and register blocks, the
-    /// same in-order FMA chain per output (so the same bits as dequantising the whole weight
-    /// and packing it), with each `kc × 16` panel slice dequantised into a scratch panel just
-    /// before the row block's register blocks use it. `kc` is a whole number of quantisation
-    /// blocks, which changes only where the chain is stored and reloaded, never its order.
+    /// Whether this CPU can run the path.
+    pub fn supported(self) -> bool {
+        match self {
+            KernelPath::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The widest path this CPU runs.
+    pub fn widest() -> KernelPath {
+        [KernelPath::Avx512, KernelPath::Avx2].into_iter().find(|p| p.supported()).unwrap_or(KernelPath::Portable)
+    }
+}
+
+/// Environment variable that picks a narrower kernel path (`avx512`, `avx2`, `portable`) than
+/// the widest this CPU runs, for tests and A/B benchmarks. A path the CPU lacks, or a value not
+/// understood, leaves the widest path in place ([`kernel_path_note`] says so).
+pub const KERNEL_ENV: &str = "SINKSCOPE_KERNEL";
+
+fn choose_path() -> (Option<KernelPath>, Option<String>) {
+    if std::env::var(DISABLE_ENV).is_ok_and(|v| v == "0") {
+        return (None, None);
+    }
+    let widest = KernelPath::widest();
+    let Ok(want) = std::env::var(KERNEL_ENV) else { return (Some(widest), None) };
+    let asked = [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable].into_iter().find(|p| p.name() == want);
+    match asked {
+        Some(p) if p.supported() => (Some(p), None),
+        Some(p) => (Some(widest), Some(format!("{KERNEL_ENV}={want}: this CPU lacks {}, using {}", p.name(), widest.name()))),
+        None => (
+            Some(widest),
+            Some(format!("{KERNEL_ENV}={want} is not one of avx512, avx2, portable; using {}", widest.name())),
+        ),
+    }
+}
+
+static PATH: std::sync::OnceLock<(Option<KernelPath>, Option<String>)> = std::sync::OnceLock::new();
+
+/// The kernel path of this process (decided once), or `None` when [`DISABLE_ENV`]` = 0`.
+pub fn kernel_path() -> Option<KernelPath> {
+    PATH.get_or_init(choose_path).0
+}
+
+/// Why [`kernel_path`] is not what [`KERNEL_ENV`] asked for, if it is not.
+pub fn kernel_path_note() -> Option<&'static str> {
+    PATH.get_or_init(choose_path).1.as_deref()
+}
+
+#[allow(unsafe_code)]
+mod kernels {
+    //! The loops of the kernel, written once and instantiated per instruction path: row
+    //! blocks that stay in L2, panels of 16 output columns, K blocks whose `kc × 16` panel
+    //! slice stays in L1 (dequantised into a scratch panel first for stored weights), and
+    //! register blocks of `MR` rows.
+
+    use super::{PanelRow, StoredMatrix, KC, MC, NR, PREFETCH, X_BLOCK_FLOATS};
+
+    /// Where the panels come from.
+    #[derive(Clone, Copy)]
+    pub(super) enum Src<'a> {
+        /// `ceil(n/16) × k × 16` packed f32 panels.
+        Packed(*const f32),
+        /// Stored-format rows.
+        Stored(&'a StoredMatrix),
+    }
+
+    /// One instruction path's register block.
+    pub(super) trait Micro {
+        /// Rows per register block.
+        const MR: usize;
+        /// `C[r, cols] (+)= A[r, kc] · B[kc, 16]` for `r <= MR` rows: A rows `lda` apart, B a
+        /// panel slice, C rows `ldc` apart; continues from C's values when `acc`; prefetches
+        /// ahead when `pf` (the first register block of a packed panel slice).
+        ///
+        /// # Safety
+        /// The path's instructions present; every pointer valid for the extents given.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn block(r: usize, pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool);
+    }
+
+    /// Writes every element of `out` (in the first K block, without reading it) before
+    /// reading any (to continue the sums in the later K blocks). The chain of each output is
+    /// in order over `k` whatever the blocking, so every path and every `kc` give the same bits.
     ///
     /// # Safety
-    /// AVX2 and FMA present; `w` is `n × k`; `x.len() == m * k`; `op` valid for `m * n` writes.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn stored_rows_block(
-        n: usize,
-        k: usize,
-        w: &StoredMatrix,
-        x: &[f32],
-        m: usize,
-        op: *mut f32,
-    ) -> Result<(), String> {
+    /// As [`Micro::block`]; `x.len() == m * k`; `op` valid for `m * n` writes.
+    #[inline(always)]
+    pub(super) unsafe fn nest<M: Micro>(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
         let panels = n.div_ceil(NR);
         let xp = x.as_ptr();
-        let bl = w.block_len().max(1);
-        let kc_len = (KC / bl).max(1) * bl;
-        let mc_len = (X_BLOCK_FLOATS / k / MR * MR).clamp(MR, MC);
-        let mut panel = vec![PanelRow([0.0; NR]); kc_len];
-        let mut row = vec![0f32; kc_len];
+        let mr = M::MR;
+        // Packed weights: K in equal blocks of at most KC. Stored weights: whole quantisation
+        // blocks per K block, dequantised into `scratch`.
+        let (kc_len, mut scratch) = match src {
+            Src::Packed(_) => (k.div_ceil(k.div_ceil(KC)), Vec::new()),
+            Src::Stored(st) => {
+                let bl = st.block_len().max(1);
+                let kc = (KC / bl).max(1) * bl;
+                (kc, vec![PanelRow([0.0; NR]); kc])
+            }
+        };
+        let mut row = vec![0f32; if matches!(src, Src::Stored(_)) { kc_len } else { 0 }];
+        let mc_len = (X_BLOCK_FLOATS / k / mr * mr).clamp(mr, MC / mr * mr);
         for i0 in (0..m).step_by(mc_len) {
             let mc = mc_len.min(m - i0);
             for p in 0..panels {
                 let cols = NR.min(n - p * NR);
                 for k0 in (0..k).step_by(kc_len) {
                     let kc = kc_len.min(k - k0);
-                    for c in 0..NR {
-                        if c < cols {
-                            w.dequant_range(p * NR + c, k0, &mut row[..kc]).map_err(|e| e.to_string())?;
-                            for (pr, &v) in panel.iter_mut().zip(&row[..kc]) {
-                                pr.0[c] = v;
+                    let (b, pf) = match src {
+                        Src::Packed(bp) => (bp.add((p * k + k0) * NR), true),
+                        Src::Stored(st) => {
+                            for c in 0..NR {
+                                if c < cols {
+                                    st.dequant_range(p * NR + c, k0, &mut row[..kc]).map_err(|e| e.to_string())?;
+                                    for (pr, &v) in scratch.iter_mut().zip(&row[..kc]) {
+                                        pr.0[c] = v;
+                                    }
+                                } else {
+                                    for pr in scratch.iter_mut().take(kc) {
+                                        pr.0[c] = 0.0;
+                                    }
+                                }
                             }
-                        } else {
-                            for pr in panel.iter_mut().take(kc) {
-                                pr.0[c] = 0.0;
-                            }
+                            (scratch.as_ptr() as *const f32, false)
                         }
-                    }
-                    let b = panel.as_ptr() as *const f32;
+                    };
                     let mut i = i0;
                     while i < i0 + mc {
-                        let r = MR.min(i0 + mc - i);
+                        let r = mr.min(i0 + mc - i);
                         let a = xp.add(i * k + k0);
                         let c = op.add(i * n + p * NR);
-                        let acc = k0 > 0;
-                        match r {
-                            6 => block::<6, false>(kc, a, k, b, c, n, cols, acc),
-                            5 => block::<5, false>(kc, a, k, b, c, n, cols, acc),
-                            4 => block::<4, false>(kc, a, k, b, c, n, cols, acc),
-                            3 => block::<3, false>(kc, a, k, b, c, n, cols, acc),
-                            2 => block::<2, false>(kc, a, k, b, c, n, cols, acc),
-                            _ => block::<1, false>(kc, a, k, b, c, n, cols, acc),
-                        }
+                        M::block(r, pf && i == i0, kc, a, k, b, c, n, cols, k0 > 0);
                         i += r;
                     }
                 }
@@ -363,71 +408,194 @@ mod avx2 {
         Ok(())
     }
 
-    /// `C[R, cols] (+)= A[R, kc] · B[kc, 16]`: A rows `lda` apart, B a packed panel slice,
-    /// C rows `ldc` apart. When `accumulate`, the chain continues from C's values. `PF`: prefetch
-    /// ahead (the first register block of a panel slice).
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; every pointer valid for the extents given.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    unsafe fn block<const R: usize, const PF: bool>(
-        kc: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        accumulate: bool,
-    ) {
-        let mut lo = [_mm256_setzero_ps(); R];
-        let mut hi = [_mm256_setzero_ps(); R];
-        // Partial panels go through a full-width scratch block.
-        let mut scratch = [0f32; MR * NR];
-        if accumulate {
-            for r in 0..R {
+    /// The prefetches of the first register block of a packed panel slice at step `kk`:
+    /// one panel row is one cache line and the weight is laid out in the order the loops read
+    /// it, so PREFETCH rows ahead may run into the next K block or panel (never past the
+    /// allocation: prefetches do not fault anyway); the next slice goes to L2 so that the
+    /// following register blocks' loads (and the next first block's) find it.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn prefetch(b: *const f32, kk: usize, kc: usize) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH) * NR) as *const i8);
+        _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add((kk + kc) * NR) as *const i8);
+    }
+
+    /// Copies a partial output row (fewer than 16 columns) through a full-width scratch row.
+    #[inline(always)]
+    unsafe fn load_partial(row: *const f32, cols: usize, s: &mut [f32; NR]) {
+        std::ptr::copy_nonoverlapping(row, s.as_mut_ptr(), cols);
+    }
+
+    /// Dispatches a run-time row count to the const-generic register block.
+    macro_rules! by_rows {
+        ($r:expr, $f:ident, $args:tt; $($n:literal)*) => {
+            match $r { $($n => $f::<$n> $args,)* _ => {} }
+        };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) mod avx512 {
+        use super::{load_partial, nest, prefetch, Micro, Src, NR};
+        use std::arch::x86_64::*;
+
+        pub(in super::super) struct K;
+
+        /// # Safety
+        /// AVX-512F present; as [`nest`].
+        #[target_feature(enable = "avx512f")]
+        pub(in super::super) unsafe fn rows(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+            nest::<K>(n, k, src, x, m, op)
+        }
+
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn block<const R: usize>(pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+            let mut v = [_mm512_setzero_ps(); R];
+            let mut s = [0f32; NR];
+            if acc {
+                for (r, vr) in v.iter_mut().enumerate() {
+                    let row = c.add(r * ldc);
+                    *vr = if cols == NR {
+                        _mm512_loadu_ps(row)
+                    } else {
+                        load_partial(row, cols, &mut s);
+                        _mm512_loadu_ps(s.as_ptr())
+                    };
+                }
+            }
+            for kk in 0..kc {
+                if pf {
+                    prefetch(b, kk, kc);
+                }
+                let bv = _mm512_load_ps(b.add(kk * NR));
+                for (r, vr) in v.iter_mut().enumerate() {
+                    *vr = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(r * lda + kk)), bv, *vr);
+                }
+            }
+            for (r, vr) in v.iter().enumerate() {
                 let row = c.add(r * ldc);
                 if cols == NR {
-                    lo[r] = _mm256_loadu_ps(row);
-                    hi[r] = _mm256_loadu_ps(row.add(8));
+                    _mm512_storeu_ps(row, *vr);
                 } else {
-                    let s = scratch.as_mut_ptr().add(r * NR);
-                    std::ptr::copy_nonoverlapping(row, s, cols);
-                    lo[r] = _mm256_loadu_ps(s);
-                    hi[r] = _mm256_loadu_ps(s.add(8));
+                    _mm512_storeu_ps(s.as_mut_ptr(), *vr);
+                    std::ptr::copy_nonoverlapping(s.as_ptr(), row, cols);
                 }
             }
         }
-        for kk in 0..kc {
-            if PF {
-                // One panel row is one cache line; the weight is laid out in the order the
-                // loops read it, so PREFETCH rows ahead may run into the next K block or
-                // panel (never past the allocation: prefetches do not fault anyway) ...
-                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH) * NR) as *const i8);
-                // ... and the next slice (the next K block or panel) into L2, so that the
-                // following register blocks' loads (and the next first block's) find it.
-                _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add((kk + kc) * NR) as *const i8);
-            }
-            let b0 = _mm256_load_ps(b.add(kk * NR));
-            let b1 = _mm256_load_ps(b.add(kk * NR + 8));
-            for r in 0..R {
-                let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
-                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
-                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+
+        impl Micro for K {
+            const MR: usize = 12;
+            #[target_feature(enable = "avx512f")]
+            unsafe fn block(r: usize, pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+                by_rows!(r, block, (pf, kc, a, lda, b, c, ldc, cols, acc); 12 11 10 9 8 7 6 5 4 3 2 1)
             }
         }
-        for r in 0..R {
-            let row = c.add(r * ldc);
-            if cols == NR {
-                _mm256_storeu_ps(row, lo[r]);
-                _mm256_storeu_ps(row.add(8), hi[r]);
-            } else {
-                let s = scratch.as_mut_ptr().add(r * NR);
-                _mm256_storeu_ps(s, lo[r]);
-                _mm256_storeu_ps(s.add(8), hi[r]);
-                std::ptr::copy_nonoverlapping(s, row, cols);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) mod avx2 {
+        use super::{load_partial, nest, prefetch, Micro, Src, NR};
+        use std::arch::x86_64::*;
+
+        pub(in super::super) struct K;
+
+        /// # Safety
+        /// AVX2 and FMA present; as [`nest`].
+        #[target_feature(enable = "avx2,fma")]
+        pub(in super::super) unsafe fn rows(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+            nest::<K>(n, k, src, x, m, op)
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn block<const R: usize>(pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+            let mut lo = [_mm256_setzero_ps(); R];
+            let mut hi = [_mm256_setzero_ps(); R];
+            let mut s = [0f32; NR];
+            if acc {
+                for r in 0..R {
+                    let row = c.add(r * ldc);
+                    let src = if cols == NR {
+                        row
+                    } else {
+                        load_partial(row, cols, &mut s);
+                        s.as_ptr()
+                    };
+                    lo[r] = _mm256_loadu_ps(src);
+                    hi[r] = _mm256_loadu_ps(src.add(8));
+                }
+            }
+            for kk in 0..kc {
+                if pf {
+                    prefetch(b, kk, kc);
+                }
+                let b0 = _mm256_load_ps(b.add(kk * NR));
+                let b1 = _mm256_load_ps(b.add(kk * NR + 8));
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+                }
+            }
+            for r in 0..R {
+                let row = c.add(r * ldc);
+                if cols == NR {
+                    _mm256_storeu_ps(row, lo[r]);
+                    _mm256_storeu_ps(row.add(8), hi[r]);
+                } else {
+                    _mm256_storeu_ps(s.as_mut_ptr(), lo[r]);
+                    _mm256_storeu_ps(s.as_mut_ptr().add(8), hi[r]);
+                    std::ptr::copy_nonoverlapping(s.as_ptr(), row, cols);
+                }
+            }
+        }
+
+        impl Micro for K {
+            const MR: usize = 6;
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn block(r: usize, pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+                by_rows!(r, block, (pf, kc, a, lda, b, c, ldc, cols, acc); 6 5 4 3 2 1)
+            }
+        }
+    }
+
+    pub(super) mod portable {
+        use super::{load_partial, nest, Micro, Src, NR};
+
+        pub(in super::super) struct K;
+
+        /// # Safety
+        /// As [`nest`].
+        pub(in super::super) unsafe fn rows(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+            nest::<K>(n, k, src, x, m, op)
+        }
+
+        impl Micro for K {
+            const MR: usize = 4;
+            unsafe fn block(r: usize, _pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+                let mut v = [[0f32; NR]; 4];
+                let mut s = [0f32; NR];
+                if acc {
+                    for (i, vi) in v.iter_mut().enumerate().take(r) {
+                        load_partial(c.add(i * ldc), cols, &mut s);
+                        *vi = s;
+                    }
+                }
+                for kk in 0..kc {
+                    let bk = std::slice::from_raw_parts(b.add(kk * NR), NR);
+                    for (i, vi) in v.iter_mut().enumerate().take(r) {
+                        let av = *a.add(i * lda + kk);
+                        for (o, &bv) in vi.iter_mut().zip(bk) {
+                            *o = av.mul_add(bv, *o);
+                        }
+                    }
+                }
+                for (i, vi) in v.iter().enumerate().take(r) {
+                    std::ptr::copy_nonoverlapping(vi.as_ptr(), c.add(i * ldc), cols);
+                }
             }
         }
     }

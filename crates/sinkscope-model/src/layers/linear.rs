@@ -14,6 +14,17 @@ pub enum Weight {
     Packed(Arc<PackedWeight>),
 }
 
+/// Environment variable that, set to `1`, dequantises every stored-format matrix to f32 at
+/// load time (the layout before weights stayed in their file's format): for A/B benchmarks.
+/// The results are the same bits either way.
+pub const F32_WEIGHTS_ENV: &str = "SINKSCOPE_F32_WEIGHTS";
+
+/// Whether stored-format matrices stay in their format here: the packed kernel runs and
+/// [`F32_WEIGHTS_ENV`] does not ask for f32.
+pub fn keep_stored() -> bool {
+    super::gemm::available() && std::env::var(F32_WEIGHTS_ENV).map_or(true, |v| v != "1")
+}
+
 impl Weight {
     /// The weight of a `[out, in]` matrix as loaded (see [`Linear::from_matrix`]).
     pub fn from_matrix(w: MatrixWeight, device: &Device) -> crate::error::Result<Self> {
@@ -24,7 +35,7 @@ impl Weight {
             )));
         };
         Ok(match w {
-            MatrixWeight::Stored(s) if device.is_cpu() && super::gemm::available() => {
+            MatrixWeight::Stored(s) if device.is_cpu() && keep_stored() => {
                 match PackedWeight::from_stored(s.matrix.clone()) {
                     Some(p) => Weight::Packed(Arc::new(p)),
                     None => Weight::Dense(Tensor::from_vec(to_f32(&s.matrix)?, (out, inp), device)?),
