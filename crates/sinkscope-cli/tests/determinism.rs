@@ -194,7 +194,8 @@ fn profile_is_deterministic_across_runs_and_threads() {
 
 /// `run` with the kernel path forced by `SINKSCOPE_KERNEL`.
 fn run_on_path(model: &Path, prompts: &Path, out: &Path, path: &str) {
-    let capture = "hook_embed,blocks.*.hook_resid_post,blocks.*.attn.hook_pattern,blocks.*.hook_mlp_out,logits";
+    let capture =
+        "hook_embed,blocks.*.hook_resid_post,blocks.*.attn.hook_pattern,blocks.*.hook_mlp_out,logits";
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinkscope"));
     cmd.args(["run".as_ref(), model.as_os_str(), "--prompts".as_ref(), prompts.as_os_str()]);
     cmd.args(["--capture".as_ref(), capture.as_ref(), "--out".as_ref(), out.as_os_str()]);

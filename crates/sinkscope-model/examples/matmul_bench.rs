@@ -71,7 +71,8 @@ fn main() -> candle_core::Result<()> {
                     let _ = x.matmul(&wt).unwrap();
                 }));
                 for (i, p) in paths.iter().enumerate() {
-                    best[1 + i] = best[1 + i].max(gflops(m, k, n, reps, || packed.matmul_on(*p, &xv, m, &mut out).unwrap()));
+                    best[1 + i] = best[1 + i]
+                        .max(gflops(m, k, n, reps, || packed.matmul_on(*p, &xv, m, &mut out).unwrap()));
                     best[1 + paths.len() + i] = best[1 + paths.len() + i]
                         .max(gflops(m, k, n, reps, || stored.matmul_on(*p, &xv, m, &mut out).unwrap()));
                 }

@@ -217,7 +217,13 @@ impl PackedWeight {
         self.rows_on(path, x, m, out)
     }
 
-    fn rows_on(&self, path: KernelPath, x: &[f32], m: usize, out: &mut [MaybeUninit<f32>]) -> Result<(), String> {
+    fn rows_on(
+        &self,
+        path: KernelPath,
+        x: &[f32],
+        m: usize,
+        out: &mut [MaybeUninit<f32>],
+    ) -> Result<(), String> {
         let src = match &self.panels {
             Panels::F32(rows) => kernels::Src::Packed(rows.as_ptr() as *const f32),
             Panels::Stored(st) => kernels::Src::Stored(st),
@@ -267,7 +273,9 @@ impl KernelPath {
         match self {
             KernelPath::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            KernelPath::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            }
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
@@ -277,7 +285,10 @@ impl KernelPath {
 
     /// The widest path this CPU runs.
     pub fn widest() -> KernelPath {
-        [KernelPath::Avx512, KernelPath::Avx2].into_iter().find(|p| p.supported()).unwrap_or(KernelPath::Portable)
+        [KernelPath::Avx512, KernelPath::Avx2]
+            .into_iter()
+            .find(|p| p.supported())
+            .unwrap_or(KernelPath::Portable)
     }
 }
 
@@ -292,13 +303,20 @@ fn choose_path() -> (Option<KernelPath>, Option<String>) {
     }
     let widest = KernelPath::widest();
     let Ok(want) = std::env::var(KERNEL_ENV) else { return (Some(widest), None) };
-    let asked = [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable].into_iter().find(|p| p.name() == want);
+    let asked =
+        [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable].into_iter().find(|p| p.name() == want);
     match asked {
         Some(p) if p.supported() => (Some(p), None),
-        Some(p) => (Some(widest), Some(format!("{KERNEL_ENV}={want}: this CPU lacks {}, using {}", p.name(), widest.name()))),
+        Some(p) => (
+            Some(widest),
+            Some(format!("{KERNEL_ENV}={want}: this CPU lacks {}, using {}", p.name(), widest.name())),
+        ),
         None => (
             Some(widest),
-            Some(format!("{KERNEL_ENV}={want} is not one of avx512, avx2, portable; using {}", widest.name())),
+            Some(format!(
+                "{KERNEL_ENV}={want} is not one of avx512, avx2, portable; using {}",
+                widest.name()
+            )),
         ),
     }
 }
@@ -344,7 +362,18 @@ mod kernels {
         /// # Safety
         /// The path's instructions present; every pointer valid for the extents given.
         #[allow(clippy::too_many_arguments)]
-        unsafe fn block(r: usize, pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool);
+        unsafe fn block(
+            r: usize,
+            pf: bool,
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        );
     }
 
     /// Writes every element of `out` (in the first K block, without reading it) before
@@ -354,7 +383,14 @@ mod kernels {
     /// # Safety
     /// As [`Micro::block`]; `x.len() == m * k`; `op` valid for `m * n` writes.
     #[inline(always)]
-    pub(super) unsafe fn nest<M: Micro>(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+    pub(super) unsafe fn nest<M: Micro>(
+        n: usize,
+        k: usize,
+        src: Src,
+        x: &[f32],
+        m: usize,
+        op: *mut f32,
+    ) -> Result<(), String> {
         let panels = n.div_ceil(NR);
         let xp = x.as_ptr();
         let mr = M::MR;
@@ -381,7 +417,8 @@ mod kernels {
                         Src::Stored(st) => {
                             for c in 0..NR {
                                 if c < cols {
-                                    st.dequant_range(p * NR + c, k0, &mut row[..kc]).map_err(|e| e.to_string())?;
+                                    st.dequant_range(p * NR + c, k0, &mut row[..kc])
+                                        .map_err(|e| e.to_string())?;
                                     for (pr, &v) in scratch.iter_mut().zip(&row[..kc]) {
                                         pr.0[c] = v;
                                     }
@@ -444,14 +481,31 @@ mod kernels {
         /// # Safety
         /// AVX-512F present; as [`nest`].
         #[target_feature(enable = "avx512f")]
-        pub(in super::super) unsafe fn rows(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+        pub(in super::super) unsafe fn rows(
+            n: usize,
+            k: usize,
+            src: Src,
+            x: &[f32],
+            m: usize,
+            op: *mut f32,
+        ) -> Result<(), String> {
             nest::<K>(n, k, src, x, m, op)
         }
 
         #[target_feature(enable = "avx512f")]
         #[inline]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn block<const R: usize>(pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+        unsafe fn block<const R: usize>(
+            pf: bool,
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        ) {
             let mut v = [_mm512_setzero_ps(); R];
             let mut s = [0f32; NR];
             if acc {
@@ -488,7 +542,18 @@ mod kernels {
         impl Micro for K {
             const MR: usize = 12;
             #[target_feature(enable = "avx512f")]
-            unsafe fn block(r: usize, pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+            unsafe fn block(
+                r: usize,
+                pf: bool,
+                kc: usize,
+                a: *const f32,
+                lda: usize,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                cols: usize,
+                acc: bool,
+            ) {
                 by_rows!(r, block, (pf, kc, a, lda, b, c, ldc, cols, acc); 12 11 10 9 8 7 6 5 4 3 2 1)
             }
         }
@@ -504,14 +569,31 @@ mod kernels {
         /// # Safety
         /// AVX2 and FMA present; as [`nest`].
         #[target_feature(enable = "avx2,fma")]
-        pub(in super::super) unsafe fn rows(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+        pub(in super::super) unsafe fn rows(
+            n: usize,
+            k: usize,
+            src: Src,
+            x: &[f32],
+            m: usize,
+            op: *mut f32,
+        ) -> Result<(), String> {
             nest::<K>(n, k, src, x, m, op)
         }
 
         #[target_feature(enable = "avx2,fma")]
         #[inline]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn block<const R: usize>(pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+        unsafe fn block<const R: usize>(
+            pf: bool,
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        ) {
             let mut lo = [_mm256_setzero_ps(); R];
             let mut hi = [_mm256_setzero_ps(); R];
             let mut s = [0f32; NR];
@@ -556,7 +638,18 @@ mod kernels {
         impl Micro for K {
             const MR: usize = 6;
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn block(r: usize, pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+            unsafe fn block(
+                r: usize,
+                pf: bool,
+                kc: usize,
+                a: *const f32,
+                lda: usize,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                cols: usize,
+                acc: bool,
+            ) {
                 by_rows!(r, block, (pf, kc, a, lda, b, c, ldc, cols, acc); 6 5 4 3 2 1)
             }
         }
@@ -569,13 +662,31 @@ mod kernels {
 
         /// # Safety
         /// As [`nest`].
-        pub(in super::super) unsafe fn rows(n: usize, k: usize, src: Src, x: &[f32], m: usize, op: *mut f32) -> Result<(), String> {
+        pub(in super::super) unsafe fn rows(
+            n: usize,
+            k: usize,
+            src: Src,
+            x: &[f32],
+            m: usize,
+            op: *mut f32,
+        ) -> Result<(), String> {
             nest::<K>(n, k, src, x, m, op)
         }
 
         impl Micro for K {
             const MR: usize = 4;
-            unsafe fn block(r: usize, _pf: bool, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+            unsafe fn block(
+                r: usize,
+                _pf: bool,
+                kc: usize,
+                a: *const f32,
+                lda: usize,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                cols: usize,
+                acc: bool,
+            ) {
                 let mut v = [[0f32; NR]; 4];
                 let mut s = [0f32; NR];
                 if acc {
