@@ -414,6 +414,77 @@ mod tests {
         assert!(check(Path::new("m.gguf"), &est, Some(&big), false).is_ok());
     }
 
+    /// A Llama-3-8B-shaped Q4_K_M checkpoint (token embedding and attention/MLP matrices in
+    /// Q4_K, V, down and the head in Q6_K, norms F32: ~4.9 GB, llama.cpp's mix) is admitted on a
+    /// 24 GiB machine with weights as stored (estimate within the file size + 1.5 GiB for 512
+    /// tokens), and refused when every weight is counted as f32 (~32 GB).
+    #[test]
+    fn an_8b_q4_model_fits_24_gib_as_stored_but_not_as_f32() {
+        use sinkscope_io::source::{TensorMeta, TensorSource};
+        use std::collections::BTreeMap;
+        struct Header(BTreeMap<String, TensorMeta>);
+        impl TensorSource for Header {
+            fn path(&self) -> &Path {
+                Path::new("llama-3-8b.Q4_K_M.gguf")
+            }
+            fn tensors(&self) -> &BTreeMap<String, TensorMeta> {
+                &self.0
+            }
+            fn read_f32(&self, _: &str) -> Result<Vec<f32>, sinkscope_io::IoError> {
+                Ok(Vec::new())
+            }
+        }
+        let mut cfg = cfg();
+        let layer = cfg.layers[0].clone();
+        (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_head) = (4096, 32, 32, 8, 128);
+        (cfg.d_mlp, cfg.d_vocab, cfg.context_length, cfg.tied_unembed) = (14336, 128256, 8192, false);
+        cfg.layers = vec![layer; 32];
+        let meta = |shape: Vec<usize>, dtype: &str| {
+            let values = shape.iter().product::<usize>() as u64;
+            let bytes = match dtype {
+                "Q4_K" => values / 256 * 144,
+                "Q6_K" => values / 256 * 210,
+                _ => values * 4,
+            };
+            TensorMeta { shape, dtype: dtype.into(), bytes }
+        };
+        let (d, m, v, kv) = (4096, 14336, 128256, 1024);
+        let mut t = BTreeMap::new();
+        t.insert("token_embd.weight".to_string(), meta(vec![v, d], "Q4_K"));
+        t.insert("output.weight".to_string(), meta(vec![v, d], "Q6_K"));
+        t.insert("output_norm.weight".to_string(), meta(vec![d], "F32"));
+        for i in 0..32 {
+            for (name, shape, ty) in [
+                ("attn_q", vec![d, d], "Q4_K"),
+                ("attn_k", vec![kv, d], "Q4_K"),
+                ("attn_v", vec![kv, d], "Q6_K"),
+                ("attn_output", vec![d, d], "Q4_K"),
+                ("ffn_gate", vec![m, d], "Q4_K"),
+                ("ffn_up", vec![m, d], "Q4_K"),
+                ("ffn_down", vec![d, m], "Q6_K"),
+                ("attn_norm", vec![d], "F32"),
+                ("ffn_norm", vec![d], "F32"),
+            ] {
+                t.insert(format!("blk.{i}.{name}.weight"), meta(shape, ty));
+            }
+        }
+        let file: u64 = t.values().map(|m| m.bytes).sum();
+        assert!((4_500_000_000..5_200_000_000).contains(&file), "{file}");
+        let src = Header(t);
+        let table = sinkscope_io::families::by_gguf_arch("llama").unwrap().gguf_tensors();
+        let shape = RunShape { max_tokens: 512, logits: false, retained_bytes: 0 };
+        let gib24 = Available { bytes: 24 << 30, source: "injected 24 GiB".into() };
+        let stored = sinkscope_io::weights::weight_plan(&src, &cfg, &table, true);
+        assert!(stored.resident_bytes >= file - (1 << 20) && stored.resident_bytes <= file + (1 << 20));
+        let est = estimate_for(&cfg, stored.resident_bytes, stored.largest_f32_values, &shape);
+        assert!(est.total() <= file + (3 << 29), "{est}");
+        assert!(check(Path::new("m.gguf"), &est, Some(&gib24), false).is_ok());
+        let f32 = sinkscope_io::weights::weight_plan(&src, &cfg, &table, false);
+        let est = estimate_for(&cfg, f32.resident_bytes, f32.largest_f32_values, &shape);
+        assert!(est.total() > 30_000_000_000, "{est}");
+        assert!(check(Path::new("m.gguf"), &est, Some(&gib24), false).is_err());
+    }
+
     /// The working set grows with T^2 through the attention patterns.
     #[test]
     fn working_set_is_quadratic_in_tokens() {
