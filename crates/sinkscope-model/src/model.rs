@@ -32,6 +32,9 @@ pub struct Model {
     unembed: Linear,
     /// Checkpoint tensors holding NaN/Inf, cited when an activation turns non-finite.
     non_finite_weights: Vec<String>,
+    /// The head packed in f32 for LogitLens, built on its first use when the head is kept in
+    /// a stored format (see [`unembed`](Model::unembed)).
+    lens_head: std::sync::OnceLock<Linear>,
 }
 
 struct Loader<'a> {
@@ -237,6 +240,7 @@ impl Model {
             ln_final,
             unembed,
             non_finite_weights,
+            lens_head: std::sync::OnceLock::new(),
         })
     }
 
@@ -388,14 +392,34 @@ impl Model {
     }
 
     /// Applies the final norm and the unembedding to any residual `x: [T, d]` (LogitLens).
+    ///
+    /// LogitLens multiplies by the head L+1 times per prompt, so a head kept in a stored
+    /// format is packed once in f32 on the first call (`V x d x 4` bytes) rather than
+    /// dequantised on every call: the same values in the same FMA order, so the same bits as
+    /// [`forward`](Self::forward)'s logits.
     pub fn unembed(&self, x: &Tensor) -> Result<Tensor> {
-        self.head(&self.ln_final.forward(x)?)
+        let normed = self.ln_final.forward(x)?;
+        let head = match self.lens_head.get() {
+            Some(h) => h,
+            None => match self.unembed.weight.densified() {
+                None => &self.unembed,
+                Some(dense) => {
+                    let dense = dense.map_err(ModelError::Input)?;
+                    self.lens_head.get_or_init(|| Linear { weight: dense, bias: self.unembed.bias.clone() })
+                }
+            },
+        };
+        self.head_with(head, &normed)
     }
 
     /// The LM head on normalised rows `[T, d]`: the unembedding, then the final soft-cap
     /// `c·tanh(x/c)` where the model has one (Gemma 2).
     fn head(&self, normed: &Tensor) -> Result<Tensor> {
-        let logits = self.unembed.forward(normed)?; // [T, V]
+        self.head_with(&self.unembed, normed)
+    }
+
+    fn head_with(&self, unembed: &Linear, normed: &Tensor) -> Result<Tensor> {
+        let logits = unembed.forward(normed)?; // [T, V]
         Ok(match self.config.final_logit_softcap {
             Some(c) => ((logits / c)?.tanh()? * c)?,
             None => logits,

@@ -105,6 +105,15 @@ impl PackedWeight {
         Some(PackedWeight { n: m.n(), k: m.k(), panels: Panels::Stored(m) })
     }
 
+    /// For a stored-format weight, the same weight dequantised and packed in f32 (identical
+    /// products, no per-call dequantisation); `None` for a weight already in f32.
+    pub fn densified(&self) -> Option<Result<PackedWeight, String>> {
+        let Panels::Stored(m) = &self.panels else { return None };
+        Some(m.to_f32().map_err(|e| e.to_string()).and_then(|v| {
+            PackedWeight::pack(&v, self.n, self.k).ok_or_else(|| "the packed kernel is off".to_string())
+        }))
+    }
+
     /// Bytes the weight holds (f32 panels, or the stored rows it uses).
     pub fn bytes(&self) -> usize {
         match &self.panels {

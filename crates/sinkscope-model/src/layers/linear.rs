@@ -53,6 +53,15 @@ impl Weight {
         })
     }
 
+    /// For a weight kept in a stored format, the same weight packed in f32 (for a matrix
+    /// multiplied many times per prompt, such as the LogitLens head); `None` otherwise.
+    pub fn densified(&self) -> Option<Result<Weight, String>> {
+        match self {
+            Weight::Packed(p) => p.densified().map(|r| r.map(|d| Weight::Packed(Arc::new(d)))),
+            Weight::Dense(_) => None,
+        }
+    }
+
     /// Rows `ids` of the weight, `[ids.len(), in]` (an embedding lookup), with exactly the
     /// values the matmul multiplies by.
     pub fn rows(&self, ids: &[u32], device: &Device) -> crate::error::Result<Tensor> {
