@@ -27,9 +27,14 @@ pub struct InputArgs {
     /// Cut prompts longer than the model's context instead of failing.
     #[arg(long)]
     pub truncate: bool,
-    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    /// Prepend the BOS token: auto (the model's own setting), always, never, or eos (the EOS
+    /// token in BOS's place, Gu et al.'s convention for models without a BOS).
     #[arg(long, default_value = "auto", value_parser = parse_bos)]
     pub bos: BosPolicy,
+    /// Put this token at position 0 of every prompt instead of a BOS: a token id, or a text
+    /// that is exactly one token (with --bos auto or never).
+    #[arg(long = "first-token", value_name = "ID|TEXT")]
+    pub first_token: Option<String>,
     /// Dataset cache folder.
     #[arg(long, env = "SINKSCOPE_DATA", default_value = "data/cache")]
     pub data_dir: PathBuf,
@@ -56,6 +61,7 @@ impl InputArgs {
     pub fn prompt_options(&self) -> ProfileOptions {
         ProfileOptions {
             bos: self.bos,
+            first_token: self.first_token.as_deref().map(sinkscope_analysis::profile::FirstTokenSpec::parse),
             max_tokens: self.max_tokens,
             truncate: self.truncate,
             resume: self.resume,

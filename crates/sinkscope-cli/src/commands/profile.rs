@@ -280,6 +280,7 @@ pub fn run(a: Args) -> Result<()> {
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
         bos: a.input.bos,
+        first_token: a.input.first_token.as_deref().map(sinkscope_analysis::profile::FirstTokenSpec::parse),
         max_tokens: a.input.max_tokens,
         truncate: a.input.truncate,
         resume: a.input.resume,
