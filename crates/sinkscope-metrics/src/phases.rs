@@ -22,7 +22,7 @@
 //!    (no phases are reported; we do not call the whole depth "mix", which would claim more
 //!    than was measured).
 //! 4. **Decompressed layer** `l > a`: at least two of
-//!    - entropy re-expanded: `entropy_norm(l) ≥ v + ¼ (max − v)`, `v` the valley floor (the
+//!    - entropy re-expanded: `entropy_norm(l) ≥ v + 0.15 (max − v)`, `v` the valley floor (the
 //!      smallest smoothed `entropy_norm` at layers `≥ a`), `max` the largest over depth,
 //!    - first-token norm receded: `bos_norm(l) ≤ ½` of its largest smoothed value,
 //!    - sinks gone: `sink_rate(l) < 0.5`.
@@ -53,7 +53,7 @@ pub struct PhaseParams {
     /// Broad mixing has stopped when the smoothed `mixing_score` is below this (0.7).
     pub mixing_max: f64,
     /// Entropy has re-expanded when it is this fraction of the way from the valley floor
-    /// back to the curve's maximum (0.25).
+    /// back to the curve's maximum (0.15).
     pub entropy_rise: f64,
     /// The first-token norm has receded when it is at most this fraction of its peak (0.5).
     pub norm_recede: f64,
@@ -65,7 +65,7 @@ impl Default for PhaseParams {
             sink_rate_min: COMPRESS_MIN_SINK_RATE,
             massive_ratio_min: 3.0,
             mixing_max: 0.7,
-            entropy_rise: 0.25,
+            entropy_rise: 0.15,
             norm_recede: 0.5,
         }
     }

@@ -21,9 +21,10 @@ pub struct InputArgs {
     /// Use only the first N prompts (file or dataset order).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Keep at most the first T tokens of every prompt.
-    #[arg(long = "max-tokens")]
-    pub max_tokens: Option<usize>,
+    /// Keep at most the first T tokens of every prompt. `profile` also takes a list
+    /// (`16,32,64`): a length sweep, one profile per T.
+    #[arg(long = "max-tokens", value_delimiter = ',', value_name = "T[,T...]")]
+    pub max_tokens: Vec<usize>,
     /// Cut prompts longer than the model's context instead of failing.
     #[arg(long)]
     pub truncate: bool,
@@ -62,7 +63,7 @@ impl InputArgs {
         ProfileOptions {
             bos: self.bos,
             first_token: self.first_token.as_deref().map(sinkscope_analysis::profile::FirstTokenSpec::parse),
-            max_tokens: self.max_tokens,
+            max_tokens: self.max_tokens.first().copied(),
             truncate: self.truncate,
             resume: self.resume,
             ..Default::default()
@@ -110,6 +111,12 @@ pub fn open(
     pack_tokens: usize,
     prepare_examples: &mut dyn FnMut(&mut Vec<Example>) -> Result<()>,
 ) -> Result<Opened> {
+    if input.max_tokens.len() > 1 {
+        return Err(sinkscope_analysis::AnalysisError::Options(
+            "--max-tokens takes one value here; a list (a length sweep) is for `profile`".into(),
+        )
+        .into());
+    }
     let opts = input.prompt_options();
     opts.validate()?;
     let (mut examples, source) = super::profile::load_examples(
