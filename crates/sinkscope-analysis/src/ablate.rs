@@ -207,7 +207,14 @@ pub fn run_ablate(
     let mut sun_mean = Value::Null;
     let mut zero_dims = Value::Null;
     if opts.mean_ablate {
-        let block = blocks.iter().copied().min().unwrap_or(1);
+        // The stage with the largest first-token activation: ablating an early, smaller stage
+        // leaves the later block to write the massive activation anyway (SmolLM2 on the
+        // reference prompts: blocks 3 and 12, |X(3)[0, 507]| ≈ 200 vs |X(12)[0, 507]| ≈ 24,000).
+        let block = blocks
+            .iter()
+            .copied()
+            .max_by(|&a, &b| top_at_token0(&base, a).total_cmp(&top_at_token0(&base, b)).then(b.cmp(&a)))
+            .unwrap_or(1);
         let dims = massive_dims(&base, block);
         let site = HookSite::block(block - 1, SiteKind::ResidPost);
         let dims_edit = |op: EditOp| Edit {
@@ -217,7 +224,7 @@ pub fn run_ablate(
             dims: Selection::Only(dims.clone()),
             op,
         };
-        let rule = "dimensions of the baseline's top activations at token 0 of X(block) with |value| > 100 (Sun et al.'s absolute threshold); the largest one if none passes";
+        let rule = "block: the ablated block whose X(block) has the largest top activation at token 0; dimensions: the baseline's top activations at token 0 of X(block) with |value| > 100 (Sun et al.'s absolute threshold), the largest one if none passes";
         // Sun et al.: the reference means, at position 0 over the prompt set (unedited model).
         let prepared: Vec<(String, Vec<u32>)> = examples
             .iter()
@@ -271,6 +278,19 @@ pub fn run_ablate(
     });
     crate::profile::write_json(&out.join("ablate.json"), &document)?;
     Ok(AblateSummary { document })
+}
+
+/// The largest |value| at token 0 among the baseline's top activations of `X(block)`.
+fn top_at_token0(base: &Value, block: usize) -> f64 {
+    base["top_activations"][block]
+        .as_array()
+        .map(|top| {
+            top.iter()
+                .filter(|e| e["token"].as_u64() == Some(0))
+                .filter_map(|e| e["value"].as_f64().map(f64::abs))
+                .fold(0.0, f64::max)
+        })
+        .unwrap_or(0.0)
 }
 
 /// The residual dimensions carrying the massive activation at position 0 of `X(block)`,
