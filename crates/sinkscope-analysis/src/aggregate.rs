@@ -444,7 +444,8 @@ impl Aggregator {
         }
         let with_phases = starts.iter().flatten().count();
         let with_refine = starts.iter().flatten().filter(|(_, r)| r.is_some()).count();
-        let iv = |f: &dyn Fn(&(usize, Option<usize>)) -> Option<usize>| {
+        type Starts = (usize, Option<usize>);
+        let iv = |f: &dyn Fn(&Starts) -> Option<usize>| {
             let mut v: Vec<f64> = starts.iter().flatten().filter_map(f).map(|x| x as f64).collect();
             sinkscope_metrics::bootstrap::percentile_interval(&mut v)
         };

@@ -86,11 +86,13 @@ fn smollm2_ablation_removes_the_valley() {
     let sun = &d["sun_mean_ablate"];
     assert_eq!(sun["variant"], "mean_prompts");
     let block = sun["block"].as_u64().unwrap() as usize;
-    let sun_dims: Vec<usize> = sun["dims"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let sun_dims: Vec<usize> =
+        sun["dims"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     let site = sinkscope_spec::HookSite::block(block - 1, sinkscope_spec::SiteKind::ResidPost);
     let mut sums = vec![0.0f64; sun_dims.len()];
     for ex in &examples {
-        let p = sinkscope_analysis::profile::prepare(&files, &ex.id, &ex.text, &ProfileOptions::default()).unwrap();
+        let p = sinkscope_analysis::profile::prepare(&files, &ex.id, &ex.text, &ProfileOptions::default())
+            .unwrap();
         let mut cache = sinkscope_model::ActivationCache::new([site]);
         let mut ctx = sinkscope_model::ForwardCtx::new().with(&mut cache);
         model.forward(&p.ids, &mut ctx).unwrap();
@@ -100,7 +102,8 @@ fn smollm2_ablation_removes_the_valley() {
             *acc += f64::from(rows[0][j]);
         }
     }
-    let got: Vec<f64> = sun["reference_means"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let got: Vec<f64> =
+        sun["reference_means"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     assert_eq!(sun["reference_prompts"].as_u64(), Some(examples.len() as u64));
     for (g, s) in got.iter().zip(&sums) {
         let want = s / examples.len() as f64;
@@ -129,7 +132,10 @@ fn mean_edits_say_what_they_are() {
     let e: Edit = "blocks.11.hook_resid_post:pos=0:dim=507:mean_others".parse().unwrap();
     assert_eq!(e.op, EditOp::MeanOthers);
     let err = "blocks.11.hook_resid_post:pos=0:mean".parse::<Edit>().unwrap_err().to_string();
-    assert!(err.contains("ambiguous") && err.contains("mean_prompts") && err.contains("mean_others"), "{err}");
+    assert!(
+        err.contains("ambiguous") && err.contains("mean_prompts") && err.contains("mean_others"),
+        "{err}"
+    );
 }
 
 /// λ = 1 edits are the identity: the edit list scales by exactly 1.

@@ -686,7 +686,9 @@ fn run_phases(c: &[Vec<Option<f64>>; 5]) -> Option<Phases> {
     phases(&curves, &PhaseParams::default()).unwrap()
 }
 
-fn bounds(p: &Phases) -> (Option<(usize, usize)>, (usize, usize), Option<(usize, usize)>) {
+type Span = (usize, usize);
+
+fn bounds(p: &Phases) -> (Option<Span>, Span, Option<Span>) {
     (
         p.mix.map(|r| (r.first, r.last)),
         (p.compress.first, p.compress.last),

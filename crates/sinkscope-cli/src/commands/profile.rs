@@ -480,7 +480,7 @@ fn length_sweep(a: Args) -> Result<()> {
     )?;
     for r in &rows {
         note!(
-            "T = {:>5}: mean sink_rate {}, min entropy_norm {} (layer {}), compress {}..{}, r(Δlog‖x₀‖, Δsink) lag 1 {}",
+            "T = {:>5}: mean sink_rate {}, min entropy_norm {} (layer {}), Compress from layer {}, Refine from {}, r(Δlog‖x₀‖, Δsink) lag 1 {}",
             r["max_tokens"],
             r["mean_sink_rate"].as_f64().map_or("–".into(), |v| format!("{v:.3}")),
             r["min_entropy_norm"].as_f64().map_or("–".into(), |v| format!("{v:.4}")),
