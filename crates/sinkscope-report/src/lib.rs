@@ -504,3 +504,71 @@ pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, Re
         compare_html,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::schema::{Manifest, MetricsFile, ModelInfo, Run, RunKind, RunSummary};
+    use serde_json::json;
+
+    fn run(dir: &str, model: &str, bos: &str, dataset: &str, r: Option<f64>) -> Run {
+        let mut options = std::collections::BTreeMap::new();
+        options.insert("bos".to_string(), json!(bos));
+        options.insert("epsilon".to_string(), json!(0.3));
+        Run {
+            dir: PathBuf::from(dir),
+            manifest: Manifest {
+                model: Some(ModelInfo {
+                    path: Some(format!("models/{model}.gguf")),
+                    sha256: Some(model.into()),
+                    ..ModelInfo::default()
+                }),
+                data: Some(json!({"source": "dataset", "dataset": {"name": dataset}})),
+                options,
+                ..Manifest::default()
+            },
+            metrics: MetricsFile {
+                summary: RunSummary { corr_bos_sink_lag1: r, ..RunSummary::default() },
+                ..MetricsFile::default()
+            },
+            prompts: Vec::new(),
+            prompts_present: false,
+            kind: RunKind::Profile,
+            lens: None,
+            probe: None,
+        }
+    }
+
+    /// Known answer: runs are labelled by the model, and two runs of one model by what sets
+    /// them apart (here the BOS policy, then the dataset), not by their folder names.
+    #[test]
+    fn labels_name_what_differs() {
+        let a = run("out/a", "SmolLM2", "auto", "gsm8k-like", None);
+        let b = run("out/b", "SmolLM2", "eos", "gsm8k-like", None);
+        let c = run("out/c", "gemma", "auto", "gsm8k-like", None);
+        let d = run("out/d", "gemma", "auto", "web", None);
+        let labels = unique_labels(&[&a, &b, &c, &d]);
+        assert_eq!(
+            labels,
+            ["SmolLM2 (bos=auto)", "SmolLM2 (bos=eos)", "gemma (data=gsm8k-like)", "gemma (data=web)"]
+        );
+        // Nothing differs: the folder name.
+        let e = run("out/e", "gemma", "auto", "web", None);
+        assert_eq!(unique_labels(&[&d, &e]), ["gemma (d)", "gemma (e)"]);
+    }
+
+    /// Known answer: one r per model (the mean over its runs), then mean ± sample sd over
+    /// models: models A (0.6, 0.8 → 0.7) and B (0.9) give 0.80 ± 0.14.
+    #[test]
+    fn across_models_is_mean_sd_of_per_model_r() {
+        let runs = [
+            run("a1", "A", "auto", "x", Some(0.6)),
+            run("a2", "A", "eos", "x", Some(0.8)),
+            run("b1", "B", "auto", "x", Some(0.9)),
+        ];
+        let note = html::across_models_note(&runs);
+        assert!(note.contains("Across the 2 models"), "{note}");
+        assert!(note.contains("r(Δ log bos_norm, Δ sink_rate), lag 1: <strong>0.80 ± 0.14</strong>"), "{note}");
+    }
+}
