@@ -569,6 +569,9 @@ mod tests {
         ];
         let note = html::across_models_note(&runs);
         assert!(note.contains("Across the 2 models"), "{note}");
-        assert!(note.contains("r(Δ log bos_norm, Δ sink_rate), lag 1: <strong>0.80 ± 0.14</strong>"), "{note}");
+        assert!(
+            note.contains("r(Δ log bos_norm, Δ sink_rate), lag 1: <strong>0.80 ± 0.14</strong>"),
+            "{note}"
+        );
     }
 }
