@@ -2,8 +2,12 @@
 //! first token's massive activation is scaled at position 0 in the massive-activation blocks
 //! (λ = 1 is the model, λ = 0 the paper's ablation) and a full profile is run per λ; the
 //! compression valley should disappear. Also: each block alone (`one_by_one`), the attention
-//! output instead of the MLP (a control), and Sun et al.'s mean-ablation of the massive
-//! dimensions (set, at position 0, to their mean over the other positions).
+//! output instead of the MLP (a control), and three ablations of the massive dimensions of
+//! `X(block)` at position 0 (`mean_ablate`): Sun et al.'s mean-ablation (`sun_mean/`: set
+//! them to their mean at position 0 over the prompt set, from a first pass —
+//! [`crate::mean_ref`]), zero-ablation of the same dimensions (`zero_dims/`, the contrast Sun
+//! et al. found catastrophic), and the mean over the other positions of the same prompt
+//! (`mean_ablate/`, `mean_others`; close to zero-ablation for a first-token activation).
 //!
 //! Blocks are numbered as in metrics.md ("block l" writes `X(l)`, hook `blocks.{l-1}`).
 
@@ -55,7 +59,8 @@ pub struct AblateOptions {
     pub component: Component,
     /// Also ablate (λ = 0) each block alone.
     pub one_by_one: bool,
-    /// Also mean-ablate the massive dimensions.
+    /// Also ablate the massive dimensions: Sun et al.'s mean (over the prompt set), zero, and
+    /// the mean over the other positions of the same prompt.
     pub mean_ablate: bool,
 }
 
@@ -112,7 +117,8 @@ pub struct AblateSummary {
     pub document: Value,
 }
 
-/// Runs the study into `out`: `baseline/`, `scale_<λ>/`, `only_<block>/`, `mean_ablate/`
+/// Runs the study into `out`: `baseline/`, `scale_<λ>/`, `only_<block>/`, `sun_mean/`,
+/// `zero_dims/`, `mean_ablate/`
 /// (each a profile run folder) and `ablate.json` (docs/results-schema.md). With
 /// `opts.profile.resume`, sub-runs that completed are skipped (after checking that they are
 /// runs of these options and prompts), an interrupted one is resumed, and `ablate.json` is
@@ -198,20 +204,60 @@ pub fn run_ablate(
         }
     }
     let mut mean_ablate = Value::Null;
+    let mut sun_mean = Value::Null;
+    let mut zero_dims = Value::Null;
     if opts.mean_ablate {
-        let block = blocks.iter().copied().min().unwrap_or(1);
+        // The stage with the largest first-token activation: ablating an early, smaller stage
+        // leaves the later block to write the massive activation anyway (SmolLM2 on the
+        // reference prompts: blocks 3 and 12, |X(3)[0, 507]| ≈ 200 vs |X(12)[0, 507]| ≈ 24,000).
+        let block = blocks
+            .iter()
+            .copied()
+            .max_by(|&a, &b| top_at_token0(&base, a).total_cmp(&top_at_token0(&base, b)).then(b.cmp(&a)))
+            .unwrap_or(1);
         let dims = massive_dims(&base, block);
-        let edit = Edit {
-            site: HookSite::block(block - 1, SiteKind::ResidPost),
+        let site = HookSite::block(block - 1, SiteKind::ResidPost);
+        let dims_edit = |op: EditOp| Edit {
+            site,
             positions: Selection::Only(vec![0]),
             heads: Selection::All,
             dims: Selection::Only(dims.clone()),
-            op: EditOp::MeanOthers,
+            op,
         };
-        let dir = run("mean_ablate", vec![edit], progress("mean_ablate").as_mut())?;
+        let rule = "block: the ablated block whose X(block) has the largest top activation at token 0; dimensions: the baseline's top activations at token 0 of X(block) with |value| > 100 (Sun et al.'s absolute threshold), the largest one if none passes";
+        // Sun et al.: the reference means, at position 0 over the prompt set (unedited model).
+        let prepared: Vec<(String, Vec<u32>)> = examples
+            .iter()
+            .map(|ex| {
+                crate::profile::prepare(files, &ex.id, &ex.text, &opts.profile)
+                    .map(|p| (ex.id.clone(), p.ids))
+            })
+            .collect::<Result<_>>()?;
+        let refs: Vec<(&str, &[u32])> =
+            prepared.iter().map(|(i, ids)| (i.as_str(), ids.as_slice())).collect();
+        let (sun_edits, means) =
+            crate::mean_ref::resolve_mean_prompts(model, &refs, &[dims_edit(EditOp::MeanPrompts)])?;
+        let dir = run("sun_mean", sun_edits, progress("sun_mean").as_mut())?;
+        sun_mean = json!({
+            "block": block, "dims": dims, "site": site.to_string(), "rule": rule,
+            "variant": "mean_prompts",
+            "description": "Sun et al.'s mean-ablation: each massive dimension at position 0 set to its mean at position 0 over the prompt set (a first pass over the same prompts, unedited model)",
+            "reference_means": means.first().and_then(|m| m.means.first()).cloned().unwrap_or_default(),
+            "reference_prompts": means.first().and_then(|m| m.n_prompts.first()).copied().unwrap_or(0),
+            "run": "sun_mean", "summary": run_summary(&dir, valley)?,
+        });
+        let dir = run("zero_dims", vec![dims_edit(EditOp::Zero)], progress("zero_dims").as_mut())?;
+        zero_dims = json!({
+            "block": block, "dims": dims, "site": site.to_string(), "rule": rule,
+            "variant": "zero",
+            "description": "zero-ablation of the same dimensions at position 0 (Sun et al.'s contrast)",
+            "run": "zero_dims", "summary": run_summary(&dir, valley)?,
+        });
+        let dir = run("mean_ablate", vec![dims_edit(EditOp::MeanOthers)], progress("mean_ablate").as_mut())?;
         mean_ablate = json!({
-            "block": block, "dims": dims, "site": format!("blocks.{}.hook_resid_post", block - 1),
-            "rule": "dimensions of the baseline's top activations at token 0 of X(block) with |value| > 100 (Sun et al.'s absolute threshold); the largest one if none passes",
+            "block": block, "dims": dims, "site": site.to_string(), "rule": rule,
+            "variant": "mean_others",
+            "description": "the same dimensions at position 0 set to their mean over the other positions of the same prompt (not Sun et al.'s mean-ablation)",
             "run": "mean_ablate", "summary": run_summary(&dir, valley)?,
         });
     }
@@ -227,9 +273,24 @@ pub fn run_ablate(
         "dose_response": dose,
         "one_by_one": one_by_one,
         "mean_ablate": mean_ablate,
+        "sun_mean_ablate": sun_mean,
+        "zero_dims": zero_dims,
     });
     crate::profile::write_json(&out.join("ablate.json"), &document)?;
     Ok(AblateSummary { document })
+}
+
+/// The largest |value| at token 0 among the baseline's top activations of `X(block)`.
+fn top_at_token0(base: &Value, block: usize) -> f64 {
+    base["top_activations"][block]
+        .as_array()
+        .map(|top| {
+            top.iter()
+                .filter(|e| e["token"].as_u64() == Some(0))
+                .filter_map(|e| e["value"].as_f64().map(f64::abs))
+                .fold(0.0, f64::max)
+        })
+        .unwrap_or(0.0)
 }
 
 /// The residual dimensions carrying the massive activation at position 0 of `X(block)`,

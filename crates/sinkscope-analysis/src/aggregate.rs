@@ -8,15 +8,21 @@
 //! massive activations sit in a few fixed dimensions). [`Aggregator::footprint`] reports
 //! the state's size so tests can check it.
 //!
+//! Intervals: every curve, correlation and phase boundary gets a 95 % bootstrap interval
+//! over prompts from a Poisson bootstrap ([`sinkscope_metrics::bootstrap`]): per curve and
+//! layer `B` running weighted sums, and the same for a few per-prompt scalars (phase
+//! boundaries and per-prompt r) — again independent of the number of prompts.
+//!
 //! The aggregator reads records, not activations, so a `prompts.jsonl` can be aggregated
 //! again later ([`aggregate_file`]) with the same result.
 
 use crate::error::{AnalysisError, Result};
 use crate::profile::{ProfileOptions, PromptRecord, SCHEMA_VERSION};
 use serde_json::{json, Value};
-use sinkscope_metrics::aggregate::{corr_bos_entropy, corr_bos_sink};
+use sinkscope_metrics::aggregate::corr_bos_lagged;
+use sinkscope_metrics::bootstrap::{PoissonBootstrap, LEVEL};
 use sinkscope_metrics::massive_layers::detect_massive_layers;
-use sinkscope_metrics::phases::phases;
+use sinkscope_metrics::phases::{phases, PhaseCurves, PhaseParams, Phases};
 use sinkscope_metrics::{AttentionParams, HeadClass, MetricsError};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -117,6 +123,83 @@ pub struct Aggregator {
     first_same: bool,
     /// Token-weighted model NLL: (sum, positions), when the records carry it.
     nll: Option<(f64, usize)>,
+    /// Poisson-bootstrap sums of every curve (`L + 1` statistics each).
+    boot: BTreeMap<String, PoissonBootstrap>,
+    /// Per-prompt scalars ([`PROMPT_SCALARS`]): running summaries and bootstrap sums.
+    scalars: Vec<Running>,
+    scalar_boot: PoissonBootstrap,
+    /// Prompts whose own curves give no phases.
+    n_without_phases: usize,
+}
+
+/// The per-prompt scalars summarised over prompts: the phase boundaries of each prompt's
+/// own curves, and its lag-0 / lag-1 correlations of `Δ log bos_norm` with `Δ entropy` and
+/// `Δ sink_rate`.
+pub const PROMPT_SCALARS: [&str; 6] = [
+    "compress_start",
+    "refine_start",
+    "bos_entropy_lag0",
+    "bos_entropy_lag1",
+    "bos_sink_lag0",
+    "bos_sink_lag1",
+];
+
+/// The curves the phase rule reads, in [`PhaseCurves`] order.
+pub const PHASE_CURVES: [&str; 5] = ["bos_norm", "bos_ratio", "entropy_norm", "sink_rate", "mixing_score"];
+
+/// The Mix–Compress–Refine phases of a set of curves looked up by name (`get` returns `L + 1`
+/// values; a curve it does not have counts as all missing).
+///
+/// # Errors
+/// As [`phases`].
+pub fn curve_phases(
+    get: &dyn Fn(&str) -> Option<Vec<Option<f64>>>,
+    n_layers: usize,
+    params: &PhaseParams,
+) -> std::result::Result<Option<Phases>, MetricsError> {
+    let c: Vec<Vec<Option<f64>>> =
+        PHASE_CURVES.iter().map(|n| get(n).unwrap_or_else(|| vec![None; n_layers + 1])).collect();
+    let [bos_norm, bos_ratio, entropy_norm, sink_rate, mixing_score] = c.as_slice() else {
+        return Ok(None);
+    };
+    phases(&PhaseCurves { bos_norm, bos_ratio, entropy_norm, sink_rate, mixing_score }, params)
+}
+
+/// The per-prompt scalars of [`PROMPT_SCALARS`] from one prompt's curves.
+///
+/// # Errors
+/// As [`phases`] and [`corr_bos_lagged`].
+pub fn prompt_scalars(
+    metrics: &BTreeMap<String, Vec<Option<f64>>>,
+    n_layers: usize,
+    params: &PhaseParams,
+) -> std::result::Result<(Option<Phases>, [Option<f64>; 6]), MetricsError> {
+    let p = curve_phases(&|n| metrics.get(n).cloned(), n_layers, params)?;
+    let empty = vec![None; n_layers + 1];
+    let get = |n: &str| metrics.get(n).unwrap_or(&empty);
+    let bos = get("bos_norm");
+    let r = |y: &str, lag| -> std::result::Result<Option<f64>, MetricsError> {
+        if get(y).len() != bos.len() {
+            return Ok(None);
+        }
+        corr_bos_lagged(bos, get(y), lag)
+    };
+    Ok((
+        p,
+        [
+            p.map(|p| p.compress_start() as f64),
+            p.and_then(|p| p.refine_start()).map(|l| l as f64),
+            r("entropy", 0)?,
+            r("entropy", 1)?,
+            r("sink_rate", 0)?,
+            r("sink_rate", 1)?,
+        ],
+    ))
+}
+
+/// `{"low": …, "high": …}` of an interval, `null` when there is none.
+fn interval_json(iv: Option<(f64, f64)>) -> Value {
+    iv.map_or(Value::Null, |(lo, hi)| json!({"low": lo, "high": hi}))
 }
 
 fn check(what: &'static str, index: usize, v: f64) -> Result<f64> {
@@ -156,6 +239,7 @@ pub fn classify_head(
 impl Aggregator {
     /// An empty aggregator for a model with `n_layers` blocks of `n_heads` heads.
     pub fn new(n_layers: usize, n_heads: usize, opts: ProfileOptions) -> Self {
+        let bootstrap = opts.bootstrap;
         Aggregator {
             n_layers,
             n_heads,
@@ -171,6 +255,10 @@ impl Aggregator {
             first: None,
             first_same: true,
             nll: None,
+            boot: BTreeMap::new(),
+            scalars: vec![Running::default(); PROMPT_SCALARS.len()],
+            scalar_boot: PoissonBootstrap::new(PROMPT_SCALARS.len(), bootstrap),
+            n_without_phases: 0,
         }
     }
 
@@ -197,6 +285,25 @@ impl Aggregator {
                 }
             }
         }
+        let ordinal = self.n_prompts as u64;
+        for (name, curve) in &r.metrics {
+            let params = self.opts.bootstrap;
+            self.boot
+                .entry(name.clone())
+                .or_insert_with(|| PoissonBootstrap::new(n, params))
+                .add(ordinal, curve);
+        }
+        let (p, scalars) =
+            prompt_scalars(&r.metrics, self.n_layers, &self.opts.phases).map_err(|source| {
+                AnalysisError::Aggregate { what: "per-prompt phases and correlations", source }
+            })?;
+        self.n_without_phases += usize::from(p.is_none());
+        for (v, acc) in scalars.iter().zip(self.scalars.iter_mut()) {
+            if let Some(v) = v {
+                acc.push(*v);
+            }
+        }
+        self.scalar_boot.add(ordinal, &scalars);
         let h = &r.heads;
         if h.bos_attention.len() != n {
             return Err(mismatch("per-head arrays vs L + 1", h.bos_attention.len(), n));
@@ -281,6 +388,9 @@ impl Aggregator {
             + self.heads.iter().map(Vec::len).sum::<usize>()
             + self.top.iter().map(BTreeMap::len).sum::<usize>()
             + self.massive_counts.len()
+            + self.boot.values().map(PoissonBootstrap::footprint).sum::<usize>()
+            + self.scalars.len()
+            + self.scalar_boot.footprint()
     }
 
     /// The manifest's `first_token` block: the first prompt's token at position 0 and
@@ -304,6 +414,112 @@ impl Aggregator {
         }
     }
 
+    /// The bootstrap interval of the mean of curve `name` at every layer (`L + 1` entries).
+    fn curve_interval(&self, name: &str) -> Vec<Option<(f64, f64)>> {
+        match self.boot.get(name) {
+            Some(b) => (0..=self.n_layers).map(|l| b.interval(l)).collect(),
+            None => vec![None; self.n_layers + 1],
+        }
+    }
+
+    /// Replicate `b`'s weighted mean curve of `name` (`None` when the run has no such curve).
+    fn replicate_curve(&self, name: &str, b: usize) -> Option<Vec<Option<f64>>> {
+        self.boot.get(name).map(|bs| bs.means(b, 0..self.n_layers + 1))
+    }
+
+    fn replicates(&self) -> usize {
+        self.opts.bootstrap.replicates
+    }
+
+    /// `summary.phase_boundaries`: the boundaries of the prompt-mean curves with their
+    /// bootstrap interval (the rule rerun on every replicate's mean curves), and the
+    /// per-prompt boundaries as mean ± sd with the interval of their mean.
+    fn phase_boundaries(&self, mean_phases: Option<&Phases>) -> Result<Value> {
+        let agg = |source| AnalysisError::Aggregate { what: "phases of a bootstrap replicate", source };
+        let mut starts: Vec<Option<(usize, Option<usize>)>> = Vec::with_capacity(self.replicates());
+        for b in 0..self.replicates() {
+            let p = curve_phases(&|n| self.replicate_curve(n, b), self.n_layers, &self.opts.phases)
+                .map_err(agg)?;
+            starts.push(p.map(|p| (p.compress_start(), p.refine_start())));
+        }
+        let with_phases = starts.iter().flatten().count();
+        let with_refine = starts.iter().flatten().filter(|(_, r)| r.is_some()).count();
+        type Starts = (usize, Option<usize>);
+        let iv = |f: &dyn Fn(&Starts) -> Option<usize>| {
+            let mut v: Vec<f64> = starts.iter().flatten().filter_map(f).map(|x| x as f64).collect();
+            sinkscope_metrics::bootstrap::percentile_interval(&mut v)
+        };
+        let l = self.n_layers.max(1) as f64;
+        let per_prompt = |k: usize| {
+            let r = self.scalars.get(k).copied().unwrap_or_default();
+            json!({
+                "mean": r.mean(), "sd": r.std(), "n": r.n(),
+                "mean_depth": r.mean().map(|m| m / l),
+                "ci": interval_json(self.scalar_boot.interval(k)),
+            })
+        };
+        Ok(json!({
+            "mean_curves": {
+                "compress_start": {
+                    "layer": mean_phases.map(Phases::compress_start),
+                    "ci": interval_json(iv(&|s| Some(s.0))),
+                    "replicates_with_phases": with_phases,
+                },
+                "refine_start": {
+                    "layer": mean_phases.and_then(Phases::refine_start),
+                    "ci": interval_json(iv(&|s| s.1)),
+                    "replicates_with_refine": with_refine,
+                },
+                "replicates": self.replicates(),
+            },
+            "per_prompt": {
+                "compress_start": per_prompt(0),
+                "refine_start": per_prompt(1),
+                "n_prompts_without_phases": self.n_without_phases,
+            },
+        }))
+    }
+
+    /// `summary.correlations`: for `Δ log bos_norm` against `Δ entropy` (`bos_entropy`) and
+    /// `Δ sink_rate` (`bos_sink`), at lag 0 and lag 1: r of the prompt-mean curves with its
+    /// bootstrap interval, and the per-prompt r as mean ± sd with the interval of its mean.
+    fn correlations(&self) -> Result<Value> {
+        let agg = |source| AnalysisError::Aggregate { what: "correlations", source };
+        let mut out = serde_json::Map::new();
+        for (key, y, k0) in [("bos_entropy", "entropy", 2), ("bos_sink", "sink_rate", 4)] {
+            let mut o = serde_json::Map::new();
+            for lag in [0usize, 1] {
+                let bos = self.mean_curve("bos_norm");
+                let r = corr_bos_lagged(&bos, &self.mean_curve(y), lag).map_err(agg)?;
+                let mut reps: Vec<f64> = Vec::with_capacity(self.replicates());
+                for b in 0..self.replicates() {
+                    if let (Some(x), Some(yy)) =
+                        (self.replicate_curve("bos_norm", b), self.replicate_curve(y, b))
+                    {
+                        if let Some(v) = corr_bos_lagged(&x, &yy, lag).map_err(agg)? {
+                            reps.push(v);
+                        }
+                    }
+                }
+                let ci = sinkscope_metrics::bootstrap::percentile_interval(&mut reps);
+                let pp = self.scalars.get(k0 + lag).copied().unwrap_or_default();
+                o.insert(
+                    format!("lag{lag}"),
+                    json!({
+                        "r": r,
+                        "ci": interval_json(ci),
+                        "per_prompt": {
+                            "mean": pp.mean(), "sd": pp.std(), "n": pp.n(),
+                            "ci": interval_json(self.scalar_boot.interval(k0 + lag)),
+                        },
+                    }),
+                );
+            }
+            out.insert(key.to_string(), Value::Object(o));
+        }
+        Ok(Value::Object(out))
+    }
+
     /// Builds `metrics.json` (schema in `docs/results-schema.md`).
     ///
     /// # Errors
@@ -321,6 +537,8 @@ impl Aggregator {
                     "min": c.iter().map(Running::min).collect::<Vec<_>>(),
                     "max": c.iter().map(Running::max).collect::<Vec<_>>(),
                     "n": c.iter().map(Running::n).collect::<Vec<_>>(),
+                    "ci_low": self.curve_interval(name).iter().map(|iv| iv.map(|x| x.0)).collect::<Vec<_>>(),
+                    "ci_high": self.curve_interval(name).iter().map(|iv| iv.map(|x| x.1)).collect::<Vec<_>>(),
                 }),
             );
         }
@@ -386,11 +604,8 @@ impl Aggregator {
             })
             .collect();
 
-        let bos_norm = self.mean_curve("bos_norm");
         let bos_ratio = self.mean_curve("bos_ratio");
-        let entropy = self.mean_curve("entropy");
         let entropy_norm = self.mean_curve("entropy_norm");
-        let sink_rate = self.mean_curve("sink_rate");
         let massive = detect_massive_layers(
             &self.mean_curve("mlp_bos_norm"),
             &self.mean_curve("mlp_other_median"),
@@ -415,14 +630,25 @@ impl Aggregator {
                 })
             })
             .collect();
-        let phases = phases(&sink_rate, &entropy_norm).map_err(agg("phases"))?.map(|p| {
+        let phase_params = self.opts.phases;
+        let phases = curve_phases(
+            &|n| self.curves.contains_key(n).then(|| self.mean_curve(n)),
+            self.n_layers,
+            &phase_params,
+        )
+        .map_err(agg("phases"))?;
+        let phases_json = phases.map(|p| {
             json!({
                 "mix": p.mix, "compress": p.compress, "refine": p.refine,
                 "entropy_norm_midpoint": p.entropy_norm_midpoint,
+                "valley_floor": p.valley_floor, "valley_layer": p.valley_layer,
             })
         });
-        let corr_e = corr_bos_entropy(&bos_norm, &entropy).map_err(agg("corr_bos_entropy"))?;
-        let corr_s = corr_bos_sink(&bos_norm, &sink_rate).map_err(agg("corr_bos_sink"))?;
+        let phase_boundaries = self.phase_boundaries(phases.as_ref())?;
+        let correlations = self.correlations()?;
+        let corr_at = |y: &str, lag: &str| {
+            correlations.pointer(&format!("/{y}/{lag}/r")).cloned().unwrap_or(Value::Null)
+        };
         let extreme = |curve: &[Option<f64>], largest: bool| -> Value {
             let best = curve.iter().enumerate().filter_map(|(l, v)| v.map(|v| (l, v))).reduce(|a, b| {
                 let better = if largest { b.1 > a.1 } else { b.1 < a.1 };
@@ -445,9 +671,17 @@ impl Aggregator {
             "top_activations": top,
             "summary": {
                 "massive_layers": massive,
-                "phases": phases,
-                "corr_bos_entropy": corr_e,
-                "corr_bos_sink": corr_s,
+                "phases": phases_json,
+                "phase_boundaries": phase_boundaries,
+                "corr_bos_entropy": corr_at("bos_entropy", "lag0"),
+                "corr_bos_sink": corr_at("bos_sink", "lag0"),
+                "corr_bos_entropy_lag1": corr_at("bos_entropy", "lag1"),
+                "corr_bos_sink_lag1": corr_at("bos_sink", "lag1"),
+                "correlations": correlations,
+                "bootstrap": {
+                    "method": "poisson", "replicates": self.opts.bootstrap.replicates,
+                    "seed": self.opts.bootstrap.seed, "level": LEVEL,
+                },
                 "bound_violations": self.bound_violations,
                 "peak_bos_ratio": extreme(&bos_ratio, true),
                 "min_entropy_norm": extreme(&entropy_norm, false),

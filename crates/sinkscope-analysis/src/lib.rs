@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![recursion_limit = "256"]
 #![warn(missing_docs)]
 
 pub mod ablate;
@@ -30,6 +31,7 @@ pub mod collectors;
 pub mod datasets;
 pub mod error;
 pub mod lens;
+pub mod mean_ref;
 pub mod pack;
 pub mod probe;
 pub mod profile;

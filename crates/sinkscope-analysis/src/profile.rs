@@ -54,6 +54,13 @@ pub struct ProfileOptions {
     /// Continue an interrupted run in the output folder ([`crate::resume`]). How the run
     /// executes, not what it measures: not recorded among the options.
     pub resume: bool,
+    /// `--first-token`: put this token at position 0 instead of any BOS (`bos` must be
+    /// `auto` or `never`).
+    pub first_token: Option<FirstTokenSpec>,
+    /// Thresholds of the Mix–Compress–Refine rule.
+    pub phases: sinkscope_metrics::phases::PhaseParams,
+    /// Replicates and seed of the bootstrap intervals over prompts.
+    pub bootstrap: sinkscope_metrics::bootstrap::BootstrapParams,
 }
 
 impl Default for ProfileOptions {
@@ -68,6 +75,9 @@ impl Default for ProfileOptions {
             edits: Vec::new(),
             nll: false,
             resume: false,
+            first_token: None,
+            phases: sinkscope_metrics::phases::PhaseParams::default(),
+            bootstrap: sinkscope_metrics::bootstrap::BootstrapParams::default(),
         }
     }
 }
@@ -96,6 +106,12 @@ impl ProfileOptions {
                 a.sink_epsilon
             )));
         }
+        if self.first_token.is_some() && matches!(self.bos, BosPolicy::Always | BosPolicy::Eos) {
+            return Err(AnalysisError::Options(format!(
+                "--first-token replaces the BOS at position 0; it cannot be combined with --bos {}",
+                self.bos
+            )));
+        }
         if let Some(m) = self.max_tokens {
             if m < 2 {
                 return Err(AnalysisError::Options(format!(
@@ -117,15 +133,80 @@ impl ProfileOptions {
             "massive_ratio_factor": self.massive.ratio_factor,
             "massive_abs_threshold": sinkscope_metrics::norms::MASSIVE_ABS_THRESHOLD,
             "massive_median_factor": sinkscope_metrics::norms::MASSIVE_MEDIAN_FACTOR,
-            "compress_min_sink_rate": sinkscope_metrics::phases::COMPRESS_MIN_SINK_RATE,
+            "compress_min_sink_rate": self.phases.sink_rate_min,
+            "phases": self.phases,
+            "bootstrap": {"method": "poisson", "replicates": self.bootstrap.replicates,
+                          "seed": self.bootstrap.seed, "level": sinkscope_metrics::bootstrap::LEVEL},
             "bound_tolerance": sinkscope_metrics::theorem::BOUND_TOLERANCE,
             "renyi_alpha": 2.0,
             "bos": self.bos.as_str(),
+            "first_token": self.first_token.as_ref().map(FirstTokenSpec::to_json),
             "max_tokens": self.max_tokens,
             "truncate": self.truncate,
             "edits": self.edits,
             "nll": self.nll,
         })
+    }
+}
+
+/// `--first-token ID|TEXT`: the token put at position 0 of every prompt instead of a BOS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstTokenSpec {
+    /// A token id.
+    Id(u32),
+    /// A text that must tokenise (without BOS) to exactly one token.
+    Text(String),
+}
+
+impl FirstTokenSpec {
+    /// Parses `ID` (all digits) or `TEXT`.
+    pub fn parse(s: &str) -> Self {
+        match s.parse::<u32>() {
+            Ok(id) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => FirstTokenSpec::Id(id),
+            _ => FirstTokenSpec::Text(s.to_string()),
+        }
+    }
+
+    /// The token id.
+    ///
+    /// # Errors
+    /// [`AnalysisError::Options`] for an id beyond the vocabulary or a text that is not one
+    /// token.
+    pub fn resolve(&self, files: &ModelFiles) -> Result<u32> {
+        let t = &files.tokenizer;
+        match self {
+            FirstTokenSpec::Id(id) => {
+                if (*id as usize) < t.vocab_size() {
+                    Ok(*id)
+                } else {
+                    Err(AnalysisError::Options(format!(
+                        "--first-token {id}: beyond the vocabulary ({} ids)",
+                        t.vocab_size()
+                    )))
+                }
+            }
+            FirstTokenSpec::Text(text) => {
+                let e = t
+                    .encode(text, BosPolicy::Never)
+                    .map_err(|source| AnalysisError::Tokenize { id: "--first-token".into(), source })?;
+                match e.ids.as_slice() {
+                    [id] => Ok(*id),
+                    ids => Err(AnalysisError::Options(format!(
+                        "--first-token {text:?} is {} tokens ({:?}); give one token or its id",
+                        ids.len(),
+                        e.tokens
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// As recorded in the manifest.
+    pub fn to_json(&self) -> Value {
+        match self {
+            FirstTokenSpec::Id(id) => json!({"id": id}),
+            FirstTokenSpec::Text(t) => json!({"text": t}),
+        }
     }
 }
 
@@ -155,11 +236,19 @@ impl Prepared {
 /// [`AnalysisError::Tokenize`], [`AnalysisError::PromptTooLong`],
 /// [`AnalysisError::PromptTooShort`].
 pub fn prepare(files: &ModelFiles, id: &str, text: &str, opts: &ProfileOptions) -> Result<Prepared> {
-    let enc = files
-        .tokenizer
-        .encode(text, opts.bos)
-        .map_err(|source| AnalysisError::Tokenize { id: id.to_string(), source })?;
-    let mut ids = enc.ids;
+    let tok = |source| AnalysisError::Tokenize { id: id.to_string(), source };
+    let mut enc = match &opts.first_token {
+        None => files.tokenizer.encode(text, opts.bos).map_err(tok)?,
+        Some(spec) => {
+            let first = spec.resolve(files)?;
+            let mut e = files.tokenizer.encode(text, BosPolicy::Never).map_err(tok)?;
+            e.ids.insert(0, first);
+            e.tokens.insert(0, files.tokenizer.id_to_token(first).unwrap_or_default());
+            e.bos_prepended = true;
+            e
+        }
+    };
+    let mut ids = std::mem::take(&mut enc.ids);
     let n_tokens_original = ids.len();
     if let Some(m) = opts.max_tokens {
         ids.truncate(m);
@@ -464,6 +553,19 @@ pub struct PromptRecord {
     /// (runs with `nll` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nll: Option<(f64, usize)>,
+    /// The Mix–Compress–Refine boundaries of this prompt's own curves (`None` when it has no
+    /// compressed layer; absent in records written before phases were per prompt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PromptPhases>,
+}
+
+/// The phase boundaries of one prompt (`prompts.jsonl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptPhases {
+    /// First layer of Compress.
+    pub compress_start: usize,
+    /// First layer of Refine, `None` when the prompt has none.
+    pub refine_start: Option<usize>,
 }
 
 impl PromptRecord {
@@ -514,6 +616,10 @@ impl PromptRecord {
         .into_iter()
         .map(|m| m.layer)
         .collect();
+        let phases =
+            crate::aggregate::curve_phases(&|n| metrics.get(n).cloned(), profile.n_layers(), &opts.phases)
+                .map_err(|source| AnalysisError::Aggregate { what: "phases of a prompt", source })?
+                .map(|p| PromptPhases { compress_start: p.compress_start(), refine_start: p.refine_start() });
         Ok(PromptRecord {
             id: id.to_string(),
             n_tokens: prepared.ids.len(),
@@ -526,6 +632,7 @@ impl PromptRecord {
             massive_layers,
             bound_violations: profile.bound_violations(),
             nll: profile.nll.as_ref().map(|s| (s.nll_sum, s.n_tokens)),
+            phases,
             metrics,
             heads,
         })
@@ -538,7 +645,7 @@ pub fn first_token(files: &ModelFiles, ids: &[u32], bos_prepended: bool) -> Firs
     FirstToken {
         id,
         token: files.tokenizer.id_to_token(id),
-        is_bos: bos_prepended || Some(id) == files.tokenizer.bos_id(),
+        is_bos: Some(id) == files.tokenizer.bos_id(),
         bos_prepended,
     }
 }
@@ -703,7 +810,9 @@ pub fn conventions() -> Value {
         "aggregates": "per layer over prompts: mean, std, min, max of the per-prompt values; undefined (null) values skipped; prompts of different lengths are fine (metrics are per prompt first)",
         "corr_bos_entropy": "Pearson r over l = 1..L between Δ log bos_norm(l) and Δ entropy(l), first differences of the prompt-mean curves; pairs with an undefined side dropped",
         "corr_bos_sink": "Pearson r between Δ log bos_norm(l) and Δ sink_rate(l) as above (Δ sink_rate(1) is undefined, so l = 2..L)",
-        "phases": "compress = longest contiguous run of layers with prompt-mean sink_rate >= 0.5 and prompt-mean entropy_norm below the midpoint of its own min and max over depth; mix = every layer before it, refine = every layer after it; null when no layer qualifies",
+        "phases": "curves smoothed by a centred running median of 3 (layers 0 and L kept); a layer l >= 1 is compressed when bos_ratio >= 3 (massive activation) and at least two of: sink_rate >= 0.5, entropy_norm below the midpoint of its min and max, mixing_score < 0.7; compress starts at the first compressed layer a; a layer l > a is decompressed when at least two of: entropy_norm >= floor + 0.15 (max - floor) with floor the smallest entropy_norm at layers >= a, bos_norm <= 0.5 x its peak, sink_rate < 0.5; refine = the longest run of decompressed layers ending at L; compress = a up to refine's start - 1; mix = the layers before a; null when no layer is compressed. Applied to the prompt-mean curves (summary.phases), to each prompt (prompts.jsonl phases, summary.phase_boundaries.per_prompt) and to every bootstrap replicate of the mean curves (summary.phase_boundaries.mean_curves)",
+        "bootstrap": "Poisson bootstrap over prompts: prompt i enters replicate b with weight w ~ Poisson(1) drawn from a hash of (seed, i, b), i = the prompt's line in prompts.jsonl; replicate statistics are weighted means (curves) or functions of the weighted mean curves (correlations, phase boundaries); interval = the 2.5 and 97.5 percentiles of the replicates (linear interpolation), replicates where the statistic is undefined skipped",
+        "corr_lag1": "Pearson r between Δ log bos_norm(l) and Δ y(l + 1) (block l + 1's attention is the first to read X(l)); per_prompt = one r per prompt, mean and sample sd over prompts",
         "top_activations": "over prompts, each prompt's top-k |X[i,j]| of layer l grouped by (token position, dimension); value = the signed value of largest magnitude seen, n_prompts = prompts where that pair was in the top k; sorted by |value|, at most k",
         "peak_bos_ratio": "the layer with the largest prompt-mean bos_ratio",
         "min_entropy_norm": "the layer with the smallest prompt-mean entropy_norm",

@@ -64,6 +64,14 @@ fn check_smollm2(vocab: &GgufVocab) -> TestResult {
     let always = tok.encode("<|im_start|>user\nHi<|im_end|>", BosPolicy::Always)?;
     assert_eq!(always.ids[..2], [1, 1], "BOS prepended, then the literal <|im_start|>");
     assert_eq!(always.ids.last(), Some(&2));
+    // `--bos eos` (Gu et al.): SmolLM2's EOS <|im_end|> (id 2) in BOS's place, then the text.
+    let eos = tok.encode("Hi there", BosPolicy::Eos)?;
+    let never = tok.encode("Hi there", BosPolicy::Never)?;
+    assert_eq!(eos.ids[0], 2);
+    assert_eq!(eos.ids[1..], never.ids[..]);
+    assert_eq!(eos.tokens[0], "<|im_end|>");
+    assert!(eos.bos_prepended);
+    assert_eq!("eos".parse::<BosPolicy>(), Ok(BosPolicy::Eos));
     Ok(())
 }
 

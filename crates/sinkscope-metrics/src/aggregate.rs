@@ -152,12 +152,14 @@ pub fn first_differences(curve: &[Option<f64>]) -> Vec<Option<f64>> {
         .collect()
 }
 
-/// Pearson r between `Δ log x(l)` and `Δ y(l)` over `l = 1..L`, pairs with a missing
-/// difference dropped; entries of `x` that are `≤ 0` count as missing.
+/// Pearson r between `Δ log x(l)` and `Δ y(l + lag)` over the layers where both are
+/// defined, pairs with a missing difference dropped; entries of `x` that are `≤ 0` count as
+/// missing.
 fn corr_log_diff(
     what: &'static str,
     x: &[Option<f64>],
     y: &[Option<f64>],
+    lag: usize,
 ) -> Result<Option<f64>, MetricsError> {
     if x.len() != y.len() {
         return Err(MetricsError::LengthMismatch { what, left: x.len(), right: y.len() });
@@ -168,7 +170,8 @@ fn corr_log_diff(
     let log_x: Vec<Option<f64>> = x.iter().map(|v| v.filter(|&v| v > 0.0).map(f64::ln)).collect();
     let dx = first_differences(&log_x);
     let dy = first_differences(y);
-    let (a, b): (Vec<f64>, Vec<f64>) = dx.iter().zip(&dy).filter_map(|(a, b)| Some(((*a)?, (*b)?))).unzip();
+    let (a, b): (Vec<f64>, Vec<f64>) =
+        dx.iter().zip(dy.iter().skip(lag)).filter_map(|(a, b)| Some(((*a)?, (*b)?))).unzip();
     pearson(&a, &b)
 }
 
@@ -182,7 +185,7 @@ pub fn corr_bos_entropy(
     bos_norm_mean: &[Option<f64>],
     entropy_mean: &[Option<f64>],
 ) -> Result<Option<f64>, MetricsError> {
-    corr_log_diff("corr_bos_entropy curves", bos_norm_mean, entropy_mean)
+    corr_log_diff("corr_bos_entropy curves", bos_norm_mean, entropy_mean, 0)
 }
 
 /// `corr_bos_sink`: Pearson r over `l = 1..L` between `Δ log bos_norm(l)` and
@@ -195,5 +198,21 @@ pub fn corr_bos_sink(
     bos_norm_mean: &[Option<f64>],
     sink_rate_mean: &[Option<f64>],
 ) -> Result<Option<f64>, MetricsError> {
-    corr_log_diff("corr_bos_sink curves", bos_norm_mean, sink_rate_mean)
+    corr_log_diff("corr_bos_sink curves", bos_norm_mean, sink_rate_mean, 0)
+}
+
+/// The lagged correlation `r_lag`: Pearson r between `Δ log bos_norm(l)` and `Δ y(l + lag)`
+/// over the layers where both differences are defined (`l = 1..L − lag`). Lag 1 pairs the
+/// spike written by block `l` with the sinks of block `l + 1`, whose attention is the first
+/// to read `X(l)` (`sink_rate(l)` is computed by block `l` from `X(l − 1)`); lag 0 is
+/// [`corr_bos_entropy`] / [`corr_bos_sink`].
+///
+/// # Errors
+/// As [`corr_bos_entropy`].
+pub fn corr_bos_lagged(
+    bos_norm: &[Option<f64>],
+    y: &[Option<f64>],
+    lag: usize,
+) -> Result<Option<f64>, MetricsError> {
+    corr_log_diff("lagged correlation curves", bos_norm, y, lag)
 }

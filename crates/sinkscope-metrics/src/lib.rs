@@ -19,6 +19,7 @@
 //! - [`aggregate`] — per-layer summaries over prompts, Pearson r, `corr_bos_entropy`,
 //!   `corr_bos_sink`.
 //! - [`phases`] — Mix–Compress–Refine.
+//! - [`bootstrap`] — seeded Poisson bootstrap intervals over prompts (flat memory).
 //! - [`massive_layers`] — automatic detection of the blocks that create the massive
 //!   activation.
 //! - [`layer`] — [`LayerMetrics`], everything for one `X(l)` with named output.
@@ -54,6 +55,7 @@
 
 pub mod aggregate;
 pub mod attention;
+pub mod bootstrap;
 mod error;
 pub mod layer;
 pub mod lens;

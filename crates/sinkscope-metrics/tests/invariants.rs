@@ -13,7 +13,7 @@ use sinkscope_metrics::attention::{
 use sinkscope_metrics::layer::{LayerMetrics, LAYER_METRIC_NAMES};
 use sinkscope_metrics::massive_layers::{detect_massive_layers, mlp_out_norms, MassiveLayerParams};
 use sinkscope_metrics::norms::norm_stats;
-use sinkscope_metrics::phases::phases;
+use sinkscope_metrics::phases::{phases, smooth_median3, PhaseCurves, PhaseParams, Phases};
 use sinkscope_metrics::spectrum::{gram_eigenvalues, Spectrum};
 use sinkscope_metrics::theorem::{entropy_bound, Bound};
 use sinkscope_metrics::{Matrix, MetricsError};
@@ -663,74 +663,176 @@ fn corr_first_differences() {
 
 // ---------------------------------------------------------------- phases
 
-/// Invariant: on a SmolLM2-like synthetic curve, compress is the longest run with sink_rate >= 0.5
-/// and entropy_norm below the midpoint; mix/refine are the layers before/after; depth = l / L.
-#[test]
-fn phases_synthetic() {
-    // L = 10
-    let sink = [
-        None,
-        Some(0.0),
-        Some(0.2),
-        Some(0.6),
-        Some(0.9),
-        Some(0.9),
-        Some(1.0),
-        Some(0.8),
-        Some(0.7),
-        Some(0.3),
-        Some(0.1),
-    ];
-    let ent = [
-        Some(0.55),
-        Some(0.53),
-        Some(0.5),
-        Some(0.05),
-        Some(0.01),
-        Some(0.02),
-        Some(0.03),
-        Some(0.04),
-        Some(0.1),
-        Some(0.2),
-        Some(0.4),
-    ];
-    let p = phases(&sink, &ent).unwrap().unwrap();
-    assert_eq!(p.n_layers, 10);
-    assert_close(p.entropy_norm_midpoint, 0.28, 1e-15, "midpoint");
-    assert_eq!((p.compress.first, p.compress.last), (3, 8));
-    let mix = p.mix.unwrap();
-    assert_eq!((mix.first, mix.last, mix.first_depth, mix.last_depth), (0, 2, 0.0, 0.2));
-    let refine = p.refine.unwrap();
-    assert_eq!((refine.first, refine.last, refine.last_depth), (9, 10, 1.0));
-    assert_close(p.compress.first_depth, 0.3, 1e-15, "compress depth");
-    assert_eq!(p.compress.len(), 6);
+fn phase_curves_owned(
+    bos_norm: &[f64],
+    bos_ratio: &[f64],
+    entropy_norm: &[f64],
+    sink_rate: &[f64],
+    mixing: &[f64],
+) -> [Vec<Option<f64>>; 5] {
+    let some = |v: &[f64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+    let attn = |v: &[f64]| std::iter::once(None).chain(v.iter().map(|&x| Some(x))).collect::<Vec<_>>();
+    [some(bos_norm), some(bos_ratio), some(entropy_norm), attn(sink_rate), attn(mixing)]
 }
 
-/// Invariant: longest run wins, earliest on ties; a run up to L has no refine; no qualifying layer
-/// or a flat entropy curve gives None; nulls break runs; length errors reported.
+fn run_phases(c: &[Vec<Option<f64>>; 5]) -> Option<Phases> {
+    let curves = PhaseCurves {
+        bos_norm: &c[0],
+        bos_ratio: &c[1],
+        entropy_norm: &c[2],
+        sink_rate: &c[3],
+        mixing_score: &c[4],
+    };
+    phases(&curves, &PhaseParams::default()).unwrap()
+}
+
+type Span = (usize, usize);
+
+fn bounds(p: &Phases) -> (Option<Span>, Span, Option<Span>) {
+    (
+        p.mix.map(|r| (r.first, r.last)),
+        (p.compress.first, p.compress.last),
+        p.refine.map(|r| (r.first, r.last)),
+    )
+}
+
+/// Known answer: synthetic curves (L = 20) built with Mix = 0–4, Compress = 5–16, Refine =
+/// 17–20 (first-token norm halving per layer, sinks 0.4, entropy rising 0.10 → 0.34) give
+/// exactly those boundaries — also when one compress layer (10) dips on every
+/// signal at once (sinks 0.1, entropy 0.6, ratio 1.2, mixing 0.9), and when the refine
+/// layers' entropy stays below the global midpoint (the case the previous rule missed).
+#[test]
+fn phases_synthetic_known_boundaries() {
+    let l_max = 20;
+    let mut norm = vec![0.0; l_max + 1];
+    let mut ratio = vec![0.0; l_max + 1];
+    let mut ent = vec![0.0; l_max + 1];
+    let mut sink = vec![0.0; l_max];
+    let mut mix = vec![0.0; l_max];
+    for l in 0..=l_max {
+        let (n, r, e, s, m) = match l {
+            0..=4 => (2.0, 1.0, 0.8 - 0.02 * l as f64, 0.05, 0.85),
+            5..=16 => (500.0, 80.0, 0.02, 0.95, 0.3),
+            _ => (500.0 / (1 << (l - 15)) as f64, 10.0, 0.02 + 0.08 * (l - 16) as f64, 0.4, 0.4),
+        };
+        norm[l] = n;
+        ratio[l] = r;
+        ent[l] = e;
+        if l >= 1 {
+            sink[l - 1] = s;
+            mix[l - 1] = m;
+        }
+    }
+    // Refine entropy 0.10..0.34 stays below the midpoint (0.02 + 0.8) / 2 = 0.41.
+    let c = phase_curves_owned(&norm, &ratio, &ent, &sink, &mix);
+    let p = run_phases(&c).unwrap();
+    assert_eq!(bounds(&p), (Some((0, 4)), (5, 16), Some((17, 20))));
+    assert_close(p.compress.first_depth, 0.25, 1e-15, "compress depth");
+    assert_close(p.refine.unwrap().first_depth, 0.85, 1e-15, "refine depth");
+    assert_eq!(p.compress_start(), 5);
+    assert_eq!(p.refine_start(), Some(17));
+    assert!(p.entropy_norm_midpoint > 0.4, "refine stays below the midpoint");
+    // One layer dipping on every signal does not split or end the compress phase.
+    let (mut norm2, mut ratio2, mut ent2, mut sink2, mut mix2) =
+        (norm.clone(), ratio.clone(), ent.clone(), sink.clone(), mix.clone());
+    norm2[10] = 3.0;
+    ratio2[10] = 1.2;
+    ent2[10] = 0.6;
+    sink2[9] = 0.1;
+    mix2[9] = 0.9;
+    let p = run_phases(&phase_curves_owned(&norm2, &ratio2, &ent2, &sink2, &mix2)).unwrap();
+    assert_eq!(bounds(&p), (Some((0, 4)), (5, 16), Some((17, 20))));
+    // A single spiking layer in Mix (layer 2) does not start Compress early.
+    let (mut ratio3, mut ent3, mut sink3) = (ratio.clone(), ent.clone(), sink.clone());
+    ratio3[2] = 90.0;
+    ent3[2] = 0.01;
+    sink3[1] = 0.99;
+    let p = run_phases(&phase_curves_owned(&norm, &ratio3, &ent3, &sink3, &mix)).unwrap();
+    assert_eq!(bounds(&p), (Some((0, 4)), (5, 16), Some((17, 20))));
+    // Mixing score missing (all null): compress then needs sinks and the valley together.
+    let none = vec![None; l_max + 1];
+    let curves = PhaseCurves {
+        bos_norm: &c[0],
+        bos_ratio: &c[1],
+        entropy_norm: &c[2],
+        sink_rate: &c[3],
+        mixing_score: &none,
+    };
+    let p = phases(&curves, &PhaseParams::default()).unwrap().unwrap();
+    assert_eq!(bounds(&p), (Some((0, 4)), (5, 16), Some((17, 20))));
+}
+
+/// Invariant: no massive activation, or a massive activation with neither sinks nor a valley
+/// nor stopped mixing, gives None; compression to the last layer has no refine; a
+/// decompress-and-recompress stretch inside the model stays in Compress; length and
+/// finiteness errors are reported.
 #[test]
 fn phases_edge_cases() {
-    let s = |v: &[f64]| std::iter::once(None).chain(v.iter().map(|&x| Some(x))).collect::<Vec<_>>();
-    let e = |v: &[f64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
-    // Two runs of length 2 (layers 1-2 and 4-5): earliest wins.
-    let p = phases(&s(&[0.9, 0.9, 0.1, 0.9, 0.9]), &e(&[1.0, 0.0, 0.0, 1.0, 0.0, 0.0])).unwrap().unwrap();
-    assert_eq!((p.compress.first, p.compress.last), (1, 2));
-    // Longer later run wins; reaches L -> no refine.
-    let p = phases(&s(&[0.9, 0.1, 0.9, 0.9, 0.9]), &e(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])).unwrap().unwrap();
-    assert_eq!((p.compress.first, p.compress.last), (3, 5));
-    assert!(p.refine.is_none());
-    assert_eq!(p.mix.unwrap().last, 2);
-    // No sinks -> None.
-    assert!(phases(&s(&[0.1, 0.2, 0.3]), &e(&[1.0, 0.0, 0.0, 0.0])).unwrap().is_none());
-    // Flat entropy -> nothing strictly below the midpoint -> None.
-    assert!(phases(&s(&[0.9, 0.9, 0.9]), &e(&[0.3, 0.3, 0.3, 0.3])).unwrap().is_none());
-    // A null in the middle breaks the run.
-    let mut sink = s(&[0.9, 0.9, 0.9, 0.9]);
-    sink[2] = None;
-    let p = phases(&sink, &e(&[1.0, 0.0, 0.0, 0.0, 0.0])).unwrap().unwrap();
-    assert_eq!((p.compress.first, p.compress.last), (3, 4));
-    assert!(phases(&s(&[0.9]), &e(&[1.0])).is_err());
-    assert!(phases(&[None], &[Some(1.0)]).is_err());
+    let flat = [1.0; 6];
+    // No massive activation: None.
+    let c = phase_curves_owned(&flat, &flat, &[0.9, 0.1, 0.1, 0.1, 0.1, 0.1], &[0.9; 5], &[0.1; 5]);
+    assert!(run_phases(&c).is_none());
+    // Massive, but sinks, valley and mixing all fail: None.
+    let c = phase_curves_owned(&flat, &[50.0; 6], &[0.5; 6], &[0.1; 5], &[0.9; 5]);
+    assert!(run_phases(&c).is_none());
+    // Compressed to the end: no refine; starts at layer 1 (entry 0 of attention is null, and
+    // layer 1's smoothed ratio is the median of 1, 50, 50).
+    let c = phase_curves_owned(
+        &[1.0, 50.0, 50.0, 50.0, 50.0, 50.0],
+        &[1.0, 50.0, 50.0, 50.0, 50.0, 50.0],
+        &[0.9, 0.02, 0.02, 0.02, 0.02, 0.02],
+        &[0.9; 5],
+        &[0.2; 5],
+    );
+    let p = run_phases(&c).unwrap();
+    assert_eq!(bounds(&p), (Some((0, 0)), (1, 5), None));
+    // Layers 4–6 decompress (norm and ratio drop, entropy up, sinks gone), then 7–9
+    // compress again and 10 decompresses: Compress = 2..9, Refine = 10.
+    let norm = [1.0, 1.0, 90.0, 90.0, 5.0, 5.0, 5.0, 900.0, 900.0, 900.0, 100.0];
+    let ratio = [1.0, 1.0, 10.0, 10.0, 1.0, 1.0, 1.0, 100.0, 100.0, 100.0, 10.0];
+    let ent = [0.8, 0.8, 0.2, 0.2, 0.6, 0.6, 0.6, 0.01, 0.01, 0.01, 0.5];
+    let sink = [0.0, 0.9, 0.9, 0.0, 0.0, 0.0, 0.9, 0.9, 0.9, 0.2];
+    let mix = [0.9, 0.5, 0.5, 0.9, 0.9, 0.9, 0.3, 0.3, 0.3, 0.6];
+    let p = run_phases(&phase_curves_owned(&norm, &ratio, &ent, &sink, &mix)).unwrap();
+    assert_eq!(bounds(&p), (Some((0, 1)), (2, 9), Some((10, 10))));
+    assert_eq!(p.valley_layer, 7);
+    // Errors.
+    let one = vec![Some(1.0)];
+    let c1 = PhaseCurves {
+        bos_norm: &one,
+        bos_ratio: &one,
+        entropy_norm: &one,
+        sink_rate: &one,
+        mixing_score: &one,
+    };
+    assert!(phases(&c1, &PhaseParams::default()).is_err());
+    let two = vec![Some(1.0), Some(2.0)];
+    let c2 = PhaseCurves {
+        bos_norm: &one,
+        bos_ratio: &two,
+        entropy_norm: &two,
+        sink_rate: &two,
+        mixing_score: &two,
+    };
+    assert!(matches!(phases(&c2, &PhaseParams::default()), Err(MetricsError::LengthMismatch { .. })));
+    let nan = vec![Some(1.0), Some(f64::NAN)];
+    let c3 = PhaseCurves {
+        bos_norm: &two,
+        bos_ratio: &two,
+        entropy_norm: &nan,
+        sink_rate: &two,
+        mixing_score: &two,
+    };
+    assert!(matches!(phases(&c3, &PhaseParams::default()), Err(MetricsError::NonFiniteValue { .. })));
+}
+
+/// Invariant: the running median of three ignores one outlier, keeps the end points, and
+/// averages two values where a neighbour is missing.
+#[test]
+fn smoothing_median3() {
+    let c = [Some(1.0), Some(9.0), Some(1.0), Some(1.0), None, Some(4.0)];
+    assert_eq!(smooth_median3(&c), vec![Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(2.5), Some(4.0)]);
+    assert_eq!(smooth_median3(&[None, None, None]), vec![None, None, None]);
 }
 
 // ---------------------------------------------------------------- massive layers

@@ -209,6 +209,14 @@ impl Hook for EditHook {
                 mean_others(&mut data, &dims, e, site)?;
                 continue;
             }
+            if e.op == EditOp::MeanPrompts {
+                return Err(ModelError::Hook {
+                    site,
+                    reason: "mean_prompts needs the reference means of a first pass over the prompts; \
+                             the command resolves it before running (sinkscope_analysis::mean_ref)"
+                        .into(),
+                });
+            }
             for (flat, x) in data.iter_mut().enumerate() {
                 let idx = |a: usize| (flat / strides[a]) % dims[a];
                 if !e.positions.contains(idx(pos_axis)) || !e.dims.contains(idx(last)) {
@@ -224,7 +232,7 @@ impl Hook for EditHook {
                     EditOp::Scale { factor } => *x * factor,
                     EditOp::Add { value } => *x + value,
                     EditOp::Set { value } => *value,
-                    EditOp::MeanOthers => *x,
+                    EditOp::MeanOthers | EditOp::MeanPrompts => *x,
                     EditOp::ReplaceRow { values } => {
                         let j = idx(last);
                         let k = match &e.dims {

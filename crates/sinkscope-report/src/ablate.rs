@@ -93,6 +93,8 @@ impl AblateSummary {
 enum Which {
     Scale,
     MeanAblate,
+    SunMean,
+    ZeroDims,
     OneByOne,
 }
 
@@ -101,6 +103,8 @@ impl Which {
         match self {
             Which::Scale => "scale",
             Which::MeanAblate => "mean_ablate",
+            Which::SunMean => "sun_mean_ablate",
+            Which::ZeroDims => "zero_dims",
             Which::OneByOne => "one_by_one",
         }
     }
@@ -199,6 +203,8 @@ fn load(dir: &Path) -> Result<Ablation, ReportError> {
     dose.sort_by(|a, b| b.scale.unwrap_or(f64::NAN).total_cmp(&a.scale.unwrap_or(f64::NAN)));
     entries.extend(dose.into_iter().map(|e| (Which::Scale, e)));
     entries.extend(file.mean_ablate.clone().map(|e| (Which::MeanAblate, e)));
+    entries.extend(file.sun_mean_ablate.clone().map(|e| (Which::SunMean, e)));
+    entries.extend(file.zero_dims.clone().map(|e| (Which::ZeroDims, e)));
     entries.extend(file.one_by_one.iter().cloned().map(|e| (Which::OneByOne, e)));
 
     let mut rows = Vec::new();
@@ -206,6 +212,8 @@ fn load(dir: &Path) -> Result<Ablation, ReportError> {
         let folder = entry.run.clone().unwrap_or_else(|| match which {
             Which::Scale => default_folder(entry.scale),
             Which::MeanAblate => "mean_ablate".into(),
+            Which::SunMean => "sun_mean".into(),
+            Which::ZeroDims => "zero_dims".into(),
             Which::OneByOne => entry.block.map(|b| format!("only_{b}")).unwrap_or_default(),
         });
         let path = dir.join(&folder);
@@ -806,7 +814,14 @@ fn intervention_table(a: &Ablation, id: &str, rows: &[&Row], first_col: &str) ->
     for r in rows {
         let first = match r.which {
             Which::Scale => r.entry.scale.map(|x| x.to_string()).unwrap_or_else(|| "?".into()),
-            Which::MeanAblate => r.entry.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+            Which::MeanAblate | Which::SunMean | Which::ZeroDims => {
+                let dims = r.entry.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+                match r.which {
+                    Which::SunMean => format!("{dims}: mean over prompts (Sun et al.)"),
+                    Which::ZeroDims => format!("{dims}: zero"),
+                    _ => format!("{dims}: mean over the prompt's other positions"),
+                }
+            }
             Which::OneByOne => r.entry.block.map(|b| b.to_string()).unwrap_or_else(|| "?".into()),
         };
         let dn = match (bn, r.nll()) {
@@ -936,11 +951,25 @@ fn report_html(a: &Ablation, plots: &[RenderedPlot]) -> String {
     b.push_str("</section>\n<section id=\"evidence\"><h2>Detection evidence</h2>\n");
     b.push_str(&evidence_table(a));
     b.push_str("</section>\n<section id=\"mean-ablate\"><h2>Mean ablation of the massive dimensions</h2>\n");
-    match a.mean_row() {
-        Some(m) => b.push_str(&intervention_table(a, "mean-ablate-table", &[m], "dimensions")),
-        None => b.push_str("<p class=\"note\">Not run.</p>\n"),
+    let dim_rows: Vec<&Row> = [Which::SunMean, Which::ZeroDims, Which::MeanAblate]
+        .iter()
+        .filter_map(|w| a.rows.iter().find(|r| r.which == *w))
+        .collect();
+    if dim_rows.is_empty() {
+        b.push_str("<p class=\"note\">Not run.</p>\n");
+    } else {
+        b.push_str(&intervention_table(a, "mean-ablate-table", &dim_rows, "dimensions"));
+        b.push_str(
+            "<p class=\"note\">The massive dimensions of X(block) at position 0, three ways: <strong>Sun et al.'s \
+             mean-ablation</strong> (each set to its mean at position 0 over the prompt set, measured in a first pass over \
+             the same prompts), <strong>zero-ablation</strong> (Sun et al.'s contrast), and the mean over the <em>other \
+             positions of the same prompt</em> (<code>mean_others</code>; for a first-token massive activation this is \
+             close to zero-ablation, and it is not Sun et al.'s operation). Sun et al. (2024) report for LLaMA2-7B that \
+             mean-ablation leaves perplexity unchanged while zero-ablation destroys the model (reported, not reproduced \
+             here); Δ NLL is against the baseline on the same prompts.</p>\n",
+        );
     }
-    if let Some(m) = a.mean_row() {
+    if let Some(m) = dim_rows.first() {
         let mut notes = Vec::new();
         if let Some(site) = &m.entry.site {
             notes.push(format!("edited at <code>{}</code>", esc(site)));
@@ -948,8 +977,24 @@ fn report_html(a: &Ablation, plots: &[RenderedPlot]) -> String {
         if let Some(rule) = &m.entry.rule {
             notes.push(format!("dimensions chosen as: {}", esc(rule)));
         }
+        if let Some(sun) = a.rows.iter().find(|r| r.which == Which::SunMean) {
+            if !sun.entry.reference_means.is_empty() {
+                let v: Vec<String> = sun
+                    .entry
+                    .dims
+                    .iter()
+                    .zip(&sun.entry.reference_means)
+                    .map(|(d, x)| format!("dim {d}: {}", opt(Some(*x))))
+                    .collect();
+                notes.push(format!(
+                    "Sun et al.'s reference means over {} prompts: {}",
+                    sun.entry.reference_prompts.map_or_else(|| "?".into(), |n| n.to_string()),
+                    v.join(", ")
+                ));
+            }
+        }
         if !notes.is_empty() {
-            let _ = writeln!(b, "<p class=\"note\">Mean-ablation {}.</p>", notes.join("; "));
+            let _ = writeln!(b, "<p class=\"note\">Dimension ablations {}.</p>", notes.join("; "));
         }
     }
     b.push_str("</section>\n<section id=\"runs\"><h2>Runs</h2>\n<ul>\n");
@@ -958,7 +1003,9 @@ fn report_html(a: &Ablation, plots: &[RenderedPlot]) -> String {
             Which::Scale => {
                 format!("λ = {}", r.entry.scale.map(|s| s.to_string()).unwrap_or_else(|| "?".into()))
             }
-            Which::MeanAblate => "mean-ablation".into(),
+            Which::MeanAblate => "massive dims: mean over the prompt's other positions".into(),
+            Which::SunMean => "massive dims: Sun et al.'s mean over prompts".into(),
+            Which::ZeroDims => "massive dims: zero".into(),
             Which::OneByOne => {
                 format!("block {} alone", r.entry.block.map(|b| b.to_string()).unwrap_or_else(|| "?".into()))
             }

@@ -1,4 +1,6 @@
-//! `layers.csv`: one row per layer `l = 0..L`, `layer,depth,<metric>_mean,<metric>_std,...`.
+//! `layers.csv`: one row per layer `l = 0..L`, `layer,depth,<metric>_mean,<metric>_std,...`,
+//! with `<metric>_ci_low,<metric>_ci_high` (the 95 % bootstrap interval of the mean) after
+//! the std of every metric whose summary carries an interval.
 
 use std::fmt::Write as _;
 
@@ -54,9 +56,13 @@ pub(crate) type ExtraColumn = (String, Vec<String>);
 /// written empty).
 pub(crate) fn layers_csv_with(metrics: &MetricsFile, extra: &[ExtraColumn]) -> String {
     let names = metric_order(metrics);
+    let has_ci = |n: &str| metrics.metric(n).is_some_and(crate::schema::MetricSummary::has_ci);
     let mut s = String::from("layer,depth");
     for n in &names {
         let _ = write!(s, ",{},{}", quote(&format!("{n}_mean")), quote(&format!("{n}_std")));
+        if has_ci(n) {
+            let _ = write!(s, ",{},{}", quote(&format!("{n}_ci_low")), quote(&format!("{n}_ci_high")));
+        }
     }
     for (name, _) in extra {
         let _ = write!(s, ",{}", quote(name));
@@ -73,6 +79,10 @@ pub(crate) fn layers_csv_with(metrics: &MetricsFile, extra: &[ExtraColumn]) -> S
                 fmt_cell(m.and_then(|m| m.mean_at(l))),
                 fmt_cell(m.and_then(|m| m.std_at(l)))
             );
+            if has_ci(n) {
+                let ci = m.and_then(|m| m.ci_at(l));
+                let _ = write!(s, ",{},{}", fmt_cell(ci.map(|c| c.0)), fmt_cell(ci.map(|c| c.1)));
+            }
         }
         for (_, cells) in extra {
             let _ = write!(s, ",{}", quote(cells.get(l).map(String::as_str).unwrap_or("")));

@@ -300,14 +300,14 @@ pub(crate) fn summary_sentences(run: &Run) -> Vec<String> {
                     )
                 })
                 .collect();
-            let mid = ph.entropy_norm_midpoint.map(|m| format!(" (entropy_norm midpoint {})", num(m))).unwrap_or_default();
             out.push(format!(
-                "Phases: {}{mid}. The paper places them near 0–20 %, 20–85 % and 85–100 % of depth.",
-                parts.join("; ")
+                "Phases: {}{}. The rule (docs/metrics.md, \"Phases\") uses the massive activation, the entropy valley, sinks and mixing together on median-of-3 smoothed curves. Secondary summaries of the paper place the phases near 0–20 %, 20–85 % and 85–100 % of depth; the paper's own text gives no such fractions that we could check.",
+                parts.join("; "),
+                boundary_text(s.phase_boundaries.as_ref(), run)
             ));
         }
         None => out.push(
-            "No compression phase was found (no contiguous run of layers with sink_rate ≥ 0.5 and entropy_norm below the midpoint of its range), so no Mix/Compress/Refine split is reported."
+            "No compression phase was found (no layer where the first token's norm ratio reaches 3 together with at least two of: sink_rate ≥ 0.5, entropy_norm below the midpoint of its range, mixing_score &lt; 0.7), so no Mix/Compress/Refine split is reported."
                 .into(),
         ),
     }
@@ -342,14 +342,7 @@ pub(crate) fn summary_sentences(run: &Run) -> Vec<String> {
     }
 
     // Correlations.
-    let r = |v: Option<f64>| {
-        v.map(|x| format!("<strong>r = {x:.2}</strong>")).unwrap_or_else(|| "undefined".into())
-    };
-    out.push(format!(
-        "Layer-to-layer change of log bos_norm vs change of entropy: {} (<code>corr_bos_entropy</code>; paper: −0.9 ± 0.18 across six models); vs change of sink rate: {} (<code>corr_bos_sink</code>; paper: 0.58 ± 0.25).",
-        r(s.corr_bos_entropy),
-        r(s.corr_bos_sink)
-    ));
+    out.push(correlation_text(s));
 
     // Theorem 1.
     out.push(match s.bound_violations {
@@ -399,6 +392,96 @@ const TABLE_METRICS: [&str; 10] = [
     "bos_attention",
     "massive",
 ];
+
+/// `[lo, hi]` of an interval, or nothing.
+fn ci_text(ci: Option<crate::schema::Interval>) -> String {
+    ci.map(|c| format!(" [{:.2}, {:.2}]", c.low, c.high)).unwrap_or_default()
+}
+
+/// The phase boundaries with their intervals (empty when the file has none).
+fn boundary_text(b: Option<&crate::schema::PhaseBoundaries>, run: &Run) -> String {
+    let Some(b) = b else { return String::new() };
+    let mut parts = Vec::new();
+    if let Some(m) = b.mean_curves {
+        let reps = m.replicates.map(|n| format!(" of {n}")).unwrap_or_default();
+        if let Some(c) = m.compress_start.filter(|c| c.layer.is_some()) {
+            parts.push(format!(
+                "Compress starts at layer {}{} (95 % bootstrap interval over prompts; {}{reps} replicates have phases)",
+                opt_usize(c.layer),
+                ci_text(c.ci),
+                opt_usize(c.replicates_with_phases)
+            ));
+        }
+        if let Some(r) = m.refine_start {
+            parts.push(format!(
+                "Refine starts at layer {}{} ({}{reps} replicates have a Refine phase)",
+                opt_usize(r.layer),
+                ci_text(r.ci),
+                opt_usize(r.replicates_with_refine)
+            ));
+        }
+    }
+    if let Some(pp) = b.per_prompt {
+        let stat = |s: Option<crate::schema::PerPromptStat>| {
+            s.and_then(|s| Some(format!("{:.1} ± {:.1} (n = {})", s.mean?, s.sd?, s.n)))
+        };
+        if let Some(c) = stat(pp.compress_start) {
+            let r = stat(pp.refine_start).unwrap_or_else(|| "none".into());
+            parts.push(format!(
+                "on each prompt's own curves (mean ± sd over prompts, {} layers in all): Compress starts at {c}, Refine at {r}{}",
+                run.n_layers(),
+                pp.n_prompts_without_phases
+                    .filter(|&n| n > 0)
+                    .map(|n| format!("; {n} prompts have no compressed layer"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(". {}", parts.join("; "))
+    }
+}
+
+fn opt_usize(v: Option<usize>) -> String {
+    v.map_or_else(|| "–".into(), |v| v.to_string())
+}
+
+/// The correlation paragraph: lag 0 and lag 1 with intervals and per-prompt r, and what the
+/// paper's figure is (and is not).
+fn correlation_text(s: &crate::schema::RunSummary) -> String {
+    let r = |v: Option<f64>| {
+        v.map(|x| format!("<strong>r = {x:.2}</strong>")).unwrap_or_else(|| "undefined".into())
+    };
+    let lagged = |c: Option<crate::schema::LaggedCorrelation>, fallback: Option<f64>| -> String {
+        match c {
+            Some(c) => {
+                let pp = c
+                    .per_prompt
+                    .and_then(|p| Some(format!("; per prompt {:.2} ± {:.2}, n = {}", p.mean?, p.sd?, p.n)))
+                    .unwrap_or_default();
+                format!("{}{}{pp}", r(c.r), ci_text(c.ci))
+            }
+            None => r(fallback),
+        }
+    };
+    let corr = s.correlations.unwrap_or_default();
+    let e = corr.bos_entropy.unwrap_or_default();
+    let k = corr.bos_sink.unwrap_or_default();
+    format!(
+        "Layer-to-layer change of log bos_norm vs change of entropy: {} at lag 0 (<code>corr_bos_entropy</code>), {} at lag 1; \
+         vs change of sink rate: {} at lag 0 (<code>corr_bos_sink</code>), {} at lag 1 (block l + 1's sinks against block l's spike: \
+         sink_rate(l) is computed by block l's attention, which reads X(l − 1), so a spike written by block l shows in the sinks \
+         one layer later). Brackets: 95 % bootstrap intervals over prompts. For orientation only: r = −0.9 ± 0.18 (entropy) and \
+         0.58 ± 0.25 (sink rate) are quoted for the paper by secondary summaries as a mean ± sd of one r per model across six \
+         models, with an unpublished method — not a per-run figure (<code>sinkscope compare</code> gives the mean ± sd across runs).",
+        lagged(e.lag0, s.corr_bos_entropy),
+        lagged(e.lag1, s.corr_bos_entropy_lag1),
+        lagged(k.lag0, s.corr_bos_sink),
+        lagged(k.lag1, s.corr_bos_sink_lag1),
+    )
+}
 
 fn layer_table(run: &Run) -> String {
     let cols: Vec<&str> = TABLE_METRICS.iter().copied().filter(|n| run.metrics.metric(n).is_some()).collect();
@@ -641,7 +724,8 @@ fn caption(stem: &str, run: &Run) -> String {
     match stem {
         "fig1" => "The paper's Fig. 1: normalised matrix entropy of X(l) (H / ln min(T, d)), fraction of sink heads \
                    (bos_attention &gt; ε), and the first token's residual norm on a log scale, per layer; line = mean over prompts, \
-                   band = ± one sample standard deviation; background = Mix / Compress / Refine phases."
+                   band = 95 % bootstrap interval of the mean over prompts (± one sample standard deviation for runs written \
+                   without intervals); background = Mix / Compress / Refine phases."
             .to_string(),
         "fig3" => "The paper's Fig. 3: Theorem 1 checked per layer. σ₁² and anisotropy must lie on or above their (dashed) \
                    lower bounds, entropy on or below its upper bound; where the first token dominates, the bounds are tight."
@@ -830,6 +914,12 @@ pub(crate) fn compare_rows(cols: &[Column<'_>]) -> Vec<(String, Vec<String>)> {
     row("corr_bos_sink", &|r| {
         r.metrics.summary.corr_bos_sink.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
     });
+    row("corr_bos_entropy, lag 1", &|r| {
+        r.metrics.summary.corr_bos_entropy_lag1.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
+    });
+    row("corr_bos_sink, lag 1", &|r| {
+        r.metrics.summary.corr_bos_sink_lag1.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
+    });
     row("bound_violations", &|r| {
         r.metrics.summary.bound_violations.map(|x| x.to_string()).unwrap_or_else(|| "–".into())
     });
@@ -890,6 +980,62 @@ fn task_rows(cols: &[Column<'_>]) -> Vec<(String, Vec<String>)> {
 }
 
 /// The whole `compare.html`. `runs` are all input runs (for the list at the end).
+/// The mean ± sd across models of each run's correlations, the way the paper's figure is
+/// made: one r per model (the mean over that model's profile runs), then mean ± sample sd over
+/// models. Empty without at least one profile run with correlations.
+pub(crate) fn across_models_note(runs: &[Run]) -> String {
+    type Pick = fn(&crate::schema::RunSummary) -> Option<f64>;
+    let picks: [(&str, Pick); 4] = [
+        ("r(Δ log bos_norm, Δ entropy), lag 0", |s| s.corr_bos_entropy),
+        ("r(Δ log bos_norm, Δ entropy), lag 1", |s| s.corr_bos_entropy_lag1),
+        ("r(Δ log bos_norm, Δ sink_rate), lag 0", |s| s.corr_bos_sink),
+        ("r(Δ log bos_norm, Δ sink_rate), lag 1", |s| s.corr_bos_sink_lag1),
+    ];
+    let profiles: Vec<&Run> = runs.iter().filter(|r| r.kind == crate::schema::RunKind::Profile).collect();
+    let mut keys: Vec<String> = Vec::new();
+    for r in &profiles {
+        let k = r.model_key().unwrap_or_else(|| r.dir.display().to_string());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut parts = Vec::new();
+    for (name, pick) in picks {
+        let per_model: Vec<f64> = keys
+            .iter()
+            .filter_map(|k| {
+                let v: Vec<f64> = profiles
+                    .iter()
+                    .filter(|r| r.model_key().unwrap_or_else(|| r.dir.display().to_string()) == *k)
+                    .filter_map(|r| pick(&r.metrics.summary))
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .collect();
+        if per_model.is_empty() {
+            continue;
+        }
+        let n = per_model.len();
+        let mean = per_model.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (per_model.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        parts.push(format!("{name}: <strong>{mean:.2} ± {sd:.2}</strong>"));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<p class=\"note\" id=\"across-models\">Across the {} model{} compared (one r per model — the mean over its profile runs — then mean ± sample sd over models, as the paper's six-model figure is made): {}.{}</p>\n",
+        keys.len(),
+        if keys.len() == 1 { "" } else { "s" },
+        parts.join("; "),
+        if keys.len() < 3 { " With so few models the sd says little." } else { "" }
+    )
+}
+
 pub(crate) fn compare_html(cols: &[Column<'_>], runs: &[Run], plots: &[RenderedPlot]) -> String {
     let labels: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
     let mut b = String::new();
@@ -931,7 +1077,8 @@ pub(crate) fn compare_html(cols: &[Column<'_>], runs: &[Run], plots: &[RenderedP
         b.push_str("</tr>\n");
     }
     b.push_str("</tbody></table></div>\n");
-    b.push_str("<p class=\"note\">The paper reports r(Δ log bos_norm, Δ entropy) = −0.9 ± 0.18 and r(Δ log bos_norm, Δ sink_rate) = 0.58 ± 0.25 across six models, and places Mix / Compress / Refine near 0–20 %, 20–85 %, 85–100 % of depth.</p>\n");
+    b.push_str(&across_models_note(runs));
+    b.push_str("<p class=\"note\">For orientation only: secondary summaries of the paper (not its own text, which we could not check) quote r(Δ log bos_norm, Δ entropy) = −0.9 ± 0.18 and r(Δ log bos_norm, Δ sink_rate) = 0.58 ± 0.25 as a mean ± sd of one r per model across six models, and Mix / Compress / Refine near 0–20 %, 20–85 %, 85–100 % of depth.</p>\n");
     if n_tasks > 0 {
         b.push_str("<p class=\"note\">Lens and probe runs are matched to profile runs by the model's sha256 (else its path): \
                     every profile column of a model shows that model's first lens and first probe run; a model with only lens/probe \

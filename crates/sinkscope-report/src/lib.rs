@@ -287,23 +287,80 @@ pub fn render_loaded_run(run: &Run) -> Result<RenderSummary, ReportError> {
     })
 }
 
-/// Distinct labels for `runs`: the model name, with the folder name (then an index) added
-/// where two runs would otherwise share one.
+/// What sets a run apart, as `(what, value)` pairs: the dataset (or prompt file), the BOS
+/// policy, the first-token option, then every manifest option by name.
+fn run_attributes(r: &Run) -> Vec<(String, String)> {
+    let m = &r.manifest;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = Vec::new();
+    if let Some(d) = &m.data {
+        let data = d
+            .pointer("/dataset/name")
+            .map(text)
+            .or_else(|| {
+                d.get("path")
+                    .and_then(|p| p.as_str())
+                    .and_then(|p| Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()))
+            })
+            .unwrap_or_default();
+        out.push(("data".to_string(), data));
+        for k in ["limit", "max_tokens"] {
+            if let Some(v) = d.get(k) {
+                out.push((k.to_string(), text(v)));
+            }
+        }
+    }
+    for (k, v) in &m.options {
+        if !out.iter().any(|(o, _)| o == k) {
+            out.push((k.clone(), text(v)));
+        }
+    }
+    out
+}
+
+/// Distinct labels for `runs`: the model name; where two runs share it, what tells them apart
+/// (dataset, BOS policy, options that differ between them: `SmolLM2 (bos=always)` vs
+/// `SmolLM2 (bos=never)`), and the folder name (then an index) only when nothing does.
 fn unique_labels(runs: &[&Run]) -> Vec<String> {
     let base: Vec<String> = runs.iter().map(|r| r.label()).collect();
+    let attrs: Vec<Vec<(String, String)>> = runs.iter().map(|r| run_attributes(r)).collect();
     let mut labels: Vec<String> = base
         .iter()
-        .zip(runs)
-        .map(|(b, r)| {
-            if base.iter().filter(|x| *x == b).count() > 1 {
-                let folder = r.dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                if folder.is_empty() || folder == *b {
-                    b.clone()
-                } else {
-                    format!("{b} ({folder})")
-                }
-            } else {
+        .enumerate()
+        .map(|(i, b)| {
+            let same: Vec<usize> = (0..runs.len()).filter(|&j| base[j] == *b).collect();
+            if same.len() < 2 {
+                return b.clone();
+            }
+            let value = |j: usize, k: &str| {
+                attrs[j].iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_else(|| "–".into())
+            };
+            let differing: Vec<String> = attrs[i]
+                .iter()
+                .map(|(k, _)| k.clone())
+                .chain(same.iter().flat_map(|&j| attrs[j].iter().map(|(k, _)| k.clone())))
+                .fold(Vec::<String>::new(), |mut acc, k| {
+                    if !acc.contains(&k) {
+                        acc.push(k);
+                    }
+                    acc
+                })
+                .into_iter()
+                .filter(|k| same.iter().any(|&j| value(j, k) != value(i, k)))
+                .map(|k| format!("{k}={}", value(i, &k)))
+                .collect();
+            if !differing.is_empty() {
+                return format!("{b} ({})", differing.join(", "));
+            }
+            let folder =
+                runs[i].dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            if folder.is_empty() || folder == *b {
                 b.clone()
+            } else {
+                format!("{b} ({folder})")
             }
         })
         .collect();
@@ -446,4 +503,75 @@ pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, Re
         plots: rendered.iter().map(PlotFiles::from).collect(),
         compare_html,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::schema::{Manifest, MetricsFile, ModelInfo, Run, RunKind, RunSummary};
+    use serde_json::json;
+
+    fn run(dir: &str, model: &str, bos: &str, dataset: &str, r: Option<f64>) -> Run {
+        let mut options = std::collections::BTreeMap::new();
+        options.insert("bos".to_string(), json!(bos));
+        options.insert("epsilon".to_string(), json!(0.3));
+        Run {
+            dir: PathBuf::from(dir),
+            manifest: Manifest {
+                model: Some(ModelInfo {
+                    path: Some(format!("models/{model}.gguf")),
+                    sha256: Some(model.into()),
+                    ..ModelInfo::default()
+                }),
+                data: Some(json!({"source": "dataset", "dataset": {"name": dataset}})),
+                options,
+                ..Manifest::default()
+            },
+            metrics: MetricsFile {
+                summary: RunSummary { corr_bos_sink_lag1: r, ..RunSummary::default() },
+                ..MetricsFile::default()
+            },
+            prompts: Vec::new(),
+            prompts_present: false,
+            kind: RunKind::Profile,
+            lens: None,
+            probe: None,
+        }
+    }
+
+    /// Known answer: runs are labelled by the model, and two runs of one model by what sets
+    /// them apart (here the BOS policy, then the dataset), not by their folder names.
+    #[test]
+    fn labels_name_what_differs() {
+        let a = run("out/a", "SmolLM2", "auto", "gsm8k-like", None);
+        let b = run("out/b", "SmolLM2", "eos", "gsm8k-like", None);
+        let c = run("out/c", "gemma", "auto", "gsm8k-like", None);
+        let d = run("out/d", "gemma", "auto", "web", None);
+        let labels = unique_labels(&[&a, &b, &c, &d]);
+        assert_eq!(
+            labels,
+            ["SmolLM2 (bos=auto)", "SmolLM2 (bos=eos)", "gemma (data=gsm8k-like)", "gemma (data=web)"]
+        );
+        // Nothing differs: the folder name.
+        let e = run("out/e", "gemma", "auto", "web", None);
+        assert_eq!(unique_labels(&[&d, &e]), ["gemma (d)", "gemma (e)"]);
+    }
+
+    /// Known answer: one r per model (the mean over its runs), then mean ± sample sd over
+    /// models: models A (0.6, 0.8 → 0.7) and B (0.9) give 0.80 ± 0.14.
+    #[test]
+    fn across_models_is_mean_sd_of_per_model_r() {
+        let runs = [
+            run("a1", "A", "auto", "x", Some(0.6)),
+            run("a2", "A", "eos", "x", Some(0.8)),
+            run("b1", "B", "auto", "x", Some(0.9)),
+        ];
+        let note = html::across_models_note(&runs);
+        assert!(note.contains("Across the 2 models"), "{note}");
+        assert!(
+            note.contains("r(Δ log bos_norm, Δ sink_rate), lag 1: <strong>0.80 ± 0.14</strong>"),
+            "{note}"
+        );
+    }
 }

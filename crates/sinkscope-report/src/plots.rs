@@ -210,6 +210,9 @@ pub(crate) struct Series {
     /// Per-point limits `(low, high)` of the band (e.g. the min and max over prompts: a
     /// mean ± std band never leaves the range of the data); empty = none.
     pub clip: Vec<(f64, f64)>,
+    /// Per-point band `(low, high)` drawn instead of mean ± std where present (the 95 %
+    /// bootstrap interval of the mean); empty = none.
+    pub interval: Vec<Option<(f64, f64)>>,
 }
 
 impl Series {
@@ -230,7 +233,14 @@ impl Series {
             markers: false,
             line: true,
             clip: Vec::new(),
+            interval: Vec::new(),
         }
+    }
+
+    /// The band is the per-point interval where present (mean ± std elsewhere).
+    pub(crate) fn band_interval(mut self, interval: Vec<Option<(f64, f64)>>) -> Self {
+        self.interval = interval;
+        self
     }
 
     /// The band stays within the per-point `(low, high)` limits.
@@ -248,7 +258,10 @@ impl Series {
             match m.filter(|m| m.is_finite()) {
                 Some(m) => {
                     let sd = sd.filter(|v| v.is_finite()).unwrap_or(0.0);
-                    let (mut low, mut high) = (m - sd, m + sd);
+                    let (mut low, mut high) = match self.interval.get(i).copied().flatten() {
+                        Some((a, b)) if a.is_finite() && b.is_finite() => (a.min(m), b.max(m)),
+                        _ => (m - sd, m + sd),
+                    };
                     if let Some(&(a, b)) = self.clip.get(i) {
                         if a.is_finite() {
                             low = low.max(a.min(m));
@@ -690,6 +703,21 @@ pub(crate) fn metric_points(run: &Run, name: &str, x_scale: f64) -> Vec<(f64, Op
         .collect()
 }
 
+/// The 95 % bootstrap interval of a metric's mean at every layer (empty when the run has none).
+pub(crate) fn metric_intervals(run: &Run, name: &str) -> Vec<Option<(f64, f64)>> {
+    match run.metrics.metric(name).filter(|m| m.has_ci()) {
+        Some(m) => (0..=run.n_layers()).map(|l| m.ci_at(l)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Whether every curve of Fig. 1 carries bootstrap intervals.
+pub(crate) fn has_intervals(run: &Run) -> bool {
+    ["entropy_norm", "sink_rate", "bos_norm"]
+        .iter()
+        .all(|n| run.metrics.metric(n).is_some_and(|m| m.has_ci()))
+}
+
 pub(crate) fn phase_shades(run: &Run) -> Vec<Shade> {
     run.metrics
         .summary
@@ -728,6 +756,11 @@ impl Figure for Fig1<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let run = self.0;
         let shades = phase_shades(run);
+        let band_label = if has_intervals(run) {
+            "mean, 95 % bootstrap CI over prompts"
+        } else {
+            "mean ± std over prompts"
+        };
         let mk = |title: &str, name: &str, y: YScale, color: RGBColor| Panel {
             title: title.to_string(),
             x_desc: "layer l".into(),
@@ -735,8 +768,9 @@ impl Figure for Fig1<'_> {
             x_range: layer_range(run),
             x_integer: true,
             y_scale: y,
-            series: vec![Series::line("mean ± std over prompts", color, metric_points(run, name, 1.0))
+            series: vec![Series::line(band_label, color, metric_points(run, name, 1.0))
                 .with_band(0.25)
+                .band_interval(metric_intervals(run, name))
                 .clipped(fraction_range(y))],
             shades: shades.clone(),
             legend: None,
@@ -747,7 +781,7 @@ impl Figure for Fig1<'_> {
             mk("sink rate (ε-sink heads)", "sink_rate", YScale::Fixed(0.0, 1.05), PALETTE[3]),
             mk("first-token norm ‖x₀‖ (log)", "bos_norm", YScale::Log, PALETTE[2]),
         ];
-        let title = format!("{} — mean ± std over {} prompts", run.label(), run.n_prompts());
+        let title = format!("{} — {band_label} ({} prompts)", run.label(), run.n_prompts());
         draw_panels(root, &title, &panels)
     }
 }

@@ -84,6 +84,10 @@ pub struct MetricSummary {
     pub min: Curve,
     /// Maximum over prompts.
     pub max: Curve,
+    /// Lower end of the 95 % bootstrap interval of the mean (empty when the writer made none).
+    pub ci_low: Curve,
+    /// Upper end of the 95 % bootstrap interval of the mean.
+    pub ci_high: Curve,
 }
 
 impl MetricSummary {
@@ -95,6 +99,16 @@ impl MetricSummary {
     /// Standard deviation at layer `l` (`None` when undefined or out of range).
     pub fn std_at(&self, l: usize) -> Option<f64> {
         self.std.get(l).copied().flatten()
+    }
+
+    /// The 95 % bootstrap interval of the mean at layer `l`, when the file has one.
+    pub fn ci_at(&self, l: usize) -> Option<(f64, f64)> {
+        Some((self.ci_low.get(l).copied().flatten()?, self.ci_high.get(l).copied().flatten()?))
+    }
+
+    /// Whether the file carries bootstrap intervals for this metric.
+    pub fn has_ci(&self) -> bool {
+        self.ci_low.iter().any(Option::is_some)
     }
 }
 
@@ -136,6 +150,16 @@ pub struct RunSummary {
     pub corr_bos_entropy: Option<f64>,
     /// Pearson r of `Δ log bos_norm` and `Δ sink_rate` over layers.
     pub corr_bos_sink: Option<f64>,
+    /// Lag 1: `Δ log bos_norm(l)` against `Δ entropy(l + 1)`.
+    pub corr_bos_entropy_lag1: Option<f64>,
+    /// Lag 1: `Δ log bos_norm(l)` against `Δ sink_rate(l + 1)`.
+    pub corr_bos_sink_lag1: Option<f64>,
+    /// Every correlation with its interval and the per-prompt r.
+    pub correlations: Option<Correlations>,
+    /// Phase boundaries with intervals, of the mean curves and per prompt.
+    pub phase_boundaries: Option<PhaseBoundaries>,
+    /// How the intervals were computed.
+    pub bootstrap: Option<BootstrapInfo>,
     /// Number of measured values on the wrong side of a Theorem-1 bound (must be 0).
     pub bound_violations: Option<u64>,
     /// Layer and value of the largest mean `bos_ratio`.
@@ -145,6 +169,125 @@ pub struct RunSummary {
     /// The prompts' token-weighted next-token NLL of the model (the sub-runs of an `ablate`
     /// folder: under that intervention).
     pub nll: Option<f64>,
+}
+
+/// A 95 % bootstrap interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower end.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+}
+
+/// A per-prompt statistic summarised over prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerPromptStat {
+    /// Mean over prompts.
+    pub mean: Option<f64>,
+    /// Sample standard deviation over prompts.
+    pub sd: Option<f64>,
+    /// Number of prompts with a value.
+    pub n: usize,
+    /// `mean / L` (phase boundaries only).
+    pub mean_depth: Option<f64>,
+    /// Bootstrap interval of the mean.
+    pub ci: Option<Interval>,
+}
+
+/// One correlation at one lag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LaggedCorrelation {
+    /// r of the prompt-mean curves.
+    pub r: Option<f64>,
+    /// Its bootstrap interval.
+    pub ci: Option<Interval>,
+    /// One r per prompt, summarised.
+    pub per_prompt: Option<PerPromptStat>,
+}
+
+/// A correlation at lags 0 and 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CorrelationLags {
+    /// Lag 0: `Δ log bos_norm(l)` with `Δ y(l)`.
+    pub lag0: Option<LaggedCorrelation>,
+    /// Lag 1: `Δ log bos_norm(l)` with `Δ y(l + 1)`.
+    pub lag1: Option<LaggedCorrelation>,
+}
+
+/// `summary.correlations`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Correlations {
+    /// Against `Δ entropy`.
+    pub bos_entropy: Option<CorrelationLags>,
+    /// Against `Δ sink_rate`.
+    pub bos_sink: Option<CorrelationLags>,
+}
+
+/// A phase boundary of the prompt-mean curves with its bootstrap interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BoundaryEstimate {
+    /// The boundary layer of the prompt-mean curves.
+    pub layer: Option<usize>,
+    /// Interval over bootstrap replicates.
+    pub ci: Option<Interval>,
+    /// Replicates that had phases (compress_start).
+    pub replicates_with_phases: Option<usize>,
+    /// Replicates that had a refine phase (refine_start).
+    pub replicates_with_refine: Option<usize>,
+}
+
+/// Boundaries of the prompt-mean curves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MeanCurveBoundaries {
+    /// Mix → Compress.
+    pub compress_start: Option<BoundaryEstimate>,
+    /// Compress → Refine.
+    pub refine_start: Option<BoundaryEstimate>,
+    /// Number of bootstrap replicates.
+    pub replicates: Option<usize>,
+}
+
+/// Boundaries of each prompt's own curves, summarised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerPromptBoundaries {
+    /// Mix → Compress.
+    pub compress_start: Option<PerPromptStat>,
+    /// Compress → Refine.
+    pub refine_start: Option<PerPromptStat>,
+    /// Prompts whose curves have no compressed layer.
+    pub n_prompts_without_phases: Option<usize>,
+}
+
+/// `summary.phase_boundaries`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PhaseBoundaries {
+    /// Of the prompt-mean curves.
+    pub mean_curves: Option<MeanCurveBoundaries>,
+    /// Per prompt.
+    pub per_prompt: Option<PerPromptBoundaries>,
+}
+
+/// `summary.bootstrap`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BootstrapInfo {
+    /// `poisson`.
+    pub method: Option<String>,
+    /// Number of replicates.
+    pub replicates: Option<usize>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Coverage (0.95).
+    pub level: Option<f64>,
 }
 
 /// One detected massive-activation block.
@@ -180,6 +323,10 @@ pub struct Phases {
     pub refine: Option<LayerRange>,
     /// Midpoint of `entropy_norm` between its min and max over depth.
     pub entropy_norm_midpoint: Option<f64>,
+    /// The smallest smoothed `entropy_norm` at or after the compress start.
+    pub valley_floor: Option<f64>,
+    /// Its layer.
+    pub valley_layer: Option<usize>,
 }
 
 impl Phases {
@@ -566,10 +713,17 @@ pub struct AblateFile {
     /// With `--one-by-one`: each block ablated alone (λ = 0).
     #[serde(default)]
     pub one_by_one: Vec<Intervention>,
-    /// The mean-ablation of the massive dimensions at position 0 (Sun et al.); `None` when
-    /// it was not run.
+    /// The massive dimensions at position 0 set to their mean over the *other positions of
+    /// the same prompt* (`mean_others`; not Sun et al.'s mean-ablation); `None` when not run.
     #[serde(default)]
     pub mean_ablate: Option<Intervention>,
+    /// Sun et al.'s mean-ablation: the same dimensions set to their mean at position 0 over
+    /// the prompt set (`mean_prompts`, from a first pass).
+    #[serde(default)]
+    pub sun_mean_ablate: Option<Intervention>,
+    /// Zero-ablation of the same dimensions (Sun et al.'s contrast).
+    #[serde(default)]
+    pub zero_dims: Option<Intervention>,
 }
 
 /// `ablate.json`'s `valley`.
@@ -672,6 +826,14 @@ pub struct Intervention {
     pub site: Option<String>,
     /// How the mean-ablated dimensions were chosen, in words.
     pub rule: Option<String>,
+    /// Which dimension ablation: `mean_prompts` (Sun et al.), `zero`, `mean_others`.
+    pub variant: Option<String>,
+    /// What the intervention does, in words.
+    pub description: Option<String>,
+    /// Sun et al.'s reference means (one per dimension, in `dims` order).
+    pub reference_means: Vec<f64>,
+    /// Prompts the reference means were taken over.
+    pub reference_prompts: Option<usize>,
 }
 
 impl Intervention {
@@ -697,7 +859,14 @@ impl AblateFile {
     /// `first > last`.
     pub fn load(path: &Path) -> Result<Self, ReportError> {
         let mut a: Self = parse_versioned(path)?;
-        for e in a.dose_response.iter_mut().chain(a.one_by_one.iter_mut()).chain(a.mean_ablate.iter_mut()) {
+        for e in a
+            .dose_response
+            .iter_mut()
+            .chain(a.one_by_one.iter_mut())
+            .chain(a.mean_ablate.iter_mut())
+            .chain(a.sun_mean_ablate.iter_mut())
+            .chain(a.zero_dims.iter_mut())
+        {
             e.unnest();
         }
         let invalid = |message: String| ReportError::Invalid { path: path.to_path_buf(), message };
@@ -710,7 +879,13 @@ impl AblateFile {
         if let Some(v) = a.valley.as_ref().filter(|v| v.first > v.last) {
             return Err(invalid(format!("valley.first {} > valley.last {}", v.first, v.last)));
         }
-        let all = a.dose_response.iter().chain(&a.one_by_one).chain(a.mean_ablate.as_ref());
+        let all = a
+            .dose_response
+            .iter()
+            .chain(&a.one_by_one)
+            .chain(a.mean_ablate.as_ref())
+            .chain(a.sun_mean_ablate.as_ref())
+            .chain(a.zero_dims.as_ref());
         for run in all.filter_map(|i| i.run.as_deref()) {
             let p = Path::new(run);
             let inside =

@@ -490,8 +490,15 @@ pub enum EditOp {
         value: f32,
     },
     /// Replace each selected element by the mean of the same element over the positions that
-    /// are *not* selected (Sun et al.'s mean-ablation; `[T, d]` sites only).
+    /// are *not* selected, within the same prompt (`mean_others`; `[T, d]` sites only). This is
+    /// **not** Sun et al.'s mean-ablation: for a first-token massive activation the other
+    /// positions' mean is close to zero, so it behaves almost like zero-ablation.
     MeanOthers,
+    /// Sun et al.'s mean-ablation (`mean_prompts`): replace each selected element by its mean
+    /// at that position over the prompt set, measured in a first pass over the prompts by the
+    /// command (which then replaces this edit by `ReplaceRow` edits holding the means; the
+    /// model refuses to run it unresolved). `[T, d]` sites, explicit positions.
+    MeanPrompts,
     /// Replace the selected rows (positions) by a vector over the last axis (one value per
     /// selected dimension, or the whole row when no dimensions are selected).
     ReplaceRow {
@@ -520,7 +527,8 @@ pub struct Edit {
 
 /// Grammar of `--edit`, shown in `--help`.
 pub const EDIT_GRAMMAR: &str =
-    "SITE[:pos=LIST][:head=LIST][:dim=LIST]:OP where OP is zero | scale=F | add=F | set=F | mean (the mean over the other positions), \
+    "SITE[:pos=LIST][:head=LIST][:dim=LIST]:OP where OP is zero | scale=F | add=F | set=F | mean_others (the mean over the other positions \
+of the same prompt) | mean_prompts (Sun et al.'s mean-ablation: the mean at that position over the prompt set, from a first pass), \
 LIST is comma-separated indices or ranges a..b (end excluded). Examples: blocks.11.hook_mlp_out:pos=0:zero, \
 blocks.11.hook_mlp_out:pos=0:scale=0.5, blocks.3.attn.hook_z:head=1,2:zero, hook_embed:pos=0:dim=17:set=0";
 
@@ -582,10 +590,17 @@ impl std::str::FromStr for Edit {
                 "scale" => Some(EditOp::Scale { factor: num(val)? }),
                 "add" => Some(EditOp::Add { value: num(val)? }),
                 "set" => Some(EditOp::Set { value: num(val)? }),
-                "mean" if val.is_none() => Some(EditOp::MeanOthers),
+                "mean_others" if val.is_none() => Some(EditOp::MeanOthers),
+                "mean_prompts" if val.is_none() => Some(EditOp::MeanPrompts),
+                "mean" => {
+                    return Err(bad(
+                        "'mean' is ambiguous: use mean_others (the mean over the other positions of the same prompt) or \
+                         mean_prompts (Sun et al.'s mean-ablation: the mean at that position over the prompt set)",
+                    ))
+                }
                 other => {
                     return Err(bad(&format!(
-                        "unknown part '{other}' (expected pos=, head=, dim=, zero, scale=, add=, set=, mean)"
+                        "unknown part '{other}' (expected pos=, head=, dim=, zero, scale=, add=, set=, mean_others, mean_prompts)"
                     )))
                 }
             };
@@ -596,7 +611,8 @@ impl std::str::FromStr for Edit {
                 op = Some(o);
             }
         }
-        edit.op = op.ok_or_else(|| bad("no operation (zero, scale=F, add=F, set=F or mean)"))?;
+        edit.op =
+            op.ok_or_else(|| bad("no operation (zero, scale=F, add=F, set=F, mean_others or mean_prompts)"))?;
         Ok(edit)
     }
 }

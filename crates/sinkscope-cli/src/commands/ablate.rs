@@ -30,7 +30,10 @@ pub struct Args {
     /// Also ablate each block alone.
     #[arg(long)]
     pub one_by_one: bool,
-    /// Also mean-ablate the massive dimensions (Sun et al.).
+    /// Also ablate the massive dimensions of X(block) at position 0 three ways: Sun et al.'s
+    /// mean-ablation (their mean at position 0 over the prompt set, from a first pass;
+    /// `sun_mean/`), zero-ablation (`zero_dims/`), and the mean over the other positions of
+    /// the same prompt (`mean_ablate/`).
     #[arg(long)]
     pub mean_ablate: bool,
     /// Sink threshold ε.
@@ -53,6 +56,8 @@ const ABLATE_ENTRIES: &[&str] = &[
     sinkscope_report::REPORT_HTML,
     "baseline",
     "mean_ablate",
+    "sun_mean",
+    "zero_dims",
 ];
 
 /// The largest |λ| accepted: scaling a massive activation (values in the thousands) by more

@@ -21,15 +21,21 @@ pub struct InputArgs {
     /// Use only the first N prompts (file or dataset order).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Keep at most the first T tokens of every prompt.
-    #[arg(long = "max-tokens")]
-    pub max_tokens: Option<usize>,
+    /// Keep at most the first T tokens of every prompt. `profile` also takes a list
+    /// (`16,32,64`): a length sweep, one profile per T.
+    #[arg(long = "max-tokens", value_delimiter = ',', value_name = "T[,T...]")]
+    pub max_tokens: Vec<usize>,
     /// Cut prompts longer than the model's context instead of failing.
     #[arg(long)]
     pub truncate: bool,
-    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    /// Prepend the BOS token: auto (the model's own setting), always, never, or eos (the EOS
+    /// token in BOS's place, Gu et al.'s convention for models without a BOS).
     #[arg(long, default_value = "auto", value_parser = parse_bos)]
     pub bos: BosPolicy,
+    /// Put this token at position 0 of every prompt instead of a BOS: a token id, or a text
+    /// that is exactly one token (with --bos auto or never).
+    #[arg(long = "first-token", value_name = "ID|TEXT")]
+    pub first_token: Option<String>,
     /// Dataset cache folder.
     #[arg(long, env = "SINKSCOPE_DATA", default_value = "data/cache")]
     pub data_dir: PathBuf,
@@ -56,7 +62,8 @@ impl InputArgs {
     pub fn prompt_options(&self) -> ProfileOptions {
         ProfileOptions {
             bos: self.bos,
-            max_tokens: self.max_tokens,
+            first_token: self.first_token.as_deref().map(sinkscope_analysis::profile::FirstTokenSpec::parse),
+            max_tokens: self.max_tokens.first().copied(),
             truncate: self.truncate,
             resume: self.resume,
             ..Default::default()
@@ -104,6 +111,12 @@ pub fn open(
     pack_tokens: usize,
     prepare_examples: &mut dyn FnMut(&mut Vec<Example>) -> Result<()>,
 ) -> Result<Opened> {
+    if input.max_tokens.len() > 1 {
+        return Err(sinkscope_analysis::AnalysisError::Options(
+            "--max-tokens takes one value here; a list (a length sweep) is for `profile`".into(),
+        )
+        .into());
+    }
     let opts = input.prompt_options();
     opts.validate()?;
     let (mut examples, source) = super::profile::load_examples(

@@ -271,6 +271,9 @@ fn memory_guard(
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
+    if a.input.max_tokens.len() > 1 {
+        return length_sweep(a);
+    }
     if a.pack_tokens == 0 {
         return Err(
             AnalysisError::Options("--pack-tokens must be at least 1 (1 turns packing off)".into()).into()
@@ -280,7 +283,8 @@ pub fn run(a: Args) -> Result<()> {
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
         bos: a.input.bos,
-        max_tokens: a.input.max_tokens,
+        first_token: a.input.first_token.as_deref().map(sinkscope_analysis::profile::FirstTokenSpec::parse),
+        max_tokens: a.input.max_tokens.first().copied(),
         truncate: a.input.truncate,
         resume: a.input.resume,
         ..ProfileOptions::default()
@@ -396,4 +400,135 @@ pub fn progress(total: usize, quiet: bool) -> Box<dyn Progress> {
     } else {
         Box::new(Bar { total, tty: std::io::stderr().is_terminal(), last: None })
     }
+}
+
+/// `--max-tokens T1,T2,...`: one profile per T in `OUT/max_tokens_<T>/` (each a full run
+/// folder with its report), then `OUT/length_sweep.csv` and `OUT/length_sweep.json`: per T the
+/// mean sink rate over blocks 1..L, the smallest mean entropy_norm (and its layer), the mean
+/// entropy_norm and sink rate over the run's compress phase, the phase boundaries and the
+/// lag-0/lag-1 correlations — sink rate and entropy against the sequence length.
+fn length_sweep(a: Args) -> Result<()> {
+    let mut ts = a.input.max_tokens.clone();
+    ts.sort_unstable();
+    ts.dedup();
+    if let Some(bad) = ts.iter().find(|&&t| t < 2) {
+        return Err(AnalysisError::Options(format!(
+            "--max-tokens must be at least 2 (the metrics need T >= 2), got {bad}"
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create", a.out.display()))?;
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    for &t in &ts {
+        let sub = Args {
+            model: a.model.clone(),
+            input: super::experiment::InputArgs { max_tokens: vec![t], ..a.input.clone() },
+            epsilon: a.epsilon,
+            out: a.out.join(format!("max_tokens_{t}")),
+            no_report: a.no_report,
+            threads: a.threads,
+            pack_tokens: a.pack_tokens,
+        };
+        let dir = sub.out.clone();
+        run(sub)?;
+        let path = dir.join("metrics.json");
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+        )?;
+        rows.push(sweep_row(t, &m));
+    }
+    let cols = [
+        "max_tokens",
+        "n_prompts",
+        "mean_tokens",
+        "mean_sink_rate",
+        "min_entropy_norm",
+        "min_entropy_norm_layer",
+        "compress_mean_entropy_norm",
+        "compress_mean_sink_rate",
+        "compress_start",
+        "refine_start",
+        "corr_bos_entropy",
+        "corr_bos_sink",
+        "corr_bos_sink_lag1",
+    ];
+    let mut csv = cols.join(",");
+    csv.push('\n');
+    for r in &rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match &r[*c] {
+                serde_json::Value::Null => String::new(),
+                v => v.to_string(),
+            })
+            .collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    let csv_path = a.out.join("length_sweep.csv");
+    sinkscope_output::write_atomic(&csv_path, csv.as_bytes())?;
+    let doc = serde_json::json!({
+        "schema_version": sinkscope_analysis::profile::SCHEMA_VERSION,
+        "kind": "length_sweep",
+        "max_tokens": ts,
+        "runs": rows,
+        "note": "each row summarises OUT/max_tokens_<T>/metrics.json (prompt-mean curves); a prompt shorter than T runs whole",
+    });
+    sinkscope_output::write_atomic(
+        &a.out.join("length_sweep.json"),
+        serde_json::to_string_pretty(&doc)?.as_bytes(),
+    )?;
+    for r in &rows {
+        note!(
+            "T = {:>5}: mean sink_rate {}, min entropy_norm {} (layer {}), Compress from layer {}, Refine from {}, r(Δlog‖x₀‖, Δsink) lag 1 {}",
+            r["max_tokens"],
+            r["mean_sink_rate"].as_f64().map_or("–".into(), |v| format!("{v:.3}")),
+            r["min_entropy_norm"].as_f64().map_or("–".into(), |v| format!("{v:.4}")),
+            r["min_entropy_norm_layer"],
+            r["compress_start"],
+            r["refine_start"],
+            r["corr_bos_sink_lag1"].as_f64().map_or("–".into(), |v| format!("{v:.2}")),
+        );
+    }
+    say!("{}", csv_path.display());
+    Ok(())
+}
+
+/// One row of the length sweep from a run's `metrics.json`.
+fn sweep_row(t: usize, m: &serde_json::Value) -> serde_json::Value {
+    let curve = |name: &str| -> Vec<Option<f64>> {
+        m["metrics"][name]["mean"]
+            .as_array()
+            .map(|a| a.iter().map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let mean_of = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let sink = curve("sink_rate");
+    let ent = curve("entropy_norm");
+    let s = &m["summary"];
+    let compress = &s["phases"]["compress"];
+    let in_compress = |c: &[Option<f64>]| -> Vec<f64> {
+        match (compress["first"].as_u64(), compress["last"].as_u64()) {
+            (Some(a), Some(b)) => {
+                (a as usize..=b as usize).filter_map(|l| c.get(l).copied().flatten()).collect()
+            }
+            _ => Vec::new(),
+        }
+    };
+    let n_prompts = m["n_prompts"].as_f64().unwrap_or(0.0);
+    serde_json::json!({
+        "max_tokens": t,
+        "n_prompts": m["n_prompts"],
+        "mean_tokens": (n_prompts > 0.0).then(|| m["n_tokens"].as_f64().unwrap_or(0.0) / n_prompts),
+        "mean_sink_rate": mean_of(&sink.iter().skip(1).flatten().copied().collect::<Vec<_>>()),
+        "min_entropy_norm": s["min_entropy_norm"]["value"],
+        "min_entropy_norm_layer": s["min_entropy_norm"]["layer"],
+        "compress_mean_entropy_norm": mean_of(&in_compress(&ent)),
+        "compress_mean_sink_rate": mean_of(&in_compress(&sink)),
+        "compress_start": compress["first"],
+        "refine_start": s["phases"]["refine"]["first"],
+        "corr_bos_entropy": s["corr_bos_entropy"],
+        "corr_bos_sink": s["corr_bos_sink"],
+        "corr_bos_sink_lag1": s["corr_bos_sink_lag1"],
+    })
 }

@@ -19,7 +19,8 @@ pub struct Args {
     /// Prompt file: JSONL ({"id": ..., "text": ...}; id optional) or plain text, one per line.
     #[arg(long)]
     pub prompts: PathBuf,
-    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    /// Prepend the BOS token: auto (the model's own setting), always, never, or eos (the EOS
+    /// token in BOS's place).
     #[arg(long, default_value = "auto", value_parser = parse_bos)]
     pub bos: BosPolicy,
     /// Comma list of hook names to capture; `*` stands for the block index
@@ -47,7 +48,7 @@ pub struct Args {
 /// header and config, hook names, tokenization and prompt lengths, memory, output folder) is
 /// checked before the weights are loaded.
 pub fn run(a: Args) -> Result<()> {
-    let plan = HookPlan {
+    let mut plan = HookPlan {
         capture: SitePattern::parse_list(&a.capture)?,
         edits: a.edits.iter().map(|e| e.parse::<Edit>()).collect::<Result<_, _>>()?,
     };
@@ -120,6 +121,24 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let sha = model_sha256(&a.model)?;
+    // `mean_prompts` edits (Sun et al.'s mean-ablation): a first pass over these prompts
+    // measures the means, which replace the edit (the manifest records both).
+    let requested_edits = plan.edits.clone();
+    let mut reference_means = Vec::new();
+    if plan.edits.iter().any(|e| e.op == sinkscope_spec::EditOp::MeanPrompts) {
+        let refs: Vec<(&str, &[u32])> =
+            prompts.iter().zip(&encoded).map(|(p, (e, _))| (p.id.as_str(), e.ids.as_slice())).collect();
+        let (resolved, means) =
+            sinkscope_analysis::mean_ref::resolve_mean_prompts(&model, &refs, &plan.edits)?;
+        plan.edits = resolved;
+        reference_means = means
+            .iter()
+            .map(|m| {
+                json!({"site": m.site.to_string(), "positions": m.positions, "dims": m.dims,
+                       "means": m.means, "n_prompts": m.n_prompts})
+            })
+            .collect();
+    }
     let mut records = Vec::with_capacity(prompts.len());
     let mut n_tokens_total = 0usize;
     let t1 = Instant::now();
@@ -174,6 +193,8 @@ pub fn run(a: Args) -> Result<()> {
         "prompts_sha256": prompt_file.sha256,
         "prompts_utf8_bom_skipped": prompt_file.bom,
         "plan": plan,
+        "edits_requested": requested_edits,
+        "reference_means": reference_means,
         "captured_sites": sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "conventions": {
             "hook_names": "TransformerLens names, 0-based blocks: blocks.{i}.hook_resid_post is X(i+1) of metrics.md; hook_embed is X(0)",

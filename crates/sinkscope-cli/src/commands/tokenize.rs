@@ -14,7 +14,8 @@ pub struct Args {
     /// The text to tokenize.
     #[arg(long)]
     pub text: String,
-    /// Prepend the BOS token: auto (the model's own setting), always, never.
+    /// Prepend the BOS token: auto (the model's own setting), always, never, or eos (the EOS
+    /// token in BOS's place).
     #[arg(long, default_value = "auto", value_parser = parse_bos)]
     pub bos: BosPolicy,
     /// Print JSON.

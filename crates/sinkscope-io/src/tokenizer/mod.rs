@@ -101,6 +101,12 @@ pub enum TokenizerError {
         /// [`Tokenizer::source`] of the tokenizer.
         source_desc: String,
     },
+    /// `--bos eos` was requested but the tokenizer has no EOS token.
+    #[error("--bos eos: the tokenizer ({source_desc}) has no EOS token")]
+    NoEosToken {
+        /// [`Tokenizer::source`] of the tokenizer.
+        source_desc: String,
+    },
     /// The `tokenizers` library failed while encoding.
     #[error("encoding failed ({source_desc}): {message}")]
     Encode {
@@ -130,6 +136,9 @@ pub enum BosPolicy {
     Always,
     /// Never prepend BOS.
     Never,
+    /// Prepend the EOS token in BOS's place (Gu et al. 2025's convention for models without a
+    /// BOS token); an error if the tokenizer has no EOS.
+    Eos,
 }
 
 impl BosPolicy {
@@ -139,6 +148,7 @@ impl BosPolicy {
             BosPolicy::Auto => "auto",
             BosPolicy::Always => "always",
             BosPolicy::Never => "never",
+            BosPolicy::Eos => "eos",
         }
     }
 }
@@ -151,18 +161,19 @@ impl fmt::Display for BosPolicy {
 
 /// Error of [`BosPolicy::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid BOS policy '{0}': expected one of auto, always, never")]
+#[error("invalid BOS policy '{0}': expected one of auto, always, never, eos")]
 pub struct ParseBosPolicyError(pub String);
 
 impl FromStr for BosPolicy {
     type Err = ParseBosPolicyError;
 
-    /// Parses `auto`, `always` or `never` (ASCII case-insensitive).
+    /// Parses `auto`, `always`, `never` or `eos` (ASCII case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(BosPolicy::Auto),
             "always" => Ok(BosPolicy::Always),
             "never" => Ok(BosPolicy::Never),
+            "eos" => Ok(BosPolicy::Eos),
             _ => Err(ParseBosPolicyError(s.to_string())),
         }
     }
@@ -176,7 +187,8 @@ pub struct Encoded {
     /// Token strings as the vocabulary spells them (byte-level BPE: space = `Ġ`, newline = `Ċ`),
     /// one per id.
     pub tokens: Vec<String>,
-    /// Whether `ids[0]` is a BOS that was prepended (not BOS text found in the input).
+    /// Whether `ids[0]` was prepended by the policy (a BOS, or the EOS for [`BosPolicy::Eos`];
+    /// not BOS text found in the input).
     pub bos_prepended: bool,
 }
 
@@ -259,18 +271,26 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Whether `policy` prepends BOS for this tokenizer (errors only for `Always` without BOS).
+    /// Whether `policy` prepends a token for this tokenizer (errors only for `Always` without
+    /// BOS and `Eos` without EOS).
     pub fn wants_bos(&self, policy: BosPolicy) -> Result<bool, TokenizerError> {
+        Ok(self.prefix_id(policy)?.is_some())
+    }
+
+    /// The token `policy` prepends: the BOS (`Auto` when the model adds one, `Always`), the
+    /// EOS (`Eos`), or none.
+    pub fn prefix_id(&self, policy: BosPolicy) -> Result<Option<u32>, TokenizerError> {
         match policy {
-            BosPolicy::Auto => Ok(self.add_bos_default && self.bos_id.is_some()),
-            BosPolicy::Never => Ok(false),
-            BosPolicy::Always => {
-                if self.bos_id.is_some() {
-                    Ok(true)
-                } else {
-                    Err(TokenizerError::NoBosToken { source_desc: self.source.clone() })
-                }
-            }
+            BosPolicy::Auto => Ok(self.bos_id.filter(|_| self.add_bos_default)),
+            BosPolicy::Never => Ok(None),
+            BosPolicy::Always => match self.bos_id {
+                Some(id) => Ok(Some(id)),
+                None => Err(TokenizerError::NoBosToken { source_desc: self.source.clone() }),
+            },
+            BosPolicy::Eos => match self.eos_id {
+                Some(id) => Ok(Some(id)),
+                None => Err(TokenizerError::NoEosToken { source_desc: self.source.clone() }),
+            },
         }
     }
 
@@ -279,27 +299,24 @@ impl Tokenizer {
     /// Literal special-token text in `text` becomes that token. A BOS is prepended even if the
     /// text itself starts with BOS text (as `transformers` and llama.cpp do).
     pub fn encode(&self, text: &str, bos: BosPolicy) -> Result<Encoded, TokenizerError> {
-        let prepend = self.wants_bos(bos)?;
+        let prefix = self.prefix_id(bos)?;
         let encoding = self.inner.encode(text, false).map_err(|e| TokenizerError::Encode {
             source_desc: self.source.clone(),
             message: e.to_string(),
         })?;
         let body_ids = encoding.get_ids();
         let body_tokens = encoding.get_tokens();
-        let extra = usize::from(prepend);
+        let extra = usize::from(prefix.is_some());
         let mut ids = Vec::with_capacity(body_ids.len() + extra);
         let mut tokens = Vec::with_capacity(body_ids.len() + extra);
-        if prepend {
-            if let Some(bos_id) = self.bos_id {
-                ids.push(bos_id);
-                tokens.push(
-                    self.bos_token.clone().or_else(|| self.inner.id_to_token(bos_id)).unwrap_or_default(),
-                );
-            }
+        if let Some(id) = prefix {
+            ids.push(id);
+            let named = if Some(id) == self.bos_id { self.bos_token.clone() } else { self.eos_token.clone() };
+            tokens.push(named.or_else(|| self.inner.id_to_token(id)).unwrap_or_default());
         }
         ids.extend_from_slice(body_ids);
         tokens.extend(body_tokens.iter().cloned());
-        Ok(Encoded { ids, tokens, bos_prepended: prepend })
+        Ok(Encoded { ids, tokens, bos_prepended: prefix.is_some() })
     }
 
     /// Decodes ids to text, special tokens kept (like `transformers`' `decode` default).
