@@ -66,6 +66,7 @@ mod png_backend;
 pub mod schema;
 pub mod synthetic;
 mod tasks;
+mod trajectory;
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +79,7 @@ pub use crate::schema::{
     AblateFile, Evidence, Intervention, InterventionValues, LensSummary, Manifest, MetricsFile, ProbeLayer,
     ProbeSummary, PromptRecord, Run, RunKind, Valley, SCHEMA_VERSION,
 };
+pub use crate::trajectory::{render_trajectory, StepRow, TrajectorySummary, TRAJECTORY_CSV, TRAJECTORY_HTML, TRAJECTORY_JSON};
 pub use crate::tasks::{render_tasks, TasksSummary, TASKS_CSV, TASKS_HTML};
 
 /// File name of the per-layer CSV inside a run folder.
