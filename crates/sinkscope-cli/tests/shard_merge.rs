@@ -103,7 +103,7 @@ fn profile_shards_merge_byte_for_byte() {
     assert_eq!(e.status.code(), Some(3), "{err}");
     assert!(err.contains("not complete"), "{err}");
     // More shards than prompts, and a bad spec.
-    let e = sinkscope(&["profile", m, "--prompts", p, "--quiet", "--shard", "11/12", "--limit", "3", "--out", d.join("e").to_str().unwrap()]);
+    let e = sinkscope(&["profile", m, "--prompts", p, "--quiet", "--shard", "0/12", "--limit", "3", "--out", d.join("e").to_str().unwrap()]);
     assert_eq!(e.status.code(), Some(2), "{}", String::from_utf8_lossy(&e.stderr));
     let e = sinkscope(&["profile", m, "--prompts", p, "--shard", "3/3", "--out", d.join("e2").to_str().unwrap()]);
     assert_eq!(e.status.code(), Some(2));
