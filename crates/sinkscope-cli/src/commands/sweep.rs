@@ -616,7 +616,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.dry_run && a.executor == "local" {
         for t in &selected {
             let st = state(&plan.task_dir(t));
-            say!("{}\t{:?}\tsinkscope {}", t.id, st, plan.argv(t, st == State::Interrupted).join(" "));
+            say!("{}  {:?}  sinkscope {}", t.id, st, plan.argv(t, st == State::Interrupted).join(" "));
         }
         return Ok(());
     }
