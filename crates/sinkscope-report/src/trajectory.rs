@@ -110,7 +110,7 @@ fn cell<T: std::fmt::Display>(v: Option<T>) -> String {
 
 fn csv(rows: &[StepRow]) -> String {
     let mut s = String::from(
-        "step,peak_bos_ratio,peak_bos_ratio_block,min_entropy_norm,min_entropy_norm_layer,peak_sink_rate,peak_sink_rate_layer,massive_blocks,compress_first,compress_last,n_layers,run\n",
+        "step,peak_bos_ratio,peak_bos_ratio_layer,min_entropy_norm,min_entropy_norm_layer,peak_sink_rate,peak_sink_rate_layer,massive_blocks,compress_first,compress_last,n_layers,run\n",
     );
     for r in rows {
         let _ = writeln!(
@@ -182,7 +182,9 @@ impl Figure for TrajectoryFig<'_> {
         let xs: Vec<f64> = self.rows.iter().map(|r| x_of(r.step)).collect();
         let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let x_range = if hi > lo { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
+        // A margin so that the first and last steps (and their marker labels) stay inside.
+        let pad = if hi > lo { (hi - lo) * 0.06 } else { 0.5 };
+        let x_range = (lo - pad, hi + pad);
         let pts = |f: &dyn Fn(&StepRow) -> Option<f64>| -> Vec<(f64, Option<f64>, Option<f64>)> {
             self.rows.iter().map(|r| (x_of(r.step), f(r), None)).collect()
         };
@@ -248,7 +250,7 @@ fn html(title: &str, rows: &[StepRow], crossings: &[Option<u64>; 3], plot: &plot
         }
     );
     b.push_str(&figure(plot, "Per checkpoint, against log10(step + 1): the peak first-token ratio, the peak sink rate and the minimum normalised entropy; dashed lines mark the first step each phenomenon is present."));
-    b.push_str("<table>\n<tr><th>step</th><th>peak bos_ratio (block)</th><th>min entropy_norm (layer)</th><th>peak sink_rate (layer)</th><th>massive blocks</th><th>compress phase</th><th>run</th></tr>\n");
+    b.push_str("<table>\n<tr><th>step</th><th>peak bos_ratio (layer)</th><th>min entropy_norm (layer)</th><th>peak sink_rate (layer)</th><th>massive blocks</th><th>compress phase</th><th>run</th></tr>\n");
     let lv = |v: Option<(usize, f64)>| v.map_or("–".to_string(), |(l, x)| format!("{} ({l})", num(x)));
     for r in rows {
         let _ = writeln!(
