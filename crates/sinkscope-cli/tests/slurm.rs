@@ -219,6 +219,25 @@ fn sweep_on_a_real_slurm_cluster() {
     let script = std::fs::read_to_string(d.join("out/slurm/sweep-0.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-15\n") && script.contains("#SBATCH --partition=debug\n"), "{script}");
     eprintln!("sweep on Slurm done at {:.1}s", t0.elapsed().as_secs_f64());
+
+    // A task killed mid-way (prompts.jsonl cut with a torn last line, status running) is
+    // resubmitted alone (`--only`) and resumes: the merged run keeps the same bytes.
+    let id = "smollm2.p.profile.2of4";
+    let task = d.join("out/tasks").join(id);
+    let merged = d.join("out/runs/smollm2.p.profile");
+    let before = std::fs::read(merged.join("metrics.json")).unwrap();
+    std::fs::write(task.join("prompts.jsonl"), "{\"id\": \"3").unwrap();
+    std::fs::remove_file(task.join("metrics.json")).unwrap();
+    let mut m = compare::manifest(&task);
+    m["status"] = "running".into();
+    std::fs::write(task.join("manifest.json"), m.to_string()).unwrap();
+    let o = sinkscope(&["sweep", plan.to_str().unwrap(), "--executor", "slurm", "--only", id], Some(&conf));
+    ok(&o);
+    let script = std::fs::read_to_string(d.join("out/slurm/sweep-1.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=0-0\n") && script.contains(id), "{script}");
+    assert_eq!(compare::manifest(&task)["status"], "complete");
+    assert_eq!(std::fs::read(merged.join("metrics.json")).unwrap(), before, "the resubmitted task changed the result");
+    eprintln!("resubmission done at {:.1}s", t0.elapsed().as_secs_f64());
     drop(cluster);
 
     // Every merged run equals a local unsharded profile, byte for byte.

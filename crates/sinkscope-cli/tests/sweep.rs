@@ -151,3 +151,43 @@ fn bad_sweep_files_are_refused() {
         assert!(err.contains(want) && err.contains(&format!("plan{i}.toml")), "{text}: {err}");
     }
 }
+
+/// A task that fails is listed with its log (exit 1) while the others are merged; once the
+/// cause is fixed, `--only ID` reruns that task alone and the sweep completes.
+#[test]
+fn failed_tasks_are_listed_and_rerun_alone() {
+    let d = dir("failed");
+    let good = checkpoints::write_checkpoint(&d.join("good"), 1.0);
+    // A checkpoint whose weights are missing: its tasks fail (exit 4) until they are written.
+    let bad = d.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(good.join(f), bad.join(f)).unwrap();
+    }
+    std::fs::write(d.join("prompts.jsonl"), PROMPTS).unwrap();
+    let plan = d.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "out = \"out\"\n[[models]]\npath = \"good\"\n[[models]]\npath = \"bad\"\n[[data]]\nprompts = \"prompts.jsonl\"\n",
+    )
+    .unwrap();
+    let plan_s = plan.to_str().unwrap();
+    let o = sinkscope(&["sweep", plan_s]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let log = d.join("out/logs/bad.prompts.profile.0of1.log");
+    assert!(err.contains(&format!("failed: bad.prompts.profile.0of1 (log: {})", log.display())), "{err}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("model.safetensors"), "the log names the missing file");
+    assert!(d.join("out/runs/good.prompts.profile/metrics.json").is_file(), "the complete group is merged");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("out/sweep.json")).unwrap()).unwrap();
+    assert_eq!(summary["tasks"][1]["complete"], false);
+
+    std::fs::copy(good.join("model.safetensors"), bad.join("model.safetensors")).unwrap();
+    let o = sinkscope(&["sweep", plan_s, "--only", "bad.prompts.profile.0of1"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    ok(&o);
+    assert!(err.contains("1 task(s), 1 to run"), "{err}");
+    assert!(d.join("out/runs/bad.prompts.profile/metrics.json").is_file());
+    let o = sinkscope(&["sweep", plan_s, "--only", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
