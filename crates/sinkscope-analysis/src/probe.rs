@@ -403,11 +403,14 @@ pub fn options_json(opts: &ProbeOptions) -> serde_json::Value {
 /// [`AnalysisError::ResultFile`] naming the manifest and the field.
 pub fn options_from_manifest(path: &Path, options: &serde_json::Value) -> Result<ProbeOptions> {
     let bad = |reason: String| AnalysisError::ResultFile { path: path.to_path_buf(), reason };
-    let num = |k: &str| options[k].as_f64().ok_or_else(|| bad(format!("options.{k}: missing or not a number")));
-    let int = |k: &str| options[k].as_u64().ok_or_else(|| bad(format!("options.{k}: missing or not an integer")));
+    let num =
+        |k: &str| options[k].as_f64().ok_or_else(|| bad(format!("options.{k}: missing or not a number")));
+    let int =
+        |k: &str| options[k].as_u64().ok_or_else(|| bad(format!("options.{k}: missing or not an integer")));
     let opts = ProbeOptions {
         prompt: crate::shard::profile_options_from_manifest(path, &options["prompt"])?,
-        pool: serde_json::from_value(options["pool"].clone()).map_err(|e| bad(format!("options.pool: {e}")))?,
+        pool: serde_json::from_value(options["pool"].clone())
+            .map_err(|e| bad(format!("options.pool: {e}")))?,
         params: ProbeParams {
             folds: int("folds")? as usize,
             seed: int("seed")?,
@@ -428,7 +431,11 @@ pub fn options_from_manifest(path: &Path, options: &serde_json::Value) -> Result
 /// The solver, in words, for the manifest.
 pub const SOLVER: &str = "sinkscope-metrics probe: damped Newton with the exact Hessian (faer Cholesky), Armijo backtracking; objective mean log-loss + (1/(2 C n)) ||w||^2, intercept unpenalised (sklearn's LogisticRegression(C))";
 
-pub(crate) fn metrics_json(n_layers: usize, layers: &[ProbeReport], opts: &ProbeOptions) -> serde_json::Value {
+pub(crate) fn metrics_json(
+    n_layers: usize,
+    layers: &[ProbeReport],
+    opts: &ProbeOptions,
+) -> serde_json::Value {
     let fold_acc = |r: &ProbeReport| r.folds.iter().map(|f| f.accuracy).collect::<Vec<_>>();
     let min = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::INFINITY, f64::min);
     let max = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::NEG_INFINITY, f64::max);

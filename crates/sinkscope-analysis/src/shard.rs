@@ -37,7 +37,9 @@ impl Shard {
     /// # Errors
     /// [`AnalysisError::Options`] naming the bad value.
     pub fn parse(s: &str) -> Result<Shard> {
-        let bad = |why: &str| AnalysisError::Options(format!("--shard '{s}': {why} (expected I/N with 0 <= I < N, e.g. 0/4)"));
+        let bad = |why: &str| {
+            AnalysisError::Options(format!("--shard '{s}': {why} (expected I/N with 0 <= I < N, e.g. 0/4)"))
+        };
         let (i, n) = s.split_once('/').ok_or_else(|| bad("no '/'"))?;
         let index: usize = i.trim().parse().map_err(|_| bad("I is not a number"))?;
         let count: usize = n.trim().parse().map_err(|_| bad("N is not a number"))?;
@@ -126,7 +128,8 @@ fn bad(path: &Path, reason: String) -> AnalysisError {
 
 fn read_manifest(dir: &Path) -> Result<Value> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| bad(&path, format!("cannot read the shard's manifest: {e}")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| bad(&path, format!("cannot read the shard's manifest: {e}")))?;
     serde_json::from_str(&text).map_err(|e| bad(&path, format!("not a valid manifest: {e}")))
 }
 
@@ -144,9 +147,9 @@ fn open_shard(dir: &Path) -> Result<ShardRun> {
     }
     let s = &manifest[SHARD_KEY];
     let num = |k: &str| {
-        s[k].as_u64()
-            .map(|v| v as usize)
-            .ok_or_else(|| bad(&path, format!("not a shard run: no '{SHARD_KEY}.{k}' (run it with --shard I/N)")))
+        s[k].as_u64().map(|v| v as usize).ok_or_else(|| {
+            bad(&path, format!("not a shard run: no '{SHARD_KEY}.{k}' (run it with --shard I/N)"))
+        })
     };
     Ok(ShardRun {
         index: num("index")?,
@@ -175,7 +178,8 @@ fn first_difference(a: &Value, b: &Value) -> Option<String> {
 /// Checks that `runs` are the complete, disjoint shards of one run; returns them in shard
 /// order.
 fn check_shards(runs: &[PathBuf]) -> Result<Vec<ShardRun>> {
-    let first_dir = runs.first().ok_or_else(|| AnalysisError::Options("merge needs at least one shard folder".into()))?;
+    let first_dir =
+        runs.first().ok_or_else(|| AnalysisError::Options("merge needs at least one shard folder".into()))?;
     let mut shards: Vec<ShardRun> = runs.iter().map(|d| open_shard(d)).collect::<Result<_>>()?;
     let without_shard = |m: &Value| {
         let mut id = crate::resume::identity(m);
@@ -202,7 +206,12 @@ fn check_shards(runs: &[PathBuf]) -> Result<Vec<ShardRun>> {
                 &s.dir.join("manifest.json"),
                 format!(
                     "shard {}/{} of {} prompts does not belong with shard {}/{} of {} prompts in {}",
-                    s.index, s.count, s.n_total, shards[0].index, shards[0].count, shards[0].n_total,
+                    s.index,
+                    s.count,
+                    s.n_total,
+                    shards[0].index,
+                    shards[0].count,
+                    shards[0].n_total,
                     first_dir.display()
                 ),
             ));
@@ -213,13 +222,21 @@ fn check_shards(runs: &[PathBuf]) -> Result<Vec<ShardRun>> {
         if w[0].index == w[1].index {
             return Err(bad(
                 &w[1].dir.join("manifest.json"),
-                format!("shard {}/{} is given twice ({} and {})", w[1].index, w[1].count, w[0].dir.display(), w[1].dir.display()),
+                format!(
+                    "shard {}/{} is given twice ({} and {})",
+                    w[1].index,
+                    w[1].count,
+                    w[0].dir.display(),
+                    w[1].dir.display()
+                ),
             ));
         }
     }
     let count = shards[0].count;
-    let missing: Vec<String> =
-        (0..count).filter(|i| !shards.iter().any(|s| s.index == *i)).map(|i| format!("{i}/{count}")).collect();
+    let missing: Vec<String> = (0..count)
+        .filter(|i| !shards.iter().any(|s| s.index == *i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
     if !missing.is_empty() {
         return Err(AnalysisError::ResultFile {
             path: first_dir.clone(),
@@ -231,7 +248,10 @@ fn check_shards(runs: &[PathBuf]) -> Result<Vec<ShardRun>> {
         if (s.first, s.end) != (expect.start, expect.end) {
             return Err(bad(
                 &s.dir.join("manifest.json"),
-                format!("shard {}/{count} records prompts [{}, {}), expected [{}, {})", s.index, s.first, s.end, expect.start, expect.end),
+                format!(
+                    "shard {}/{count} records prompts [{}, {}), expected [{}, {})",
+                    s.index, s.first, s.end, expect.start, expect.end
+                ),
             ));
         }
     }
@@ -244,7 +264,10 @@ fn shard_lines(s: &ShardRun) -> Result<Vec<u8>> {
     let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
     let n = bytes.iter().filter(|&&b| b == b'\n').count();
     if n != s.end - s.first || bytes.last().is_some_and(|&b| b != b'\n') {
-        return Err(bad(&path, format!("holds {n} complete line(s), the shard has {} prompts", s.end - s.first)));
+        return Err(bad(
+            &path,
+            format!("holds {n} complete line(s), the shard has {} prompts", s.end - s.first),
+        ));
     }
     Ok(bytes)
 }
@@ -255,7 +278,9 @@ fn shard_lines(s: &ShardRun) -> Result<Vec<u8>> {
 /// # Errors
 /// [`AnalysisError::ResultFile`] naming the manifest.
 pub fn profile_options_from_manifest(path: &Path, options: &Value) -> Result<ProfileOptions> {
-    let f = |k: &str| options[k].as_f64().ok_or_else(|| bad(path, format!("options.{k}: missing or not a number")));
+    let f = |k: &str| {
+        options[k].as_f64().ok_or_else(|| bad(path, format!("options.{k}: missing or not a number")))
+    };
     let opts = ProfileOptions {
         attention: sinkscope_metrics::AttentionParams {
             sink_epsilon: f("epsilon")?,
@@ -304,7 +329,8 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
     let mpath = first.dir.join("manifest.json");
     let kind = first.manifest["kind"].as_str().unwrap_or_default().to_string();
     let n_layers = config_dim(&mpath, &first.manifest, "n_layers")?;
-    std::fs::create_dir_all(out).map_err(|source| AnalysisError::Output { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out)
+        .map_err(|source| AnalysisError::Output { path: out.to_path_buf(), source })?;
 
     // prompts.jsonl: the lines in shard order.
     let lines_path = out.join("prompts.jsonl");
@@ -312,7 +338,8 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
     let mut all = Vec::new();
     for s in &shards {
         let bytes = shard_lines(s)?;
-        file.write_all(&bytes).map_err(|source| AnalysisError::Output { path: lines_path.clone(), source })?;
+        file.write_all(&bytes)
+            .map_err(|source| AnalysisError::Output { path: lines_path.clone(), source })?;
         all.push(bytes);
     }
     file.flush().map_err(|source| AnalysisError::Output { path: lines_path.clone(), source })?;
@@ -365,9 +392,17 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
             let mut f = std::io::BufWriter::new(sinkscope_output::create_fresh(&feat)?);
             for s in &shards {
                 let p = crate::probe::features_path(&s.dir);
-                let bytes = std::fs::read(&p).map_err(|e| bad(&p, format!("cannot read the shard's features: {e}")))?;
+                let bytes = std::fs::read(&p)
+                    .map_err(|e| bad(&p, format!("cannot read the shard's features: {e}")))?;
                 if bytes.len() as u64 != row_bytes * (s.end - s.first) as u64 {
-                    return Err(bad(&p, format!("holds {} bytes, expected {} rows of {row_bytes}", bytes.len(), s.end - s.first)));
+                    return Err(bad(
+                        &p,
+                        format!(
+                            "holds {} bytes, expected {} rows of {row_bytes}",
+                            bytes.len(),
+                            s.end - s.first
+                        ),
+                    ));
                 }
                 f.write_all(&bytes).map_err(|source| AnalysisError::Output { path: feat.clone(), source })?;
             }
@@ -384,12 +419,18 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
             if let Some(m) = manifest.as_object_mut() {
                 m.remove("features");
                 if opts.keep_features {
-                    m.insert("features".into(), json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE"}));
+                    m.insert(
+                        "features".into(),
+                        json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE"}),
+                    );
                 }
             }
         }
         other => {
-            return Err(bad(&mpath, format!("cannot merge runs of kind '{other}' (profile, lens and probe merge)")));
+            return Err(bad(
+                &mpath,
+                format!("cannot merge runs of kind '{other}' (profile, lens and probe merge)"),
+            ));
         }
     }
     if let Some(m) = manifest.as_object_mut() {

@@ -27,7 +27,11 @@ fn examples(n: usize) -> Vec<Example> {
             let label = i % 3 != 0;
             let w = if label { pos[i % 5] } else { neg[(i / 2) % 5] };
             let filler: Vec<&str> = (0..i % 7).map(|j| pos[(i + j) % 5]).collect();
-            Example { id: format!("s{i}"), text: format!("{w} {} the {w}", filler.join(" ")), label: Some(label) }
+            Example {
+                id: format!("s{i}"),
+                text: format!("{w} {} the {w}", filler.join(" ")),
+                label: Some(label),
+            }
         })
         .collect()
 }
@@ -89,7 +93,9 @@ fn probe_shards_merge_before_cross_validation() {
         shards.push(out);
     }
     let merged = d.join("merged");
-    let m = merge_runs(&shards, &merged, &MergeOptions { tool: json!({"name": "test"}), keep_features: true }).unwrap();
+    let m =
+        merge_runs(&shards, &merged, &MergeOptions { tool: json!({"name": "test"}), keep_features: true })
+            .unwrap();
     assert_eq!((m.kind.as_str(), m.n_prompts), ("probe", n));
     for f in ["metrics.json", "prompts.jsonl", "features.f32"] {
         let (a, b) = (std::fs::read(full.join(f)).unwrap(), std::fs::read(merged.join(f)).unwrap());

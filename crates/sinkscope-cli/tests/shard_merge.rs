@@ -35,7 +35,11 @@ fn prompt_file(d: &Path, n: usize) -> PathBuf {
 }
 
 fn sinkscope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sinkscope")).args(args).env_remove("SINKSCOPE_AVAILABLE_MEMORY").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_sinkscope"))
+        .args(args)
+        .env_remove("SINKSCOPE_AVAILABLE_MEMORY")
+        .output()
+        .unwrap()
 }
 
 fn ok(o: &std::process::Output) {
@@ -55,12 +59,35 @@ fn profile_shards_merge_byte_for_byte() {
     let m = fixture_model();
     let m = m.to_str().unwrap();
     let full = d.join("full");
-    ok(&sinkscope(&["profile", m, "--prompts", p, "--quiet", "--threads", "1", "--out", full.to_str().unwrap()]));
+    ok(&sinkscope(&[
+        "profile",
+        m,
+        "--prompts",
+        p,
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        full.to_str().unwrap(),
+    ]));
     let mut shards = Vec::new();
-    for (i, extra) in [(0, vec!["--threads", "1"]), (1, vec!["--threads", "2", "--pack-tokens", "1"]), (2, vec![])] {
+    for (i, extra) in
+        [(0, vec!["--threads", "1"]), (1, vec!["--threads", "2", "--pack-tokens", "1"]), (2, vec![])]
+    {
         let out = d.join(format!("shard{i}"));
         let shard = format!("{i}/3");
-        let mut args = vec!["profile", m, "--prompts", p, "--quiet", "--no-report", "--shard", &shard, "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "profile",
+            m,
+            "--prompts",
+            p,
+            "--quiet",
+            "--no-report",
+            "--shard",
+            &shard,
+            "--out",
+            out.to_str().unwrap(),
+        ];
         args.extend(extra);
         ok(&sinkscope(&args));
         assert_eq!(manifest(&out)["shard"]["count"], 3);
@@ -85,8 +112,22 @@ fn profile_shards_merge_byte_for_byte() {
     assert_eq!(e.status.code(), Some(3), "{err}");
     assert!(err.contains("given twice"), "{err}");
     let other = d.join("other");
-    ok(&sinkscope(&["profile", m, "--prompts", p, "--quiet", "--no-report", "--epsilon", "0.5", "--shard", "0/3", "--out", other.to_str().unwrap()]));
-    let e = sinkscope(&["merge", other.to_str().unwrap(), s[1], s[0], "--out", d.join("m4").to_str().unwrap()]);
+    ok(&sinkscope(&[
+        "profile",
+        m,
+        "--prompts",
+        p,
+        "--quiet",
+        "--no-report",
+        "--epsilon",
+        "0.5",
+        "--shard",
+        "0/3",
+        "--out",
+        other.to_str().unwrap(),
+    ]));
+    let e =
+        sinkscope(&["merge", other.to_str().unwrap(), s[1], s[0], "--out", d.join("m4").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&e.stderr);
     assert_eq!(e.status.code(), Some(3), "{err}");
     assert!(err.contains("'options.epsilon'") && err.contains("not a shard of the same run"), "{err}");
@@ -103,9 +144,22 @@ fn profile_shards_merge_byte_for_byte() {
     assert_eq!(e.status.code(), Some(3), "{err}");
     assert!(err.contains("not complete"), "{err}");
     // More shards than prompts, and a bad spec.
-    let e = sinkscope(&["profile", m, "--prompts", p, "--quiet", "--shard", "0/12", "--limit", "3", "--out", d.join("e").to_str().unwrap()]);
+    let e = sinkscope(&[
+        "profile",
+        m,
+        "--prompts",
+        p,
+        "--quiet",
+        "--shard",
+        "0/12",
+        "--limit",
+        "3",
+        "--out",
+        d.join("e").to_str().unwrap(),
+    ]);
     assert_eq!(e.status.code(), Some(2), "{}", String::from_utf8_lossy(&e.stderr));
-    let e = sinkscope(&["profile", m, "--prompts", p, "--shard", "3/3", "--out", d.join("e2").to_str().unwrap()]);
+    let e =
+        sinkscope(&["profile", m, "--prompts", p, "--shard", "3/3", "--out", d.join("e2").to_str().unwrap()]);
     assert_eq!(e.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&e.stderr).contains("--shard"));
 }
@@ -124,10 +178,27 @@ fn lens_shards_merge_byte_for_byte() {
     for i in 0..2 {
         let out = d.join(format!("shard{i}"));
         let shard = format!("{i}/2");
-        ok(&sinkscope(&["lens", m, "--prompts", p, "--quiet", "--no-report", "--shard", &shard, "--out", out.to_str().unwrap()]));
+        ok(&sinkscope(&[
+            "lens",
+            m,
+            "--prompts",
+            p,
+            "--quiet",
+            "--no-report",
+            "--shard",
+            &shard,
+            "--out",
+            out.to_str().unwrap(),
+        ]));
         shards.push(out);
     }
     let merged = d.join("merged");
-    ok(&sinkscope(&["merge", shards[0].to_str().unwrap(), shards[1].to_str().unwrap(), "--out", merged.to_str().unwrap()]));
+    ok(&sinkscope(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        shards[1].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]));
     assert_same_run(&full, &merged);
 }

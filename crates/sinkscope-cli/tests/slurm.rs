@@ -51,7 +51,9 @@ impl Drop for Cluster {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if start.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(50)),
+                    Ok(None) if start.elapsed() < Duration::from_secs(10) => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
                     _ => {
                         eprintln!("{name} (pid {pid}) did not stop on SIGTERM: SIGKILL");
                         let _ = child.kill();
@@ -129,7 +131,13 @@ fn start_cluster(dir: &Path) -> Cluster {
     assert!(!socket.exists(), "a munged is already running here (/run/munge/munge.socket.2): stop it first");
     cluster.daemons.push(start(
         "munged",
-        Command::new("setpriv").args(["--reuid=munge", "--regid=munge", "--init-groups", "/usr/sbin/munged", "-F"]),
+        Command::new("setpriv").args([
+            "--reuid=munge",
+            "--regid=munge",
+            "--init-groups",
+            "/usr/sbin/munged",
+            "-F",
+        ]),
         &dir.join("log/munged.out"),
     ));
     wait_for("munged's socket", 30, || socket.exists());
@@ -164,7 +172,12 @@ fn sinkscope(args: &[&str], conf: Option<&Path>) -> std::process::Output {
 }
 
 fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -173,9 +186,18 @@ fn sweep_on_a_real_slurm_cluster() {
         eprintln!("SKIPPED: the Slurm sweep test runs under scripts/test.sh (SINKSCOPE_SLURM_TEST=1)");
         return;
     }
-    for bin in ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged", "/usr/bin/sbatch", "/usr/bin/squeue", "/usr/bin/sinfo"] {
+    for bin in [
+        "/usr/sbin/slurmctld",
+        "/usr/sbin/slurmd",
+        "/usr/sbin/munged",
+        "/usr/bin/sbatch",
+        "/usr/bin/squeue",
+        "/usr/bin/sinfo",
+    ] {
         if !Path::new(bin).exists() {
-            return unavailable(&format!("{bin} is missing (apt-get install slurmctld slurmd slurm-client munge)"));
+            return unavailable(&format!(
+                "{bin} is missing (apt-get install slurmctld slurmd slurm-client munge)"
+            ));
         }
     }
     if unsafe { libc::geteuid() } != 0 {
@@ -184,7 +206,9 @@ fn sweep_on_a_real_slurm_cluster() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let smollm2 = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !smollm2.is_file() {
-        return unavailable("models/SmolLM2-135M-Instruct.Q4_1.gguf is missing (sinkscope fetch smollm2 --dir models)");
+        return unavailable(
+            "models/SmolLM2-135M-Instruct.Q4_1.gguf is missing (sinkscope fetch smollm2 --dir models)",
+        );
     }
     let t0 = Instant::now();
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("slurm-sweep");
@@ -212,12 +236,19 @@ fn sweep_on_a_real_slurm_cluster() {
     let logs = d.join("out/logs");
     if !o.status.success() {
         for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
-            eprintln!("--- {}\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default());
+            eprintln!(
+                "--- {}\n{}",
+                e.path().display(),
+                std::fs::read_to_string(e.path()).unwrap_or_default()
+            );
         }
     }
     ok(&o);
     let script = std::fs::read_to_string(d.join("out/slurm/sweep-0.sbatch")).unwrap();
-    assert!(script.contains("#SBATCH --array=0-15\n") && script.contains("#SBATCH --partition=debug\n"), "{script}");
+    assert!(
+        script.contains("#SBATCH --array=0-15\n") && script.contains("#SBATCH --partition=debug\n"),
+        "{script}"
+    );
     eprintln!("sweep on Slurm done at {:.1}s", t0.elapsed().as_secs_f64());
 
     // A task killed mid-way (prompts.jsonl cut with a torn last line, status running) is
@@ -236,7 +267,11 @@ fn sweep_on_a_real_slurm_cluster() {
     let script = std::fs::read_to_string(d.join("out/slurm/sweep-1.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-0\n") && script.contains(id), "{script}");
     assert_eq!(compare::manifest(&task)["status"], "complete");
-    assert_eq!(std::fs::read(merged.join("metrics.json")).unwrap(), before, "the resubmitted task changed the result");
+    assert_eq!(
+        std::fs::read(merged.join("metrics.json")).unwrap(),
+        before,
+        "the resubmitted task changed the result"
+    );
     eprintln!("resubmission done at {:.1}s", t0.elapsed().as_secs_f64());
     drop(cluster);
 
@@ -248,13 +283,22 @@ fn sweep_on_a_real_slurm_cluster() {
     for (label, path) in &models {
         let full = d.join(format!("full-{label}"));
         ok(&sinkscope(
-            &["profile", path.to_str().unwrap(), "--prompts", d.join("prompts.txt").to_str().unwrap(), "--quiet", "--out", full.to_str().unwrap()],
+            &[
+                "profile",
+                path.to_str().unwrap(),
+                "--prompts",
+                d.join("prompts.txt").to_str().unwrap(),
+                "--quiet",
+                "--out",
+                full.to_str().unwrap(),
+            ],
             None,
         ));
         compare::assert_same_run(&full, &d.join("out/runs").join(format!("{label}.p.profile")));
     }
     let t: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("out/trajectory/ckpt.p/trajectory.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(d.join("out/trajectory/ckpt.p/trajectory.json")).unwrap())
+            .unwrap();
     assert_eq!(t["crossings"]["massive_activation"], 1000, "{t}");
     eprintln!("Slurm sweep test done in {:.1}s", t0.elapsed().as_secs_f64());
 }

@@ -24,11 +24,20 @@ fn dir(name: &str) -> PathBuf {
 }
 
 fn sinkscope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sinkscope")).args(args).env_remove("SINKSCOPE_AVAILABLE_MEMORY").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_sinkscope"))
+        .args(args)
+        .env_remove("SINKSCOPE_AVAILABLE_MEMORY")
+        .output()
+        .unwrap()
 }
 
 fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
@@ -58,8 +67,12 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
     assert_eq!(
         ids,
         [
-            "ckpt-step10.p.profile.0of2", "ckpt-step10.p.profile.1of2", "ckpt-step100.p.profile.0of2",
-            "ckpt-step100.p.profile.1of2", "ckpt-step1000.p.profile.0of2", "ckpt-step1000.p.profile.1of2"
+            "ckpt-step10.p.profile.0of2",
+            "ckpt-step10.p.profile.1of2",
+            "ckpt-step100.p.profile.0of2",
+            "ckpt-step100.p.profile.1of2",
+            "ckpt-step1000.p.profile.0of2",
+            "ckpt-step1000.p.profile.1of2"
         ]
     );
     // The Slurm script covers every task in one array, with a memory request.
@@ -72,8 +85,15 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
     for (ckpt, (step, _)) in ckpts.iter().zip(checkpoints::SERIES) {
         let full = d.join(format!("full{step}"));
         ok(&sinkscope(&[
-            "profile", ckpt.to_str().unwrap(), "--prompts", d.join("prompts.jsonl").to_str().unwrap(), "--bos", "always",
-            "--quiet", "--out", full.to_str().unwrap(),
+            "profile",
+            ckpt.to_str().unwrap(),
+            "--prompts",
+            d.join("prompts.jsonl").to_str().unwrap(),
+            "--bos",
+            "always",
+            "--quiet",
+            "--out",
+            full.to_str().unwrap(),
         ]));
         assert_same_run(&full, &out.join("runs").join(format!("ckpt-step{step}.p.profile")));
     }
@@ -82,14 +102,26 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
     // detected (metrics.md rule) only at full strength, by the block the fixture plants it in
     // (HF layer 1's MLP = block 2).
     let tdir = out.join("trajectory").join("ckpt.p");
-    for f in ["trajectory.html", "trajectory.csv", "trajectory.json", "plots/trajectory.svg", "plots/trajectory.png"] {
+    for f in [
+        "trajectory.html",
+        "trajectory.csv",
+        "trajectory.json",
+        "plots/trajectory.svg",
+        "plots/trajectory.png",
+    ] {
         assert!(tdir.join(f).is_file(), "{f} missing");
     }
-    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(tdir.join("trajectory.json")).unwrap()).unwrap();
-    let steps: Vec<u64> = t["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tdir.join("trajectory.json")).unwrap()).unwrap();
+    let steps: Vec<u64> =
+        t["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, [10, 100, 1000]);
-    let peak: Vec<f64> =
-        t["steps"].as_array().unwrap().iter().map(|s| s["peak_bos_ratio"]["value"].as_f64().unwrap()).collect();
+    let peak: Vec<f64> = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["peak_bos_ratio"]["value"].as_f64().unwrap())
+        .collect();
     assert!(peak[0] <= peak[1] && peak[1] < peak[2], "peak bos_ratio does not grow with the step: {peak:?}");
     // At the planted block's output (layer 2) the first-token ratio grows strictly.
     let at2: Vec<f64> = checkpoints::SERIES
@@ -98,7 +130,8 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
             let m = compare::manifest(&out.join("runs").join(format!("ckpt-step{step}.p.profile")));
             assert_eq!(m["kind"], "profile");
             let metrics: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(out.join("runs").join(format!("ckpt-step{step}.p.profile/metrics.json"))).unwrap(),
+                &std::fs::read(out.join("runs").join(format!("ckpt-step{step}.p.profile/metrics.json")))
+                    .unwrap(),
             )
             .unwrap();
             metrics["metrics"]["bos_ratio"]["mean"][2].as_f64().unwrap()
@@ -126,8 +159,13 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     ok(&o);
     assert!(err.contains("1 to run, 5 already complete"), "{err}");
-    let log = std::fs::read_to_string(out.join("logs").join("ckpt-step100.p.profile.1of2.log")).unwrap_or_default();
-    assert_eq!(std::fs::read(merged.join("metrics.json")).unwrap(), before, "resumed sweep differs; log: {log}");
+    let log =
+        std::fs::read_to_string(out.join("logs").join("ckpt-step100.p.profile.1of2.log")).unwrap_or_default();
+    assert_eq!(
+        std::fs::read(merged.join("metrics.json")).unwrap(),
+        before,
+        "resumed sweep differs; log: {log}"
+    );
     assert_eq!(compare::manifest(&task)["status"], "complete");
 }
 
@@ -137,9 +175,15 @@ fn bad_sweep_files_are_refused() {
     let d = dir("bad");
     let cases = [
         ("out = \"o\"\n[[models]]\npath = \"m\"\n", "at least one [[models]] and one [[data]]"),
-        ("out = \"o\"\ncommands = [\"ablate\"]\n[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n", "cannot be swept"),
+        (
+            "out = \"o\"\ncommands = [\"ablate\"]\n[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n",
+            "cannot be swept",
+        ),
         ("out = \"o\"\nbogus = 1\n", "bogus"),
-        ("out = \"o\"\nshards = 0\n[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n", "shards must be at least 1"),
+        (
+            "out = \"o\"\nshards = 0\n[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n",
+            "shards must be at least 1",
+        ),
         ("[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n", "no 'out' folder"),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
@@ -177,9 +221,13 @@ fn failed_tasks_are_listed_and_rerun_alone() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     let log = d.join("out/logs/bad.prompts.profile.0of1.log");
     assert!(err.contains(&format!("failed: bad.prompts.profile.0of1 (log: {})", log.display())), "{err}");
-    assert!(std::fs::read_to_string(&log).unwrap().contains("model.safetensors"), "the log names the missing file");
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("model.safetensors"),
+        "the log names the missing file"
+    );
     assert!(d.join("out/runs/good.prompts.profile/metrics.json").is_file(), "the complete group is merged");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("out/sweep.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/sweep.json")).unwrap()).unwrap();
     assert_eq!(summary["tasks"][1]["complete"], false);
 
     std::fs::copy(good.join("model.safetensors"), bad.join("model.safetensors")).unwrap();

@@ -79,8 +79,10 @@ pub use crate::schema::{
     AblateFile, Evidence, Intervention, InterventionValues, LensSummary, Manifest, MetricsFile, ProbeLayer,
     ProbeSummary, PromptRecord, Run, RunKind, Valley, SCHEMA_VERSION,
 };
-pub use crate::trajectory::{render_trajectory, StepRow, TrajectorySummary, TRAJECTORY_CSV, TRAJECTORY_HTML, TRAJECTORY_JSON};
 pub use crate::tasks::{render_tasks, TasksSummary, TASKS_CSV, TASKS_HTML};
+pub use crate::trajectory::{
+    render_trajectory, StepRow, TrajectorySummary, TRAJECTORY_CSV, TRAJECTORY_HTML, TRAJECTORY_JSON,
+};
 
 /// File name of the per-layer CSV inside a run folder.
 pub const LAYERS_CSV: &str = "layers.csv";

@@ -82,12 +82,13 @@ fn row(step: u64, dir: &Path) -> Result<StepRow, ReportError> {
     let s = &run.metrics.summary;
     let lv = |v: &Option<crate::schema::LayerValue>| v.as_ref().map(|v| (v.layer, v.value));
     let n_layers = run.n_layers();
-    let peak_sink = (0..=n_layers)
-        .filter_map(|l| run.metrics.mean_at("sink_rate", l).map(|v| (l, v)))
-        .fold(None, |best: Option<(usize, f64)>, (l, v)| match best {
+    let peak_sink = (0..=n_layers).filter_map(|l| run.metrics.mean_at("sink_rate", l).map(|v| (l, v))).fold(
+        None,
+        |best: Option<(usize, f64)>, (l, v)| match best {
             Some((_, b)) if b >= v => best,
             _ => Some((l, v)),
-        });
+        },
+    );
     Ok(StepRow {
         step,
         run: dir.to_path_buf(),
@@ -189,7 +190,11 @@ impl Figure for TrajectoryFig<'_> {
             self.rows.iter().map(|r| (x_of(r.step), f(r), None)).collect()
         };
         let vl = |i: usize, label: &str| {
-            self.crossings[i].map(|s| VLine { x: x_of(s), label: format!("{label} @ {s}"), color: plots::palette(i) })
+            self.crossings[i].map(|s| VLine {
+                x: x_of(s),
+                label: format!("{label} @ {s}"),
+                color: plots::palette(i),
+            })
         };
         let panel = |title: &str, y_desc: &str, y_scale: YScale, s: Series, v: Option<VLine>| Panel {
             title: title.into(),
@@ -222,7 +227,11 @@ impl Figure for TrajectoryFig<'_> {
                 "min normalised entropy",
                 "min over layers of mean entropy_norm",
                 YScale::Fixed(0.0, 1.0),
-                Series::line("min entropy_norm", plots::palette(2), pts(&|r| r.min_entropy_norm.map(|x| x.1))),
+                Series::line(
+                    "min entropy_norm",
+                    plots::palette(2),
+                    pts(&|r| r.min_entropy_norm.map(|x| x.1)),
+                ),
                 vl(2, "valley"),
             ),
         ];
@@ -278,13 +287,22 @@ fn html(title: &str, rows: &[StepRow], crossings: &[Option<u64>; 3], plot: &plot
 ///
 /// # Errors
 /// A run folder that cannot be read, no runs, two runs at one step, or an unwritable output.
-pub fn render_trajectory(title: &str, runs: &[(u64, PathBuf)], out: &Path) -> Result<TrajectorySummary, ReportError> {
+pub fn render_trajectory(
+    title: &str,
+    runs: &[(u64, PathBuf)],
+    out: &Path,
+) -> Result<TrajectorySummary, ReportError> {
     let mut rows = runs.iter().map(|(s, d)| row(*s, d)).collect::<Result<Vec<_>, _>>()?;
     rows.sort_by_key(|r| r.step);
     if let Some(w) = rows.windows(2).find(|w| w[0].step == w[1].step) {
         return Err(ReportError::Invalid {
             path: w[1].run.clone(),
-            message: format!("two runs at step {} ({} and {})", w[1].step, w[0].run.display(), w[1].run.display()),
+            message: format!(
+                "two runs at step {} ({} and {})",
+                w[1].step,
+                w[0].run.display(),
+                w[1].run.display()
+            ),
         });
     }
     if rows.is_empty() {
@@ -300,6 +318,9 @@ pub fn render_trajectory(title: &str, runs: &[(u64, PathBuf)], out: &Path) -> Re
     write_file(&out.join(TRAJECTORY_JSON), &text)?;
     let fig = TrajectoryFig { rows: &rows, crossings, title: format!("Training dynamics — {title}") };
     let plot = plots::render(&fig, &out.join(PLOTS_DIR))?;
-    write_file(&out.join(TRAJECTORY_HTML), &html(&format!("Training dynamics — {title}"), &rows, &crossings, &plot))?;
+    write_file(
+        &out.join(TRAJECTORY_HTML),
+        &html(&format!("Training dynamics — {title}"), &rows, &crossings, &plot),
+    )?;
     Ok(TrajectorySummary { rows, crossings })
 }

@@ -47,7 +47,8 @@ pub fn run(a: Args) -> Result<()> {
         say!("{}", a.out.join("metrics.json").display());
         return Ok(());
     }
-    sinkscope_report::render_run(&a.out).with_context(|| format!("{}: rendering the report", a.out.display()))?;
+    sinkscope_report::render_run(&a.out)
+        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
     say!("{}", a.out.join("report.html").display());
     Ok(())
 }

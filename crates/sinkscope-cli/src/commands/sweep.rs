@@ -214,7 +214,8 @@ fn expand(file: &Path, path: &Path) -> Result<Vec<PathBuf>> {
 
 fn load_plan(file: &Path, out_override: Option<&Path>) -> Result<Plan> {
     let text = std::fs::read_to_string(file).map_err(|e| plan_error(file, format!("cannot read: {e}")))?;
-    let p: PlanFile = toml::from_str(&text).map_err(|e| plan_error(file, format!("not a valid sweep file: {e}")))?;
+    let p: PlanFile =
+        toml::from_str(&text).map_err(|e| plan_error(file, format!("not a valid sweep file: {e}")))?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |q: &Path| if q.is_absolute() { q.to_path_buf() } else { base.join(q) };
     let out = match (out_override, &p.out) {
@@ -242,11 +243,14 @@ fn load_plan(file: &Path, out_override: Option<&Path>) -> Result<Plan> {
             let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             let series = step.map(|_| {
                 m.label.clone().unwrap_or_else(|| {
-                    let parent = path.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().to_string());
+                    let parent =
+                        path.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().to_string());
                     if path.is_dir() || many {
                         parent.unwrap_or_else(|| format!("model{i}"))
                     } else {
-                        stem.replace(&format!("step{}", step.unwrap_or(0)), "").trim_matches(['-', '_', '.']).to_string()
+                        stem.replace(&format!("step{}", step.unwrap_or(0)), "")
+                            .trim_matches(['-', '_', '.'])
+                            .to_string()
                     }
                 })
             });
@@ -256,7 +260,10 @@ fn load_plan(file: &Path, out_override: Option<&Path>) -> Result<Plan> {
                 _ => stem.clone(),
             };
             if step.is_none() && many {
-                return Err(plan_error(file, format!("models.path '{}': no step in its name", path.display())));
+                return Err(plan_error(
+                    file,
+                    format!("models.path '{}': no step in its name", path.display()),
+                ));
             }
             models.push(Model {
                 path,
@@ -271,12 +278,22 @@ fn load_plan(file: &Path, out_override: Option<&Path>) -> Result<Plan> {
     for (i, d) in p.data.iter().enumerate() {
         let label = match (&d.label, &d.prompts, &d.dataset) {
             (Some(l), _, _) => l.clone(),
-            (None, Some(f), None) => f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or(format!("data{i}")),
+            (None, Some(f), None) => {
+                f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or(format!("data{i}"))
+            }
             (None, None, Some(n)) => n.clone(),
-            _ => return Err(plan_error(file, format!("data entry {}: give exactly one of prompts and dataset", i + 1))),
+            _ => {
+                return Err(plan_error(
+                    file,
+                    format!("data entry {}: give exactly one of prompts and dataset", i + 1),
+                ))
+            }
         };
         if d.prompts.is_some() == d.dataset.is_some() {
-            return Err(plan_error(file, format!("data entry {}: give exactly one of prompts and dataset", i + 1)));
+            return Err(plan_error(
+                file,
+                format!("data entry {}: give exactly one of prompts and dataset", i + 1),
+            ));
         }
         let mut d = d.clone();
         d.prompts = d.prompts.map(|f| resolve(&f));
@@ -303,10 +320,16 @@ fn load_plan(file: &Path, out_override: Option<&Path>) -> Result<Plan> {
     let mut seen = std::collections::BTreeSet::new();
     for t in &tasks {
         if !seen.insert(t.id.clone()) {
-            return Err(plan_error(file, format!("two tasks get the id '{}': give the models or data distinct labels", t.id)));
+            return Err(plan_error(
+                file,
+                format!("two tasks get the id '{}': give the models or data distinct labels", t.id),
+            ));
         }
     }
-    let name = p.name.clone().unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default());
+    let name = p
+        .name
+        .clone()
+        .unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default());
     Ok(Plan { file: file.to_path_buf(), name, out, p, models, data, tasks })
 }
 
@@ -346,7 +369,12 @@ impl Plan {
             a.extend(["--threads".into(), n.to_string()]);
         }
         a.extend(["--shard".into(), format!("{}/{}", t.shard, self.p.shards)]);
-        a.extend(["--out".into(), self.task_dir(t).display().to_string(), "--no-report".into(), "--quiet".into()]);
+        a.extend([
+            "--out".into(),
+            self.task_dir(t).display().to_string(),
+            "--no-report".into(),
+            "--quiet".into(),
+        ]);
         a.extend(self.p.options.iter().cloned());
         if resume {
             a.push("--resume".into());
@@ -463,12 +491,25 @@ fn estimate_mem_mib(plan: &Plan, pending: &[&Task]) -> Result<u64> {
         let m = &plan.models[t.model];
         let (_, d) = &plan.data[t.data];
         let files = sinkscope_io::ModelFiles::open(&m.path)?;
-        let data_dir = std::env::var_os("SINKSCOPE_DATA").map_or_else(|| PathBuf::from("data/cache"), PathBuf::from);
-        let (examples, _) = super::profile::load_examples(d.prompts.as_deref(), d.dataset.as_deref(), plan.p.limit, &data_dir, "python3")?;
+        let data_dir =
+            std::env::var_os("SINKSCOPE_DATA").map_or_else(|| PathBuf::from("data/cache"), PathBuf::from);
+        let (examples, _) = super::profile::load_examples(
+            d.prompts.as_deref(),
+            d.dataset.as_deref(),
+            plan.p.limit,
+            &data_dir,
+            "python3",
+        )?;
         let opts = sinkscope_analysis::profile::ProfileOptions {
             max_tokens: plan.p.max_tokens,
             truncate: plan.p.options.iter().any(|o| o == "--truncate"),
-            bos: plan.p.bos.as_deref().unwrap_or("auto").parse().unwrap_or(sinkscope_io::tokenizer::BosPolicy::Auto),
+            bos: plan
+                .p
+                .bos
+                .as_deref()
+                .unwrap_or("auto")
+                .parse()
+                .unwrap_or(sinkscope_io::tokenizer::BosPolicy::Auto),
             ..Default::default()
         };
         let mut lengths = Vec::new();
@@ -553,7 +594,12 @@ fn run_slurm(plan: &Plan, pending: &[&Task], dry_run: bool) -> Result<()> {
         .output()
         .context("running sbatch (is Slurm installed and SLURM_CONF set?)")?;
     if !o.status.success() {
-        bail!("sbatch {} failed ({}): {}", path.display(), o.status, String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "sbatch {} failed ({}): {}",
+            path.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     let out = String::from_utf8_lossy(&o.stdout);
     let job = out.trim().split(';').next().unwrap_or_default().to_string();
@@ -563,7 +609,10 @@ fn run_slurm(plan: &Plan, pending: &[&Task], dry_run: bool) -> Result<()> {
     note!("submitted {} task(s) as Slurm job {job} ({})", pending.len(), path.display());
     let mut last = usize::MAX;
     loop {
-        let o = Command::new("squeue").args(["-h", "-j", &job, "-o", "%i %T"]).output().context("running squeue")?;
+        let o = Command::new("squeue")
+            .args(["-h", "-j", &job, "-o", "%i %T"])
+            .output()
+            .context("running squeue")?;
         let text = String::from_utf8_lossy(&o.stdout);
         let n = text.lines().filter(|l| !l.trim().is_empty()).count();
         if n == 0 {
@@ -607,12 +656,17 @@ pub fn run(a: Args) -> Result<()> {
     }
     for id in &a.only {
         if !plan.tasks.iter().any(|t| &t.id == id) {
-            return Err(AnalysisError::Options(format!("--only {id}: no such task in {}", plan.file.display())).into());
+            return Err(AnalysisError::Options(format!(
+                "--only {id}: no such task in {}",
+                plan.file.display()
+            ))
+            .into());
         }
     }
     let selected: Vec<&Task> =
         plan.tasks.iter().filter(|t| a.only.is_empty() || a.only.contains(&t.id)).collect();
-    let pending: Vec<&Task> = selected.iter().copied().filter(|t| state(&plan.task_dir(t)) != State::Done).collect();
+    let pending: Vec<&Task> =
+        selected.iter().copied().filter(|t| state(&plan.task_dir(t)) != State::Done).collect();
     if a.dry_run && a.executor == "local" {
         for t in &selected {
             let st = state(&plan.task_dir(t));
@@ -649,7 +703,8 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     // Which tasks are complete now.
-    let failed: Vec<&Task> = selected.iter().copied().filter(|t| state(&plan.task_dir(t)) != State::Done).collect();
+    let failed: Vec<&Task> =
+        selected.iter().copied().filter(|t| state(&plan.task_dir(t)) != State::Done).collect();
     let mut groups: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in &plan.tasks {
         groups.entry(t.group.as_str()).or_default().push(t);
@@ -698,7 +753,10 @@ pub fn run(a: Args) -> Result<()> {
         "runs": merged,
         "trajectories": trajectories,
     });
-    sinkscope_output::write_atomic(&plan.out.join("sweep.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    sinkscope_output::write_atomic(
+        &plan.out.join("sweep.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     for dir in merged.values() {
         say!("{}", dir.display());
     }

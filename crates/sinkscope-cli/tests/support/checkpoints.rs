@@ -25,7 +25,13 @@ pub fn write_series(root: &Path) -> Vec<PathBuf> {
 pub fn write_checkpoint(dir: &Path, factor: f32) -> PathBuf {
     let src = fixture_dir();
     std::fs::create_dir_all(dir).unwrap();
-    for f in ["config.json", "generation_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();

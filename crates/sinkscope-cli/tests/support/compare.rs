@@ -35,19 +35,41 @@ pub fn manifest(d: &Path) -> serde_json::Value {
 /// the run, and the merged one records its shards.
 pub fn assert_same_run(full: &Path, merged: &Path) {
     let (a, b) = (files(full), files(merged));
-    assert_eq!(a, b, "the merged folder {} does not hold the same files as {}", merged.display(), full.display());
+    assert_eq!(
+        a,
+        b,
+        "the merged folder {} does not hold the same files as {}",
+        merged.display(),
+        full.display()
+    );
     assert!(a.iter().any(|f| f.ends_with("metrics.json")) && a.iter().any(|f| f.ends_with("prompts.jsonl")));
     for f in &a {
         if f == Path::new("manifest.json") || f == Path::new("report.html") {
             continue;
         }
         let (x, y) = (std::fs::read(full.join(f)).unwrap(), std::fs::read(merged.join(f)).unwrap());
-        assert!(x == y, "{} of the merged run {} differs from the unsharded run's", f.display(), merged.display());
+        assert!(
+            x == y,
+            "{} of the merged run {} differs from the unsharded run's",
+            f.display(),
+            merged.display()
+        );
     }
     let (m, n) = (manifest(full), manifest(merged));
     for k in [
-        "schema_version", "kind", "status", "model", "tokenizer", "data", "options", "conventions", "n_prompts",
-        "n_tokens", "first_token", "n_truncated", "features",
+        "schema_version",
+        "kind",
+        "status",
+        "model",
+        "tokenizer",
+        "data",
+        "options",
+        "conventions",
+        "n_prompts",
+        "n_tokens",
+        "first_token",
+        "n_truncated",
+        "features",
     ] {
         assert_eq!(m.get(k), n.get(k), "manifest field '{k}' differs");
     }
