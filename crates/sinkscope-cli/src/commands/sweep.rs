@@ -608,15 +608,27 @@ fn run_slurm(plan: &Plan, pending: &[&Task], dry_run: bool) -> Result<()> {
     }
     note!("submitted {} task(s) as Slurm job {job} ({})", pending.len(), path.display());
     let mut last = usize::MAX;
+    let mut failures = 0usize;
     loop {
         let o = Command::new("squeue")
             .args(["-h", "-j", &job, "-o", "%i %T"])
             .output()
             .context("running squeue")?;
+        let err = String::from_utf8_lossy(&o.stderr);
+        if !o.status.success() && !err.contains("Invalid job id") {
+            // The controller did not answer: keep asking for a while rather than declare the
+            // tasks gone (an unknown id, on the other hand, is a job that left the queue).
+            failures += 1;
+            if failures > 120 {
+                bail!("squeue keeps failing for job {job}: {}", err.trim());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        failures = 0;
         let text = String::from_utf8_lossy(&o.stdout);
         let n = text.lines().filter(|l| !l.trim().is_empty()).count();
         if n == 0 {
-            // squeue forgets finished jobs; an error about an unknown id also means "gone".
             break;
         }
         if n != last {
