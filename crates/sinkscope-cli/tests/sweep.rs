@@ -144,6 +144,10 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
     let csv = std::fs::read_to_string(tdir.join("trajectory.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
 
+    // Nothing left to submit once every task is complete.
+    let script = ok(&sinkscope(&["sweep", plan_s, "--executor", "slurm", "--dry-run"]));
+    assert!(script.contains("nothing to submit"), "{script}");
+
     // A task killed mid-way: resumed by the next sweep, same bytes.
     let merged = out.join("runs").join("ckpt-step100.p.profile");
     let before = std::fs::read(merged.join("metrics.json")).unwrap();

@@ -574,6 +574,10 @@ fn sbatch_script(plan: &Plan, tasks: &[&Task], mem: &str) -> Result<String> {
 }
 
 fn run_slurm(plan: &Plan, pending: &[&Task], dry_run: bool) -> Result<()> {
+    if pending.is_empty() {
+        say!("# nothing to submit: every task of {} is complete", plan.file.display());
+        return Ok(());
+    }
     let mem = match plan.p.slurm.as_ref().and_then(|s| s.mem.clone()) {
         Some(m) if m != "auto" => m,
         _ => format!("{}M", estimate_mem_mib(plan, pending)?),
