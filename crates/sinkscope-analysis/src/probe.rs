@@ -226,17 +226,7 @@ pub fn run_probe(
     let n_layers = model.config.n_layers;
     let d = model.config.d_model;
     let data = crate::profile::data_block(&input.source, input.limit, &opts.prompt);
-    let options = json!({
-        "prompt": opts.prompt.to_json(),
-        "pool": opts.pool,
-        "folds": opts.params.folds,
-        "seed": opts.params.seed,
-        "c": opts.params.logistic.c,
-        "max_iter": opts.params.logistic.max_iter,
-        "grad_tol": opts.params.logistic.grad_tol,
-        "solver": SOLVER,
-        "standardisation": "per fold: mean and population std of the training rows; zero-variance features keep std 1",
-    });
+    let options = options_json(opts);
     let conventions = json!({
         "layer_index": "l = 0..L; l = 0 is X(0) = hook_embed, l >= 1 is X(l) = blocks.{l-1}.hook_resid_post, before the final norm",
         "probe_accuracy": "k-fold stratified cross-validated accuracy of an L2 logistic regression on standardised sentence vectors (metrics.md)",
@@ -305,24 +295,33 @@ pub fn run_probe(
     let n_tokens = ran.n_tokens;
     let extract_s = ran.elapsed.as_secs_f64();
 
+    // A shard (`--shard`) keeps its features for `sinkscope merge`, which cross-validates
+    // once over all shards' rows: a fit on a shard's subset would be thrown away (and may not
+    // even have enough sentences per fold).
+    if crate::shard::is_shard(header) {
+        let mut manifest = base("complete");
+        if let Some(m) = manifest.as_object_mut() {
+            m.insert("n_prompts".into(), json!(n));
+            m.insert("n_tokens".into(), json!(n_tokens));
+            m.insert(
+                "timings".into(),
+                json!({"load_s": header.load_s, "extract_s": extract_s,
+                       "tokens_per_s": n_tokens as f64 / extract_s.max(1e-9),
+                       "peak_rss_mib": crate::profile::peak_rss_mib()}),
+            );
+            m.insert(
+                "features".into(),
+                json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE",
+                       "note": "a shard: the probes are fit by `sinkscope merge` over all shards"}),
+            );
+        }
+        write_json(&manifest_path, &manifest)?;
+        return Ok(ProbeSummary { n_samples: n, layers: Vec::new(), extract_s, fit_s: 0.0 });
+    }
+
     // 2. One cross-validated probe per layer, reading that layer's rows back.
     let t1 = std::time::Instant::now();
-    let mut file = std::fs::File::open(&feat_path).map_err(output(&feat_path))?;
-    let mut layers = Vec::with_capacity(n_layers + 1);
-    let mut row = vec![0u8; d * 4];
-    for l in 0..=n_layers {
-        let mut x = Vec::with_capacity(n * d);
-        for i in 0..n {
-            let off = ((i * (n_layers + 1) + l) * d * 4) as u64;
-            file.seek(SeekFrom::Start(off)).map_err(output(&feat_path))?;
-            file.read_exact(&mut row).map_err(output(&feat_path))?;
-            x.extend(row.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))));
-        }
-        let report = Features::new(&x, n, d)
-            .and_then(|f| cross_validate(&f, &labels, &opts.params))
-            .map_err(|e| AnalysisError::Options(format!("probe at layer {l}: {e}")))?;
-        layers.push(report);
-    }
+    let layers = fit_features(&feat_path, &labels, n_layers, d, &opts.params)?;
     let fit_s = t1.elapsed().as_secs_f64();
     if !opts.keep_features {
         let _ = std::fs::remove_file(&feat_path);
@@ -349,10 +348,94 @@ pub fn run_probe(
     Ok(ProbeSummary { n_samples: n, layers, extract_s, fit_s })
 }
 
+/// One cross-validated probe per layer `l = 0..=n_layers` over the rows of a feature file
+/// (`[sentence][layer][d]` f32 LE, one sentence per label), reading one layer at a time.
+///
+/// # Errors
+/// An unreadable feature file, or a probe that cannot be fit (naming the layer).
+pub(crate) fn fit_features(
+    feat_path: &Path,
+    labels: &[usize],
+    n_layers: usize,
+    d: usize,
+    params: &ProbeParams,
+) -> Result<Vec<ProbeReport>> {
+    let output = |source| AnalysisError::Output { path: feat_path.to_path_buf(), source };
+    let n = labels.len();
+    let mut file = std::fs::File::open(feat_path).map_err(output)?;
+    let mut layers = Vec::with_capacity(n_layers + 1);
+    let mut row = vec![0u8; d * 4];
+    for l in 0..=n_layers {
+        let mut x = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let off = ((i * (n_layers + 1) + l) * d * 4) as u64;
+            file.seek(SeekFrom::Start(off)).map_err(output)?;
+            file.read_exact(&mut row).map_err(output)?;
+            x.extend(row.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))));
+        }
+        let report = Features::new(&x, n, d)
+            .and_then(|f| cross_validate(&f, labels, params))
+            .map_err(|e| AnalysisError::Options(format!("probe at layer {l}: {e}")))?;
+        layers.push(report);
+    }
+    Ok(layers)
+}
+
+/// The manifest's `options` block of a probe run.
+pub fn options_json(opts: &ProbeOptions) -> serde_json::Value {
+    json!({
+        "prompt": opts.prompt.to_json(),
+        "pool": opts.pool,
+        "folds": opts.params.folds,
+        "seed": opts.params.seed,
+        "c": opts.params.logistic.c,
+        "max_iter": opts.params.logistic.max_iter,
+        "grad_tol": opts.params.logistic.grad_tol,
+        "solver": SOLVER,
+        "standardisation": "per fold: mean and population std of the training rows; zero-variance features keep std 1",
+    })
+}
+
+/// Rebuilds the probe options recorded in a manifest's `options` block (for `merge`); refuses
+/// a block that does not round-trip exactly.
+///
+/// # Errors
+/// [`AnalysisError::ResultFile`] naming the manifest and the field.
+pub fn options_from_manifest(path: &Path, options: &serde_json::Value) -> Result<ProbeOptions> {
+    let bad = |reason: String| AnalysisError::ResultFile { path: path.to_path_buf(), reason };
+    let num =
+        |k: &str| options[k].as_f64().ok_or_else(|| bad(format!("options.{k}: missing or not a number")));
+    let int =
+        |k: &str| options[k].as_u64().ok_or_else(|| bad(format!("options.{k}: missing or not an integer")));
+    let opts = ProbeOptions {
+        prompt: crate::shard::profile_options_from_manifest(path, &options["prompt"])?,
+        pool: serde_json::from_value(options["pool"].clone())
+            .map_err(|e| bad(format!("options.pool: {e}")))?,
+        params: ProbeParams {
+            folds: int("folds")? as usize,
+            seed: int("seed")?,
+            logistic: sinkscope_metrics::probe::LogisticParams {
+                c: num("c")?,
+                max_iter: int("max_iter")? as usize,
+                grad_tol: num("grad_tol")?,
+            },
+        },
+        keep_features: false,
+    };
+    if options_json(&opts) != *options {
+        return Err(bad("options: not the options this version of sinkscope writes".into()));
+    }
+    Ok(opts)
+}
+
 /// The solver, in words, for the manifest.
 pub const SOLVER: &str = "sinkscope-metrics probe: damped Newton with the exact Hessian (faer Cholesky), Armijo backtracking; objective mean log-loss + (1/(2 C n)) ||w||^2, intercept unpenalised (sklearn's LogisticRegression(C))";
 
-fn metrics_json(n_layers: usize, layers: &[ProbeReport], opts: &ProbeOptions) -> serde_json::Value {
+pub(crate) fn metrics_json(
+    n_layers: usize,
+    layers: &[ProbeReport],
+    opts: &ProbeOptions,
+) -> serde_json::Value {
     let fold_acc = |r: &ProbeReport| r.folds.iter().map(|f| f.accuracy).collect::<Vec<_>>();
     let min = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::INFINITY, f64::min);
     let max = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::NEG_INFINITY, f64::max);

@@ -49,6 +49,7 @@ pub fn identity(manifest: &Value) -> Value {
         "tokenizer": get(&["tokenizer"]),
         "data": get(&["data"]),
         "options": get(&["options"]),
+        "shard": get(&["shard"]),
     })
 }
 

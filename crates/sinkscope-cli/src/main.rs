@@ -65,6 +65,10 @@ enum Command {
     Ablate(commands::ablate::Args),
     /// Tasks vs depth (the paper's Fig. 7): LogitLens perplexity and probe accuracy on l/L.
     Tasks(commands::tasks::Args),
+    /// Join the shard folders of one run (`--shard I/N`) into the unsharded run, byte for byte.
+    Merge(commands::merge::Args),
+    /// Run a sweep file (models, checkpoints, prompt sets, commands, shards) locally or on Slurm.
+    Sweep(commands::sweep::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,8 @@ fn main() -> ExitCode {
         Command::Probe(a) => commands::probe::run(a),
         Command::Ablate(a) => commands::ablate::run(a),
         Command::Tasks(a) => commands::tasks::run(a),
+        Command::Merge(a) => commands::merge::run(a),
+        Command::Sweep(a) => commands::sweep::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,6 +66,7 @@ mod png_backend;
 pub mod schema;
 pub mod synthetic;
 mod tasks;
+mod trajectory;
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,9 @@ pub use crate::schema::{
     ProbeSummary, PromptRecord, Run, RunKind, Valley, SCHEMA_VERSION,
 };
 pub use crate::tasks::{render_tasks, TasksSummary, TASKS_CSV, TASKS_HTML};
+pub use crate::trajectory::{
+    render_trajectory, StepRow, TrajectorySummary, TRAJECTORY_CSV, TRAJECTORY_HTML, TRAJECTORY_JSON,
+};
 
 /// File name of the per-layer CSV inside a run folder.
 pub const LAYERS_CSV: &str = "layers.csv";

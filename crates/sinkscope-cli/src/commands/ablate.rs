@@ -96,6 +96,14 @@ fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
+    if a.input.shard.is_some() {
+        // The studied blocks, the valley and the mean-ablated dimensions are chosen on the
+        // baseline over all prompts: a shard would choose its own.
+        return Err(sinkscope_analysis::AnalysisError::Options(
+            "ablate does not take --shard yet (its blocks, valley and dimensions come from the baseline over all prompts); shard `profile`, `lens` or `probe`".into(),
+        )
+        .into());
+    }
     let blocks = parse_layers(&a.layers)?;
     let scales = check_scales(&a.scales)?;
     if scales.len() < a.scales.len() {

@@ -55,6 +55,26 @@ pub struct InputArgs {
     /// starts afresh.
     #[arg(long)]
     pub resume: bool,
+    /// Run only shard I of N (0-based, e.g. 0/4): the contiguous slice [I*n/N, (I+1)*n/N) of
+    /// the selected prompts, recorded in the manifest; `sinkscope merge` joins the N shard
+    /// folders into the unsharded run, byte for byte.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<sinkscope_analysis::shard::Shard>,
+}
+
+fn parse_shard(s: &str) -> Result<sinkscope_analysis::shard::Shard, String> {
+    sinkscope_analysis::shard::Shard::parse(s).map_err(|e| e.to_string())
+}
+
+/// Keeps `--shard`'s slice of the prompts; returns the manifest's `shard` block to record.
+pub fn apply_shard(
+    shard: Option<sinkscope_analysis::shard::Shard>,
+    examples: &mut Vec<Example>,
+) -> Result<Option<serde_json::Value>> {
+    Ok(match shard {
+        Some(s) => Some(s.select(examples)?),
+        None => None,
+    })
 }
 
 impl InputArgs {
@@ -127,6 +147,7 @@ pub fn open(
         &input.python,
     )?;
     prepare_examples(&mut examples)?;
+    let shard = apply_shard(input.shard, &mut examples)?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(model)?;
     let origin = super::profile::origin(&source, input.prompts.as_deref());
@@ -152,6 +173,9 @@ pub fn open(
         "memory".into(),
         serde_json::json!({"estimate_bytes": est.total(), "estimate": est.to_string(), "forced": input.force}),
     );
+    if let Some(block) = shard {
+        extra.insert(sinkscope_analysis::shard::SHARD_KEY.into(), block);
+    }
     let header = ManifestHeader {
         tool: tool_info(),
         model: model_info(&files, &sha),

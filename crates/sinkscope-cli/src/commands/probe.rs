@@ -113,6 +113,16 @@ pub fn run(a: Args) -> Result<()> {
         pack_tokens: sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
     };
     let s = run_probe(&o.model, &o.files, &opts, &o.header, input, &a.out, progress.as_mut())?;
+    if s.layers.is_empty() {
+        // A shard: features only; `sinkscope merge` fits the probes over all shards.
+        say!(
+            "{} sentences: features in {:.1}s (a shard: the probes are fit by `sinkscope merge`)",
+            s.n_samples,
+            s.extract_s
+        );
+        say!("{}", a.out.join("features.f32").display());
+        return Ok(());
+    }
     let best = s.layers.iter().enumerate().max_by(|x, y| x.1.accuracy.total_cmp(&y.1.accuracy));
     say!(
         "{} sentences: features in {:.1}s, probes in {:.1}s; majority baseline {:.3}; best layer {} ({:.3}); all converged: {}",

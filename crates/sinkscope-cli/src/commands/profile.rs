@@ -290,13 +290,14 @@ pub fn run(a: Args) -> Result<()> {
         ..ProfileOptions::default()
     };
     opts.validate()?;
-    let (examples, source) = load_examples(
+    let (mut examples, source) = load_examples(
         a.input.prompts.as_deref(),
         a.input.dataset.as_deref(),
         a.input.limit,
         &a.input.data_dir,
         &a.input.python,
     )?;
+    let shard = super::experiment::apply_shard(a.input.shard, &mut examples)?;
     let t0 = Instant::now();
     let files = sinkscope_io::ModelFiles::open(&a.model)?;
     // Every prompt is tokenised and length-checked before the weights are loaded.
@@ -323,6 +324,9 @@ pub fn run(a: Args) -> Result<()> {
     let sha = model_sha256(&a.model)?;
     let mut extra = serde_json::Map::new();
     extra.insert("memory".into(), memory);
+    if let Some(block) = shard {
+        extra.insert(sinkscope_analysis::shard::SHARD_KEY.into(), block);
+    }
     let header = ManifestHeader {
         tool: tool_info(),
         model: model_info(&files, &sha),

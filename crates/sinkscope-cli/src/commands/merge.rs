@@ -1,0 +1,54 @@
+//! `sinkscope merge RUN... [--keep-features] [--force] [--no-report] --out DIR`: joins the
+//! shard folders of one `profile`, `lens` or `probe` run (`--shard I/N`) into the unsharded
+//! run: `prompts.jsonl` and `metrics.json` byte-identical to a run over all prompts at once,
+//! then the report.
+
+use crate::common::*;
+use crate::term::say;
+use anyhow::{Context, Result};
+use sinkscope_analysis::shard::{merge_runs, MergeOptions};
+use std::path::PathBuf;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The shard folders (any order; all N of them).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output folder of the merged run.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an earlier run in --out (only the files sinkscope wrote there are removed).
+    #[arg(long)]
+    pub force: bool,
+    /// probe: keep the merged features.f32.
+    #[arg(long)]
+    pub keep_features: bool,
+    /// Skip the report.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    // The kind of the merged run is the shards' (checked again by the merge itself).
+    let first = a.runs.first().map(|d| d.join("manifest.json")).unwrap_or_default();
+    let kind = std::fs::read_to_string(&first)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| m["kind"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "profile".into());
+    let entries: Vec<&str> = RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
+    let inputs: Vec<&std::path::Path> = a.runs.iter().map(PathBuf::as_path).collect();
+    let _out = claim_out(&a.out, &kind, &entries, &[], &inputs, a.force, false)?;
+    let m = merge_runs(&a.runs, &a.out, &MergeOptions { tool: tool_info(), keep_features: a.keep_features })?;
+    say!("merged {} {} shard(s): {} prompts", m.n_shards, m.kind, m.n_prompts);
+    if a.no_report {
+        say!("{}", a.out.join("metrics.json").display());
+        return Ok(());
+    }
+    sinkscope_report::render_run(&a.out)
+        .with_context(|| format!("{}: rendering the report", a.out.display()))?;
+    say!("{}", a.out.join("report.html").display());
+    Ok(())
+}
