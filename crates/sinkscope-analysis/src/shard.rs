@@ -302,6 +302,28 @@ pub fn profile_options_from_manifest(path: &Path, options: &Value) -> Result<Pro
             .map_err(|e| bad(path, format!("options.edits: {e}")))?,
         nll: options["nll"].as_bool().unwrap_or(false),
         resume: false,
+        first_token: match &options["first_token"] {
+            Value::Null => None,
+            v => Some(match (v["id"].as_u64(), v["text"].as_str()) {
+                (Some(id), None) => crate::profile::FirstTokenSpec::Id(
+                    u32::try_from(id)
+                        .map_err(|_| bad(path, format!("options.first_token.id: {id} is not a token id")))?,
+                ),
+                (None, Some(t)) => crate::profile::FirstTokenSpec::Text(t.to_string()),
+                _ => return Err(bad(path, "options.first_token: neither {\"id\"} nor {\"text\"}".into())),
+            }),
+        },
+        phases: serde_json::from_value(options["phases"].clone())
+            .map_err(|e| bad(path, format!("options.phases: {e}")))?,
+        bootstrap: sinkscope_metrics::bootstrap::BootstrapParams {
+            replicates: options["bootstrap"]["replicates"]
+                .as_u64()
+                .ok_or_else(|| bad(path, "options.bootstrap.replicates: missing".into()))?
+                as usize,
+            seed: options["bootstrap"]["seed"]
+                .as_u64()
+                .ok_or_else(|| bad(path, "options.bootstrap.seed: missing".into()))?,
+        },
     };
     if opts.to_json() != *options {
         return Err(bad(path, "options: not the options this version of sinkscope writes; merge with the version that ran the shards".into()));
