@@ -62,6 +62,11 @@ pub struct AblateOptions {
     /// Also ablate the massive dimensions: Sun et al.'s mean (over the prompt set), zero, and
     /// the mean over the other positions of the same prompt.
     pub mean_ablate: bool,
+    /// `--shard I/N`: the ablated runs cover only this shard's prompts. The study's choices
+    /// (the baseline, hence the blocks, the valley and the massive dimensions, and Sun et al.'s
+    /// reference means) are still made over all prompts, so every shard makes the same ones
+    /// and [`merge_ablate`] rebuilds the unsharded study exactly.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// The edits scaling `component` at position 0 in `blocks` by `scale` (exact zero at 0).
@@ -139,7 +144,21 @@ pub fn run_ablate(
     progress: &mut dyn FnMut(&str) -> Box<dyn Progress>,
 ) -> Result<AblateSummary> {
     let n_layers = model.config.n_layers;
+    // The ablated runs' prompts and header: this shard's, marked as a shard run.
+    let (shard_examples, shard_header, shard_block) = match opts.shard {
+        None => (examples.to_vec(), header.clone(), None),
+        Some(s) => {
+            let mut mine = examples.to_vec();
+            let block = s.select(&mut mine)?;
+            let mut h = header.clone();
+            h.extra.insert(crate::shard::SHARD_KEY.into(), block.clone());
+            (mine, h, Some(block))
+        }
+    };
     let run = |name: &str, edits: Vec<Edit>, progress: &mut dyn Progress| -> Result<PathBuf> {
+        // The baseline covers every prompt (the study's choices are made on it).
+        let (examples, header) =
+            if name == BASELINE { (examples, header) } else { (shard_examples.as_slice(), &shard_header) };
         let dir = out.join(name);
         // A sub-run folder is ours: a symbolic link planted there is refused, not followed.
         sinkscope_output::create_dir(&dir)?;
@@ -163,7 +182,7 @@ pub fn run_ablate(
         run_profile(model, files, &popts, header, input, &dir, progress)?;
         Ok(dir)
     };
-    let baseline = run("baseline", Vec::new(), progress("baseline").as_mut())?;
+    let baseline = run(BASELINE, Vec::new(), progress(BASELINE).as_mut())?;
     let base_text = std::fs::read_to_string(baseline.join("metrics.json"))
         .map_err(|source| AnalysisError::Output { path: baseline.join("metrics.json"), source })?;
     let base: Value = serde_json::from_str(&base_text)?;
@@ -261,7 +280,7 @@ pub fn run_ablate(
             "run": "mean_ablate", "summary": run_summary(&dir, valley)?,
         });
     }
-    let document = json!({
+    let mut document = json!({
         "schema_version": crate::profile::SCHEMA_VERSION,
         "kind": "ablate",
         "component": opts.component.name(),
@@ -276,8 +295,151 @@ pub fn run_ablate(
         "sun_mean_ablate": sun_mean,
         "zero_dims": zero_dims,
     });
-    crate::profile::write_json(&out.join("ablate.json"), &document)?;
+    if let (Some(block), Some(d)) = (shard_block, document.as_object_mut()) {
+        d.insert(crate::shard::SHARD_KEY.into(), block);
+    }
+    crate::profile::write_json(&out.join(ABLATE_JSON), &document)?;
     Ok(AblateSummary { document })
+}
+
+/// The sub-run over all prompts on which the study's choices are made.
+const BASELINE: &str = "baseline";
+/// The study's document.
+const ABLATE_JSON: &str = "ablate.json";
+
+/// Every `{"run": NAME, "summary": …}` entry of an `ablate.json` document.
+fn run_entries(document: &mut Value) -> Vec<&mut Value> {
+    let mut out = Vec::new();
+    if let Some(d) = document.as_object_mut() {
+        for (key, v) in d.iter_mut() {
+            match key.as_str() {
+                "dose_response" | "one_by_one" => out.extend(v.as_array_mut().into_iter().flatten()),
+                "mean_ablate" | "sun_mean_ablate" | "zero_dims" if v.is_object() => out.push(v),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn read_document(dir: &Path) -> Result<Value> {
+    let path = dir.join(ABLATE_JSON);
+    let text = std::fs::read_to_string(&path).map_err(|e| AnalysisError::ResultFile {
+        path: path.clone(),
+        reason: format!("cannot read the shard's study: {e}"),
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| AnalysisError::ResultFile { path, reason: format!("not a valid ablate.json: {e}") })
+}
+
+/// The document without what depends on the shard's prompts (the shard block and the runs'
+/// summaries): equal for every shard of one study.
+fn shard_independent(document: &Value) -> Value {
+    let mut d = document.clone();
+    if let Some(o) = d.as_object_mut() {
+        o.remove(crate::shard::SHARD_KEY);
+    }
+    for e in run_entries(&mut d) {
+        if let Some(o) = e.as_object_mut() {
+            o.remove("summary");
+        }
+    }
+    d
+}
+
+/// Merges the folders of an `ablate --shard I/N` study into `out` (claimed by the caller):
+/// the shards must have made the same choices (blocks, valley, dimensions, reference means;
+/// their baselines, over all prompts, byte-identical); every ablated sub-run is merged as a
+/// profile run ([`crate::shard::merge_runs`]), the baseline copied, and the summaries of
+/// `ablate.json` derived again from the merged runs — the unsharded study's bytes.
+///
+/// # Errors
+/// [`AnalysisError::ResultFile`] naming the shard folder and what differs, or any merge error.
+pub fn merge_ablate(
+    runs: &[PathBuf],
+    out: &Path,
+    opts: &crate::shard::MergeOptions,
+) -> Result<crate::shard::Merged> {
+    let first =
+        runs.first().ok_or_else(|| AnalysisError::Options("merge needs at least one shard folder".into()))?;
+    let documents: Vec<Value> = runs.iter().map(|d| read_document(d)).collect::<Result<_>>()?;
+    for (dir, d) in runs.iter().zip(&documents) {
+        if d.get(crate::shard::SHARD_KEY).is_none() {
+            return Err(AnalysisError::ResultFile {
+                path: dir.join(ABLATE_JSON),
+                reason: "not a shard of a study: no 'shard' block (run ablate with --shard I/N)".into(),
+            });
+        }
+    }
+    let reference = shard_independent(&documents[0]);
+    for (dir, d) in runs.iter().zip(&documents).skip(1) {
+        if shard_independent(d) != reference {
+            return Err(AnalysisError::ResultFile {
+                path: dir.join(ABLATE_JSON),
+                reason: format!(
+                    "not a shard of the same study as {}: the blocks, valley, dimensions or runs differ",
+                    first.display()
+                ),
+            });
+        }
+    }
+    // The baselines are runs over all prompts: the same bytes in every shard.
+    let base_files = ["manifest.json", "prompts.jsonl", "metrics.json"];
+    for dir in &runs[1..] {
+        for f in &base_files[1..] {
+            let (a, b) = (first.join(BASELINE).join(f), dir.join(BASELINE).join(f));
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|e| AnalysisError::ResultFile {
+                    path: p.to_path_buf(),
+                    reason: format!("cannot read the baseline: {e}"),
+                })
+            };
+            if read(&a)? != read(&b)? {
+                return Err(AnalysisError::ResultFile {
+                    path: b,
+                    reason: format!(
+                        "differs from {}: the shards' baselines are not the same run",
+                        a.display()
+                    ),
+                });
+            }
+        }
+    }
+    let base_out = out.join(BASELINE);
+    sinkscope_output::create_dir(&base_out)?;
+    for f in base_files {
+        let src = first.join(BASELINE).join(f);
+        let bytes = std::fs::read(&src).map_err(|e| AnalysisError::ResultFile {
+            path: src.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let dst = base_out.join(f);
+        let mut w = sinkscope_output::create_fresh(&dst)?;
+        std::io::Write::write_all(&mut w, &bytes)
+            .map_err(|source| AnalysisError::Output { path: dst.clone(), source })?;
+    }
+    let mut document = reference;
+    let field = |why: &str| AnalysisError::ResultFile { path: first.join(ABLATE_JSON), reason: why.into() };
+    let valley = (
+        document["valley"]["first"].as_u64().ok_or_else(|| field("valley.first: missing"))? as usize,
+        document["valley"]["last"].as_u64().ok_or_else(|| field("valley.last: missing"))? as usize,
+    );
+    let mut merged = None;
+    for entry in run_entries(&mut document) {
+        let name = entry["run"].as_str().ok_or_else(|| field("a run entry without 'run'"))?.to_string();
+        let dir = out.join(&name);
+        if name != BASELINE {
+            let parts: Vec<PathBuf> = runs.iter().map(|r| r.join(&name)).collect();
+            sinkscope_output::create_dir(&dir)?;
+            merged = Some(crate::shard::merge_runs(&parts, &dir, opts)?);
+        }
+        if let Some(o) = entry.as_object_mut() {
+            o.insert("summary".into(), run_summary(&dir, valley)?);
+        }
+    }
+    let merged = merged.ok_or_else(|| field("the study has no ablated run to merge"))?;
+    crate::profile::write_json(&out.join(ABLATE_JSON), &document)?;
+    Ok(crate::shard::Merged { kind: "ablate".into(), ..merged })
 }
 
 /// The largest |value| at token 0 among the baseline's top activations of `X(block)`.

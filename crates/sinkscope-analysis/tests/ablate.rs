@@ -36,6 +36,7 @@ fn smollm2_ablation_removes_the_valley() {
         component: Component::Mlp,
         one_by_one: false,
         mean_ablate: true,
+        shard: None,
     };
     let header = ManifestHeader {
         tool: json!({}),

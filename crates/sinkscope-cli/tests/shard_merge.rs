@@ -202,3 +202,107 @@ fn lens_shards_merge_byte_for_byte() {
     ]));
     assert_same_run(&full, &merged);
 }
+
+/// ablate: 2 shards (each with the baseline over all prompts) merge to the unsharded study:
+/// ablate.json, the CSVs, the plots and every sub-run's files byte for byte (manifests and
+/// report pages aside, as above).
+#[test]
+fn ablate_shards_merge_byte_for_byte() {
+    let d = dir("ablate");
+    let prompts = prompt_file(&d, 5);
+    let p = prompts.to_str().unwrap();
+    let m = fixture_model();
+    let m = m.to_str().unwrap();
+    let study = ["--layers", "1", "--scales", "0.5,0", "--one-by-one", "--mean-ablate"];
+    let full = d.join("full");
+    let mut args = vec!["ablate", m, "--prompts", p, "--quiet", "--out", full.to_str().unwrap()];
+    args.extend(study);
+    ok(&sinkscope(&args));
+    let mut shards = Vec::new();
+    for i in 0..2 {
+        let out = d.join(format!("shard{i}"));
+        let shard = format!("{i}/2");
+        let mut args = vec![
+            "ablate",
+            m,
+            "--prompts",
+            p,
+            "--quiet",
+            "--no-report",
+            "--shard",
+            &shard,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(study);
+        ok(&sinkscope(&args));
+        shards.push(out);
+    }
+    let merged = d.join("merged");
+    let s: Vec<&str> = shards.iter().rev().map(|x| x.to_str().unwrap()).collect();
+    let mut args = vec!["merge"];
+    args.extend(&s);
+    args.extend(["--out", merged.to_str().unwrap()]);
+    ok(&sinkscope(&args));
+    let names: Vec<String> = std::fs::read_dir(&full)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir() && e.path().join("manifest.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() >= 6, "{names:?}"); // baseline, scale_0.5, scale_0, only_1, sun_mean, zero_dims, mean_ablate
+    for f in compare::files(&full) {
+        let name = f.file_name().unwrap();
+        if name == "manifest.json" || name == "report.html" {
+            continue;
+        }
+        assert!(
+            std::fs::read(full.join(&f)).unwrap() == std::fs::read(merged.join(&f)).unwrap(),
+            "{} of the merged study differs from the unsharded one's",
+            f.display()
+        );
+    }
+    assert_eq!(compare::files(&full), compare::files(&merged));
+    for n in &names {
+        if n == "baseline" {
+            assert_eq!(manifest(&full.join(n))["options"], manifest(&merged.join(n))["options"]);
+        } else {
+            assert_same_run(&full.join(n), &merged.join(n));
+        }
+    }
+
+    // Shards of two different studies are refused, naming the file.
+    let other = d.join("other");
+    let mut args = vec![
+        "ablate",
+        m,
+        "--prompts",
+        p,
+        "--quiet",
+        "--no-report",
+        "--scales",
+        "0",
+        "--layers",
+        "1",
+        "--shard",
+        "1/2",
+        "--out",
+        other.to_str().unwrap(),
+    ];
+    args.extend(["--one-by-one"]);
+    ok(&sinkscope(&args));
+    let e = sinkscope(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--out",
+        d.join("m2").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert_eq!(e.status.code(), Some(3), "{err}");
+    assert!(err.contains("not a shard of the same study") && err.contains("ablate.json"), "{err}");
+    let e = sinkscope(&["merge", full.to_str().unwrap(), "--out", d.join("m3").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert_eq!(e.status.code(), Some(3), "{err}");
+    assert!(err.contains("no 'shard' block"), "{err}");
+}

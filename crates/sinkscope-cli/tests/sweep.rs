@@ -180,7 +180,7 @@ fn bad_sweep_files_are_refused() {
     let cases = [
         ("out = \"o\"\n[[models]]\npath = \"m\"\n", "at least one [[models]] and one [[data]]"),
         (
-            "out = \"o\"\ncommands = [\"ablate\"]\n[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n",
+            "out = \"o\"\ncommands = [\"run\"]\n[[models]]\npath = \"m\"\n[[data]]\nprompts = \"p\"\n",
             "cannot be swept",
         ),
         ("out = \"o\"\nbogus = 1\n", "bogus"),
@@ -242,4 +242,51 @@ fn failed_tasks_are_listed_and_rerun_alone() {
     assert!(d.join("out/runs/bad.prompts.profile/metrics.json").is_file());
     let o = sinkscope(&["sweep", plan_s, "--only", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// An `ablate` sweep over 2 shards merges into the unsharded study: the same ablate.json and
+/// sub-run metrics, byte for byte.
+#[test]
+fn ablate_sweep_merges_the_study_exactly() {
+    let d = dir("ablate");
+    std::fs::write(d.join("prompts.jsonl"), PROMPTS).unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gguf/llama/llama-f32.gguf");
+    let model = model.to_str().unwrap();
+    let plan = d.join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "out = \"out\"\ncommands = [\"ablate\"]\nshards = 2\noptions = [\"--layers\", \"1\", \"--scales\", \"0\"]\n\
+             [[models]]\npath = \"{model}\"\nlabel = \"llama\"\n[[data]]\nprompts = \"prompts.jsonl\"\nlabel = \"p\"\n"
+        ),
+    )
+    .unwrap();
+    ok(&sinkscope(&["sweep", plan.to_str().unwrap()]));
+    let full = d.join("full");
+    ok(&sinkscope(&[
+        "ablate",
+        model,
+        "--prompts",
+        d.join("prompts.jsonl").to_str().unwrap(),
+        "--layers",
+        "1",
+        "--scales",
+        "0",
+        "--quiet",
+        "--out",
+        full.to_str().unwrap(),
+    ]));
+    let merged = d.join("out").join("runs").join("llama.p.ablate");
+    for f in ["ablate.json", "baseline/metrics.json", "scale_0/metrics.json", "scale_0/prompts.jsonl"] {
+        assert!(
+            std::fs::read(full.join(f)).unwrap() == std::fs::read(merged.join(f)).unwrap(),
+            "{f} of the swept study differs from the unsharded one's"
+        );
+    }
+    assert_same_run(&full.join("scale_0"), &merged.join("scale_0"));
+    // Running the sweep again finds every task complete.
+    let again = sinkscope(&["sweep", plan.to_str().unwrap()]);
+    ok(&again);
+    let said = String::from_utf8_lossy(&again.stdout).to_string() + &String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("0 to run"), "{said}");
 }

@@ -48,7 +48,7 @@ pub struct Args {
 }
 
 /// What an ablate folder holds besides its `scale_<λ>/` and `only_<block>/` sub-runs.
-const ABLATE_ENTRIES: &[&str] = &[
+pub(crate) const ABLATE_ENTRIES: &[&str] = &[
     sinkscope_report::schema::ABLATE_FILE,
     sinkscope_report::LAYERS_CSV,
     sinkscope_report::DOSE_RESPONSE_CSV,
@@ -59,6 +59,9 @@ const ABLATE_ENTRIES: &[&str] = &[
     "sun_mean",
     "zero_dims",
 ];
+
+/// The prefixes of an ablate folder's `scale_<λ>/` and `only_<block>/` sub-runs.
+pub(crate) const ABLATE_PREFIXES: &[&str] = &["scale_", "only_"];
 
 /// The largest |λ| accepted: scaling a massive activation (values in the thousands) by more
 /// overflows float32 activations, which would then be reported as a numerical failure.
@@ -96,14 +99,6 @@ fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
-    if a.input.shard.is_some() {
-        // The studied blocks, the valley and the mean-ablated dimensions are chosen on the
-        // baseline over all prompts: a shard would choose its own.
-        return Err(sinkscope_analysis::AnalysisError::Options(
-            "ablate does not take --shard yet (its blocks, valley and dimensions come from the baseline over all prompts); shard `profile`, `lens` or `probe`".into(),
-        )
-        .into());
-    }
     let blocks = parse_layers(&a.layers)?;
     let scales = check_scales(&a.scales)?;
     if scales.len() < a.scales.len() {
@@ -120,15 +115,26 @@ pub fn run(a: Args) -> Result<()> {
         component: if a.component == "attn" { Component::Attn } else { Component::Mlp },
         one_by_one: a.one_by_one,
         mean_ablate: a.mean_ablate,
+        shard: a.input.shard,
     };
     opts.profile.validate()?;
     let mut claimed = None;
-    let o = open(&a.model, &a.input, true, sinkscope_analysis::profile::DEFAULT_PACK_TOKENS, &mut |_| {
-        let prefixes = ["scale_", "only_"];
-        claimed =
-            Some(super::experiment::claim(&a.out, "ablate", ABLATE_ENTRIES, &prefixes, &a.model, &a.input)?);
-        Ok(())
-    })?;
+    // The study opens every prompt (its baseline covers them all); `run_ablate` runs the
+    // ablations on the shard's prompts only.
+    let all_prompts = InputArgs { shard: None, ..a.input.clone() };
+    let o =
+        open(&a.model, &all_prompts, true, sinkscope_analysis::profile::DEFAULT_PACK_TOKENS, &mut |_| {
+            let prefixes = ABLATE_PREFIXES;
+            claimed = Some(super::experiment::claim(
+                &a.out,
+                "ablate",
+                ABLATE_ENTRIES,
+                &prefixes,
+                &a.model,
+                &a.input,
+            )?);
+            Ok(())
+        })?;
     let total = o.examples.len();
     let quiet = a.input.quiet;
     let mut progress = |name: &str| {

@@ -1,12 +1,12 @@
 //! `sinkscope merge RUN... [--keep-features] [--force] [--no-report] --out DIR`: joins the
-//! shard folders of one `profile`, `lens` or `probe` run (`--shard I/N`) into the unsharded
-//! run: `prompts.jsonl` and `metrics.json` byte-identical to a run over all prompts at once,
-//! then the report.
+//! shard folders of one `profile`, `lens`, `probe` or `ablate` run (`--shard I/N`) into the
+//! unsharded run: `prompts.jsonl`, `metrics.json` (and an ablate study's `ablate.json`)
+//! byte-identical to a run over all prompts at once, then the report.
 
 use crate::common::*;
 use crate::term::say;
 use anyhow::{Context, Result};
-use sinkscope_analysis::shard::{merge_runs, MergeOptions};
+use sinkscope_analysis::shard::{merge_runs, MergeOptions, Merged};
 use std::path::PathBuf;
 
 /// Arguments.
@@ -29,22 +29,40 @@ pub struct Args {
     pub no_report: bool,
 }
 
-/// Runs the command.
-pub fn run(a: Args) -> Result<()> {
+/// Claims `out` and merges the shard folders `runs` into it: an `ablate` study (its folders
+/// hold `ablate.json`) or a `profile`, `lens` or `probe` run (`kind` of the shards' manifests).
+pub(crate) fn merge_folders(
+    runs: &[PathBuf],
+    out: &std::path::Path,
+    force: bool,
+    keep_features: bool,
+) -> Result<Merged> {
+    let inputs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
+    let opts = MergeOptions { tool: tool_info(), keep_features };
+    if runs.first().is_some_and(|d| d.join(sinkscope_report::schema::ABLATE_FILE).is_file()) {
+        let entries = super::ablate::ABLATE_ENTRIES;
+        let _out = claim_out(out, "ablate", entries, super::ablate::ABLATE_PREFIXES, &inputs, force, false)?;
+        return Ok(sinkscope_analysis::ablate::merge_ablate(runs, out, &opts)?);
+    }
     // The kind of the merged run is the shards' (checked again by the merge itself).
-    let first = a.runs.first().map(|d| d.join("manifest.json")).unwrap_or_default();
+    let first = runs.first().map(|d| d.join("manifest.json")).unwrap_or_default();
     let kind = std::fs::read_to_string(&first)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|m| m["kind"].as_str().map(str::to_string))
         .unwrap_or_else(|| "profile".into());
     let entries: Vec<&str> = RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
-    let inputs: Vec<&std::path::Path> = a.runs.iter().map(PathBuf::as_path).collect();
-    let _out = claim_out(&a.out, &kind, &entries, &[], &inputs, a.force, false)?;
-    let m = merge_runs(&a.runs, &a.out, &MergeOptions { tool: tool_info(), keep_features: a.keep_features })?;
+    let _out = claim_out(out, &kind, &entries, &[], &inputs, force, false)?;
+    Ok(merge_runs(runs, out, &opts)?)
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    let m = merge_folders(&a.runs, &a.out, a.force, a.keep_features)?;
     say!("merged {} {} shard(s): {} prompts", m.n_shards, m.kind, m.n_prompts);
     if a.no_report {
-        say!("{}", a.out.join("metrics.json").display());
+        let result = if m.kind == "ablate" { sinkscope_report::schema::ABLATE_FILE } else { "metrics.json" };
+        say!("{}", a.out.join(result).display());
         return Ok(());
     }
     sinkscope_report::render_run(&a.out)

@@ -21,7 +21,7 @@
 //! `OUT/trajectory/<series>.<data>/trajectory.{html,csv,json}` from its profile runs.
 //! Failed tasks are listed with their log paths; the exit code is then 1.
 
-use crate::common::{claim_out, tool_info, RUN_ENTRIES};
+use crate::common::claim_out;
 use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -227,8 +227,11 @@ fn load_plan(file: &Path, out_override: Option<&Path>) -> Result<Plan> {
         return Err(plan_error(file, "shards must be at least 1"));
     }
     for c in &p.commands {
-        if !["profile", "lens", "probe"].contains(&c.as_str()) {
-            return Err(plan_error(file, format!("commands: '{c}' cannot be swept (profile, lens, probe)")));
+        if !["profile", "lens", "probe", "ablate"].contains(&c.as_str()) {
+            return Err(plan_error(
+                file,
+                format!("commands: '{c}' cannot be swept (profile, lens, probe, ablate)"),
+            ));
         }
     }
     if p.models.is_empty() || p.data.is_empty() {
@@ -391,6 +394,13 @@ enum State {
 }
 
 fn state(dir: &Path) -> State {
+    // An ablate study writes its ablate.json last; its sub-runs start with the baseline.
+    if dir.join(sinkscope_report::schema::ABLATE_FILE).is_file() {
+        return State::Done;
+    }
+    if dir.join("baseline").is_dir() {
+        return State::Interrupted;
+    }
     let m = std::fs::read_to_string(dir.join("manifest.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
@@ -650,16 +660,7 @@ fn run_slurm(plan: &Plan, pending: &[&Task], dry_run: bool) -> Result<()> {
 
 fn merge_group(plan: &Plan, group: &str, shards: &[PathBuf]) -> Result<PathBuf> {
     let out = plan.run_dir(group);
-    let entries: Vec<&str> = RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
-    let inputs: Vec<&Path> = shards.iter().map(PathBuf::as_path).collect();
-    let kind = group.rsplit('.').next().unwrap_or("profile");
-    let _claim = claim_out(&out, kind, &entries, &[], &inputs, true, false)?;
-    sinkscope_analysis::shard::merge_runs(
-        shards,
-        &out,
-        &sinkscope_analysis::shard::MergeOptions { tool: tool_info(), keep_features: false },
-    )
-    .with_context(|| format!("merging {group}"))?;
+    super::merge::merge_folders(shards, &out, true, false).with_context(|| format!("merging {group}"))?;
     sinkscope_report::render_run(&out).with_context(|| format!("{}: rendering the report", out.display()))?;
     Ok(out)
 }
