@@ -435,7 +435,7 @@ mod tests {
             }
         }
         let mut cfg = cfg();
-        let layer = cfg.layers[0].clone();
+        let layer = cfg.layers[0];
         (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_head) = (4096, 32, 32, 8, 128);
         (cfg.d_mlp, cfg.d_vocab, cfg.context_length, cfg.tied_unembed) = (14336, 128256, 8192, false);
         cfg.layers = vec![layer; 32];

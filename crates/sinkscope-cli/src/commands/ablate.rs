@@ -129,7 +129,7 @@ pub fn run(a: Args) -> Result<()> {
                 &a.out,
                 "ablate",
                 ABLATE_ENTRIES,
-                &prefixes,
+                prefixes,
                 &a.model,
                 &a.input,
             )?);
