@@ -79,7 +79,8 @@ fn reduce_layers(model: &Model, id: &str, ids: &[u32], acts: Vec<Option<Tensor>>
         let rows = Tensor::cat(chunk, 0).map_err(|e| forward_err(id, e))?;
         let logits = model.unembed(&rows).map_err(|e| site_err(first, e.to_string()))?; // [k·T, V]
         let (_, v) = logits.dims2().map_err(|e| forward_err(id, e))?;
-        let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| forward_err(id, e))?;
+        let data: Vec<f32> =
+            logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| forward_err(id, e))?;
         for (i, layer) in data.chunks(t * v).enumerate() {
             let stats = Matrix::new(layer, t, v)
                 .map_err(|e| e.to_string())
