@@ -543,10 +543,10 @@ fn add_gguf_special_tokens(inner: &mut tokenizers::Tokenizer, v: &GgufVocab, tok
     };
     let special = added(&is_special, true);
     if !special.is_empty() {
-        inner.add_special_tokens(&special);
+        inner.add_special_tokens(special);
     }
     let user = added(&is_user, false);
     if !user.is_empty() {
-        inner.add_tokens(&user);
+        inner.add_tokens(user);
     }
 }
