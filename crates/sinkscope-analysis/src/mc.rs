@@ -324,7 +324,17 @@ pub struct McSummary {
     pub chance: Option<f64>,
 }
 
-/// Runs the multiple-choice LogitLens over `items` (in order), writing `manifest.json`,
+/// The items of an `mc` run and where they came from.
+pub struct McInput<'a> {
+    /// The dataset (for the manifest).
+    pub source: crate::profile::DataSource,
+    /// The `--limit` asked for (already applied to `items`), for the record.
+    pub limit: Option<usize>,
+    /// The items, in order.
+    pub items: &'a [McItem],
+}
+
+/// Runs the multiple-choice LogitLens over `input.items` (in order), writing `manifest.json`,
 /// `prompts.jsonl` (one line per item, flushed) and `metrics.json` into `out`; `--resume`
 /// continues an interrupted run ([`crate::runner::run_prompts`]).
 ///
@@ -335,9 +345,7 @@ pub fn run_mc(
     files: &sinkscope_io::ModelFiles,
     opts: &crate::profile::ProfileOptions,
     header: &crate::profile::ManifestHeader,
-    source: crate::profile::DataSource,
-    limit: Option<usize>,
-    items: &[McItem],
+    input: McInput<'_>,
     out: &std::path::Path,
     progress: &mut dyn crate::profile::Progress,
 ) -> Result<McSummary> {
@@ -345,6 +353,7 @@ pub fn run_mc(
     std::fs::create_dir_all(out)
         .map_err(|source| AnalysisError::Output { path: out.to_path_buf(), source })?;
     let manifest_path = out.join("manifest.json");
+    let McInput { source, limit, items } = input;
     let data = crate::profile::data_block(&source, limit, opts);
     let options = opts.to_json();
     let conventions = json!({

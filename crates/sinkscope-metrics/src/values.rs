@@ -109,7 +109,7 @@ pub fn layer_sink_values(
     if n_heads == 0 || t == 0 || Some(patterns.len()) != per_head.checked_mul(n_heads) {
         return Err(MetricsError::HeadShape { len: patterns.len(), n_heads, t });
     }
-    if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+    if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
         return Err(MetricsError::LengthMismatch {
             what: "query heads vs kv heads",
             left: n_heads,

@@ -97,9 +97,7 @@ fn run_mc(a: &Args, o: super::experiment::Opened) -> Result<()> {
         &o.files,
         &a.input.prompt_options(),
         &o.header,
-        o.source,
-        a.input.limit,
-        &items,
+        sinkscope_analysis::mc::McInput { source: o.source, limit: a.input.limit, items: &items },
         &a.out,
         progress.as_mut(),
     )?;
