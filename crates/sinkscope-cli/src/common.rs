@@ -146,6 +146,7 @@ pub const RUN_ENTRIES: &[&str] = &[
     sinkscope_report::schema::PROMPTS_FILE,
     sinkscope_report::schema::METRICS_FILE,
     sinkscope_report::LAYERS_CSV,
+    sinkscope_report::HEADS_CSV,
     sinkscope_report::PLOTS_DIR,
     sinkscope_report::REPORT_HTML,
 ];

@@ -19,11 +19,14 @@
 //! - [`aggregate`] — per-layer summaries over prompts, Pearson r, `corr_bos_entropy`,
 //!   `corr_bos_sink`.
 //! - [`phases`] — Mix–Compress–Refine.
+//! - [`values`] — the sink token's value norm and its share of each head's output
+//!   ("sinks are no-ops").
 //! - [`bootstrap`] — seeded Poisson bootstrap intervals over prompts (flat memory).
 //! - [`massive_layers`] — automatic detection of the blocks that create the massive
 //!   activation.
 //! - [`layer`] — [`LayerMetrics`], everything for one `X(l)` with named output.
 //! - [`lens`] — LogitLens next-token NLL, perplexity and top-1 accuracy (`logit_lens_nll`).
+//! - [`mc`] — multiple-choice LogitLens accuracy per layer (`mc_accuracy`).
 //! - [`probe`] — layer-wise linear probes: standardised, L2-regularised logistic regression,
 //!   stratified k-fold cross-validation (`probe_accuracy`).
 //!
@@ -61,11 +64,13 @@ pub mod layer;
 pub mod lens;
 pub mod massive_layers;
 mod matrix;
+pub mod mc;
 pub mod norms;
 pub mod phases;
 pub mod probe;
 pub mod spectrum;
 pub mod theorem;
+pub mod values;
 
 pub use attention::{AttentionParams, HeadClass, HeadStats, LayerAttention};
 pub use error::MetricsError;

@@ -740,6 +740,22 @@ fn caption(stem: &str, run: &Run) -> String {
                               dimension); colours mark the (dimension, token) pairs that most often hold a layer's top entry, \
                               and a label names the dimension where the top entry changes."
             .to_string(),
+        "fig5" => format!(
+            "The paper's Fig. 5 for one prompt set: every head's sink score bos_attention(l, h) (mean over prompts, whisker = \
+             95 % bootstrap interval over prompts); filled dots are <em>dormant</em> heads (prompt-mean bos_attention &gt; ε = {}, \
+             our criterion, docs/metrics.md \"Dormant heads\"); right: the mixing score with its interval. Whether sinks adapt to \
+             the input, and mixing does not, needs two or more prompt sets: run <code>profile</code> on each dataset and \
+             <code>sinkscope compare</code> the runs (compare.html). Per-head values: <a href=\"heads.csv\">heads.csv</a>.",
+            crate::mechanics::epsilon(run)
+        ),
+        "fig6" => "The paper's Fig. 6, the phases' mechanics: the fraction of heads in each class per layer (classes of each \
+                   prompt's own patterns, docs/metrics.md); the first token's norm against the mean norm of the other tokens; \
+                   c = M/R and α of Theorem 1 (σ₁² ≥ M + αR: where α ≪ c the term αR is negligible next to M and the first token \
+                   alone makes X near rank one); the sink token's value norm relative to the other tokens'; and the attention \
+                   heads pay to position 0 against the first token's share of their output (A[t,0]‖v₀‖ / Σ_j A[t,j]‖v_j‖): a \
+                   share far below the attention is the \"sinks are no-ops\" signature. Line = mean over prompts, band = 95 % \
+                   bootstrap interval; background = phases."
+            .to_string(),
         _ => String::new(),
     }
 }
@@ -800,12 +816,13 @@ pub(crate) struct Column<'a> {
     pub profile: Option<&'a Run>,
     pub lens: Option<&'a Run>,
     pub probe: Option<&'a Run>,
+    pub mc: Option<&'a Run>,
 }
 
 impl<'a> Column<'a> {
     /// Any run of the column (profile first), for model facts.
     fn any(&self) -> Option<&'a Run> {
-        self.profile.or(self.lens).or(self.probe)
+        self.profile.or(self.lens).or(self.probe).or(self.mc)
     }
 }
 
@@ -926,6 +943,21 @@ pub(crate) fn compare_rows(cols: &[Column<'_>]) -> Vec<(String, Vec<String>)> {
     if cols.iter().any(|c| c.lens.is_some() || c.probe.is_some()) {
         rows.extend(task_rows(cols));
     }
+    if cols.iter().any(|c| c.mc.is_some()) {
+        let cell = |r: &Run| {
+            let l = r.n_layers();
+            let m = r.metrics.metric("mc_accuracy");
+            let ci =
+                m.and_then(|m| m.ci_at(l)).map(|(a, b)| format!(" [{a:.2}, {b:.2}]")).unwrap_or_default();
+            let chance =
+                r.mc.as_ref().and_then(|s| s.chance).map(|c| format!(" (chance {c:.2})")).unwrap_or_default();
+            format!("{}{ci}{chance}", opt(m.and_then(|m| m.mean_at(l))))
+        };
+        rows.push((
+            "multiple-choice LogitLens accuracy at layer L [95 % CI]".into(),
+            cols.iter().map(|c| c.mc.map(cell).unwrap_or_else(dash)).collect(),
+        ));
+    }
     rows
 }
 
@@ -1036,7 +1068,19 @@ pub(crate) fn across_models_note(runs: &[Run]) -> String {
     )
 }
 
-pub(crate) fn compare_html(cols: &[Column<'_>], runs: &[Run], plots: &[RenderedPlot]) -> String {
+/// Caption of the across-sets Fig. 5.
+const FIG5_COMPARE_CAPTION: &str = "The paper's Fig. 5: the profile runs of one model on different prompt sets. Top: every \
+    head's sink score bos_attention(l, h) per set (dot = mean over prompts, whisker = 95 % bootstrap interval); filled = dormant \
+    on that set (prompt-mean bos_attention > ε), ringed = input-adaptive (dormant on one set and not on another, intervals \
+    disjoint) — our criteria, docs/metrics.md \"Dormant heads\". Bottom: mixing score and sink rate per set with their \
+    intervals, titled with the largest difference between sets over layers. Per-head values: fig5_heads.csv.";
+
+pub(crate) fn compare_html(
+    cols: &[Column<'_>],
+    runs: &[Run],
+    plots: &[RenderedPlot],
+    fig5_section: &str,
+) -> String {
     let labels: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
     let mut b = String::new();
     let n_tasks = runs.iter().filter(|r| r.kind != crate::schema::RunKind::Profile).count();
@@ -1084,11 +1128,18 @@ pub(crate) fn compare_html(cols: &[Column<'_>], runs: &[Run], plots: &[RenderedP
                     every profile column of a model shows that model's first lens and first probe run; a model with only lens/probe \
                     runs gets a column of its own.</p>\n");
     }
+    b.push_str(fig5_section);
     b.push_str("</section>\n<section id=\"plots\"><h2>Plots</h2>\n");
     for p in plots {
         let _ = writeln!(b, "<h3>{}</h3>", esc(&p.title));
         let caption = if p.stem.starts_with("compare_fig7") {
             crate::tasks::FIG7_CAPTION
+        } else if p.stem.starts_with("compare_fig5") {
+            FIG5_COMPARE_CAPTION
+        } else if p.stem == "compare_fig6" {
+            "The paper's Fig. 6 per run on normalised depth: c = M/R and α of Theorem 1 (α ≪ c ⇔ αR ≪ M), the first token's \
+             share of the sink heads' output (A[t,0]‖v₀‖ / Σ_j A[t,j]‖v_j‖, low = the sink is a no-op), and the fraction of \
+             mixing heads; line = mean over prompts, band = 95 % bootstrap interval."
         } else {
             "One line per profile run (colours as in the table), mean over prompts with a ± std band, against normalised depth l / L. \
              The shading marks the paper's nominal phases; each run's own phases are in the table."
@@ -1099,7 +1150,7 @@ pub(crate) fn compare_html(cols: &[Column<'_>], runs: &[Run], plots: &[RenderedP
     for r in runs {
         let used = cols
             .iter()
-            .find(|c| [c.profile, c.lens, c.probe].into_iter().flatten().any(|x| std::ptr::eq(x, r)));
+            .find(|c| [c.profile, c.lens, c.probe, c.mc].into_iter().flatten().any(|x| std::ptr::eq(x, r)));
         let _ = writeln!(
             b,
             "<li><strong>{}</strong> ({}): <code>{}</code>{}{}</li>",

@@ -45,7 +45,7 @@
 //! SyntheticRun { n_layers: 8, ..SyntheticRun::default() }.write(&dir)?;
 //! let out = render_run(&dir)?;
 //! assert!(out.report_html.ends_with("report.html"));
-//! assert_eq!(out.plots.len(), 4);
+//! assert_eq!(out.plots.len(), 6);
 //! let csv = std::fs::read_to_string(&out.layers_csv)?;
 //! assert_eq!(csv.lines().count(), 1 + 9); // header + L + 1 layers
 //! assert!(csv.starts_with("layer,depth,bos_norm_mean,bos_norm_std,"));
@@ -61,6 +61,8 @@ mod error;
 mod font;
 mod html;
 mod lens_probe;
+mod mc;
+mod mechanics;
 mod plots;
 mod png_backend;
 pub mod schema;
@@ -86,6 +88,10 @@ pub use crate::trajectory::{
 
 /// File name of the per-layer CSV inside a run folder.
 pub const LAYERS_CSV: &str = "layers.csv";
+/// File name of the per-head CSV (Fig. 5) inside a run folder.
+pub const HEADS_CSV: &str = "heads.csv";
+/// File name of the per-head, per-set CSV of the comparison's Fig. 5.
+pub const FIG5_HEADS_CSV: &str = "fig5_heads.csv";
 /// File name of the HTML report inside a run folder.
 pub const REPORT_HTML: &str = "report.html";
 /// Folder of the plots inside a run (or compare) folder.
@@ -267,6 +273,7 @@ pub fn render_loaded_run(run: &Run) -> Result<RenderSummary, ReportError> {
         RunKind::Profile => {}
         RunKind::Lens => return lens_probe::render_lens_run(run),
         RunKind::Probe => return lens_probe::render_probe_run(run),
+        RunKind::Mc => return mc::render_mc_run(run),
         RunKind::Ablate => return Err(wrong_kind(&run.dir, RunKind::Profile, RunKind::Ablate)),
     }
     let dir = &run.dir;
@@ -279,7 +286,10 @@ pub fn render_loaded_run(run: &Run) -> Result<RenderSummary, ReportError> {
         plots::render(&plots::Fig3(run), &plots_dir)?,
         plots::render(&plots::HeadsHeatmap(run), &plots_dir)?,
         plots::render(&plots::TopActivations(run), &plots_dir)?,
+        plots::render(&mechanics::Fig5(run), &plots_dir)?,
+        plots::render(&mechanics::Fig6(run), &plots_dir)?,
     ];
+    write_file(&dir.join(HEADS_CSV), &mechanics::heads_csv(run))?;
 
     let report_html = dir.join(REPORT_HTML);
     write_file(&report_html, &html::report_html(run, &rendered))?;
@@ -383,6 +393,7 @@ struct ModelGroup {
     profiles: Vec<usize>,
     lens: Vec<usize>,
     probe: Vec<usize>,
+    mc: Vec<usize>,
 }
 
 /// Compares runs of several models on normalised depth `l / L`.
@@ -438,11 +449,14 @@ pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, Re
         match r.kind {
             RunKind::Lens => g.lens.push(i),
             RunKind::Probe => g.probe.push(i),
+            RunKind::Mc => g.mc.push(i),
             _ => g.profiles.push(i),
         }
     }
     let group_of = |i: usize| {
-        groups.iter().find(|g| g.profiles.contains(&i) || g.lens.contains(&i) || g.probe.contains(&i))
+        groups.iter().find(|g| {
+            g.profiles.contains(&i) || g.lens.contains(&i) || g.probe.contains(&i) || g.mc.contains(&i)
+        })
     };
 
     // Columns: every profile run, then every model with lens/probe runs only.
@@ -457,16 +471,18 @@ pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, Re
             profile: Some(&loaded[i]),
             lens: g.and_then(|g| g.lens.first()).map(|&k| &loaded[k]),
             probe: g.and_then(|g| g.probe.first()).map(|&k| &loaded[k]),
+            mc: g.and_then(|g| g.mc.first()).map(|&k| &loaded[k]),
         });
     }
     for g in groups.iter().filter(|g| g.profiles.is_empty()) {
         let lens = g.lens.first().map(|&k| &loaded[k]);
         let probe = g.probe.first().map(|&k| &loaded[k]);
-        let mut label = lens.or(probe).map(Run::label).unwrap_or_else(|| "model".into());
+        let mc = g.mc.first().map(|&k| &loaded[k]);
+        let mut label = lens.or(probe).or(mc).map(Run::label).unwrap_or_else(|| "model".into());
         if cols.iter().any(|c| c.label == label) {
             label = format!("{label} #{}", cols.len() + 1);
         }
-        cols.push(html::Column { label, profile: None, lens, probe });
+        cols.push(html::Column { label, profile: None, lens, probe, mc });
     }
     let labels: Vec<String> = cols.iter().map(|c| c.label.clone()).collect();
     std::fs::create_dir_all(out).map_err(ReportError::io(out))?;
@@ -484,10 +500,55 @@ pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, Re
     let mut rendered = Vec::new();
     if !profile_runs.is_empty() {
         rendered.push(plots::render(&plots::CompareFig1(&profile_runs, &profile_labels), &plots_dir)?);
+        rendered.push(plots::render(&mechanics::CompareFig6(&profile_runs, &profile_labels), &plots_dir)?);
+    }
+    // Fig. 5: every model with two or more profile runs on different prompt sets.
+    let mut fig5_groups: Vec<mechanics::Fig5Group<'_>> = Vec::new();
+    for g in &groups {
+        let data_of = |i: usize| {
+            loaded[i].manifest.data.as_ref().map(|d| {
+                d.pointer("/dataset/name")
+                    .or_else(|| d.get("path"))
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            })
+        };
+        let mut sets: Vec<usize> = Vec::new();
+        for &i in &g.profiles {
+            if !sets.iter().any(|&j| data_of(j) == data_of(i)) {
+                sets.push(i);
+            }
+        }
+        if sets.len() >= 2 {
+            let labels = sets
+                .iter()
+                .map(|&i| {
+                    profile_idx
+                        .iter()
+                        .position(|&p| p == i)
+                        .map(|k| profile_labels[k].clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            fig5_groups
+                .push(mechanics::Fig5Group { runs: sets.iter().map(|&i| &loaded[i]).collect(), labels });
+        }
+    }
+    for (k, g) in fig5_groups.iter().enumerate() {
+        let fig = mechanics::CompareFig5 {
+            runs: g.runs.clone(),
+            labels: g.labels.clone(),
+            stem: format!("compare_fig5_{}", k + 1),
+        };
+        rendered.push(plots::render(&fig, &plots_dir)?);
+    }
+    let (fig5_section, fig5_rows) = mechanics::fig5_compare(&fig5_groups);
+    if !fig5_groups.is_empty() {
+        write_file(&out.join(FIG5_HEADS_CSV), &csv::table_csv(&fig5_rows))?;
     }
     let mut k = 0;
     for g in &groups {
-        if g.lens.is_empty() && g.probe.is_empty() {
+        if g.lens.is_empty() && g.probe.is_empty() && g.mc.is_empty() {
             continue;
         }
         k += 1;
@@ -495,12 +556,13 @@ pub fn render_compare(runs: &[PathBuf], out: &Path) -> Result<CompareSummary, Re
             profile: g.profiles.first().map(|&i| &loaded[i]),
             lens: g.lens.first().map(|&i| &loaded[i]),
             probe: g.probe.first().map(|&i| &loaded[i]),
+            mc: g.mc.first().map(|&i| &loaded[i]),
         };
         rendered
             .push(plots::render(&tasks::TasksFig7 { runs, stem: format!("compare_fig7_{k}") }, &plots_dir)?);
     }
     let compare_html = out.join(COMPARE_HTML);
-    write_file(&compare_html, &html::compare_html(&cols, &loaded, &rendered))?;
+    write_file(&compare_html, &html::compare_html(&cols, &loaded, &rendered, &fig5_section))?;
     Ok(CompareSummary {
         labels,
         compare_csv,
@@ -541,6 +603,7 @@ mod tests {
             kind: RunKind::Profile,
             lens: None,
             probe: None,
+            mc: None,
         }
     }
 

@@ -119,9 +119,30 @@ pub struct Heads {
     /// `bos_attention[l][h]`, mean over prompts; entry 0 (and any layer without attention)
     /// is `None`.
     pub bos_attention: Vec<Option<Vec<Option<f64>>>>,
+    /// Lower end of the 95 % bootstrap interval of `bos_attention[l][h]` (empty when the
+    /// writer made none).
+    pub bos_attention_ci_low: Vec<Option<Vec<Option<f64>>>>,
+    /// Upper end of the 95 % bootstrap interval of `bos_attention[l][h]`.
+    pub bos_attention_ci_high: Vec<Option<Vec<Option<f64>>>>,
     /// `head_class_counts[l]`: number of heads of each class (`sink`, `identity`,
     /// `previous-token`, `mixing`, `other`) in layer `l`.
     pub head_class_counts: Vec<Option<BTreeMap<String, f64>>>,
+}
+
+impl Heads {
+    /// `bos_attention[l][h]` (`None` when undefined or out of range).
+    pub fn bos_attention_at(&self, l: usize, h: usize) -> Option<f64> {
+        Self::at(&self.bos_attention, l, h)
+    }
+
+    /// The 95 % bootstrap interval of `bos_attention[l][h]`, when the file has one.
+    pub fn bos_attention_ci(&self, l: usize, h: usize) -> Option<(f64, f64)> {
+        Some((Self::at(&self.bos_attention_ci_low, l, h)?, Self::at(&self.bos_attention_ci_high, l, h)?))
+    }
+
+    fn at(v: &[Option<Vec<Option<f64>>>], l: usize, h: usize) -> Option<f64> {
+        v.get(l)?.as_ref()?.get(h).copied().flatten()
+    }
 }
 
 /// One entry of `top_activations[l]`.
@@ -561,11 +582,14 @@ pub enum RunKind {
     Probe,
     /// `sinkscope ablate`: a folder of profile-style sub-runs plus `ablate.json`.
     Ablate,
+    /// `sinkscope lens --mc`: multiple-choice LogitLens accuracy per layer.
+    Mc,
 }
 
 impl RunKind {
     /// Every kind, in the order above.
-    pub const ALL: [RunKind; 4] = [RunKind::Profile, RunKind::Lens, RunKind::Probe, RunKind::Ablate];
+    pub const ALL: [RunKind; 5] =
+        [RunKind::Profile, RunKind::Lens, RunKind::Probe, RunKind::Ablate, RunKind::Mc];
 
     /// The name written in the files (`profile`, `lens`, `probe`, `ablate`).
     pub fn as_str(self) -> &'static str {
@@ -574,6 +598,7 @@ impl RunKind {
             RunKind::Lens => "lens",
             RunKind::Probe => "probe",
             RunKind::Ablate => "ablate",
+            RunKind::Mc => "mc",
         }
     }
 
@@ -587,6 +612,23 @@ impl std::fmt::Display for RunKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `summary` of an `mc` run's `metrics.json` (`sinkscope lens --mc`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct McSummary {
+    /// Items scored.
+    pub n_items: Option<usize>,
+    /// Mean over items of `1 / n_choices`.
+    pub chance: Option<f64>,
+    /// The layer with the highest `mc_accuracy` (the earliest of equals).
+    pub best_layer: Option<LayerValue>,
+    /// The layer with the highest `mc_accuracy_norm`.
+    pub best_layer_norm: Option<LayerValue>,
+    /// `mc_accuracy` at layer L.
+    #[serde(rename = "accuracy_at_L")]
+    pub accuracy_at_l: Option<f64>,
 }
 
 /// `summary` of a lens run's `metrics.json` (token-weighted over every scored prediction of
@@ -1080,6 +1122,8 @@ pub struct Run {
     pub lens: Option<LensSummary>,
     /// The probe summary (probe runs only).
     pub probe: Option<ProbeSummary>,
+    /// The multiple-choice summary (`mc` runs only).
+    pub mc: Option<McSummary>,
 }
 
 /// A `summary` that is `null` or absent reads as an empty object.
@@ -1180,7 +1224,7 @@ impl Run {
         };
         let probe = match kind {
             RunKind::Probe => {
-                let s: ProbeSummary = from_value(&metrics_path, summary_object(summary))?;
+                let s: ProbeSummary = from_value(&metrics_path, summary_object(summary.clone()))?;
                 if let Some(p) = s.per_layer.iter().find(|p| p.layer >= want) {
                     return Err(ReportError::Invalid {
                         path: metrics_path.clone(),
@@ -1194,10 +1238,24 @@ impl Run {
             }
             _ => None,
         };
+        let mc = match kind {
+            RunKind::Mc => Some(from_value::<McSummary>(&metrics_path, summary_object(summary.clone()))?),
+            _ => None,
+        };
         let prompts_path = dir.join(PROMPTS_FILE);
         let prompts_present = prompts_path.is_file();
         let prompts = if prompts_present { PromptRecord::load_all(&prompts_path)? } else { Vec::new() };
-        Ok(Self { dir: dir.to_path_buf(), manifest, metrics, prompts, prompts_present, kind, lens, probe })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            metrics,
+            prompts,
+            prompts_present,
+            kind,
+            lens,
+            probe,
+            mc,
+        })
     }
 
     /// Number of blocks `L`.

@@ -29,6 +29,11 @@ pub struct SyntheticRun {
     /// Strength of the massive activation, 1 = as made up, 0 = removed: the sub-runs of a
     /// synthetic ablation scale it by λ (the compression valley fades with it).
     pub massive_scale: f64,
+    /// The prompt set's name (`data.dataset.name` in the manifest); `None`: synthetic data.
+    pub dataset: Option<String>,
+    /// Head 0 of every compressed layer attends elsewhere (`bos_attention` 0.05 instead of
+    /// ≥ 0.8): on this prompt set it is active, not dormant (Fig. 5's input-adaptive heads).
+    pub head0_active: bool,
 }
 
 impl Default for SyntheticRun {
@@ -40,6 +45,8 @@ impl Default for SyntheticRun {
             model_path: "models/synthetic-model.gguf".into(),
             bos: false,
             massive_scale: 1.0,
+            dataset: None,
+            head0_active: false,
         }
     }
 }
@@ -143,6 +150,25 @@ impl SyntheticRun {
         cols.push(("entropy_bound", some(&ent_b)));
         let massive = |l: usize| l >= m && l <= c && k >= 0.5;
         cols.push(("massive", (0..=l_max).map(|l| Some(if massive(l) { 1.0 } else { 0.0 })).collect()));
+        // Fig. 6: c = M/R, α, head classes (sink or mixing), and the sink's value: as large as
+        // the others before the massive activation, 20x smaller inside the valley.
+        cols.push(("c", mm.iter().zip(&rr).map(|(m, r)| Some(m / r)).collect()));
+        cols.push(("alpha", (0..=l_max).map(|l| Some(if l >= m && l <= c { 0.3 } else { 0.1 })).collect()));
+        cols.push(("bos_attention_excl", sink.clone()));
+        cols.push(("head_frac_sink", sink.clone()));
+        cols.push(("head_frac_mixing", sink.iter().map(|s| s.map(|s| 1.0 - s)).collect()));
+        for name in ["head_frac_identity", "head_frac_previous_token", "head_frac_other"] {
+            cols.push((name, (0..=l_max).map(|l| (l > 0).then_some(0.0)).collect()));
+        }
+        let ratio_v = |l: usize| if l >= m && l <= c { 1.0 - 0.95 * k } else { 1.0 };
+        cols.push(("sink_value_ratio", (0..=l_max).map(|l| (l > 0).then(|| ratio_v(l))).collect()));
+        let share: Vec<Option<f64>> = sink
+            .iter()
+            .enumerate()
+            .map(|(l, s)| s.map(|s| s * ratio_v(l) / (s * ratio_v(l) + 1.0 - s)))
+            .collect();
+        cols.push(("sink_output_share", share.clone()));
+        cols.push(("sink_output_share_sink_heads", share));
         cols.push(("sink_rate", sink));
         cols.push((
             "mixing_score",
@@ -223,6 +249,13 @@ impl SyntheticRun {
                     .insert((*name).to_string(), json!({"mean": mean, "std": std, "min": min, "max": max}));
             }
         }
+        let head_score = |l: usize, h: usize, base: f64| {
+            if self.head0_active && h == 0 && l >= m && l <= c {
+                0.05
+            } else {
+                (base + 0.1 * ((h * 7 + l) % 5) as f64 / 4.0 - 0.05).clamp(0.0, 1.0)
+            }
+        };
         let bos_attention: Vec<Value> = (0..=l_max)
             .map(|l| {
                 if l == 0 {
@@ -235,12 +268,19 @@ impl SyntheticRun {
                     } else {
                         0.45
                     };
-                    json!((0..self.n_heads)
-                        .map(|h| (base + 0.1 * ((h * 7 + l) % 5) as f64 / 4.0 - 0.05).clamp(0.0, 1.0))
-                        .collect::<Vec<_>>())
+                    json!((0..self.n_heads).map(|h| head_score(l, h, base)).collect::<Vec<_>>())
                 }
             })
             .collect();
+        let head_ci = |delta: f64| -> Vec<Value> {
+            bos_attention
+                .iter()
+                .map(|row| match row.as_array() {
+                    Some(v) => json!(v.iter().map(|x| x.as_f64().map(|x| x + delta)).collect::<Vec<_>>()),
+                    None => Value::Null,
+                })
+                .collect()
+        };
         let top: Vec<Value> = (0..=l_max)
             .map(|l| {
                 let b = means.get("bos_norm").and_then(|v| v[l]).unwrap_or(1.0);
@@ -271,6 +311,8 @@ impl SyntheticRun {
             "n_prompts": self.n_prompts,
             "metrics": metrics,
             "heads": {
+                "bos_attention_ci_low": head_ci(-0.03),
+                "bos_attention_ci_high": head_ci(0.03),
                 "bos_attention": bos_attention,
                 "head_class_counts": (0..=l_max).map(|l| if l == 0 { Value::Null } else {
                     json!({"sink": if l >= m && l <= c { self.n_heads } else { 0 }, "identity": 0, "previous-token": 0,
@@ -323,7 +365,10 @@ impl SyntheticRun {
             "tokenizer": {"source": "synthetic", "vocab_size": 1000, "bos_policy": "auto",
                           "bos_token": "<s>", "bos_id": 1, "model_adds_bos": self.bos, "method": "synthetic"},
             "first_token": {"id": first["id"], "token": first["token"], "is_bos": self.bos, "same_for_all_prompts": true},
-            "data": {"source": "synthetic", "limit": self.n_prompts},
+            "data": match &self.dataset {
+                Some(name) => json!({"source": "dataset", "dataset": {"name": name}, "limit": self.n_prompts}),
+                None => json!({"source": "synthetic", "limit": self.n_prompts}),
+            },
             "options": {"epsilon": 0.3, "tau": 0.5, "mixing_threshold": 0.7, "top_k": 3},
             "conventions": {
                 "layer_index": "l = 0..L, X(0) = embedding output, X(l) = after block l, before the final norm",

@@ -53,17 +53,24 @@ pub(crate) struct TaskRuns<'a> {
     pub profile: Option<&'a Run>,
     pub lens: Option<&'a Run>,
     pub probe: Option<&'a Run>,
+    /// A multiple-choice LogitLens run (`lens --mc`).
+    pub mc: Option<&'a Run>,
 }
 
 impl<'a> TaskRuns<'a> {
     /// The model's label: from the lens, probe or profile run.
     pub fn label(&self) -> String {
-        self.lens.or(self.probe).or(self.profile).map(Run::label).unwrap_or_else(|| "model".into())
+        self.lens
+            .or(self.probe)
+            .or(self.mc)
+            .or(self.profile)
+            .map(Run::label)
+            .unwrap_or_else(|| "model".into())
     }
 
     /// Number of blocks `L` (lens, else probe, else profile).
     fn n_layers(&self) -> usize {
-        self.lens.or(self.probe).or(self.profile).map(Run::n_layers).unwrap_or(1)
+        self.lens.or(self.probe).or(self.mc).or(self.profile).map(Run::n_layers).unwrap_or(1)
     }
 }
 
@@ -100,16 +107,30 @@ impl Figure for TasksFig7<'_> {
         self.stem.clone()
     }
     fn title(&self) -> String {
-        let what = match (self.runs.lens.is_some(), self.runs.probe.is_some()) {
+        let mut what = match (self.runs.lens.is_some(), self.runs.probe.is_some()) {
             (true, true) => "LogitLens perplexity and probe accuracy",
             (true, false) => "LogitLens perplexity",
-            _ => "probe accuracy",
-        };
+            (false, true) => "probe accuracy",
+            (false, false) => "",
+        }
+        .to_string();
+        if self.runs.mc.is_some() {
+            what = if what.is_empty() {
+                "multiple-choice LogitLens accuracy".into()
+            } else {
+                format!("{what}, multiple-choice accuracy")
+            };
+        }
         format!("Fig. 7 — {}: {what} vs depth l / L", self.runs.label())
     }
     fn size(&self) -> (u32, u32) {
-        match (self.runs.lens.is_some(), self.runs.probe.is_some()) {
-            (true, true) => (1400, 500),
+        let n = [self.runs.lens.is_some(), self.runs.probe.is_some(), self.runs.mc.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        match n {
+            3 => (1800, 500),
+            2 => (1400, 500),
             _ => (900, 500),
         }
     }
@@ -126,6 +147,12 @@ impl Figure for TasksFig7<'_> {
         if let Some(probe) = r.probe {
             let mut p = probe_accuracy_panel(probe, 1.0 / probe.n_layers().max(1) as f64, (0.0, 1.0), x_desc);
             p.shades = shades.clone();
+            panels.push(p);
+        }
+        if let Some(mc) = r.mc {
+            let mut p = crate::mc::mc_panel(mc, 1.0 / mc.n_layers().max(1) as f64, (0.0, 1.0), x_desc);
+            p.shades = shades.clone();
+            p.x_integer = false;
             panels.push(p);
         }
         let phases = if r.profile.is_some_and(|p| p.metrics.summary.phases.is_some()) {
@@ -332,7 +359,9 @@ fn tasks_html(r: &TaskRuns<'_>, plots: &[RenderedPlot]) -> String {
 /// The caption of Fig. 7.
 pub(crate) const FIG7_CAPTION: &str = "The paper's Fig. 7: LogitLens perplexity (log scale; blue: token-weighted, orange: \
      per-prompt mean ± std, grey dashed: the model's own perplexity) and linear-probe accuracy (± std over folds; grey \
-     dashed: majority baseline; green: best layer) against normalised depth l / L, with the profile's phases shaded.";
+     dashed: majority baseline; green: best layer) and, with a `lens --mc` run, multiple-choice LogitLens accuracy (solid: \
+     summed log-likelihood, dashed: per byte, band: 95 % bootstrap interval over items, grey: chance) against normalised \
+     depth l / L, with the profile's phases shaded.";
 
 /// Tasks vs depth (the paper's Fig. 7) for one model: writes `out/tasks.csv` (one row per
 /// layer: `layer,depth,phase`, the lens columns `lens_nll,lens_ppl,lens_top1,
@@ -385,7 +414,7 @@ pub fn render_tasks(
     let probe = probe.map(|d| load_kind(d, RunKind::Probe)).transpose()?;
     let all: Vec<&Run> = [profile.as_ref(), lens.as_ref(), probe.as_ref()].into_iter().flatten().collect();
     check_same_model(&all)?;
-    let runs = TaskRuns { profile: profile.as_ref(), lens: lens.as_ref(), probe: probe.as_ref() };
+    let runs = TaskRuns { profile: profile.as_ref(), lens: lens.as_ref(), probe: probe.as_ref(), mc: None };
     std::fs::create_dir_all(out).map_err(ReportError::io(out))?;
     let tasks_csv_path = out.join(TASKS_CSV);
     write_file(&tasks_csv_path, &tasks_csv(&runs))?;

@@ -102,7 +102,7 @@ fn report_html_renders_in_headless_chromium_with_its_plots() {
 
     let dom = run_chromium(&bin, &out.report_html, &["--dump-dom".into()], &dir.join("chrome-profile-dom"));
     assert!(dom.contains("</html>"), "Chromium produced a DOM");
-    assert_eq!(dom.matches("<svg").count(), 4, "the DOM has the four inline SVG plots");
+    assert_eq!(dom.matches("<svg").count(), 6, "the DOM has the six inline SVG plots");
     assert!(
         dom.matches("<path").count() + dom.matches("<polyline").count() > 20,
         "the plots have drawn lines"
@@ -113,6 +113,8 @@ fn report_html_renders_in_headless_chromium_with_its_plots() {
         "id=\"prompt-table\"",
         "id=\"plot-fig1\"",
         "id=\"plot-fig3\"",
+        "id=\"plot-fig5\"",
+        "id=\"plot-fig6\"",
     ] {
         assert!(dom.contains(id), "DOM has {id}");
     }
@@ -150,7 +152,7 @@ fn compare_html_renders_in_headless_chromium() {
         .unwrap();
     let out = render_compare(&[a, b], &root.join("cmp")).unwrap();
     let dom = run_chromium(&bin, &out.compare_html, &["--dump-dom".into()], &root.join("chrome-profile-dom"));
-    assert_eq!(dom.matches("<svg").count(), 1);
+    assert_eq!(dom.matches("<svg").count(), 2, "Figs. 1 and 6");
     assert!(dom.contains("id=\"compare-table\"") && dom.contains("Other-24L"));
     let shot = root.join("screenshot.png");
     run_chromium(
@@ -202,7 +204,7 @@ fn ablate_report_renders_in_headless_chromium() {
         &["--dump-dom".into()],
         &dir.join("chrome-profile-sub"),
     );
-    assert_eq!(sub.matches("<svg").count(), 4, "scale_0/report.html is a full profile report");
+    assert_eq!(sub.matches("<svg").count(), 6, "scale_0/report.html is a full profile report");
 
     let shot = dir.join("screenshot.png");
     run_chromium(
@@ -245,4 +247,38 @@ fn lens_probe_and_tasks_pages_render_in_headless_chromium() {
         assert_eq!(dom.matches("<svg").count(), 1, "{}", page.display());
         assert!(dom.contains(id), "{} has {id}", page.display());
     }
+}
+
+/// compare.html with one model on two prompt sets: Figs. 1, 6 and 5 render, with the Fig. 5
+/// table naming the input-adaptive heads.
+#[test]
+fn compare_fig5_renders_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        missing_tool(
+            "chromium not installed (apt-get install chromium); compare.html was not opened in a browser",
+        );
+        return;
+    };
+    let root = fresh_dir("chromium_compare_fig5");
+    let run = |name: &str, active: bool| {
+        let d = root.join(name);
+        SyntheticRun { dataset: Some(name.into()), head0_active: active, ..SyntheticRun::default() }
+            .write(&d)
+            .unwrap();
+        d
+    };
+    let out =
+        render_compare(&[run("gsm8k-like", false), run("wikitext-like", true)], &root.join("cmp")).unwrap();
+    let dom = run_chromium(&bin, &out.compare_html, &["--dump-dom".into()], &root.join("chrome-profile-dom"));
+    assert_eq!(dom.matches("<svg").count(), 3, "Figs. 1, 6 and 5");
+    assert!(dom.contains("Fig. 5: sinks across prompt sets") && dom.contains("Input-adaptive heads"));
+    let shot = root.join("screenshot.png");
+    run_chromium(
+        &bin,
+        &out.compare_html,
+        &[format!("--screenshot={}", shot.display()), "--window-size=1400,3000".into()],
+        &root.join("chrome-profile-shot"),
+    );
+    let (_, _, inked, colours) = screenshot_stats(&shot);
+    assert!(inked > 0.08 && colours > 300, "{:.1} % inked, {colours} colours", inked * 100.0);
 }

@@ -26,7 +26,8 @@ fn compare_overlays_runs_of_different_depth() {
     let out = render_compare(&[a.clone(), b.clone()], &out_dir).unwrap();
     assert_eq!(out.labels, ["Tiny-Valley-6L.Q8_0", "Deep-30L"]);
     assert_eq!(out.compare_html, out_dir.join("compare.html"));
-    assert_eq!(out.plots.len(), 1);
+    assert_eq!(out.plots.len(), 2);
+    assert_eq!(out.plots[1].stem, "compare_fig6");
     for f in out.files() {
         assert!(std::fs::metadata(&f).unwrap().len() > 100, "{}", f.display());
     }
@@ -41,7 +42,7 @@ fn compare_overlays_runs_of_different_depth() {
 
     let html = std::fs::read_to_string(&out.compare_html).unwrap();
     assert_eq!(external_references(&html), Vec::<String>::new());
-    assert_eq!(html.matches("<svg ").count(), 1);
+    assert_eq!(html.matches("<svg ").count(), 2);
     for s in [
         "id=\"compare-table\"",
         "Tiny-Valley-6L.Q8_0",

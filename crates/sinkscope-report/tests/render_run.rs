@@ -15,12 +15,13 @@ fn writes_every_file_of_the_schema() {
     assert_eq!(out.layers_csv, dir.join("layers.csv"));
     assert_eq!(out.report_html, dir.join("report.html"));
     let stems: Vec<&str> = out.plots.iter().map(|p| p.stem.as_str()).collect();
-    assert_eq!(stems, ["fig1", "fig3", "bos_attention_heads", "top_activations"]);
+    assert_eq!(stems, ["fig1", "fig3", "bos_attention_heads", "top_activations", "fig5", "fig6"]);
     for p in &out.plots {
         assert_eq!(p.svg, dir.join("plots").join(format!("{}.svg", p.stem)));
         assert_eq!(p.png, dir.join("plots").join(format!("{}.png", p.stem)));
     }
-    assert_eq!(out.files().len(), 1 + 2 * 4 + 1);
+    assert_eq!(out.files().len(), 1 + 2 * 6 + 1);
+    assert!(dir.join("heads.csv").is_file());
     for f in out.files() {
         let len = std::fs::metadata(&f).unwrap().len();
         assert!(len > 100, "{} is only {len} bytes", f.display());
@@ -175,8 +176,8 @@ fn report_html_is_self_contained_and_says_what_matters() {
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert_eq!(external_references(&html), Vec::<String>::new(), "no external resource, no script");
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(html.matches("<svg ").count(), 4, "the four plots are inlined");
-    assert_eq!(html.matches("</svg>").count(), 4);
+    assert_eq!(html.matches("<svg ").count(), 6, "the six plots are inlined");
+    assert_eq!(html.matches("</svg>").count(), 6);
     assert!(html.contains("<style>"), "inline CSS");
     // Summary in words.
     for s in [

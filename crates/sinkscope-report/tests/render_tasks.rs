@@ -151,12 +151,12 @@ fn compare_mixes_profile_lens_and_probe_runs() {
     let out = render_compare(&dirs, &out_dir).unwrap();
     assert_eq!(out.labels, ["Tiny-Valley-6L.Q8_0", "B-20L", "C-10L"]);
     let stems: Vec<&str> = out.plots.iter().map(|p| p.stem.as_str()).collect();
-    assert_eq!(stems, ["compare_fig1", "compare_fig7_1", "compare_fig7_2"]);
+    assert_eq!(stems, ["compare_fig1", "compare_fig6", "compare_fig7_1", "compare_fig7_2"]);
     assert_eq!(
-        out.plots[1].title,
+        out.plots[2].title,
         "Fig. 7 — Tiny-Valley-6L.Q8_0: LogitLens perplexity and probe accuracy vs depth l / L"
     );
-    assert_eq!(out.plots[2].title, "Fig. 7 — C-10L: probe accuracy vs depth l / L");
+    assert_eq!(out.plots[3].title, "Fig. 7 — C-10L: probe accuracy vs depth l / L");
     for p in &out.plots {
         let svg = std::fs::read_to_string(&p.svg).unwrap();
         assert_eq!(check_xml(&svg), Ok("svg".into()));
@@ -193,7 +193,7 @@ fn compare_mixes_profile_lens_and_probe_runs() {
 
     let html = std::fs::read_to_string(&out.compare_html).unwrap();
     assert_eq!(external_references(&html), Vec::<String>::new());
-    assert_eq!(html.matches("<svg ").count(), 3);
+    assert_eq!(html.matches("<svg ").count(), 4);
     assert!(html.contains("not shown: another run of this kind and model was given first"));
     assert!(html.contains("matched to profile runs by the model's sha256"));
 
@@ -203,7 +203,7 @@ fn compare_mixes_profile_lens_and_probe_runs() {
     assert_eq!(stems, ["compare_fig7_1"]);
     // Profile runs alone: as before, no lens/probe rows.
     let out = render_compare(std::slice::from_ref(&pa), &root.join("cmp-profile")).unwrap();
-    assert_eq!(out.plots.len(), 1);
+    assert_eq!(out.plots.len(), 2);
     assert!(!std::fs::read_to_string(&out.compare_csv).unwrap().contains("probe"));
 }
 

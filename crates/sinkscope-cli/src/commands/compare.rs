@@ -29,8 +29,12 @@ pub struct Args {
 /// Runs the command: prints the path of compare.html.
 pub fn run(a: Args) -> Result<()> {
     let inputs: Vec<&std::path::Path> = a.runs.iter().map(PathBuf::as_path).collect();
-    let entries =
-        [sinkscope_report::COMPARE_CSV, sinkscope_report::COMPARE_HTML, sinkscope_report::PLOTS_DIR];
+    let entries = [
+        sinkscope_report::COMPARE_CSV,
+        sinkscope_report::COMPARE_HTML,
+        sinkscope_report::FIG5_HEADS_CSV,
+        sinkscope_report::PLOTS_DIR,
+    ];
     let _out = crate::common::claim_out(&a.out, "compare", &entries, &[], &inputs, a.force, false)?;
     let s = sinkscope_report::render_compare(&a.runs, &a.out)
         .with_context(|| format!("comparing {} runs into {}", a.runs.len(), a.out.display()))?;
