@@ -55,14 +55,25 @@ fn bounds(x: &[f32], n: usize, levels: f32, grid: f32, symmetric: bool) -> Vec<f
             }
         })
         .collect();
-    let slack = 1.0 + 1.0 / 1024.0; // f16 rounding of the super-scales
-    let d = ranges.iter().map(|r| r.0).fold(0.0, f32::max) / (grid - 0.5) * slack;
-    let dmin = ranges.iter().map(|r| r.1).fold(0.0, f32::max) / (grid - 0.5) * slack;
+    // The super-scales are rounded up to f16: at most one f16 ulp more (relative 2⁻¹⁰ for
+    // normal values, 2⁻²⁴ absolute for subnormals).
+    let up = |v: f32| v * (1.0 + 1.0 / 1024.0) + 6.0e-8;
+    let d = up(ranges.iter().map(|r| r.0).fold(0.0, f32::max) / (grid - 0.5));
+    let dmin = up(ranges.iter().map(|r| r.1).fold(0.0, f32::max) / (grid - 0.5));
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     ranges.iter().flat_map(|r| vec![0.5 * (r.0 + d) + dmin + 1e-5 * amax; n]).collect()
 }
 
-fn check_round_trip(name: &str, ty: GgmlType, enc: fn(&[f32]) -> Vec<u8>, n: usize, levels: f32, grid: f32, sym: bool, rms_max: f64) {
+fn check_round_trip(
+    name: &str,
+    ty: GgmlType,
+    enc: fn(&[f32]) -> Vec<u8>,
+    n: usize,
+    levels: f32,
+    grid: f32,
+    sym: bool,
+    rms_max: f64,
+) {
     let mut sq = 0.0f64;
     let mut ref_sq = 0.0f64;
     for (k, x) in blocks().iter().enumerate() {
@@ -71,7 +82,13 @@ fn check_round_trip(name: &str, ty: GgmlType, enc: fn(&[f32]) -> Vec<u8>, n: usi
         let b = bounds(x, n, levels, grid, sym);
         for i in 0..QK_K {
             let err = (x[i] - y[i]).abs();
-            assert!(err <= b[i], "{name} block {k} element {i}: {} -> {} (error {err} > bound {})", x[i], y[i], b[i]);
+            assert!(
+                err <= b[i],
+                "{name} block {k} element {i}: {} -> {} (error {err} > bound {})",
+                x[i],
+                y[i],
+                b[i]
+            );
             if k < 60 {
                 sq += f64::from(err).powi(2);
                 ref_sq += f64::from(x[i]).powi(2);
@@ -135,7 +152,8 @@ fn root() -> PathBuf {
 }
 
 fn read_json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 /// Profiles `model` on three short prompts; returns (manifest, metrics).
@@ -150,7 +168,16 @@ fn profile(model: &Path, dir: &Path) -> (Value, Value) {
     .unwrap();
     let out = dir.join("run");
     let o = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
-        .args(["profile", model.to_str().unwrap(), "--prompts", prompts.to_str().unwrap(), "--quiet", "--no-report", "--force", "--out"])
+        .args([
+            "profile",
+            model.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--quiet",
+            "--no-report",
+            "--force",
+            "--out",
+        ])
         .arg(&out)
         .current_dir(root())
         .output()
@@ -166,10 +193,16 @@ fn check_plant(model: &Path, dir: &Path) {
     let (manifest, metrics) = profile(model, dir);
     assert_eq!(manifest["first_token"]["is_bos"], true, "{}: BOS is prepended", model.display());
     let s = &metrics["summary"];
-    let blocks: Vec<u64> = s["massive_layers"].as_array().unwrap().iter().map(|m| m["block"].as_u64().unwrap()).collect();
+    let blocks: Vec<u64> =
+        s["massive_layers"].as_array().unwrap().iter().map(|m| m["block"].as_u64().unwrap()).collect();
     assert_eq!(blocks, vec![2], "{}: massive layers", model.display());
     let top = &metrics["top_activations"][2][0];
-    assert_eq!((top["token"].as_u64(), top["dim"].as_u64()), (Some(0), Some(17)), "{}: top activation {top}", model.display());
+    assert_eq!(
+        (top["token"].as_u64(), top["dim"].as_u64()),
+        (Some(0), Some(17)),
+        "{}: top activation {top}",
+        model.display()
+    );
     // ≈ 100x: the BOS norm over the median of the others at layer 2 (tolerance: 30–300).
     let ratio = metrics["metrics"]["bos_ratio"]["mean"][2].as_f64().unwrap();
     assert!((30.0..300.0).contains(&ratio), "{}: bos_ratio at layer 2 = {ratio}", model.display());
@@ -202,7 +235,8 @@ fn tiny_gguf_q2_k_loads_and_shows_the_plant() {
 fn tiny_bf16_shards_load_and_show_the_plant() {
     let dir = case_dir("bf16");
     let model = dir.join("model");
-    let shards = checkpoint::write_safetensors(&shape("tiny").unwrap(), 0, &model, 2_000_000, &mut |_, _| {}).unwrap();
+    let shards =
+        checkpoint::write_safetensors(&shape("tiny").unwrap(), 0, &model, 2_000_000, &mut |_, _| {}).unwrap();
     assert!(shards.len() >= 2, "{} shards: the test should cover the index", shards.len());
     assert!(shards[0].ends_with(format!("model-00001-of-{:05}.safetensors", shards.len())));
     check_plant(&model, &dir);

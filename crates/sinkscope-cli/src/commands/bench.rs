@@ -111,7 +111,8 @@ pub fn run(a: Args) -> Result<()> {
         workloads.push((
             format!("profile {} x{}", a.dataset, a.limit),
             "profile",
-            [vec!["--dataset".into(), a.dataset.clone(), "--limit".into(), a.limit.to_string()], threads].concat(),
+            [vec!["--dataset".into(), a.dataset.clone(), "--limit".into(), a.limit.to_string()], threads]
+                .concat(),
         ));
     }
     if a.lens {

@@ -51,12 +51,6 @@ impl Quant {
     }
 }
 
-/// `v` rounded to f16 and back (the value a dequantiser will read).
-fn h(v: f32) -> (f32, [u8; 2]) {
-    let x = f16::from_f32(v);
-    (x.to_f32(), x.to_le_bytes())
-}
-
 /// Per sub-block of `n` values: (step before the scale grid, minimum offset ≥ 0).
 fn steps_and_mins(x: &[f32], n: usize, levels: f32) -> Vec<(f32, f32)> {
     x.chunks_exact(n)
@@ -68,10 +62,15 @@ fn steps_and_mins(x: &[f32], n: usize, levels: f32) -> Vec<(f32, f32)> {
         .collect()
 }
 
-/// A super-scale such that `ceil(v / d)` ≤ `max_q` for every `v ≤ vmax` once `d` is rounded to
-/// f16: `vmax / (max_q − ½)`, the half level absorbing f16's rounding.
+/// A super-scale such that `ceil(v / d)` ≤ `max_q` for every `v ≤ vmax`: `vmax / (max_q − ½)`
+/// rounded *up* to an f16 (down would clip where f16 is coarse: its subnormals, below 6.1e-5).
 fn super_scale(vmax: f32, max_q: f32) -> (f32, [u8; 2]) {
-    h(vmax / (max_q - 0.5))
+    let target = vmax / (max_q - 0.5);
+    let mut x = f16::from_f32(target);
+    if x.to_f32() < target {
+        x = f16::from_bits(x.to_bits() + 1);
+    }
+    (x.to_f32(), x.to_le_bytes())
 }
 
 /// `ceil(v / d)` clamped to `0..=max_q` (0 where `d` is 0).
@@ -130,7 +129,8 @@ pub fn q4_k(x: &[f32]) -> [u8; 144] {
 /// `block_q6_K { u8 ql[128]; u8 qh[64]; i8 scales[16]; half d; }`: 16 sub-blocks of 16,
 /// `x = d·sc·(q − 32)` with 8-bit signed `sc` and 6-bit `q`.
 pub fn q6_k(x: &[f32]) -> [u8; 210] {
-    let steps: Vec<f32> = x.chunks_exact(16).map(|c| c.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 31.0).collect();
+    let steps: Vec<f32> =
+        x.chunks_exact(16).map(|c| c.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 31.0).collect();
     let (d, db) = super_scale(steps.iter().copied().fold(0.0, f32::max), 127.0);
     let sc: Vec<u8> = steps.iter().map(|s| grid_up(*s, d, 127)).collect();
     let mut b = [0u8; 210];

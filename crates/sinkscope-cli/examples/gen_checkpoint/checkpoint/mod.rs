@@ -79,13 +79,22 @@ pub fn gguf_data_size(s: &Shape, mix: GgufMix) -> u64 {
 }
 
 /// Writes the GGUF; `progress` is called after each tensor with (bytes written, total).
-pub fn write_gguf(s: &Shape, seed: u64, mix: GgufMix, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> io::Result<()> {
+pub fn write_gguf(
+    s: &Shape,
+    seed: u64,
+    mix: GgufMix,
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> io::Result<()> {
     let (toks, types) = vocab::tokens(s);
     let a = |k: &str| format!("llama.{k}");
     let kv: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::Str("llama".into())),
         ("general.name".into(), Value::Str(format!("sinkscope random {}", s.name))),
-        ("general.description".into(), Value::Str(format!("random weights, planted massive activation: {}", plant_json(s, seed)))),
+        (
+            "general.description".into(),
+            Value::Str(format!("random weights, planted massive activation: {}", plant_json(s, seed))),
+        ),
         ("general.file_type".into(), Value::U32(mix.file_type())),
         (a("context_length"), Value::U32(s.context as u32)),
         (a("embedding_length"), Value::U32(s.d_model as u32)),
@@ -195,7 +204,10 @@ pub fn write_safetensors(
         let mut off = 0usize;
         for t in shard {
             let len = t.rows * t.cols * 2;
-            header.insert(t.hf_name(), json!({"dtype": "BF16", "shape": st_shape(t), "data_offsets": [off, off + len]}));
+            header.insert(
+                t.hf_name(),
+                json!({"dtype": "BF16", "shape": st_shape(t), "data_offsets": [off, off + len]}),
+            );
             weight_map.insert(t.hf_name(), json!(file));
             off += len;
         }
@@ -222,7 +234,10 @@ pub fn write_safetensors(
     let write_json = |name: &str, v: &serde_json::Value| -> io::Result<()> {
         std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).map_err(io::Error::other)?)
     };
-    write_json("model.safetensors.index.json", &json!({"metadata": {"total_size": total}, "weight_map": weight_map}))?;
+    write_json(
+        "model.safetensors.index.json",
+        &json!({"metadata": {"total_size": total}, "weight_map": weight_map}),
+    )?;
     write_json("config.json", &hf_config(s))?;
     write_json("tokenizer.json", &vocab::tokenizer_json(s))?;
     write_json("tokenizer_config.json", &vocab::tokenizer_config(s))?;

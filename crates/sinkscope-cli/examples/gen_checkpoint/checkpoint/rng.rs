@@ -11,7 +11,8 @@ fn mix(mut x: u64) -> u64 {
 
 /// A seed for the tensor called `name` (FNV-1a of the name, mixed with `seed`).
 pub fn tensor_seed(seed: u64, name: &str) -> u64 {
-    let h = name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let h =
+        name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
     mix(seed ^ h)
 }
 

@@ -13,7 +13,8 @@ const MERGES: [(&str, &str); 8] =
 
 /// GPT-2's `bytes_to_unicode`: the character spelling byte `b`.
 fn byte_char(b: u8) -> char {
-    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let printable =
+        |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
     if printable(b) {
         char::from(b)
     } else {
@@ -61,7 +62,8 @@ pub fn tokenizer_json(s: &Shape) -> Value {
                "normalized": false, "special": true})
     };
     let bos = &toks[s.bos_id()];
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let byte_level =
+        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     json!({
         "version": "1.0",
         "truncation": null,
