@@ -8,7 +8,7 @@
 #    8 reference prompts and gsm8k-like x64 through `profile` (forward pass + every metric),
 #    plus LogitLens.
 # 2. Creates a venv (.venv-bench-hf, pinned: torch 2.15.0 from PyPI, transformers 5.24.0,
-#    gguf 0.19.0, numpy 2.4.6) and runs transformers f32 eager (the GGUF dequantised to f32 by
+#    gguf 0.19.0, accelerate 1.15.0 (transformers needs it to load a GGUF), numpy 2.4.6) and runs transformers f32 eager (the GGUF dequantised to f32 by
 #    transformers' GGUF loader), batch size 1, output_hidden_states=True and
 #    output_attentions=True, forward only (no metrics), on exactly the token ids sinkscope
 #    used (read from the bench runs' prompts.jsonl), with torch's threads = the cores
@@ -16,20 +16,21 @@
 # 3. Prints both tables and the ratio.
 #
 # Environment: BENCH_HF_VENV (venv folder), SINKSCOPE_BIN (skip the build and use this
-# binary), MODEL (default models/SmolLM2-135M-Instruct.Q4_1.gguf).
+# binary), MODEL (default models/SmolLM2-135M-Instruct.Q4_1.gguf), BENCH_LENS=0 (skip the
+# lens workload, which takes minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS="${1:-3}"
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 VENV="${BENCH_HF_VENV:-.venv-bench-hf}"
 OUT=target/bench-hf
-PINS=(torch==2.15.0 transformers==5.24.0 gguf==0.19.0 numpy==2.4.6 tokenizers==0.23.3 safetensors==0.8.0)
+PINS=(torch==2.15.0 transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0 numpy==2.4.6 tokenizers==0.23.3 safetensors==0.8.0)
 
 if [ ! -f "$MODEL" ]; then
     cargo run --quiet -p sinkscope-cli -- fetch smollm2 --dir models >/dev/null
 fi
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, transformers, gguf" >/dev/null 2>&1; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, transformers, gguf, accelerate" >/dev/null 2>&1; then
     echo "setting up $VENV (${PINS[*]})..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet "${PINS[@]}"
@@ -43,7 +44,9 @@ fi
 
 mkdir -p "$OUT"
 echo "== sinkscope bench ($SINKSCOPE_BIN) =="
-"$SINKSCOPE_BIN" bench "$MODEL" --repeat "$REPEATS" --lens --out "$OUT/sinkscope" | tee "$OUT/sinkscope.md"
+LENS=(--lens)
+if [ "${BENCH_LENS:-1}" = 0 ]; then LENS=(); fi
+"$SINKSCOPE_BIN" bench "$MODEL" --repeat "$REPEATS" "${LENS[@]}" --out "$OUT/sinkscope" | tee "$OUT/sinkscope.md"
 
 echo
 echo "== Hugging Face transformers (f32 eager, bs 1, hidden states + attentions) =="
@@ -60,7 +63,7 @@ model_path, runs, repeats = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3
 torch.set_num_threads(len(os.sched_getaffinity(0)))
 t0 = time.perf_counter()
 model = AutoModelForCausalLM.from_pretrained(
-    str(model_path.parent), gguf_file=model_path.name, torch_dtype=torch.float32, attn_implementation="eager"
+    str(model_path.parent), gguf_file=model_path.name, dtype=torch.float32, attn_implementation="eager"
 )
 model.eval()
 load_s = time.perf_counter() - t0
