@@ -64,16 +64,12 @@ fn bounds(x: &[f32], n: usize, levels: f32, grid: f32, symmetric: bool) -> Vec<f
     ranges.iter().flat_map(|r| vec![0.5 * (r.0 + d) + dmin + 1e-5 * amax; n]).collect()
 }
 
-fn check_round_trip(
-    name: &str,
-    ty: GgmlType,
-    enc: fn(&[f32]) -> Vec<u8>,
-    n: usize,
-    levels: f32,
-    grid: f32,
-    sym: bool,
-    rms_max: f64,
-) {
+/// A K-quant's sub-block layout, as [`bounds`] takes it: (values per sub-block, levels,
+/// scale grid, symmetric).
+type Layout = (usize, f32, f32, bool);
+
+fn check_round_trip(name: &str, ty: GgmlType, enc: fn(&[f32]) -> Vec<u8>, layout: Layout, rms_max: f64) {
+    let (n, levels, grid, sym) = layout;
     let mut sq = 0.0f64;
     let mut ref_sq = 0.0f64;
     for (k, x) in blocks().iter().enumerate() {
@@ -103,19 +99,19 @@ fn check_round_trip(
 /// Gaussian data ≈ 0.07 (tolerance 0.12).
 #[test]
 fn q4_k_round_trips_through_the_io_dequantiser() {
-    check_round_trip("Q4_K", GgmlType::Q4_K, |x| q4_k(x).to_vec(), 32, 15.0, 63.0, false, 0.12);
+    check_round_trip("Q4_K", GgmlType::Q4_K, |x| q4_k(x).to_vec(), (32, 15.0, 63.0, false), 0.12);
 }
 
 /// Q6_K: 16 sub-blocks of 16, levels −32..31 (step amax/31), 8-bit scales; ≈ 0.02 (tolerance 0.04).
 #[test]
 fn q6_k_round_trips_through_the_io_dequantiser() {
-    check_round_trip("Q6_K", GgmlType::Q6_K, |x| q6_k(x).to_vec(), 16, 31.0, 127.0, true, 0.04);
+    check_round_trip("Q6_K", GgmlType::Q6_K, |x| q6_k(x).to_vec(), (16, 31.0, 127.0, true), 0.04);
 }
 
 /// Q2_K: 16 sub-blocks of 16, 3 steps, 4-bit scales and mins; ≈ 0.3 (tolerance 0.45).
 #[test]
 fn q2_k_round_trips_through_the_io_dequantiser() {
-    check_round_trip("Q2_K", GgmlType::Q2_K, |x| q2_k(x).to_vec(), 16, 3.0, 15.0, false, 0.45);
+    check_round_trip("Q2_K", GgmlType::Q2_K, |x| q2_k(x).to_vec(), (16, 3.0, 15.0, false), 0.45);
 }
 
 /// The mixes have the sizes the issue quotes: a Llama-3-8B Q4_K_M GGUF is 4.92 GB
