@@ -1,8 +1,9 @@
 //! `sinkscope bench MODEL`: profile throughput (tokens/s) and peak memory on fixed workloads.
 //!
-//! Each workload runs `sinkscope profile ... --quiet --no-report` in a child process, so that
-//! its peak RSS (VmHWM, model load included) is its own; the figures come from the child's
-//! `manifest.json` timings.
+//! Each workload runs `sinkscope profile ... --quiet --no-report` (with `--lens`, also
+//! `sinkscope lens ...`) in a child process, so that its peak RSS (VmHWM, model load included)
+//! is its own; the figures come from the child's `manifest.json` timings, and the matmul
+//! kernel path from its `execution` block.
 
 use crate::term::say;
 use anyhow::{bail, Context, Result};
@@ -32,6 +33,22 @@ pub struct Args {
     /// Passed to `profile --threads` (default: profile's own default, the cores available).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also time `sinkscope lens` (LogitLens) on `--lens-dataset`, `--lens-limit` prompts cut
+    /// to `--lens-max-tokens` tokens.
+    #[arg(long)]
+    pub lens: bool,
+    /// Dataset of the lens workload.
+    #[arg(long, default_value = "wikitext-like")]
+    pub lens_dataset: String,
+    /// Prompts of the lens workload.
+    #[arg(long, default_value_t = 8)]
+    pub lens_limit: usize,
+    /// Token cap of the lens workload's prompts.
+    #[arg(long, default_value_t = 256)]
+    pub lens_max_tokens: usize,
+    /// Only the first (prompt file) workload.
+    #[arg(long)]
+    pub file_only: bool,
 }
 
 /// The 1-minute load average (other work competing for the cores), as text.
@@ -66,35 +83,68 @@ fn machine() -> String {
     format!("{cpu}, {cores} logical cores available, {mem}")
 }
 
+/// The packed matmul kernel path a run's manifest records (`execution.kernel_path`, with its
+/// note when the requested path was not taken), in words.
+fn kernel_path(m: &serde_json::Value) -> Option<String> {
+    let e = m.get("execution")?;
+    let path = match e.get("kernel_path")? {
+        serde_json::Value::String(p) => p.clone(),
+        serde_json::Value::Null => "off (candle matmul)".into(),
+        other => other.to_string(),
+    };
+    Some(match e.get("kernel_path_note").and_then(|n| n.as_str()) {
+        Some(note) => format!("{path} ({note})"),
+        None => path,
+    })
+}
+
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the sinkscope executable")?;
-    let workloads: Vec<(String, Vec<String>)> = vec![
-        (
-            format!("{} (file)", a.prompts.display()),
-            vec!["--prompts".into(), a.prompts.display().to_string()],
-        ),
-        (
-            format!("{} x{}", a.dataset, a.limit),
-            vec!["--dataset".into(), a.dataset.clone(), "--limit".into(), a.limit.to_string()],
-        ),
-    ];
+    let threads = a.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default();
+    let mut workloads: Vec<(String, &str, Vec<String>)> = vec![(
+        format!("profile {} (file)", a.prompts.display()),
+        "profile",
+        [vec!["--prompts".into(), a.prompts.display().to_string()], threads.clone()].concat(),
+    )];
+    if !a.file_only {
+        workloads.push((
+            format!("profile {} x{}", a.dataset, a.limit),
+            "profile",
+            [vec!["--dataset".into(), a.dataset.clone(), "--limit".into(), a.limit.to_string()], threads]
+                .concat(),
+        ));
+    }
+    if a.lens {
+        workloads.push((
+            format!("lens {} x{}, max {} tokens", a.lens_dataset, a.lens_limit, a.lens_max_tokens),
+            "lens",
+            vec![
+                "--dataset".into(),
+                a.lens_dataset.clone(),
+                "--limit".into(),
+                a.lens_limit.to_string(),
+                "--max-tokens".into(),
+                a.lens_max_tokens.to_string(),
+            ],
+        ));
+    }
+    let mut kernel = None;
     say!("machine: {}", machine());
     say!("model: {}", a.model.display());
     say!("load average before: {}", load_average());
     say!();
     say!("| workload | prompts | tokens | load s | run s | tokens/s | tokens per CPU-s | peak RSS MiB |");
     say!("|---|---|---|---|---|---|---|---|");
-    for (k, (name, args)) in workloads.iter().enumerate() {
+    for (k, (name, command, args)) in workloads.iter().enumerate() {
         let mut best: Option<(f64, serde_json::Value)> = None;
         let mut peak = 0.0f64;
         for r in 0..a.repeat.max(1) {
             let dir = a.out.join(format!("w{k}-r{r}"));
             let status = Command::new(&exe)
-                .arg("profile")
+                .arg(command)
                 .arg(&a.model)
                 .args(args)
-                .args(a.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
                 // --force: each workload's folder replaces the previous bench's (only the
                 // files sinkscope wrote there are removed).
                 .args(["--quiet", "--no-report", "--force", "--out"])
@@ -103,7 +153,7 @@ pub fn run(a: Args) -> Result<()> {
                 .status()
                 .with_context(|| format!("cannot run {}", exe.display()))?;
             if !status.success() {
-                bail!("workload '{name}': sinkscope profile failed ({status})");
+                bail!("workload '{name}': sinkscope {command} failed ({status})");
             }
             let path = dir.join("manifest.json");
             let m: serde_json::Value = serde_json::from_str(
@@ -112,6 +162,9 @@ pub fn run(a: Args) -> Result<()> {
             )
             .with_context(|| format!("{}: not JSON", path.display()))?;
             let tps = m["timings"]["tokens_per_s"].as_f64().unwrap_or(0.0);
+            if kernel.is_none() {
+                kernel = kernel_path(&m);
+            }
             peak = peak.max(m["timings"]["peak_rss_mib"].as_f64().unwrap_or(0.0));
             if best.as_ref().is_none_or(|(b, _)| tps > *b) {
                 best = Some((tps, m));
@@ -120,16 +173,18 @@ pub fn run(a: Args) -> Result<()> {
         if let Some((tps, m)) = best {
             let t = &m["timings"];
             say!(
-                "| {name} | {} | {} | {:.2} | {:.2} | {tps:.0} | {:.0} | {peak:.0} |",
+                "| {name} | {} | {} | {:.2} | {:.2} | {tps:.0} | {} | {peak:.0} |",
                 m["n_prompts"],
                 m["n_tokens"],
                 t["load_s"].as_f64().unwrap_or(0.0),
                 t["run_s"].as_f64().unwrap_or(0.0),
-                t["tokens_per_cpu_s"].as_f64().unwrap_or(0.0),
+                // lens does not record its CPU time
+                t["tokens_per_cpu_s"].as_f64().map_or("–".to_string(), |v| format!("{v:.0}")),
             );
         }
     }
     say!();
+    say!("matmul kernel path: {}", kernel.unwrap_or_else(|| "unknown".into()));
     say!("load average after: {}", load_average());
     Ok(())
 }
