@@ -16,11 +16,36 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+/// `ModelFiles`, shareable between threads.
+///
+/// `sinkscope_io::ModelFiles` holds its tensor source as `Box<dyn TensorSource>`, a trait without
+/// `Send + Sync` bounds, so the compiler cannot see that it may cross the GIL-released sections.
+/// Every implementation (`SafetensorsSource`, `GgufSource`, `RenamedSource`) holds only paths,
+/// maps and `Arc`s of immutable memory maps or byte buffers, read through `&self`; no `Cell`,
+/// `RefCell`, `Rc` or raw pointer (checked: `grep -rn "Cell<|Rc<|\*const|\*mut" sinkscope-io/src`).
+/// Follow-up: bound the trait (`TensorSource: Send + Sync`) in sinkscope-io and drop this.
+pub struct SharedFiles(pub ModelFiles);
+
+// SAFETY: see the type's documentation: the only non-auto-Send/Sync field is the tensor source,
+// whose implementations are immutable after construction and hold only thread-safe data.
+#[allow(unsafe_code)]
+unsafe impl Send for SharedFiles {}
+// SAFETY: as above; all access is through `&self` to immutable data.
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedFiles {}
+
+impl std::ops::Deref for SharedFiles {
+    type Target = ModelFiles;
+    fn deref(&self) -> &ModelFiles {
+        &self.0
+    }
+}
+
 /// A loaded model (the Rust core of `sinkscope.Model`).
 #[pyclass(name = "_Model", module = "sinkscope._sinkscope", frozen)]
 pub struct PyModel {
     /// The checkpoint files (config, tokenizer).
-    pub files: ModelFiles,
+    pub files: SharedFiles,
     /// The model.
     pub model: Model,
     /// The BOS policy given to `load`.
@@ -47,10 +72,10 @@ impl PyModel {
     /// The model's content hash (computed once, as every manifest records it).
     pub fn sha256(&self) -> PyResult<&str> {
         if let Some(s) = self.sha.get() {
-            return Ok(s);
+            return Ok(s.as_str());
         }
         let s = sinkscope_analysis::header::model_sha256(&self.path).py()?;
-        Ok(self.sha.get_or_init(|| s))
+        Ok(self.sha.get_or_init(|| s).as_str())
     }
 
     /// The BOS policy of a call: the one given, else the model's.
@@ -77,7 +102,7 @@ impl PyModel {
         let bos = parse_bos(bos)?;
         py.detach(|| -> anyhow::Result<PyModel> {
             let t0 = Instant::now();
-            let files = ModelFiles::open(&path)?;
+            let files = SharedFiles(ModelFiles::open(&path)?);
             let shape = memory::RunShape { max_tokens: 1, logits: true, retained_bytes: 0 };
             memory::guard(&files, &shape, force)?;
             let weights = files.load_weights()?;

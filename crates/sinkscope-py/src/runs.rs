@@ -263,7 +263,7 @@ fn short_memory_block(
 }
 
 /// Runs `f` over the prompts with the GIL released; Ctrl-C stops it between prompts.
-fn run_interruptible<T>(
+fn run_interruptible<T: Send>(
     py: Python<'_>,
     examples: Vec<Example>,
     f: impl FnOnce(&mut dyn Iterator<Item = Example>) -> anyhow::Result<T> + Send,

@@ -58,6 +58,11 @@ def test_python_run_writes_the_cli_bytes(smollm2, tmp_path, command):
         assert (cli_out / name).read_bytes() == (py_out / name).read_bytes(), f"{command}: {name} differs"
     cli_m = json.loads((cli_out / "manifest.json").read_text())
     py_m = json.loads((py_out / "manifest.json").read_text())
+    if command == "profile":
+        # The CLI sizes its memory guard for the prompt workers before loading; a Python
+        # model is loaded already (load() checked it), so the recorded estimate differs.
+        for m in (cli_m, py_m):
+            m.pop("memory")
     assert strip(cli_m) == strip(py_m)
 
 
