@@ -1,12 +1,11 @@
 //! Helpers shared by the commands: model opening, hashing, output folders, exit-code mapping.
 
 use crate::exit;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sinkscope_io::tokenizer::BosPolicy;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The error and its causes on one line ([`sinkscope_analysis::exit::message`]).
 pub fn render(e: &anyhow::Error) -> String {

@@ -83,7 +83,10 @@ impl Hook for PyHooks {
                 Ok(None) => {}
                 Err(e) => {
                     self.error = Some(e);
-                    return Err(ModelError::Hook { site, reason: "a Python hook raised an exception".into() });
+                    return Err(ModelError::Hook {
+                        site,
+                        reason: "a Python hook raised an exception".into(),
+                    });
                 }
             }
         }

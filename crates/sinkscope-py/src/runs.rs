@@ -56,7 +56,20 @@ impl Input {
         force: bool,
         resume: bool,
     ) -> Self {
-        Input { prompts_file, texts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, python, force, resume }
+        Input {
+            prompts_file,
+            texts,
+            dataset,
+            limit,
+            max_tokens,
+            truncate,
+            bos,
+            first_token,
+            data_dir,
+            python,
+            force,
+            resume,
+        }
     }
 }
 
@@ -96,7 +109,11 @@ impl Input {
                     sha256: Some(sha),
                     bom: false,
                 });
-                let ex = texts.iter().map(|(id, text)| Example { id: id.clone(), text: text.clone(), label: None });
+                let ex = texts.iter().map(|(id, text)| Example {
+                    id: id.clone(),
+                    text: text.clone(),
+                    label: None,
+                });
                 (ex.collect(), source)
             }
             (None, None, Some(name)) => {
@@ -195,7 +212,11 @@ fn prepare_run(
     out: &Path,
     logits: bool,
     pack_tokens: usize,
-    memory_block: fn(&sinkscope_model::memory::MemoryEstimate, Option<&sinkscope_model::memory::Available>, bool) -> serde_json::Value,
+    memory_block: fn(
+        &sinkscope_model::memory::MemoryEstimate,
+        Option<&sinkscope_model::memory::Available>,
+        bool,
+    ) -> serde_json::Value,
 ) -> anyhow::Result<Prepared> {
     opts.validate()?;
     let (examples, source) = input.examples()?;
@@ -210,7 +231,8 @@ fn prepare_run(
     let shape = sinkscope_model::memory::RunShape { max_tokens: max_t, logits, retained_bytes: 0 };
     let est = sinkscope_model::memory::estimate(&m.files, &shape);
     let available = sinkscope_model::memory::available()?;
-    let inputs: Vec<&Path> = [Some(m.path.as_path()), input.prompts_file.as_deref()].into_iter().flatten().collect();
+    let inputs: Vec<&Path> =
+        [Some(m.path.as_path()), input.prompts_file.as_deref()].into_iter().flatten().collect();
     let mode = match (input.resume, input.force) {
         (true, _) => Mode::Resume,
         (false, true) => Mode::Force,
@@ -272,7 +294,9 @@ fn run_interruptible<T: Send>(
     let r = py.detach(|| f(&mut it));
     if let Some(e) = it.interrupted.take() {
         return Err(if e.is_instance_of::<PyKeyboardInterrupt>(py) {
-            PyKeyboardInterrupt::new_err("interrupted: the run folder is left resumable (resume=True continues it)")
+            PyKeyboardInterrupt::new_err(
+                "interrupted: the run folder is left resumable (resume=True continues it)",
+            )
         } else {
             e
         });
@@ -315,21 +339,35 @@ pub fn profile(
         ..input.options(model)?
     };
     let p = py
-        .detach(|| prepare_run(model, input, &opts, "profile", RUN_ENTRIES, &out, false, pack_tokens, full_memory_block))
+        .detach(|| {
+            prepare_run(
+                model,
+                input,
+                &opts,
+                "profile",
+                RUN_ENTRIES,
+                &out,
+                false,
+                pack_tokens,
+                full_memory_block,
+            )
+        })
         .map_err(any)?;
     let total = p.examples.len();
     let (source, header) = (p.source, p.header);
     let s = run_interruptible(py, p.examples, |prompts| {
         let mut bar = PyProgress { f: progress };
-        let input = ProfileInput {
-            source,
-            limit: input.limit,
-            prompts,
-            total: Some(total),
-            workers,
-            pack_tokens,
-        };
-        Ok(sinkscope_analysis::profile::run_profile(&model.model, &model.files, &opts, &header, input, &out, &mut bar)?)
+        let input =
+            ProfileInput { source, limit: input.limit, prompts, total: Some(total), workers, pack_tokens };
+        Ok(sinkscope_analysis::profile::run_profile(
+            &model.model,
+            &model.files,
+            &opts,
+            &header,
+            input,
+            &out,
+            &mut bar,
+        )?)
     })?;
     render(py, &out, report)?;
     Ok(serde_json::json!({
@@ -359,9 +397,23 @@ pub fn lens(
     let (source, header) = (p.source, p.header);
     let s = run_interruptible(py, p.examples, |prompts| {
         let mut bar = PyProgress { f: progress };
-        let input =
-            ProfileInput { source, limit: input.limit, prompts, total: Some(total), workers: 1, pack_tokens: 0 };
-        Ok(sinkscope_analysis::lens::run_lens(&model.model, &model.files, &opts, &header, input, &out, &mut bar)?)
+        let input = ProfileInput {
+            source,
+            limit: input.limit,
+            prompts,
+            total: Some(total),
+            workers: 1,
+            pack_tokens: 0,
+        };
+        Ok(sinkscope_analysis::lens::run_lens(
+            &model.model,
+            &model.files,
+            &opts,
+            &header,
+            input,
+            &out,
+            &mut bar,
+        )?)
     })?;
     render(py, &out, report)?;
     Ok(serde_json::json!({
@@ -382,9 +434,13 @@ pub fn render_run(py: Python<'_>, dir: PathBuf) -> PyResult<()> {
 pub fn compare(py: Python<'_>, runs: Vec<PathBuf>, out: PathBuf, force: bool) -> PyResult<PathBuf> {
     py.detach(|| -> anyhow::Result<PathBuf> {
         let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
-        let entries = [sinkscope_report::COMPARE_CSV, sinkscope_report::COMPARE_HTML, sinkscope_report::PLOTS_DIR];
+        let entries =
+            [sinkscope_report::COMPARE_CSV, sinkscope_report::COMPARE_HTML, sinkscope_report::PLOTS_DIR];
         let mode = if force { Mode::Force } else { Mode::Fresh };
-        let _out = OutDir::claim(&out, &Claim { kind: "compare", entries: &entries, prefixes: &[], inputs: &inputs, mode })?;
+        let _out = OutDir::claim(
+            &out,
+            &Claim { kind: "compare", entries: &entries, prefixes: &[], inputs: &inputs, mode },
+        )?;
         let s = sinkscope_report::render_compare(&runs, &out)
             .with_context(|| format!("comparing {} runs into {}", runs.len(), out.display()))?;
         Ok(s.compare_html)

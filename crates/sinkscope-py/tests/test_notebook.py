@@ -13,7 +13,6 @@ def test_quickstart_notebook_runs(tmp_path):
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
     os.environ["SINKSCOPE_ROOT"] = str(ROOT)
-    os.environ["MPLBACKEND"] = "Agg"
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
