@@ -39,6 +39,9 @@ fi
 # Tells the cluster test that it runs under this script (it may start daemons here).
 export SINKSCOPE_SLURM_TEST=1
 cargo test --workspace
+# The Python package (crates/sinkscope-py): venv, dev-profile wheel, pytest, the quickstart
+# notebook (scripts/test-python.sh; under CI=true a failure to install is a failure).
+bash scripts/test-python.sh
 # Fuzzing smoke (about 2 minutes once built): cargo-fuzz on the GGUF, safetensors, prompt and
 # config.json parsers, the streaming prompt reader and the --edit/--capture specs. cargo-fuzz
 # comes from crates.io when it is missing (about 30 s) and a nightly toolchain is there to use

@@ -31,6 +31,8 @@ pub mod aggregate;
 pub mod collectors;
 pub mod datasets;
 pub mod error;
+pub mod exit;
+pub mod header;
 pub mod lens;
 pub mod mc;
 pub mod mean_ref;

@@ -1,73 +1,24 @@
 //! Helpers shared by the commands: model opening, hashing, output folders, exit-code mapping.
 
 use crate::exit;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sinkscope_io::tokenizer::BosPolicy;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The error and its causes on one line, `outer: inner: ...`, each text once: library errors
-/// often print their source inside their own message, and repeating it would only add noise.
+/// The error and its causes on one line ([`sinkscope_analysis::exit::message`]).
 pub fn render(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    sinkscope_analysis::exit::message(e.as_ref())
 }
 
-/// Maps an error chain to the documented exit code.
+/// Maps an error chain to the documented exit code ([`sinkscope_analysis::exit::code`], after
+/// the CLI's own stdout error).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if let Some(code) = crate::commands::profile::exit_code_for(cause) {
-            return code;
-        }
-        if let Some(code) = crate::commands::compare::exit_code_for(cause) {
-            return code;
-        }
-        if cause.downcast_ref::<sinkscope_io::prompts::PromptError>().is_some()
-            || cause.downcast_ref::<sinkscope_output::OutputError>().is_some()
-            || cause.downcast_ref::<crate::term::StdoutError>().is_some()
-        {
-            return exit::INPUT;
-        }
-        if let Some(m) = cause.downcast_ref::<sinkscope_model::ModelError>() {
-            return match m {
-                sinkscope_model::ModelError::NonFinite { .. }
-                | sinkscope_model::ModelError::NonFiniteWeights { .. } => exit::NUMERICAL,
-                sinkscope_model::ModelError::Input(_) => exit::INPUT,
-                sinkscope_model::ModelError::Hook { .. } => exit::USAGE,
-                _ => exit::OTHER,
-            };
-        }
-        if let Some(m) = cause.downcast_ref::<sinkscope_model::memory::MemoryError>() {
-            return match m {
-                sinkscope_model::memory::MemoryError::Insufficient { .. } => exit::MEMORY,
-                sinkscope_model::memory::MemoryError::BadOverride { .. } => exit::USAGE,
-            };
-        }
-        if cause.downcast_ref::<sinkscope_spec::HookError>().is_some() {
-            return exit::USAGE;
-        }
-        if cause.downcast_ref::<sinkscope_io::IoError>().is_some()
-            || cause.downcast_ref::<sinkscope_model::LoadError>().is_some()
-        {
-            return exit::MODEL;
-        }
-        if cause.downcast_ref::<sinkscope_io::tokenizer::TokenizerError>().is_some() {
-            return exit::INPUT;
-        }
+    if e.chain().any(|c| c.downcast_ref::<crate::term::StdoutError>().is_some()) {
+        return exit::INPUT;
     }
-    exit::OTHER
+    sinkscope_analysis::exit::code(e.as_ref())
 }
 
 /// Parses `--bos`.
@@ -75,46 +26,17 @@ pub fn parse_bos(s: &str) -> Result<BosPolicy, String> {
     s.parse::<BosPolicy>().map_err(|e| e.to_string())
 }
 
-/// sha256 of a file, streamed.
+/// sha256 of a file, streamed ([`sinkscope_analysis::header::sha256_file`]).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).with_context(|| format!("{}: read error", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
+    Ok(sinkscope_analysis::header::sha256_file(path)?)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Content hash of a model: the GGUF file's sha256, or for a HF folder the sha256 of the
-/// concatenated sha256s of `config.json` and every `*.safetensors` file (sorted by name).
+/// Content hash of a model ([`sinkscope_analysis::header::model_sha256`]).
 pub fn model_sha256(path: &Path) -> Result<String> {
-    if path.is_file() {
-        return sha256_file(path);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("{}: cannot list", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "safetensors")
-                || p.file_name().is_some_and(|n| n == "config.json")
-        })
-        .collect();
-    files.sort();
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(sha256_file(&f)?.as_bytes());
-    }
-    Ok(hex(&h.finalize()))
+    Ok(sinkscope_analysis::header::model_sha256(path)?)
 }
+
+pub use sinkscope_analysis::header::{model_info, tokenizer_info, tool_info};
 
 /// Claims a command's output folder (`sinkscope_output::OutDir::claim`): the lock, the
 /// ownership marker, an earlier run refused unless `force` (replaced) or `resume` (continued),
@@ -151,42 +73,6 @@ pub const RUN_ENTRIES: &[&str] = &[
     sinkscope_report::REPORT_HTML,
 ];
 
-/// The `tool` block of every manifest.
-pub fn tool_info() -> Value {
-    json!({
-        "name": "sinkscope",
-        "version": env!("CARGO_PKG_VERSION"),
-        "command_line": std::env::args().collect::<Vec<_>>(),
-        "engine": "candle-core (CPU, f32 activations; quantised weights dequantised exactly to f32)",
-    })
-}
-
-/// The `model` block of every manifest.
-pub fn model_info(files: &sinkscope_io::ModelFiles, sha: &str) -> Value {
-    json!({
-        "path": files.path,
-        "format": files.format,
-        "sha256": sha,
-        "family": files.config.family,
-        "config": files.config,
-        "dtype_mix": files.dtype_mix(),
-    })
-}
-
-/// The `tokenizer` block of every manifest.
-pub fn tokenizer_info(files: &sinkscope_io::ModelFiles, bos: BosPolicy) -> Value {
-    let t = &files.tokenizer;
-    json!({
-        "source": t.source(),
-        "vocab_size": t.vocab_size(),
-        "bos_policy": bos.as_str(),
-        "bos_token": t.bos_token(),
-        "bos_id": t.bos_id(),
-        "model_adds_bos": t.add_bos_default(),
-        "method": "ids = ([bos] if the policy prepends it) + encode(text, add_special_tokens=false); no chat template, no EOS",
-    })
-}
-
 /// Describes the token at position 0 (the sink candidate).
 pub fn first_token(files: &sinkscope_io::ModelFiles, ids: &[u32], bos_prepended: bool) -> Value {
     let id = ids.first().copied();
@@ -216,7 +102,7 @@ pub fn file_names<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
             .take(MAX_NAME_ID)
             .collect();
         let hashed = |extra: usize| {
-            let h = hex(&Sha256::digest(format!("{id}\u{0}{extra}").as_bytes()));
+            let h = sinkscope_analysis::header::hex(&Sha256::digest(format!("{id}\u{0}{extra}").as_bytes()));
             let stem = plain.strip_prefix('.').map_or(plain.clone(), |s| format!("_{s}"));
             format!("{stem}-{}", h.get(..12).unwrap_or(&h))
         };

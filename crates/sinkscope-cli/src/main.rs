@@ -12,20 +12,9 @@ static ALLOCATOR: oom::Guarded = oom::Guarded;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Exit codes (documented in the README).
+/// Exit codes (documented in the README; one definition in `sinkscope_analysis::exit`).
 pub mod exit {
-    /// Any other failure.
-    pub const OTHER: u8 = 1;
-    /// Bad command line (clap uses 2 too).
-    pub const USAGE: u8 = 2;
-    /// A bad input or output file (prompts, output folder).
-    pub const INPUT: u8 = 3;
-    /// A bad model file.
-    pub const MODEL: u8 = 4;
-    /// A numerical failure (NaN/Inf activations).
-    pub const NUMERICAL: u8 = 5;
-    /// Not enough memory for the run (the guard's estimate; `--force` overrides).
-    pub const MEMORY: u8 = 6;
+    pub use sinkscope_analysis::exit::{INPUT, MEMORY, OTHER, USAGE};
 }
 
 #[derive(Parser)]

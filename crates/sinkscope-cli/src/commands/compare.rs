@@ -47,22 +47,3 @@ pub fn run(a: Args) -> Result<()> {
     crate::term::say!("{}", s.compare_html.display());
     Ok(())
 }
-
-/// The exit code for a compare failure: a run folder that cannot be read or an output that
-/// cannot be written is a bad input/output file (3); anything else is 1.
-pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    use sinkscope_report::ReportError as E;
-    cause.downcast_ref::<E>().map(|e| match e {
-        E::Io { .. }
-        | E::Parse { .. }
-        | E::SchemaVersion { .. }
-        | E::Invalid { .. }
-        | E::Png { .. }
-        | E::UnknownKind { .. }
-        | E::WrongKind { .. }
-        | E::ModelMismatch { .. }
-        | E::Output(_) => crate::exit::INPUT,
-        E::NoRuns | E::NoTaskRuns => crate::exit::USAGE,
-        E::Plot { .. } => crate::exit::OTHER,
-    })
-}

@@ -4,7 +4,7 @@
 use crate::common::*;
 use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
-use sinkscope_analysis::datasets::{self, DatasetError, Example};
+use sinkscope_analysis::datasets::{self, Example};
 use sinkscope_analysis::profile::{
     prepare, run_profile, DataSource, ManifestHeader, ProfileInput, ProfileOptions, Progress,
 };
@@ -42,40 +42,6 @@ pub struct Args {
     /// one pass per prompt; 1 turns packing off.
     #[arg(long, default_value_t = sinkscope_analysis::profile::DEFAULT_PACK_TOKENS)]
     pub pack_tokens: usize,
-}
-
-/// Exit code of analysis and dataset errors (None: not one of ours, or one whose source
-/// decides, e.g. a model error inside a prompt).
-pub fn exit_code_for(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    use crate::exit;
-    let dataset = |d: &DatasetError| match d {
-        DatasetError::Unknown { .. } => exit::USAGE,
-        DatasetError::Fetch { .. } => exit::OTHER,
-        DatasetError::NotFetched { .. }
-        | DatasetError::Checksum { .. }
-        | DatasetError::Os { .. }
-        | DatasetError::Parse { .. } => exit::INPUT,
-    };
-    if let Some(a) = cause.downcast_ref::<AnalysisError>() {
-        return match a {
-            AnalysisError::PromptTooShort { .. }
-            | AnalysisError::PromptTooLong { .. }
-            | AnalysisError::Tokenize { .. }
-            | AnalysisError::NoPrompts
-            | AnalysisError::Output { .. }
-            | AnalysisError::ResultFile { .. }
-            | AnalysisError::OutDir(_) => Some(exit::INPUT),
-            AnalysisError::Options(_) => Some(exit::USAGE),
-            AnalysisError::Dataset(d) => Some(dataset(d)),
-            AnalysisError::Forward { .. } => None,
-            AnalysisError::Metrics { .. }
-            | AnalysisError::Aggregate { .. }
-            | AnalysisError::MissingSite { .. }
-            | AnalysisError::Internal(_)
-            | AnalysisError::Json(_) => Some(exit::OTHER),
-        };
-    }
-    cause.downcast_ref::<DatasetError>().map(dataset)
 }
 
 /// The prompts of `--prompts` or `--dataset`, the data source, and the first N.

@@ -1,0 +1,333 @@
+"""Runs: `profile`, `lens`, `open_run`, `compare` and the `Run` they return."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from . import _sinkscope
+from ._model import Model
+
+PathLike = Union[str, os.PathLike]
+#: Prompts: a prompt file (JSONL or plain text), or texts, or ``(id, text)`` pairs, or
+#: ``{"id": ..., "text": ...}`` dicts.
+Prompts = Union[PathLike, Sequence[Union[str, Tuple[str, str], Dict[str, str]]]]
+
+
+class Metrics:
+    """``metrics.json`` as Python objects: keys are attributes (``run.metrics.summary.peak_bos_ratio.layer``)
+    and items (``run.metrics["metrics"]["bos_ratio"]["mean"]``); :meth:`to_dict` gives the plain JSON."""
+
+    def __init__(self, value: Any):
+        self._v = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return _wrap(self._v[name])
+        except (KeyError, TypeError):
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: Any) -> Any:
+        return _wrap(self._v[key])
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._v
+
+    def __iter__(self):
+        return iter(self._v)
+
+    def __len__(self) -> int:
+        return len(self._v)
+
+    def keys(self):
+        return self._v.keys()
+
+    def to_dict(self) -> Any:
+        return self._v
+
+    def __repr__(self) -> str:
+        if isinstance(self._v, dict):
+            return f"Metrics({', '.join(list(self._v)[:12])}{', ...' if len(self._v) > 12 else ''})"
+        return f"Metrics({self._v!r})"
+
+
+def _wrap(v: Any) -> Any:
+    return Metrics(v) if isinstance(v, (dict, list)) else v
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError as e:  # pragma: no cover - exercised only without pandas
+        raise ImportError("this method returns a pandas DataFrame: pip install pandas") from e
+    return pandas
+
+
+class Run:
+    """A run folder written by ``profile``, ``lens``, ``probe`` or ``ablate`` (from Python or
+    the CLI): the same files, read back."""
+
+    def __init__(self, path: PathLike, summary: Optional[Dict[str, Any]] = None):
+        self.path = Path(path)
+        #: What the run reported when it finished (tokens/s, peak RSS, ...); ``None`` when opened.
+        self.summary = summary
+        if not (self.path / "manifest.json").is_file():
+            raise _sinkscope.InputError(f"{self.path}: not a run folder (no manifest.json)")
+
+    def __repr__(self) -> str:
+        return f"sinkscope.Run({str(self.path)!r}, kind={self.kind!r})"
+
+    @property
+    def manifest(self) -> Dict[str, Any]:
+        """``manifest.json`` (model, tokenizer, data, options, timings)."""
+        return json.loads((self.path / "manifest.json").read_text())
+
+    @property
+    def kind(self) -> str:
+        """``profile``, ``lens``, ``probe``, ``ablate``, ..."""
+        return self.manifest.get("kind", "")
+
+    @property
+    def metrics(self) -> Metrics:
+        """``metrics.json`` (schema: docs/results-schema.md) as attribute-accessible objects."""
+        return Metrics(json.loads((self.path / "metrics.json").read_text()))
+
+    @property
+    def layers(self):
+        """``layers.csv`` as a pandas DataFrame: one row per layer, the report's columns
+        (``<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``, ...). Needs pandas."""
+        return _pandas().read_csv(self.path / "layers.csv")
+
+    @property
+    def prompts(self):
+        """``prompts.jsonl`` as a pandas DataFrame, one row per prompt (per-layer metrics as
+        lists). Needs pandas."""
+        return _pandas().DataFrame(self.prompt_records())
+
+    def prompt_records(self) -> List[Dict[str, Any]]:
+        """``prompts.jsonl`` as a list of dicts (no pandas needed)."""
+        with open(self.path / "prompts.jsonl", encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    @property
+    def report_path(self) -> Path:
+        """``report.html`` (self-contained)."""
+        return self.path / "report.html"
+
+    def plot(self, name: str = "fig1") -> Path:
+        """The PNG of a plot in ``plots/`` (``fig1``: the paper's Fig. 1 panels)."""
+        return self.path / "plots" / f"{name}.png"
+
+    def _repr_html_(self) -> str:
+        m = self.manifest
+        model = m.get("model", {})
+        rows = [
+            ("kind", m.get("kind")),
+            ("model", f"{model.get('family')} — {model.get('path')}"),
+            ("prompts", (self.summary or {}).get("n_prompts", "")),
+        ]
+        try:
+            s = self.metrics.to_dict().get("summary", {})
+            for key in ("peak_bos_ratio", "min_entropy_norm"):
+                v = s.get(key) or {}
+                if v.get("value") is not None:
+                    rows.append((key, f"{v['value']:.4g} at layer {v.get('layer')}"))
+            blocks = [b.get("block") for b in s.get("massive_layers") or []]
+            rows.append(("massive-activation blocks", ", ".join(map(str, blocks)) or "none"))
+            for key in ("corr_bos_entropy", "corr_bos_sink"):
+                if s.get(key) is not None:
+                    rows.append((key, f"{s[key]:.3f}"))
+        except (OSError, ValueError):
+            pass
+        table = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        img = ""
+        fig = self.plot("fig1")
+        if fig.is_file():
+            data = base64.b64encode(fig.read_bytes()).decode("ascii")
+            img = f"<img style='max-width:100%' src='data:image/png;base64,{data}'/>"
+        return f"<div><b>sinkscope run</b> <code>{html.escape(str(self.path))}</code><table>{table}</table>{img}</div>"
+
+
+def _progress(total_hint: Optional[int], show: bool) -> Tuple[Optional[Callable], Callable[[], None]]:
+    """A tqdm bar (the notebook's own where one exists) when tqdm is installed and ``show``."""
+    if not show:
+        return None, lambda: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = tqdm(total=total_hint, unit="prompt")
+    state = {"done": 0}
+
+    def update(done: int, tokens: int, elapsed: float) -> None:
+        bar.update(done - state["done"])
+        state["done"] = done
+        bar.set_postfix(tokens=tokens, tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
+
+    return update, bar.close
+
+
+def _input(
+    prompts: Optional[Prompts],
+    dataset: Optional[str],
+    limit: Optional[int],
+    max_tokens: Optional[int],
+    truncate: bool,
+    bos: Optional[str],
+    first_token: Optional[Union[int, str]],
+    data_dir: Optional[PathLike],
+    force: bool,
+    resume: bool,
+) -> "_sinkscope._Input":
+    prompts_file, texts = None, None
+    if isinstance(prompts, (str, os.PathLike)):
+        prompts_file = os.fspath(prompts)
+    elif prompts is not None:
+        texts = []
+        for i, p in enumerate(prompts, start=1):
+            if isinstance(p, str):
+                texts.append((str(i), p))
+            elif isinstance(p, dict):
+                texts.append((str(p.get("id", i)), p["text"]))
+            else:
+                texts.append((str(p[0]), p[1]))
+    data_dir = data_dir if data_dir is not None else os.environ.get("SINKSCOPE_DATA", "data/cache")
+    return _sinkscope._Input(
+        prompts_file=prompts_file,
+        texts=texts,
+        dataset=dataset,
+        limit=limit,
+        max_tokens=max_tokens,
+        truncate=truncate,
+        bos=bos,
+        first_token=None if first_token is None else str(first_token),
+        data_dir=os.fspath(data_dir),
+        python=os.environ.get("SINKSCOPE_PYTHON", "python3"),
+        force=force,
+        resume=resume,
+    )
+
+
+def _out(out: Optional[PathLike], kind: str) -> Path:
+    if out is not None:
+        return Path(out)
+    return Path(tempfile.mkdtemp(prefix=f"sinkscope-{kind}-")) / "run"
+
+
+def _model(model: Model) -> "_sinkscope._Model":
+    if not isinstance(model, Model):
+        raise TypeError("model must be a sinkscope.Model (sinkscope.load(path))")
+    return model._inner
+
+
+class _SingleThreaded:
+    """RAYON_NUM_THREADS=1 while several prompts run at once (as the CLI's ``--threads``)."""
+
+    def __init__(self, workers: int):
+        self.set = workers > 1 and "RAYON_NUM_THREADS" not in os.environ
+
+    def __enter__(self):
+        if self.set:
+            os.environ["RAYON_NUM_THREADS"] = "1"
+            os.environ.setdefault("CANDLE_NUM_THREADS", "1")
+
+    def __exit__(self, *exc):
+        if self.set:
+            os.environ.pop("RAYON_NUM_THREADS", None)
+            if os.environ.get("CANDLE_NUM_THREADS") == "1":
+                os.environ.pop("CANDLE_NUM_THREADS", None)
+
+
+def profile(
+    model: Model,
+    prompts: Optional[Prompts] = None,
+    *,
+    dataset: Optional[str] = None,
+    out: Optional[PathLike] = None,
+    limit: Optional[int] = None,
+    max_tokens: Optional[int] = None,
+    truncate: bool = False,
+    bos: Optional[str] = None,
+    first_token: Optional[Union[int, str]] = None,
+    epsilon: float = 0.3,
+    threads: Optional[int] = None,
+    pack_tokens: int = 128,
+    report: bool = True,
+    force: bool = False,
+    resume: bool = False,
+    data_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> Run:
+    """``sinkscope profile``: every metric at every layer of every prompt, into ``out`` (a
+    fresh temporary folder when ``None``): ``manifest.json``, ``prompts.jsonl``,
+    ``metrics.json`` and (``report=True``) ``layers.csv``, ``plots/``, ``report.html``, the
+    same bytes as the CLI's. ``prompts`` is a prompt file or a list of texts; or give
+    ``dataset`` (``gsm8k-like``, ``wikitext-like``, ...). ``threads``: prompts at a time
+    (default: the cores). Ctrl-C stops between prompts; ``resume=True`` continues."""
+    threads = threads if threads is not None else (os.cpu_count() or 1)
+    inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
+    dest = _out(out, "profile")
+    cb, close = _progress(limit if prompts is None else (len(prompts) if not isinstance(prompts, (str, os.PathLike)) else None), progress)
+    try:
+        with _SingleThreaded(threads):
+            s = _sinkscope.profile(_model(model), inp, os.fspath(dest), epsilon=epsilon, workers=threads,
+                                   pack_tokens=pack_tokens, report=report, progress=cb)
+    finally:
+        close()
+    return Run(dest, json.loads(s))
+
+
+def lens(
+    model: Model,
+    prompts: Optional[Prompts] = None,
+    *,
+    dataset: Optional[str] = None,
+    out: Optional[PathLike] = None,
+    limit: Optional[int] = None,
+    max_tokens: Optional[int] = None,
+    truncate: bool = False,
+    bos: Optional[str] = None,
+    first_token: Optional[Union[int, str]] = None,
+    report: bool = True,
+    force: bool = False,
+    resume: bool = False,
+    data_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> Run:
+    """``sinkscope lens``: LogitLens NLL, perplexity and top-1 accuracy of every layer's
+    residual (``metrics.json``, ``layers.csv``, ``report.html``), as the CLI writes them."""
+    inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
+    dest = _out(out, "lens")
+    cb, close = _progress(None, progress)
+    try:
+        s = _sinkscope.lens(_model(model), inp, os.fspath(dest), report=report, progress=cb)
+    finally:
+        close()
+    return Run(dest, json.loads(s))
+
+
+def ablate(*args: Any, **kwargs: Any) -> Run:
+    """Not in this version of the Python package: use ``sinkscope ablate`` and
+    :func:`open_run` its folder, or :meth:`Model.run_with_hooks` with
+    ``edit_hook("blocks.L.hook_mlp_out:pos=0:scale=λ")``."""
+    raise NotImplementedError(ablate.__doc__)
+
+
+def open_run(path: PathLike) -> Run:
+    """Any run folder (``profile``, ``lens``, ``probe``, ``ablate``; from Python or the CLI)."""
+    return Run(path)
+
+
+def compare(runs: Iterable[Union[Run, PathLike]], out: Optional[PathLike] = None, force: bool = False) -> Path:
+    """``sinkscope compare``: several runs overlaid on normalised depth; returns the path of
+    ``compare.html`` (``compare.csv`` and ``plots/`` beside it)."""
+    dirs = [os.fspath(r.path if isinstance(r, Run) else r) for r in runs]
+    dest = _out(out, "compare")
+    return Path(_sinkscope.compare(dirs, os.fspath(dest), force))
