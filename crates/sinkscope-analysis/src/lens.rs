@@ -26,15 +26,31 @@ struct LensCollector<'m> {
     model: &'m Model,
     tokens: Vec<u32>,
     layers: Vec<Option<LensStats>>,
+    own: Option<std::result::Result<LensStats, String>>,
     error: Option<(HookSite, String)>,
+}
+
+/// The next-token statistics of logits `[T, V]`.
+fn own_stats(logits: &Tensor, tokens: &[u32]) -> std::result::Result<LensStats, String> {
+    let (t, v) = logits.dims2().map_err(|e| e.to_string())?;
+    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| e.to_string())?;
+    Matrix::new(&data, t, v)
+        .map_err(|e| e.to_string())
+        .and_then(|m| next_token_nll(&m, tokens, None).map_err(|e| e.to_string()))
 }
 
 impl Hook for LensCollector<'_> {
     fn wants(&self, site: HookSite) -> bool {
-        site.metric_layer().is_some()
+        site.metric_layer().is_some() || site == HookSite::global(SiteKind::Logits)
     }
 
     fn on(&mut self, site: HookSite, act: &Tensor) -> sinkscope_model::Result<Option<Tensor>> {
+        if site == HookSite::global(SiteKind::Logits) {
+            // The model's own logits, reduced here rather than returned: a chunk of prompts
+            // does not hold its `[T, V]` logits until the chunk ends.
+            self.own = Some(own_stats(act, &self.tokens));
+            return Ok(None);
+        }
         let Some(l) = site.metric_layer() else { return Ok(None) };
         let logits = self.model.unembed(act)?; // [T, V]
         let (t, v) = logits.dims2()?;
@@ -73,44 +89,60 @@ pub struct PromptLens {
 /// [`AnalysisError::Forward`] for model failures, [`AnalysisError::Options`] when a layer's
 /// statistics cannot be computed (the message names the site).
 pub fn lens_tokens(model: &Model, id: &str, ids: &[u32]) -> Result<PromptLens> {
-    let n = model.config.n_layers + 1;
-    let mut collector = LensCollector { model, tokens: ids.to_vec(), layers: vec![None; n], error: None };
-    let logits = {
-        let mut ctx = ForwardCtx::new().with(&mut collector).with_logits();
-        model
-            .forward(ids, &mut ctx)
-            .map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?
-    };
-    if let Some((site, e)) = collector.error {
-        return Err(AnalysisError::Options(format!("prompt '{id}': LogitLens at {site}: {e}")));
-    }
-    let logits = logits.ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no logits")))?;
-    let (t, v) = logits.dims2().map_err(|e| forward_err(id, e))?;
-    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| forward_err(id, e))?;
-    let own = Matrix::new(&data, t, v)
-        .map_err(|e| e.to_string())
-        .and_then(|m| next_token_nll(&m, ids, None).map_err(|e| e.to_string()))
-        .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))?;
-    let layers = collector
-        .layers
-        .into_iter()
-        .enumerate()
-        .map(|(l, s)| {
-            s.ok_or_else(|| AnalysisError::MissingSite {
-                id: id.to_string(),
-                site: if l == 0 {
-                    HookSite::global(SiteKind::Embed)
-                } else {
-                    HookSite::block(l - 1, SiteKind::ResidPost)
-                },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(PromptLens { layers, model: own })
+    crate::pack::run_one(model, (id, ids), &|ids| LensCollector::new(model, ids))
 }
 
-fn forward_err(id: &str, e: candle_core::Error) -> AnalysisError {
-    AnalysisError::Forward { id: id.to_string(), source: e.into() }
+/// [`lens_tokens`] for several prompts in one call ([`crate::pack::run_pack`]: the same
+/// results; with a layer-streamed model, each block is read once for all of them).
+pub fn lens_pack(model: &Model, prompts: &[(&str, &[u32])]) -> Vec<Result<PromptLens>> {
+    crate::pack::run_pack(model, prompts, &|ids| LensCollector::new(model, ids))
+}
+
+impl<'m> LensCollector<'m> {
+    fn new(model: &'m Model, ids: &[u32]) -> Self {
+        let layers = vec![None; model.config.n_layers + 1];
+        LensCollector { model, tokens: ids.to_vec(), layers, own: None, error: None }
+    }
+}
+
+impl crate::pack::HookSet for LensCollector<'_> {
+    type Output = PromptLens;
+
+    fn ctx(&mut self) -> ForwardCtx<'_> {
+        ForwardCtx::new().with(self)
+    }
+
+    fn finish(
+        self,
+        id: &str,
+        _ids: &[u32],
+        forward: std::result::Result<Option<Tensor>, sinkscope_model::ModelError>,
+    ) -> Result<PromptLens> {
+        forward.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+        if let Some((site, e)) = self.error {
+            return Err(AnalysisError::Options(format!("prompt '{id}': LogitLens at {site}: {e}")));
+        }
+        let own = self
+            .own
+            .ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no logits")))?
+            .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))?;
+        let layers = self
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(l, s)| {
+                s.ok_or_else(|| AnalysisError::MissingSite {
+                    id: id.to_string(),
+                    site: if l == 0 {
+                        HookSite::global(SiteKind::Embed)
+                    } else {
+                        HookSite::block(l - 1, SiteKind::ResidPost)
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PromptLens { layers, model: own })
+    }
 }
 
 /// One line of a lens run's `prompts.jsonl`.
@@ -361,15 +393,17 @@ pub fn run_lens(
         |status: &str| crate::profile::manifest_base("lens", status, header, &data, &options, &conventions);
     let lines_path = out.join("prompts.jsonl");
     let running = base("running");
+    // One prompt per pass (the per-prompt work here is not the forward pass), or a chunk of
+    // prompts per call when the model streams its layers.
+    let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), 0);
     let run = crate::runner::PromptRun {
         files,
         opts,
         manifest_path: &manifest_path,
         manifest: &running,
         lines_path: &lines_path,
-        workers: input.workers.max(1),
-        // One prompt per pass: the per-prompt work here is not the forward pass.
-        pack_tokens: 0,
+        workers,
+        pack_tokens,
     };
     let mut sink = LensSink(LensAggregator::new(model.config.n_layers));
     let ran = crate::runner::run_prompts(
@@ -379,10 +413,14 @@ pub fn run_lens(
             let first = crate::profile::first_token(files, &prepared.ids, prepared.bos_prepended);
             Ok((ex.id, prepared.ids, first))
         },
-        &crate::runner::one_by_one(|(id, ids, first): (String, Vec<u32>, crate::profile::FirstToken)| {
-            let lens = lens_tokens(model, &id, &ids)?;
-            Ok(LensRecord::new(&id, &ids, first, &lens))
-        }),
+        &|jobs: Vec<(String, Vec<u32>, crate::profile::FirstToken)>| {
+            let prompts: Vec<(&str, &[u32])> = jobs.iter().map(|(id, ids, _)| (id.as_str(), ids.as_slice())).collect();
+            let lens = lens_pack(model, &prompts);
+            jobs.iter()
+                .zip(lens)
+                .map(|((id, ids, first), l)| Ok(LensRecord::new(id, ids, first.clone(), &l?)))
+                .collect()
+        },
         &mut sink,
         progress,
     )?;

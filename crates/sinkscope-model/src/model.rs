@@ -34,6 +34,10 @@ pub enum Layout {
     Streamed {
         /// Tokens per pass (the memory of one pass's working set).
         pack_tokens: usize,
+        /// Tokens of the prompts that callers hand to one call (a chunk: their residual
+        /// streams advance block by block together, so each block is read once per chunk).
+        /// Bounds the memory of the residual streams, flat in the number of prompts.
+        chunk_tokens: usize,
     },
 }
 
@@ -361,7 +365,7 @@ impl Model {
     fn groups(&self, lens: &[usize]) -> Vec<std::ops::Range<usize>> {
         let budget = match self.layout {
             Layout::Resident => return vec![0..lens.len()],
-            Layout::Streamed { pack_tokens } => pack_tokens,
+            Layout::Streamed { pack_tokens, .. } => pack_tokens,
         };
         let mut out: Vec<std::ops::Range<usize>> = Vec::new();
         let mut tokens = 0usize;
