@@ -193,9 +193,9 @@ impl Progress for Silent {
 /// `--threads` is capped to this many workers per available core (with a note).
 pub const THREADS_PER_CORE: usize = 4;
 
-/// The number of prompt workers, and the intra-op thread settings to apply before any
-/// tensor work: one thread per forward pass when several prompts run at once.
-pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
+/// The number of prompt workers asked for (`--threads`, default the cores), capped; apply it
+/// with [`single_threaded_passes`] once the memory guard has settled it.
+pub fn worker_count(requested: Option<usize>) -> Result<usize> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // More workers than this only adds threads that wait (a million would never start).
     let max = cores.saturating_mul(THREADS_PER_CORE).max(1);
@@ -208,6 +208,13 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
         Some(n) => n,
         None => cores,
     };
+    Ok(workers)
+}
+
+/// The intra-op thread settings to apply before any tensor work: one thread per forward pass
+/// when several prompts run at once (a streamed run has one worker, whose matrix products
+/// use every core).
+pub fn single_threaded_passes(workers: usize) {
     if workers > 1 {
         for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
             if std::env::var_os(var).is_none() {
@@ -217,7 +224,6 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
             }
         }
     }
-    Ok(workers)
 }
 
 /// The memory guard of `sinkscope_model::memory` for a profile: each of the `workers`
@@ -278,7 +284,7 @@ pub fn run(a: Args) -> Result<()> {
             AnalysisError::Options("--pack-tokens must be at least 1 (1 turns packing off)".into()).into()
         );
     }
-    let workers = configure_threads(a.threads)?;
+    let workers = worker_count(a.threads)?;
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
         bos: a.input.bos,
@@ -308,6 +314,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let (workers, placement) =
         memory_guard(&files, &lengths, a.pack_tokens, workers, a.input.stream, a.input.force)?;
+    single_threaded_passes(workers);
     let inputs: Vec<&Path> =
         [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
     let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;
