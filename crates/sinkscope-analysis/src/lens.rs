@@ -414,7 +414,8 @@ pub fn run_lens(
             Ok((ex.id, prepared.ids, first))
         },
         &|jobs: Vec<(String, Vec<u32>, crate::profile::FirstToken)>| {
-            let prompts: Vec<(&str, &[u32])> = jobs.iter().map(|(id, ids, _)| (id.as_str(), ids.as_slice())).collect();
+            let prompts: Vec<(&str, &[u32])> =
+                jobs.iter().map(|(id, ids, _)| (id.as_str(), ids.as_slice())).collect();
             let lens = lens_pack(model, &prompts);
             jobs.iter()
                 .zip(lens)

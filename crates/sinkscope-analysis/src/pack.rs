@@ -66,7 +66,11 @@ pub fn run_pack<S: HookSet>(
 }
 
 /// [`run_pack`] for one prompt.
-pub fn run_one<S: HookSet>(model: &Model, prompt: (&str, &[u32]), make: &dyn Fn(&[u32]) -> S) -> Result<S::Output> {
+pub fn run_one<S: HookSet>(
+    model: &Model,
+    prompt: (&str, &[u32]),
+    make: &dyn Fn(&[u32]) -> S,
+) -> Result<S::Output> {
     run_pack(model, &[prompt], make)
         .pop()
         .unwrap_or_else(|| Err(AnalysisError::Internal("a pack of one gave no result".into())))

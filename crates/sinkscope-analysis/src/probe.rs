@@ -280,7 +280,8 @@ pub fn run_probe(
         &|lines: Vec<ProbeLine>| {
             let prompts: Vec<(&str, &[u32])> =
                 lines.iter().map(|l| (l.id.as_str(), l.token_ids.as_slice())).collect();
-            let make = |_: &[u32]| PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
+            let make =
+                |_: &[u32]| PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
             let rows = crate::pack::run_pack(model, &prompts, &make);
             lines.into_iter().zip(rows).map(|(line, rows)| rows.map(|r| (line, r))).collect()
         },

@@ -344,15 +344,22 @@ pub fn place_model(
     (chunk, retained_chunk): (usize, u64),
 ) -> Result<Placement> {
     use sinkscope_model::memory;
-    let resident = memory::estimate(files, &memory::RunShape { max_tokens: pack, logits, retained_bytes: retained });
+    let resident =
+        memory::estimate(files, &memory::RunShape { max_tokens: pack, logits, retained_bytes: retained });
     let streamed = memory::estimate_streamed(
         files,
         &memory::RunShape { max_tokens: pack, logits, retained_bytes: retained_chunk },
         chunk,
     );
     let available = memory::available()?;
-    let (choice, estimate) =
-        memory::choose_layout(&files.path, &resident, &streamed, available.as_ref(), stream.stream_layers, force)?;
+    let (choice, estimate) = memory::choose_layout(
+        &files.path,
+        &resident,
+        &streamed,
+        available.as_ref(),
+        stream.stream_layers,
+        force,
+    )?;
     if choice == memory::LayoutChoice::StreamedAuto {
         crate::term::note!(
             "note: {}: the model as stored does not fit in the memory available ({}: needs about {}); streaming its layers (as with --stream-layers: one block resident at a time, the same results), which needs about {}",

@@ -139,7 +139,13 @@ fn both(d: &Path, tag: &str, cmd: &str, model: &Path, args: &[&str]) {
 fn profile_and_run(d: &Path, tag: &str, model: &Path, edit: &str) {
     let p = prompts(d);
     let p = p.to_str().unwrap();
-    both(d, &format!("{tag}-profile"), "profile", model, &["--prompts", p, "--no-report", "--quiet", "--pack-tokens", "16"]);
+    both(
+        d,
+        &format!("{tag}-profile"),
+        "profile",
+        model,
+        &["--prompts", p, "--no-report", "--quiet", "--pack-tokens", "16"],
+    );
     let capture = "hook_embed,blocks.*.hook_resid_post,blocks.*.attn.hook_pattern,blocks.*.hook_mlp_out,ln_final.hook_normalized,logits";
     both(d, &format!("{tag}-run"), "run", model, &["--prompts", p, "--capture", capture, "--edit", edit]);
 }
@@ -184,7 +190,13 @@ fn lens_and_ablate_are_byte_identical_streamed() {
     let p = prompts(&d);
     let p = p.to_str().unwrap();
     both(&d, "lens", "lens", &m, &["--prompts", p, "--no-report", "--quiet"]);
-    both(&d, "ablate", "ablate", &m, &["--prompts", p, "--no-report", "--quiet", "--layers", "1,2", "--scales", "1,0"]);
+    both(
+        &d,
+        "ablate",
+        "ablate",
+        &m,
+        &["--prompts", p, "--no-report", "--quiet", "--layers", "1,2", "--scales", "1,0"],
+    );
 }
 
 /// A resident run cut after two prompts and resumed with `--stream-layers` ends with the bytes
@@ -234,9 +246,18 @@ fn the_guard_streams_when_only_streaming_fits_and_refuses_below() {
     let p = prompts(&d);
     let p = p.to_str().unwrap();
     let base = |out: &Path| -> Vec<String> {
-        ["profile", m.to_str().unwrap(), "--prompts", p, "--no-report", "--quiet", "--out", out.to_str().unwrap()]
-            .map(String::from)
-            .to_vec()
+        [
+            "profile",
+            m.to_str().unwrap(),
+            "--prompts",
+            p,
+            "--no-report",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
     };
     let (mem, stream, auto, refused) = (d.join("mem"), d.join("stream"), d.join("auto"), d.join("refused"));
     ok_owned(&base(&mem));
@@ -252,7 +273,10 @@ fn the_guard_streams_when_only_streaming_fits_and_refuses_below() {
     assert!(streamed * 2 < resident, "streamed {streamed} vs resident {resident}");
     let between = ((resident + streamed) / 2).to_string();
     let a = base(&auto);
-    let out = sinkscope(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[("SINKSCOPE_AVAILABLE_MEMORY", &between)]);
+    let out = sinkscope(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("SINKSCOPE_AVAILABLE_MEMORY", &between)],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("does not fit") && err.contains("streaming its layers"), "{err}");
@@ -262,7 +286,10 @@ fn the_guard_streams_when_only_streaming_fits_and_refuses_below() {
     assert!(man["execution"]["stream_layers"]["chosen_by"].as_str().unwrap().contains("memory guard"));
     let below = (streamed / 2).to_string();
     let a = base(&refused);
-    let out = sinkscope(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[("SINKSCOPE_AVAILABLE_MEMORY", &below)]);
+    let out = sinkscope(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("SINKSCOPE_AVAILABLE_MEMORY", &below)],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(err.contains("streaming layers"), "{err}");

@@ -419,7 +419,9 @@ impl SafetensorsSource {
         let ty = match (entry.dtype, f32) {
             (safetensors::Dtype::F16, false) => GgmlType::F16,
             (safetensors::Dtype::BF16, false) => GgmlType::BF16,
-            (safetensors::Dtype::F32, true) if matches!(shard.bytes.as_ref(), Bytes::Mmap(_)) => GgmlType::F32,
+            (safetensors::Dtype::F32, true) if matches!(shard.bytes.as_ref(), Bytes::Mmap(_)) => {
+                GgmlType::F32
+            }
             _ => return Ok(None),
         };
         let k = entry.shape.last().copied().unwrap_or(1);
@@ -431,7 +433,7 @@ impl SafetensorsSource {
             true => SharedBytes::mapped(owner, entry.start..entry.end),
             false => SharedBytes::new(owner, entry.start..entry.end),
         }
-            .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
+        .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
         StoredMatrix::new(bytes, ty, rows, k).map(Some).map_err(|e| bad(e.to_string()))
     }
 }

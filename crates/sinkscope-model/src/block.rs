@@ -2,9 +2,9 @@
 
 use crate::error::{ModelError, Result};
 use crate::layers::{attention::Attention, linear::Linear, mlp::Mlp, norm::Norm, rope::RopeTables};
-use sinkscope_io::stored::PageAdvice;
 use crate::pack::Pack;
 use candle_core::Tensor;
+use sinkscope_io::stored::PageAdvice;
 use sinkscope_spec::{BlockLayout, HookSite, SiteKind};
 
 /// One decoder block. Which norms exist is the config's [`sinkscope_spec::NormPlacement`]:

@@ -135,6 +135,18 @@ pub struct Available {
     pub source: String,
 }
 
+/// [`Available::source`] when the address-space limit is the binding one.
+const ADDRESS_SPACE_SOURCE: &str = "address-space limit (RLIMIT_AS, ulimit -v) minus VmSize";
+
+impl Available {
+    /// Whether the figure is the room under the address-space limit (`ulimit -v`), which
+    /// layer streaming does not relieve: it lowers the resident pages, while the whole file
+    /// stays mapped.
+    pub fn is_address_space(&self) -> bool {
+        self.source == ADDRESS_SPACE_SOURCE
+    }
+}
+
 /// Errors of the guard.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -283,7 +295,8 @@ impl LayoutChoice {
 
 /// The memory guard's choice between the resident and the streamed layout: `requested`
 /// (`--stream-layers`) streams; otherwise the resident layout when it fits (or availability is
-/// unknown), else streaming when that fits, else — unless `force`, which keeps the resident
+/// unknown), else streaming when that fits and the binding limit is not the address space
+/// ([`Available::is_address_space`]: the whole file stays mapped), else — unless `force`, which keeps the resident
 /// layout — [`MemoryError::Insufficient`] with the streamed estimate (it does not fit even
 /// streamed). Returns the layout and the estimate that applies to it.
 ///
@@ -302,6 +315,10 @@ pub fn choose_layout(
         return Ok((LayoutChoice::Streamed, *streamed));
     }
     if check(model, resident, available, false).is_ok() {
+        return Ok((LayoutChoice::Resident, *resident));
+    }
+    if available.is_some_and(Available::is_address_space) {
+        check(model, resident, available, force)?;
         return Ok((LayoutChoice::Resident, *resident));
     }
     if check(model, streamed, available, false).is_ok() {
@@ -414,7 +431,7 @@ pub fn available() -> Result<Option<Available>, MemoryError> {
     let status = std::fs::read_to_string("/proc/self/status").ok();
     if let Some(room) = address_space_room(limits.as_deref().unwrap_or(""), status.as_deref().unwrap_or("")) {
         if best.as_ref().is_none_or(|b| room < b.bytes) {
-            let source = "address-space limit (RLIMIT_AS, ulimit -v) minus VmSize".into();
+            let source = ADDRESS_SPACE_SOURCE.into();
             best = Some(Available { bytes: room, source });
         }
     }
@@ -689,6 +706,9 @@ mod tests {
         assert_eq!(choice, LayoutChoice::Streamed);
         let (choice, _) = choose_layout(m, &resident, &streamed, Some(&big), false, false).unwrap();
         assert_eq!(choice, LayoutChoice::Resident);
+        // Under an address-space limit streaming is not chosen by itself (the file stays mapped).
+        let vm = Available { bytes: 24 << 30, source: ADDRESS_SPACE_SOURCE.into() };
+        assert!(choose_layout(m, &resident, &streamed, Some(&vm), false, false).is_err());
     }
 
     /// What does not fit even streamed is refused (the message gives the streamed estimate):

@@ -162,7 +162,8 @@ pub fn open(
     let max_t = sinkscope_analysis::runner::largest_pack(&lengths, pack_tokens);
     let chunk = sinkscope_analysis::runner::largest_pack(&lengths, STREAM_CHUNK_TOKENS);
     // Streamed, the passes of a chunk are at most `pack_tokens` (one prompt when 0).
-    let placement = place_model(&files, input.stream, input.force, (max_t, pack_tokens, logits, 0), (chunk, 0))?;
+    let placement =
+        place_model(&files, input.stream, input.force, (max_t, pack_tokens, logits, 0), (chunk, 0))?;
     let model_built = load_model(&files, &placement)?;
     let load_s = t0.elapsed().as_secs_f64();
     let sha = model_sha256(model)?;

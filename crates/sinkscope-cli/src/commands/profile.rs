@@ -270,7 +270,8 @@ fn memory_guard(
             }
         }
     }
-    let placement = place_model(files, stream, force, (max_t, pack_tokens, false, collectors), (chunk, collectors))?;
+    let placement =
+        place_model(files, stream, force, (max_t, pack_tokens, false, collectors), (chunk, collectors))?;
     Ok((1, placement))
 }
 

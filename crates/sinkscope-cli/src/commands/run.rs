@@ -206,7 +206,10 @@ pub fn run(a: Args) -> Result<()> {
             let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
                 .iter()
                 .map(|(n, s, b)| {
-                    Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?))
+                    Ok((
+                        n.clone(),
+                        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+                    ))
                 })
                 .collect::<Result<_, safetensors::SafeTensorError>>()?;
             let file = act_dir.join(format!("{name}.safetensors"));
@@ -261,4 +264,3 @@ pub fn run(a: Args) -> Result<()> {
     );
     Ok(())
 }
-
