@@ -215,7 +215,7 @@ impl StoredMatrix {
             what: format!("values {k0}..{} of row {row} ({} x {})", k0 + out.len(), self.n(), self.k),
         };
         let stored = *self.rows.get(row).ok_or_else(bad)? as usize;
-        if k0 % bl != 0 || k0 + out.len() > self.k {
+        if !k0.is_multiple_of(bl) || k0 + out.len() > self.k {
             return Err(bad());
         }
         let per_block = self.row_bytes / (self.k / bl).max(1);

@@ -191,7 +191,7 @@ impl Transform {
 /// file row `(h, i, j)` (j in 0..2) holds original row `(h, j, i)`. The identity when the rows
 /// do not split into `n` heads of two halves.
 fn unpermute_map(rows: usize, n: usize) -> Vec<usize> {
-    if n == 0 || rows % (2 * n) != 0 {
+    if n == 0 || !rows.is_multiple_of(2 * n) {
         return (0..rows).collect();
     }
     let half = rows / n / 2;

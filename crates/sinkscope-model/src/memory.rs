@@ -160,7 +160,7 @@ pub enum MemoryError {
         /// The model.
         path: PathBuf,
         /// The estimate.
-        estimate: MemoryEstimate,
+        estimate: Box<MemoryEstimate>,
         /// What is available.
         available: Available,
     },
@@ -460,7 +460,7 @@ pub fn check(
     match available {
         Some(a) if !force && estimate.total() > a.bytes => Err(MemoryError::Insufficient {
             path: model.to_path_buf(),
-            estimate: *estimate,
+            estimate: Box::new(*estimate),
             available: a.clone(),
         }),
         _ => Ok(()),
@@ -561,7 +561,7 @@ mod tests {
             }
         }
         let mut cfg = cfg();
-        let layer = cfg.layers[0].clone();
+        let layer = cfg.layers[0];
         (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_head) = (4096, 32, 32, 8, 128);
         (cfg.d_mlp, cfg.d_vocab, cfg.context_length, cfg.tied_unembed) = (14336, 128256, 8192, false);
         cfg.layers = vec![layer; 32];
@@ -630,7 +630,7 @@ mod tests {
     fn llama70b_q2k() -> (ModelConfig, Header, Vec<sinkscope_io::weights::TensorEntry>) {
         use sinkscope_io::source::TensorMeta;
         let mut cfg = cfg();
-        let layer = cfg.layers[0].clone();
+        let layer = cfg.layers[0];
         (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_head) = (8192, 80, 64, 8, 128);
         (cfg.d_mlp, cfg.d_vocab, cfg.context_length, cfg.tied_unembed) = (28672, 128256, 8192, false);
         cfg.layers = vec![layer; 80];

@@ -364,7 +364,7 @@ impl Model {
     /// grouped never changes a result: see [`crate::pack`]). Returns each group's prompt range.
     fn groups(&self, lens: &[usize]) -> Vec<std::ops::Range<usize>> {
         let budget = match self.layout {
-            Layout::Resident => return vec![0..lens.len()],
+            Layout::Resident => return std::iter::once(0..lens.len()).collect(),
             Layout::Streamed { pack_tokens, .. } => pack_tokens,
         };
         let mut out: Vec<std::ops::Range<usize>> = Vec::new();
