@@ -16,6 +16,11 @@
 //! - **retained**: what the caller keeps per prompt (e.g. captured activations), passed in;
 //! - a fixed 64 MiB for the runtime, the tokenizer and the allocator.
 //!
+//! With layer streaming ([`crate::Layout::Streamed`], [`estimate_streamed`]) the weights term
+//! is the tensors read as f32, the largest block's mapped matrices and, when logits are
+//! computed, the head's; the residual streams of a chunk (`2 x chunk x d`) are added.
+//! [`choose_layout`] picks the layout: streaming when asked, or when only it fits.
+//!
 //! The memory available ([`available`]) is the smallest of `MemAvailable` in `/proc/meminfo`
 //! and the room left under the cgroup limit (v2 `memory.max - memory.current`, v1
 //! `memory.limit_in_bytes - memory.usage_in_bytes`) and the room left under the process's
