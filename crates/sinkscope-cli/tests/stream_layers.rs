@@ -182,7 +182,8 @@ fn smollm2_profile_run_and_lens_are_byte_identical_streamed() {
     both(&d, "smollm2-lens", "lens", &m, &["--prompts", p.to_str().unwrap(), "--no-report", "--quiet"]);
 }
 
-/// `lens` and `ablate` (its baseline, scaled and one-by-one sub-runs) on a fixture.
+/// `lens`, `ablate` (its baseline and scaled sub-runs) and `run` with a `mean_prompts` edit
+/// (its first pass) on a fixture.
 #[test]
 fn lens_and_ablate_are_byte_identical_streamed() {
     let m = root().join("tests/fixtures/gguf/llama/llama-q8_0.gguf");
@@ -196,6 +197,14 @@ fn lens_and_ablate_are_byte_identical_streamed() {
         "ablate",
         &m,
         &["--prompts", p, "--no-report", "--quiet", "--layers", "1,2", "--scales", "1,0"],
+    ); // Sun et al.'s mean-ablation: a first pass over the prompts measures the means.
+    let edit = "blocks.1.hook_resid_post:pos=0:dim=0..4:mean_prompts";
+    both(
+        &d,
+        "run-mean",
+        "run",
+        &m,
+        &["--prompts", p, "--capture", "blocks.*.hook_resid_post", "--edit", edit],
     );
 }
 
