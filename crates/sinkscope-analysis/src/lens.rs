@@ -1,11 +1,10 @@
 //! `lens`: LogitLens — how good each layer's residual stream already is for generation.
 //!
 //! For every layer l = 0..L, the final norm and the unembedding (metrics.md: "apply the final
-//! norm and the unembedding (and any final soft-capping) to X(l)") are applied to `X(l)`,
-//! several layers per matmul (their residuals stacked, at most [`LENS_LOGIT_BYTES`] of logits
-//! at once, so the head is read once per group rather than once per layer), the next-token
-//! NLL over positions 1..T−1 is reduced per layer ([`sinkscope_metrics::lens::next_token_nll`],
-//! f64 log-softmax) and the logits are dropped with their group. The model's own logits come from the same
+//! norm and the unembedding (and any final soft-capping) to X(l)") are applied to `X(l)` as
+//! the layer runs, the next-token NLL over positions 1..T−1 is reduced on the spot
+//! ([`sinkscope_metrics::lens::next_token_nll`], f64 log-softmax) and the `[T, V]` logits
+//! are dropped, so no layer's logits outlive it. The model's own logits come from the same
 //! forward pass, so `logit_lens_nll(L)` equals the model's NLL (a test checks it).
 
 use crate::aggregate::Running;
@@ -22,74 +21,57 @@ use std::collections::BTreeMap;
 /// Names of the per-layer lens metrics, as in metrics.md.
 pub const LENS_METRICS: [&str; 3] = ["logit_lens_nll", "logit_lens_ppl", "logit_lens_top1"];
 
-/// Keeps each layer's residual `X(l)` (`[T, d]`, small) as the forward pass runs; the
-/// LogitLens logits are computed after it, several layers per unembedding
-/// ([`reduce_layers`]).
-struct LensCollector {
-    acts: Vec<Option<Tensor>>,
+/// Reduces `X(l)` to its LogitLens statistics as each residual site runs.
+struct LensCollector<'m> {
+    model: &'m Model,
+    tokens: Vec<u32>,
+    layers: Vec<Option<LensStats>>,
+    own: Option<std::result::Result<LensStats, String>>,
+    error: Option<(HookSite, String)>,
 }
 
-impl Hook for LensCollector {
+/// The next-token statistics of logits `[T, V]`.
+fn own_stats(logits: &Tensor, tokens: &[u32]) -> std::result::Result<LensStats, String> {
+    let (t, v) = logits.dims2().map_err(|e| e.to_string())?;
+    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| e.to_string())?;
+    Matrix::new(&data, t, v)
+        .map_err(|e| e.to_string())
+        .and_then(|m| next_token_nll(&m, tokens, None).map_err(|e| e.to_string()))
+}
+
+impl Hook for LensCollector<'_> {
     fn wants(&self, site: HookSite) -> bool {
-        site.metric_layer().is_some()
+        site.metric_layer().is_some() || site == HookSite::global(SiteKind::Logits)
     }
 
     fn on(&mut self, site: HookSite, act: &Tensor) -> sinkscope_model::Result<Option<Tensor>> {
-        if let Some(slot) = site.metric_layer().and_then(|l| self.acts.get_mut(l)) {
-            *slot = Some(act.clone());
+        if site == HookSite::global(SiteKind::Logits) {
+            // The model's own logits, reduced here rather than returned: a chunk of prompts
+            // does not hold its `[T, V]` logits until the chunk ends.
+            self.own = Some(own_stats(act, &self.tokens));
+            return Ok(None);
+        }
+        let Some(l) = site.metric_layer() else { return Ok(None) };
+        let logits = self.model.unembed(act)?; // [T, V]
+        let (t, v) = logits.dims2()?;
+        let data: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let stats = Matrix::new(&data, t, v)
+            .map_err(|e| e.to_string())
+            .and_then(|m| next_token_nll(&m, &self.tokens, None).map_err(|e| e.to_string()));
+        match stats {
+            Ok(s) => {
+                if let Some(slot) = self.layers.get_mut(l) {
+                    *slot = Some(s);
+                }
+            }
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some((site, e));
+                }
+            }
         }
         Ok(None)
     }
-}
-
-/// At most this many bytes of LogitLens logits exist at once: layers are unembedded together,
-/// `max(1, BYTES / (T·V·4))` at a time, so the head's weights are streamed from memory once
-/// per group instead of once per layer (SmolLM2, V = 49,152: eleven 30-token layers per pass).
-/// Each logit is the same in-order dot product whatever rows share the matmul, so the
-/// statistics are bit-identical to one layer per pass.
-pub const LENS_LOGIT_BYTES: usize = 64 << 20;
-
-/// The metric site of layer `l` (`hook_embed` or `blocks.{l-1}.hook_resid_post`).
-fn layer_site(l: usize) -> HookSite {
-    if l == 0 {
-        HookSite::global(SiteKind::Embed)
-    } else {
-        HookSite::block(l - 1, SiteKind::ResidPost)
-    }
-}
-
-/// The LogitLens statistics of every layer from its residual `acts[l]` (`[T, d]`): the final
-/// norm and the unembedding applied to groups of layers stacked along the rows, each layer's
-/// `[T, V]` slice reduced by [`next_token_nll`] and dropped with its group.
-fn reduce_layers(model: &Model, id: &str, ids: &[u32], acts: Vec<Option<Tensor>>) -> Result<Vec<LensStats>> {
-    let t = ids.len();
-    let per_layer = t.saturating_mul(model.config.d_vocab).saturating_mul(4).max(1);
-    let group = (LENS_LOGIT_BYTES / per_layer).max(1);
-    let acts: Vec<Tensor> = acts
-        .into_iter()
-        .enumerate()
-        .map(|(l, a)| a.ok_or_else(|| AnalysisError::MissingSite { id: id.to_string(), site: layer_site(l) }))
-        .collect::<Result<_>>()?;
-    let mut out = Vec::with_capacity(acts.len());
-    for (g, chunk) in acts.chunks(group).enumerate() {
-        let site_err = |l: usize, e: String| {
-            AnalysisError::Options(format!("prompt '{id}': LogitLens at {}: {e}", layer_site(l)))
-        };
-        let first = g * group;
-        let rows = Tensor::cat(chunk, 0).map_err(|e| forward_err(id, e))?;
-        let logits = model.unembed(&rows).map_err(|e| site_err(first, e.to_string()))?; // [k·T, V]
-        let (_, v) = logits.dims2().map_err(|e| forward_err(id, e))?;
-        let data: Vec<f32> =
-            logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| forward_err(id, e))?;
-        for (i, layer) in data.chunks(t * v).enumerate() {
-            let stats = Matrix::new(layer, t, v)
-                .map_err(|e| e.to_string())
-                .and_then(|m| next_token_nll(&m, ids, None).map_err(|e| e.to_string()))
-                .map_err(|e| site_err(first + i, e))?;
-            out.push(stats);
-        }
-    }
-    Ok(out)
 }
 
 /// LogitLens statistics of one prompt.
@@ -107,28 +89,60 @@ pub struct PromptLens {
 /// [`AnalysisError::Forward`] for model failures, [`AnalysisError::Options`] when a layer's
 /// statistics cannot be computed (the message names the site).
 pub fn lens_tokens(model: &Model, id: &str, ids: &[u32]) -> Result<PromptLens> {
-    let n = model.config.n_layers + 1;
-    let mut collector = LensCollector { acts: vec![None; n] };
-    let logits = {
-        let mut ctx = ForwardCtx::new().with(&mut collector).with_logits();
-        model
-            .forward(ids, &mut ctx)
-            .map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?
-    };
-    let logits = logits.ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no logits")))?;
-    let (t, v) = logits.dims2().map_err(|e| forward_err(id, e))?;
-    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| forward_err(id, e))?;
-    let own = Matrix::new(&data, t, v)
-        .map_err(|e| e.to_string())
-        .and_then(|m| next_token_nll(&m, ids, None).map_err(|e| e.to_string()))
-        .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))?;
-    drop(data);
-    let layers = reduce_layers(model, id, ids, collector.acts)?;
-    Ok(PromptLens { layers, model: own })
+    crate::pack::run_one(model, (id, ids), &|ids| LensCollector::new(model, ids))
 }
 
-fn forward_err(id: &str, e: candle_core::Error) -> AnalysisError {
-    AnalysisError::Forward { id: id.to_string(), source: e.into() }
+/// [`lens_tokens`] for several prompts in one call ([`crate::pack::run_pack`]: the same
+/// results; with a layer-streamed model, each block is read once for all of them).
+pub fn lens_pack(model: &Model, prompts: &[(&str, &[u32])]) -> Vec<Result<PromptLens>> {
+    crate::pack::run_pack(model, prompts, &|ids| LensCollector::new(model, ids))
+}
+
+impl<'m> LensCollector<'m> {
+    fn new(model: &'m Model, ids: &[u32]) -> Self {
+        let layers = vec![None; model.config.n_layers + 1];
+        LensCollector { model, tokens: ids.to_vec(), layers, own: None, error: None }
+    }
+}
+
+impl crate::pack::HookSet for LensCollector<'_> {
+    type Output = PromptLens;
+
+    fn ctx(&mut self) -> ForwardCtx<'_> {
+        ForwardCtx::new().with(self)
+    }
+
+    fn finish(
+        self,
+        id: &str,
+        _ids: &[u32],
+        forward: std::result::Result<Option<Tensor>, sinkscope_model::ModelError>,
+    ) -> Result<PromptLens> {
+        forward.map_err(|source| AnalysisError::Forward { id: id.to_string(), source })?;
+        if let Some((site, e)) = self.error {
+            return Err(AnalysisError::Options(format!("prompt '{id}': LogitLens at {site}: {e}")));
+        }
+        let own = self
+            .own
+            .ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no logits")))?
+            .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))?;
+        let layers = self
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(l, s)| {
+                s.ok_or_else(|| AnalysisError::MissingSite {
+                    id: id.to_string(),
+                    site: if l == 0 {
+                        HookSite::global(SiteKind::Embed)
+                    } else {
+                        HookSite::block(l - 1, SiteKind::ResidPost)
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PromptLens { layers, model: own })
+    }
 }
 
 /// One line of a lens run's `prompts.jsonl`.
@@ -379,15 +393,17 @@ pub fn run_lens(
         |status: &str| crate::profile::manifest_base("lens", status, header, &data, &options, &conventions);
     let lines_path = out.join("prompts.jsonl");
     let running = base("running");
+    // One prompt per pass (the per-prompt work here is not the forward pass), or a chunk of
+    // prompts per call when the model streams its layers.
+    let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), 0);
     let run = crate::runner::PromptRun {
         files,
         opts,
         manifest_path: &manifest_path,
         manifest: &running,
         lines_path: &lines_path,
-        workers: input.workers.max(1),
-        // One prompt per pass: the per-prompt work here is not the forward pass.
-        pack_tokens: 0,
+        workers,
+        pack_tokens,
     };
     let mut sink = LensSink(LensAggregator::new(model.config.n_layers));
     let ran = crate::runner::run_prompts(
@@ -397,10 +413,15 @@ pub fn run_lens(
             let first = crate::profile::first_token(files, &prepared.ids, prepared.bos_prepended);
             Ok((ex.id, prepared.ids, first))
         },
-        &crate::runner::one_by_one(|(id, ids, first): (String, Vec<u32>, crate::profile::FirstToken)| {
-            let lens = lens_tokens(model, &id, &ids)?;
-            Ok(LensRecord::new(&id, &ids, first, &lens))
-        }),
+        &|jobs: Vec<(String, Vec<u32>, crate::profile::FirstToken)>| {
+            let prompts: Vec<(&str, &[u32])> =
+                jobs.iter().map(|(id, ids, _)| (id.as_str(), ids.as_slice())).collect();
+            let lens = lens_pack(model, &prompts);
+            jobs.iter()
+                .zip(lens)
+                .map(|((id, ids, first), l)| Ok(LensRecord::new(id, ids, first.clone(), &l?)))
+                .collect()
+        },
         &mut sink,
         progress,
     )?;

@@ -11,8 +11,34 @@
 //! zero-ablation.
 
 use crate::error::{AnalysisError, Result};
-use sinkscope_model::{FnHook, ForwardCtx, Model};
+use sinkscope_model::{ForwardCtx, Model};
 use sinkscope_spec::{Edit, EditOp, HookSite, Selection};
+
+/// A hook keeping one prompt's rows of a `[T, d]` site.
+struct SiteRows {
+    site: HookSite,
+    d_model: usize,
+    rows: Option<Vec<Vec<f32>>>,
+    bad_shape: Option<Vec<usize>>,
+}
+
+impl sinkscope_model::Hook for SiteRows {
+    fn wants(&self, site: HookSite) -> bool {
+        site == self.site
+    }
+
+    fn on(
+        &mut self,
+        _: HookSite,
+        act: &candle_core::Tensor,
+    ) -> sinkscope_model::Result<Option<candle_core::Tensor>> {
+        match act.dims() {
+            [_, d] if *d == self.d_model => self.rows = Some(act.to_vec2::<f32>()?),
+            other => self.bad_shape = Some(other.to_vec()),
+        }
+        Ok(None)
+    }
+}
 
 /// The per-prompt-set means of chosen elements of one `[T, d]` site.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,40 +81,46 @@ pub fn reference_means(
     }
     let mut sums = vec![vec![0.0f64; dim_list.len()]; positions.len()];
     let mut counts = vec![0usize; positions.len()];
-    for (id, ids) in prompts {
-        let mut rows: Option<Vec<Vec<f32>>> = None;
-        let mut bad_shape: Option<Vec<usize>> = None;
-        {
-            let mut hook = FnHook::new(
-                |s: HookSite| s == site,
-                |_s, act: &candle_core::Tensor| {
-                    match act.dims() {
-                        [_, d] if *d == d_model => rows = Some(act.to_vec2::<f32>()?),
-                        other => bad_shape = Some(other.to_vec()),
-                    }
-                    Ok(None)
-                },
-            );
-            let mut ctx = ForwardCtx::new().with(&mut hook);
-            model
-                .forward(ids, &mut ctx)
-                .map_err(|e| AnalysisError::Forward { id: (*id).to_string(), source: e })?;
-        }
-        if let Some(shape) = bad_shape {
-            return Err(AnalysisError::Options(format!(
-                "mean_prompts needs a [T, d] site; {site} has shape {shape:?}"
-            )));
-        }
-        let Some(rows) = rows else {
-            return Err(AnalysisError::Options(format!(
-                "mean_prompts: the forward pass never reached {site}"
-            )));
+    // One prompt per call, or a chunk per call when the model streams its layers (each block
+    // read once per chunk); the sums run over the prompts in order either way.
+    let lengths: Vec<usize> = prompts.iter().map(|(_, ids)| ids.len()).collect();
+    let budget = crate::pack::schedule(model, 1, 0).1;
+    for chunk in crate::runner::pack_ranges(&lengths, budget) {
+        let these = &prompts[chunk];
+        let mut seen: Vec<SiteRows> =
+            these.iter().map(|_| SiteRows { site, d_model, rows: None, bad_shape: None }).collect();
+        let result = {
+            let mut ctxs: Vec<ForwardCtx> = seen.iter_mut().map(|h| ForwardCtx::new().with(h)).collect();
+            let ids: Vec<&[u32]> = these.iter().map(|(_, ids)| *ids).collect();
+            model.forward_packed(&ids, &mut ctxs)
         };
-        for (i, &p) in positions.iter().enumerate() {
-            let Some(row) = rows.get(p) else { continue };
-            counts[i] += 1;
-            for (acc, &j) in sums[i].iter_mut().zip(&dim_list) {
-                *acc += f64::from(row.get(j).copied().unwrap_or(0.0));
+        if let Err(e) = result {
+            // The first prompt that fails alone names the error.
+            for (id, ids) in these.iter().filter(|_| these.len() > 1) {
+                let mut one = SiteRows { site, d_model, rows: None, bad_shape: None };
+                model
+                    .forward(ids, &mut ForwardCtx::new().with(&mut one))
+                    .map_err(|e| AnalysisError::Forward { id: (*id).to_string(), source: e })?;
+            }
+            return Err(AnalysisError::Forward { id: these[0].0.to_string(), source: e });
+        }
+        for one in seen {
+            if let Some(shape) = one.bad_shape {
+                return Err(AnalysisError::Options(format!(
+                    "mean_prompts needs a [T, d] site; {site} has shape {shape:?}"
+                )));
+            }
+            let Some(rows) = one.rows else {
+                return Err(AnalysisError::Options(format!(
+                    "mean_prompts: the forward pass never reached {site}"
+                )));
+            };
+            for (i, &p) in positions.iter().enumerate() {
+                let Some(row) = rows.get(p) else { continue };
+                counts[i] += 1;
+                for (acc, &j) in sums[i].iter_mut().zip(&dim_list) {
+                    *acc += f64::from(row.get(j).copied().unwrap_or(0.0));
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
-use sinkscope_model::{ForwardCtx, Model, ModelError};
+use sinkscope_model::{ForwardCtx, Layout, Model, ModelError};
 
 /// The hooks one prompt's pass needs, and how they become that prompt's result.
 pub trait HookSet {
@@ -27,15 +27,27 @@ pub trait HookSet {
     ) -> Result<Self::Output>;
 }
 
+/// How a run of `workers` concurrent packs of at most `pack_tokens` tokens is scheduled on
+/// `model`: unchanged with resident weights; when the model streams its layers
+/// ([`Layout::Streamed`]), one chunk of at most `chunk_tokens` tokens at a time (the model
+/// splits it into passes of its own `pack_tokens` and runs it block-major, reading each block
+/// once per chunk). Returns `(workers, tokens per forward call)`. Neither changes a result.
+pub fn schedule(model: &Model, workers: usize, pack_tokens: usize) -> (usize, usize) {
+    match model.layout() {
+        Layout::Resident => (workers, pack_tokens),
+        Layout::Streamed { chunk_tokens, .. } => (1, chunk_tokens),
+    }
+}
+
 /// Runs `prompts` (`(id, token ids)`) through one packed pass, prompt `i` with hooks
-/// `make()`, and returns their results in order. When the packed pass fails, each prompt is
+/// `make(its token ids)`, and returns their results in order. When the packed pass fails, each prompt is
 /// rerun alone, so that every error (and result) is exactly the unpacked one.
 pub fn run_pack<S: HookSet>(
     model: &Model,
     prompts: &[(&str, &[u32])],
-    make: &dyn Fn() -> S,
+    make: &dyn Fn(&[u32]) -> S,
 ) -> Vec<Result<S::Output>> {
-    let mut sets: Vec<S> = prompts.iter().map(|_| make()).collect();
+    let mut sets: Vec<S> = prompts.iter().map(|&(_, ids)| make(ids)).collect();
     let result = {
         let mut ctxs: Vec<ForwardCtx> = sets.iter_mut().map(|s| s.ctx()).collect();
         let ids: Vec<&[u32]> = prompts.iter().map(|&(_, ids)| ids).collect();
@@ -54,7 +66,11 @@ pub fn run_pack<S: HookSet>(
 }
 
 /// [`run_pack`] for one prompt.
-pub fn run_one<S: HookSet>(model: &Model, prompt: (&str, &[u32]), make: &dyn Fn() -> S) -> Result<S::Output> {
+pub fn run_one<S: HookSet>(
+    model: &Model,
+    prompt: (&str, &[u32]),
+    make: &dyn Fn(&[u32]) -> S,
+) -> Result<S::Output> {
     run_pack(model, &[prompt], make)
         .pop()
         .unwrap_or_else(|| Err(AnalysisError::Internal("a pack of one gave no result".into())))

@@ -241,14 +241,15 @@ pub fn run_probe(
     let feat_path = out.join("features.f32");
     let lines_path = out.join("prompts.jsonl");
     let running = base("running");
+    let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), input.pack_tokens);
     let run = crate::runner::PromptRun {
         files,
         opts: &opts.prompt,
         manifest_path: &manifest_path,
         manifest: &running,
         lines_path: &lines_path,
-        workers: input.workers.max(1),
-        pack_tokens: input.pack_tokens,
+        workers,
+        pack_tokens,
     };
     let mut sink = FeatureSink {
         path: feat_path.clone(),
@@ -279,7 +280,8 @@ pub fn run_probe(
         &|lines: Vec<ProbeLine>| {
             let prompts: Vec<(&str, &[u32])> =
                 lines.iter().map(|l| (l.id.as_str(), l.token_ids.as_slice())).collect();
-            let make = || PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
+            let make =
+                |_: &[u32]| PoolCollector { pool: opts.pool, layers: vec![None; n_layers + 1], error: None };
             let rows = crate::pack::run_pack(model, &prompts, &make);
             lines.into_iter().zip(rows).map(|(line, rows)| rows.map(|r| (line, r))).collect()
         },

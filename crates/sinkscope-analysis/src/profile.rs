@@ -289,7 +289,7 @@ pub struct PromptProfile {
 /// [`AnalysisError::Forward`] (a NaN/Inf names its site), [`AnalysisError::Metrics`],
 /// [`AnalysisError::MissingSite`].
 pub fn profile_tokens(model: &Model, id: &str, ids: &[u32], opts: &ProfileOptions) -> Result<PromptProfile> {
-    crate::pack::run_one(model, (id, ids), &|| Collectors::new(model.config.n_layers, opts))
+    crate::pack::run_one(model, (id, ids), &|_| Collectors::new(model.config.n_layers, opts))
 }
 
 /// [`profile_tokens`] for several prompts in one packed forward pass
@@ -301,7 +301,7 @@ pub fn profile_pack(
     prompts: &[(&str, &[u32])],
     opts: &ProfileOptions,
 ) -> Vec<Result<PromptProfile>> {
-    crate::pack::run_pack(model, prompts, &|| Collectors::new(model.config.n_layers, opts))
+    crate::pack::run_pack(model, prompts, &|_| Collectors::new(model.config.n_layers, opts))
 }
 
 /// Default `pack_tokens` of a profile ([`ProfileInput::pack_tokens`]): packs of up to 128
@@ -1021,6 +1021,22 @@ pub fn run_ordered<J: Send, R: Send>(
     })
 }
 
+/// Adds the header's further blocks to a manifest; an `execution` block's fields join the
+/// manifest's own `execution` block (e.g. how the layers were held).
+fn merge_extra(v: &mut Value, header: &ManifestHeader) {
+    let Some(m) = v.as_object_mut() else { return };
+    for (k, x) in &header.extra {
+        match (m.get_mut(k.as_str()).and_then(Value::as_object_mut), x.as_object()) {
+            (Some(own), Some(more)) if k == "execution" => {
+                own.extend(more.iter().map(|(a, b)| (a.clone(), b.clone())));
+            }
+            _ => {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+    }
+}
+
 /// The input of a profile run.
 pub struct ProfileInput<'a> {
     /// Where the prompts come from.
@@ -1068,11 +1084,7 @@ pub(crate) fn profile_manifest(
         },
         "conventions": conventions(),
     });
-    if let Some(m) = v.as_object_mut() {
-        for (k, x) in &header.extra {
-            m.insert(k.clone(), x.clone());
-        }
-    }
+    merge_extra(&mut v, header);
     v
 }
 
@@ -1177,14 +1189,15 @@ pub fn run_profile(
         ProfileSink { agg: Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone()) };
     let cpu0 = process_cpu_s();
     let running = base("running");
+    let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), input.pack_tokens);
     let run = crate::runner::PromptRun {
         files,
         opts,
         manifest_path: &manifest_path,
         manifest: &running,
         lines_path: &lines_path,
-        workers: input.workers.max(1),
-        pack_tokens: input.pack_tokens,
+        workers,
+        pack_tokens,
     };
     let ran = crate::runner::run_prompts(
         &run,
@@ -1265,10 +1278,6 @@ pub(crate) fn manifest_base(
         "options": options,
         "conventions": conventions,
     });
-    if let Some(m) = v.as_object_mut() {
-        for (k, x) in &header.extra {
-            m.insert(k.clone(), x.clone());
-        }
-    }
+    merge_extra(&mut v, header);
     v
 }

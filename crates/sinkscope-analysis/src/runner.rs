@@ -209,6 +209,16 @@ pub fn largest_pack(lengths: &[usize], budget: usize) -> usize {
     Packs { jobs, budget, held: None }.filter_map(|p| p.ok()).map(|p| p.iter().sum()).max().unwrap_or(0)
 }
 
+/// The packs that prompts of these lengths form with `budget` (the rule of [`run_prompts`]),
+/// as index ranges.
+pub fn pack_ranges(lengths: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let jobs = lengths.iter().enumerate().map(|(i, &n)| Ok((n, i)));
+    Packs { jobs, budget, held: None }
+        .filter_map(|p| p.ok())
+        .filter_map(|p| Some(*p.first()?..*p.last()? + 1))
+        .collect()
+}
+
 /// Groups consecutive `(tokens, job)` items into packs of at most `budget` tokens (at least
 /// one job each). An item that failed ends the pack before it and comes out on its own.
 struct Packs<I, J> {

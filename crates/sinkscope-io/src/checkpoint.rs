@@ -133,6 +133,14 @@ impl ModelFiles {
         load_weights(self.source.as_ref(), &self.config, &table, ignored)
     }
 
+    /// [`load_weights`](Self::load_weights) for layer streaming when `stream`: every matrix
+    /// that only moves rows stays in the file's memory map, F32 included, with its pages
+    /// released after loading (see [`crate::weights::load_weights_with`]).
+    pub fn load_weights_for(&self, stream: bool) -> Result<WeightSet, IoError> {
+        let (table, ignored) = self.table();
+        crate::weights::load_weights_with(self.source.as_ref(), &self.config, &table, ignored, stream)
+    }
+
     /// What the weights will take once loaded ([`WeightPlan`]), before anything is read;
     /// `keep_stored`: whether matrices stay in their stored format (the kernel runs here).
     pub fn weight_plan(&self, keep_stored: bool) -> WeightPlan {

@@ -37,6 +37,14 @@ pub trait TensorSource {
         let _ = name;
         Ok(None)
     }
+
+    /// An F32 tensor as rows left in the file's memory map (no copy), for layer streaming,
+    /// where a block's matrices must be releasable whatever their format. `None` for other
+    /// types and for sources that are not memory-mapped.
+    fn read_mapped_f32(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// The bytes of one safetensors file: memory-mapped, or owned (tests, fuzzing).
@@ -396,18 +404,36 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn read_stored(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        self.stored_as(name, false)
+    }
+
+    fn read_mapped_f32(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        self.stored_as(name, true)
+    }
+}
+
+impl SafetensorsSource {
+    /// A tensor left in the file: F16/BF16 (`f32`: false) or memory-mapped F32 (`f32`: true).
+    fn stored_as(&self, name: &str, f32: bool) -> Result<Option<StoredMatrix>, IoError> {
         let (shard, entry, _) = self.locate(name)?;
-        let ty = match entry.dtype {
-            safetensors::Dtype::F16 => GgmlType::F16,
-            safetensors::Dtype::BF16 => GgmlType::BF16,
+        let ty = match (entry.dtype, f32) {
+            (safetensors::Dtype::F16, false) => GgmlType::F16,
+            (safetensors::Dtype::BF16, false) => GgmlType::BF16,
+            (safetensors::Dtype::F32, true) if matches!(shard.bytes.as_ref(), Bytes::Mmap(_)) => {
+                GgmlType::F32
+            }
             _ => return Ok(None),
         };
         let k = entry.shape.last().copied().unwrap_or(1);
         let rows = entry.shape.iter().rev().skip(1).product();
         let bad = |reason: String| IoError::BadTensor { path: shard.path.clone(), name: name.into(), reason };
+        let mapped = matches!(shard.bytes.as_ref(), Bytes::Mmap(_));
         let owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = shard.bytes.clone();
-        let bytes = SharedBytes::new(owner, entry.start..entry.end)
-            .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
+        let bytes = match mapped {
+            true => SharedBytes::mapped(owner, entry.start..entry.end),
+            false => SharedBytes::new(owner, entry.start..entry.end),
+        }
+        .ok_or_else(|| bad(format!("data [{}..{}] outside the file", entry.start, entry.end)))?;
         StoredMatrix::new(bytes, ty, rows, k).map(Some).map_err(|e| bad(e.to_string()))
     }
 }
@@ -466,6 +492,13 @@ impl TensorSource for GgufSource {
         }
         Ok(Some(self.file.stored_matrix(name)?))
     }
+
+    fn read_mapped_f32(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        if self.file.tensor_info(name)?.ggml_type != GgmlType::F32 || !self.file.is_mapped() {
+            return Ok(None);
+        }
+        Ok(Some(self.file.stored_matrix(name)?))
+    }
 }
 
 /// A checkpoint seen through a tensor-name rewrite: multimodal checkpoints nest the text
@@ -518,5 +551,9 @@ impl TensorSource for RenamedSource {
     }
     fn read_stored(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
         self.inner.read_stored(self.file_name(name))
+    }
+
+    fn read_mapped_f32(&self, name: &str) -> Result<Option<StoredMatrix>, IoError> {
+        self.inner.read_mapped_f32(self.file_name(name))
     }
 }

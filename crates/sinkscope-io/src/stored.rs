@@ -17,6 +17,19 @@ use std::sync::Arc;
 pub struct SharedBytes {
     owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
     range: Range<usize>,
+    /// Whether the owner is a read-only file mapping (only then may its pages be dropped:
+    /// [`SharedBytes::advise`]).
+    mapped: bool,
+}
+
+/// What to tell the kernel about a range of a file mapping ([`SharedBytes::advise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAdvice {
+    /// The pages will be needed soon: start reading them (`MADV_WILLNEED`).
+    WillNeed,
+    /// The pages are not needed any more: drop them from this process (`MADV_DONTNEED`); they
+    /// are read again from the file (or the page cache) if touched.
+    DontNeed,
 }
 
 impl std::fmt::Debug for SharedBytes {
@@ -29,9 +42,57 @@ impl SharedBytes {
     /// A view of `owner`'s bytes `range`; `None` when the range lies outside them.
     pub fn new(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
         let len = owner.as_ref().as_ref().len();
-        (range.start <= range.end && range.end <= len).then_some(SharedBytes { owner, range })
+        (range.start <= range.end && range.end <= len).then_some(SharedBytes { owner, range, mapped: false })
     }
 
+    /// [`new`](Self::new) for an owner that is a read-only memory map of a file, whose pages
+    /// [`advise`](Self::advise) may drop and prefetch.
+    pub fn mapped(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
+        Self::new(owner, range).map(|b| SharedBytes { mapped: true, ..b })
+    }
+
+    /// Advises the kernel about the pages of this range (widened to whole pages). Best effort:
+    /// does nothing for bytes that are not a file mapping (dropping the pages of an owned
+    /// buffer would zero it) or where `madvise` is not available.
+    pub fn advise(&self, advice: PageAdvice) {
+        if !self.mapped {
+            return;
+        }
+        advise_pages(self.bytes(), advice);
+    }
+}
+
+/// `madvise` over the whole pages that hold `bytes` (part of a read-only file mapping).
+#[cfg(unix)]
+fn advise_pages(bytes: &[u8], advice: PageAdvice) {
+    if bytes.is_empty() {
+        return;
+    }
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => return,
+    };
+    let start = bytes.as_ptr() as usize;
+    let (lo, hi) = (start / page * page, (start + bytes.len()).div_ceil(page) * page);
+    let flag = match advice {
+        PageAdvice::WillNeed => libc::MADV_WILLNEED,
+        PageAdvice::DontNeed => libc::MADV_DONTNEED,
+    };
+    // SAFETY: `bytes` lies in a read-only file mapping, which starts on a page boundary and
+    // whose last page the kernel maps whole, so [lo, hi) stays inside it. MADV_DONTNEED on a
+    // file mapping only drops this process's copy of the pages: the next access reads the
+    // same bytes again from the file, so no reference into the map observes a change (the
+    // same reasoning as `GgufFile::release_pages`). MADV_WILLNEED only starts reads.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, flag) };
+}
+
+#[cfg(not(unix))]
+fn advise_pages(_: &[u8], _: PageAdvice) {}
+
+impl SharedBytes {
     /// The bytes.
     pub fn bytes(&self) -> &[u8] {
         // The range was checked against the owner's length in `new`, and owners never shrink.
@@ -171,6 +232,17 @@ impl StoredMatrix {
     /// As [`dequant_range`](Self::dequant_range).
     pub fn dequant_row(&self, row: usize, out: &mut [f32]) -> Result<(), StoredError> {
         self.dequant_range(row, 0, out)
+    }
+
+    /// Advises the kernel about every page of the stored tensor this matrix views (a row map
+    /// may use only some of its rows: the whole tensor is advised). See [`SharedBytes::advise`].
+    pub fn advise(&self, advice: PageAdvice) {
+        self.bytes.advise(advice);
+    }
+
+    /// Bytes of the stored tensor this matrix views (all of its rows).
+    pub fn stored_bytes(&self) -> usize {
+        self.bytes.bytes().len()
     }
 
     /// Every value, row-major `[n, k]` (what loading the tensor as f32 and applying the row

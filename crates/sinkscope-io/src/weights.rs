@@ -240,6 +240,26 @@ pub struct WeightPlan {
     pub resident_bytes: u64,
     /// Values of the largest tensor read as f32 (the load transient).
     pub largest_f32_values: u64,
+    /// The layout of layer streaming, where every matrix that only moves rows stays in the
+    /// file's memory map (F32 ones too) and only one block's are resident at a time.
+    pub streamed: StreamedPlan,
+}
+
+/// [`WeightPlan`] for layer streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamedPlan {
+    /// Bytes always held: the tensors read as f32 (norms, biases, and matrices whose
+    /// load-time transform moves values within rows).
+    pub owned_bytes: u64,
+    /// Stored bytes of the largest block's memory-mapped matrices (resident while it runs).
+    pub largest_block_bytes: u64,
+    /// Stored bytes of the LM head (the embedding for a tied head), resident while the head
+    /// runs; the embedding itself is gathered row by row.
+    pub head_bytes: u64,
+    /// Values of the largest tensor read as f32 (the load transient).
+    pub largest_f32_values: u64,
+    /// Whether any matrix stays memory-mapped (else streaming releases nothing).
+    pub any_mapped: bool,
 }
 
 /// The [`WeightPlan`] of loading `src` through `table`; `keep_stored` says whether matrices may
@@ -251,26 +271,55 @@ pub fn weight_plan(
     table: &[TensorEntry],
     keep_stored: bool,
 ) -> WeightPlan {
-    let mut stays: BTreeSet<String> = BTreeSet::new();
+    // Tensor name -> (block, whether it is the head's weight), for tensors that may stay stored.
+    let mut stays: BTreeMap<String, (Option<usize>, bool)> = BTreeMap::new();
     if keep_stored {
+        let head_role = if cfg.tied_unembed { TensorRole::TokEmbed } else { TensorRole::Unembed };
         for entry in table.iter().filter(|e| e.may_stay_stored()) {
-            let blocks: Vec<String> = match entry.per_block() {
-                true => (0..cfg.n_layers).map(|i| entry.name.replace("{i}", &i.to_string())).collect(),
-                false => vec![entry.name.to_string()],
-            };
-            stays.extend(blocks);
+            let is_head = entry.roles.contains(&head_role);
+            match entry.per_block() {
+                true => stays.extend(
+                    (0..cfg.n_layers).map(|i| (entry.name.replace("{i}", &i.to_string()), (Some(i), false))),
+                ),
+                false => {
+                    stays.insert(entry.name.to_string(), (None, is_head));
+                }
+            }
         }
     }
     let mut plan = WeightPlan::default();
+    let mut blocks: BTreeMap<usize, u64> = BTreeMap::new();
     for (name, meta) in src.tensors() {
         let values = meta.shape.iter().product::<usize>() as u64;
-        if meta.dtype != "F32" && stays.contains(name) {
+        let f32_bytes = values.saturating_mul(4);
+        let place = stays.get(name).copied();
+        if meta.dtype != "F32" && place.is_some() {
             plan.resident_bytes = plan.resident_bytes.saturating_add(meta.bytes);
         } else {
-            plan.resident_bytes = plan.resident_bytes.saturating_add(values.saturating_mul(4));
+            plan.resident_bytes = plan.resident_bytes.saturating_add(f32_bytes);
             plan.largest_f32_values = plan.largest_f32_values.max(values);
         }
+        let st = &mut plan.streamed;
+        match place {
+            // Streaming keeps F32 matrices mapped too (file size = 4 bytes a value).
+            Some((Some(b), _)) => {
+                let e = blocks.entry(b).or_default();
+                *e = e.saturating_add(meta.bytes);
+                st.any_mapped = true;
+            }
+            Some((None, head)) => {
+                if head {
+                    st.head_bytes = st.head_bytes.saturating_add(meta.bytes);
+                }
+                st.any_mapped = true;
+            }
+            None => {
+                st.owned_bytes = st.owned_bytes.saturating_add(f32_bytes);
+                st.largest_f32_values = st.largest_f32_values.max(values);
+            }
+        }
     }
+    plan.streamed.largest_block_bytes = blocks.values().copied().max().unwrap_or(0);
     plan
 }
 
@@ -522,6 +571,19 @@ pub fn load_weights(
     table: &[TensorEntry],
     ignored: &[&str],
 ) -> Result<WeightSet, IoError> {
+    load_weights_with(src, cfg, table, ignored, false)
+}
+
+/// [`load_weights`] for layer streaming when `stream`: F32 matrices also stay in the file's
+/// memory map (so that a block's pages can be released after use), and each stored tensor's
+/// pages are released again after the load-time scan for non-finite values.
+pub fn load_weights_with(
+    src: &dyn TensorSource,
+    cfg: &ModelConfig,
+    table: &[TensorEntry],
+    ignored: &[&str],
+    stream: bool,
+) -> Result<WeightSet, IoError> {
     let files = src.tensors();
     let path = src.path().to_path_buf();
     // Every block needs at least one tensor of its own: a block count the file cannot back is
@@ -579,9 +641,13 @@ pub fn load_weights(
             }
             // Matrices the kernel multiplies stay in their stored format when every transform
             // only moves rows; everything else is read as f32.
-            let stored = match entry.may_stay_stored() {
-                true => src.read_stored(&name)?,
-                false => None,
+            let stored = match (entry.may_stay_stored(), stream) {
+                (true, false) => src.read_stored(&name)?,
+                (true, true) => match src.read_stored(&name)? {
+                    Some(m) => Some(m),
+                    None => src.read_mapped_f32(&name)?,
+                },
+                (false, _) => None,
             };
             let outputs: Vec<MatrixWeight> = match stored {
                 Some(matrix) => {
@@ -591,6 +657,9 @@ pub fn load_weights(
                     })?;
                     if let Some(nf) = scan.finish() {
                         set.non_finite.push(nf);
+                    }
+                    if stream {
+                        matrix.advise(crate::stored::PageAdvice::DontNeed);
                     }
                     stored_transforms(
                         entry.transforms,

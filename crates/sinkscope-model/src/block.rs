@@ -1,9 +1,10 @@
 //! The generic decoder block: the only place the residual dataflow is written.
 
 use crate::error::{ModelError, Result};
-use crate::layers::{attention::Attention, mlp::Mlp, norm::Norm, rope::RopeTables};
+use crate::layers::{attention::Attention, linear::Linear, mlp::Mlp, norm::Norm, rope::RopeTables};
 use crate::pack::Pack;
 use candle_core::Tensor;
+use sinkscope_io::stored::PageAdvice;
 use sinkscope_spec::{BlockLayout, HookSite, SiteKind};
 
 /// One decoder block. Which norms exist is the config's [`sinkscope_spec::NormPlacement`]:
@@ -53,6 +54,29 @@ pub fn ensure_finite(t: &Tensor, site: HookSite) -> Result<()> {
 }
 
 impl Block {
+    /// The block's linear maps (attention projections, MLP or router and experts).
+    pub fn linears(&self) -> Vec<&Linear> {
+        let a = &self.attn;
+        let mut out = vec![&a.q, &a.k, &a.v, &a.o];
+        match &self.mlp {
+            Mlp::Dense(d) => out.extend(d.gate.iter().chain([&d.up, &d.down])),
+            Mlp::Moe(m) => {
+                out.push(&m.router);
+                out.extend(m.experts.iter().flat_map(|e| [&e.gate, &e.up, &e.down]));
+            }
+        }
+        out
+    }
+
+    /// Advises the kernel about the pages of the block's weights that stay in the file's
+    /// memory map (layer streaming: [`PageAdvice::WillNeed`] before the block runs,
+    /// [`PageAdvice::DontNeed`] after, so that only one block's weights are resident).
+    pub fn advise(&self, advice: PageAdvice) {
+        for l in self.linears() {
+            l.weight.advise(advice);
+        }
+    }
+
     /// `x: [rows, d]` (resid_pre of the pack's prompts) -> resid_post `[rows, d]`. `rope` and
     /// `mask` cover the longest prompt of the pack.
     pub fn forward(

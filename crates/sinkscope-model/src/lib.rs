@@ -26,7 +26,7 @@ pub mod pack;
 
 pub use error::{ModelError, Result};
 pub use hooks::{ActivationCache, EditHook, FnHook, ForwardCtx, Hook};
-pub use model::Model;
+pub use model::{Layout, Model};
 pub use pack::Pack;
 
 /// Opens a checkpoint and builds its model on `device`.

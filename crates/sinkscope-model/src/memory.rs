@@ -16,6 +16,11 @@
 //! - **retained**: what the caller keeps per prompt (e.g. captured activations), passed in;
 //! - a fixed 64 MiB for the runtime, the tokenizer and the allocator.
 //!
+//! With layer streaming ([`crate::Layout::Streamed`], [`estimate_streamed`]) the weights term
+//! is the tensors read as f32, the largest block's mapped matrices and, when logits are
+//! computed, the head's; the residual streams of a chunk (`2 x chunk x d`) are added.
+//! [`choose_layout`] picks the layout: streaming when asked, or when only it fits.
+//!
 //! The memory available ([`available`]) is the smallest of `MemAvailable` in `/proc/meminfo`
 //! and the room left under the cgroup limit (v2 `memory.max - memory.current`, v1
 //! `memory.limit_in_bytes - memory.usage_in_bytes`) and the room left under the process's
@@ -72,29 +77,57 @@ pub struct MemoryEstimate {
     pub overhead: u64,
     /// Tokens in the longest prompt (for the message).
     pub max_tokens: usize,
+    /// Layer streaming: the residual streams `[rows, d]` of the prompts that advance block by
+    /// block together (their chunk), held between blocks; `None` with resident weights.
+    pub streamed_chunk: Option<StreamedChunk>,
+}
+
+/// The chunk of a streamed run ([`MemoryEstimate::streamed_chunk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamedChunk {
+    /// Tokens of the largest chunk.
+    pub tokens: usize,
+    /// Bytes of its residual streams (two `[tokens, d]` copies: a block's input and output).
+    pub residual_bytes: u64,
 }
 
 impl MemoryEstimate {
     /// The peak: the weights plus the larger of the load transient and the per-prompt memory.
     pub fn total(&self) -> u64 {
-        let per_prompt = self.working_set.saturating_add(self.retained);
+        let chunk = self.streamed_chunk.map_or(0, |c| c.residual_bytes);
+        let per_prompt = self.working_set.saturating_add(self.retained).saturating_add(chunk);
         self.weights.saturating_add(self.load_transient.max(per_prompt)).saturating_add(self.overhead)
     }
 }
 
 impl fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (weights {}, load transient {}, forward working set for {} tokens {}, retained per prompt {}, runtime {})",
-            human(self.total()),
-            human(self.weights),
-            human(self.load_transient),
-            self.max_tokens,
-            human(self.working_set),
-            human(self.retained),
-            human(self.overhead)
-        )
+        match self.streamed_chunk {
+            None => write!(
+                f,
+                "{} (weights {}, load transient {}, forward working set for {} tokens {}, retained per prompt {}, runtime {})",
+                human(self.total()),
+                human(self.weights),
+                human(self.load_transient),
+                self.max_tokens,
+                human(self.working_set),
+                human(self.retained),
+                human(self.overhead)
+            ),
+            Some(c) => write!(
+                f,
+                "{} streaming layers (weights held: one block, the head when used and the unstreamed tensors {}, load transient {}, forward working set for {} tokens {}, residual streams of a {}-token chunk {}, retained {}, runtime {})",
+                human(self.total()),
+                human(self.weights),
+                human(self.load_transient),
+                self.max_tokens,
+                human(self.working_set),
+                c.tokens,
+                human(c.residual_bytes),
+                human(self.retained),
+                human(self.overhead)
+            ),
+        }
     }
 }
 
@@ -105,6 +138,18 @@ pub struct Available {
     pub bytes: u64,
     /// `MemAvailable in /proc/meminfo`, `cgroup memory.max`, the environment variable, ...
     pub source: String,
+}
+
+/// [`Available::source`] when the address-space limit is the binding one.
+const ADDRESS_SPACE_SOURCE: &str = "address-space limit (RLIMIT_AS, ulimit -v) minus VmSize";
+
+impl Available {
+    /// Whether the figure is the room under the address-space limit (`ulimit -v`), which
+    /// layer streaming does not relieve: it lowers the resident pages, while the whole file
+    /// stays mapped.
+    pub fn is_address_space(&self) -> bool {
+        self.source == ADDRESS_SPACE_SOURCE
+    }
 }
 
 /// Errors of the guard.
@@ -120,7 +165,7 @@ pub enum MemoryError {
         /// The model.
         path: PathBuf,
         /// The estimate.
-        estimate: MemoryEstimate,
+        estimate: Box<MemoryEstimate>,
         /// What is available.
         available: Available,
     },
@@ -204,6 +249,92 @@ pub fn estimate_for(
         retained: shape.retained_bytes,
         overhead: RUNTIME_OVERHEAD,
         max_tokens: shape.max_tokens,
+        streamed_chunk: None,
+    }
+}
+
+/// The estimate of a layer-streamed run ([`crate::Layout::Streamed`]) from the streamed
+/// weight plan: the weights held are the tensors read as f32 (norms, biases, matrices whose
+/// transform moves values), the largest block's mapped matrices and, when logits are computed,
+/// the head's; the working set is one pass of `shape.max_tokens` tokens plus the residual
+/// streams of a chunk of `chunk_tokens` tokens; `shape.retained_bytes` is what the chunk's
+/// prompts keep.
+pub fn estimate_streamed_for(
+    cfg: &ModelConfig,
+    plan: &sinkscope_io::weights::StreamedPlan,
+    shape: &RunShape,
+    chunk_tokens: usize,
+) -> MemoryEstimate {
+    let head = if shape.logits { plan.head_bytes } else { 0 };
+    let weights = plan.owned_bytes.saturating_add(plan.largest_block_bytes).saturating_add(head);
+    let residual = (chunk_tokens as u64).saturating_mul(cfg.d_model as u64).saturating_mul(2 * F32);
+    MemoryEstimate {
+        streamed_chunk: Some(StreamedChunk { tokens: chunk_tokens, residual_bytes: residual }),
+        ..estimate_for(cfg, weights, plan.largest_f32_values, shape)
+    }
+}
+
+/// [`estimate_streamed_for`] for a checkpoint opened with [`ModelFiles::open`].
+pub fn estimate_streamed(files: &ModelFiles, shape: &RunShape, chunk_tokens: usize) -> MemoryEstimate {
+    let plan = files.weight_plan(crate::layers::linear::keep_stored());
+    estimate_streamed_for(&files.config, &plan.streamed, shape, chunk_tokens)
+}
+
+/// How a run holds its weights, as the guard decided ([`choose_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// Every block resident.
+    Resident,
+    /// Layer streaming, asked for with `--stream-layers`.
+    Streamed,
+    /// Layer streaming chosen by the guard: the model as stored does not fit, streamed it does.
+    StreamedAuto,
+}
+
+impl LayoutChoice {
+    /// Whether the weights are streamed.
+    pub fn streamed(self) -> bool {
+        self != LayoutChoice::Resident
+    }
+}
+
+/// The memory guard's choice between the resident and the streamed layout: `requested`
+/// (`--stream-layers`) streams; otherwise the resident layout when it fits (or availability is
+/// unknown), else streaming when that fits and the binding limit is not the address space
+/// ([`Available::is_address_space`]: the whole file stays mapped), else — unless `force`, which keeps the resident
+/// layout — [`MemoryError::Insufficient`] with the streamed estimate (it does not fit even
+/// streamed). Returns the layout and the estimate that applies to it.
+///
+/// # Errors
+/// [`MemoryError::Insufficient`] as above.
+pub fn choose_layout(
+    model: &Path,
+    resident: &MemoryEstimate,
+    streamed: &MemoryEstimate,
+    available: Option<&Available>,
+    requested: bool,
+    force: bool,
+) -> Result<(LayoutChoice, MemoryEstimate), MemoryError> {
+    if requested {
+        check(model, streamed, available, force)?;
+        return Ok((LayoutChoice::Streamed, *streamed));
+    }
+    if check(model, resident, available, false).is_ok() {
+        return Ok((LayoutChoice::Resident, *resident));
+    }
+    if available.is_some_and(Available::is_address_space) {
+        check(model, resident, available, force)?;
+        return Ok((LayoutChoice::Resident, *resident));
+    }
+    if check(model, streamed, available, false).is_ok() {
+        return Ok((LayoutChoice::StreamedAuto, *streamed));
+    }
+    match force {
+        true => Ok((LayoutChoice::Resident, *resident)),
+        false => {
+            check(model, streamed, available, false)?;
+            Ok((LayoutChoice::StreamedAuto, *streamed))
+        }
     }
 }
 
@@ -305,7 +436,7 @@ pub fn available() -> Result<Option<Available>, MemoryError> {
     let status = std::fs::read_to_string("/proc/self/status").ok();
     if let Some(room) = address_space_room(limits.as_deref().unwrap_or(""), status.as_deref().unwrap_or("")) {
         if best.as_ref().is_none_or(|b| room < b.bytes) {
-            let source = "address-space limit (RLIMIT_AS, ulimit -v) minus VmSize".into();
+            let source = ADDRESS_SPACE_SOURCE.into();
             best = Some(Available { bytes: room, source });
         }
     }
@@ -334,7 +465,7 @@ pub fn check(
     match available {
         Some(a) if !force && estimate.total() > a.bytes => Err(MemoryError::Insufficient {
             path: model.to_path_buf(),
-            estimate: *estimate,
+            estimate: Box::new(*estimate),
             available: a.clone(),
         }),
         _ => Ok(()),
@@ -483,6 +614,129 @@ mod tests {
         let est = estimate_for(&cfg, f32.resident_bytes, f32.largest_f32_values, &shape);
         assert!(est.total() > 30_000_000_000, "{est}");
         assert!(check(Path::new("m.gguf"), &est, Some(&gib24), false).is_err());
+    }
+
+    /// A header-only checkpoint (nothing is read: the plans work from shapes and types).
+    struct Header(std::collections::BTreeMap<String, sinkscope_io::source::TensorMeta>);
+    impl sinkscope_io::source::TensorSource for Header {
+        fn path(&self) -> &Path {
+            Path::new("header-only.gguf")
+        }
+        fn tensors(&self) -> &std::collections::BTreeMap<String, sinkscope_io::source::TensorMeta> {
+            &self.0
+        }
+        fn read_f32(&self, _: &str) -> Result<Vec<f32>, sinkscope_io::IoError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A Llama-3-70B-shaped GGUF in llama.cpp's Q2_K mix (Q2_K matrices, V in Q4_K, down in
+    /// Q3_K, head Q6_K, norms F32), its config and tensor table.
+    fn llama70b_q2k() -> (ModelConfig, Header, Vec<sinkscope_io::weights::TensorEntry>) {
+        use sinkscope_io::source::TensorMeta;
+        let mut cfg = cfg();
+        let layer = cfg.layers[0];
+        (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_head) = (8192, 80, 64, 8, 128);
+        (cfg.d_mlp, cfg.d_vocab, cfg.context_length, cfg.tied_unembed) = (28672, 128256, 8192, false);
+        cfg.layers = vec![layer; 80];
+        let meta = |shape: Vec<usize>, dtype: &str| {
+            let values = shape.iter().product::<usize>() as u64;
+            let bytes = match dtype {
+                "Q2_K" => values / 256 * 84,
+                "Q3_K" => values / 256 * 110,
+                "Q4_K" => values / 256 * 144,
+                "Q6_K" => values / 256 * 210,
+                _ => values * 4,
+            };
+            TensorMeta { shape, dtype: dtype.into(), bytes }
+        };
+        let (d, m, v, kv) = (8192, 28672, 128256, 1024);
+        let mut t = std::collections::BTreeMap::new();
+        t.insert("token_embd.weight".to_string(), meta(vec![v, d], "Q2_K"));
+        t.insert("output.weight".to_string(), meta(vec![v, d], "Q6_K"));
+        t.insert("output_norm.weight".to_string(), meta(vec![d], "F32"));
+        for i in 0..80 {
+            for (name, shape, ty) in [
+                ("attn_q", vec![d, d], "Q2_K"),
+                ("attn_k", vec![kv, d], "Q2_K"),
+                ("attn_v", vec![kv, d], "Q4_K"),
+                ("attn_output", vec![d, d], "Q2_K"),
+                ("ffn_gate", vec![m, d], "Q2_K"),
+                ("ffn_up", vec![m, d], "Q2_K"),
+                ("ffn_down", vec![d, m], "Q3_K"),
+                ("attn_norm", vec![d], "F32"),
+                ("ffn_norm", vec![d], "F32"),
+            ] {
+                t.insert(format!("blk.{i}.{name}.weight"), meta(shape, ty));
+            }
+        }
+        let table = sinkscope_io::families::by_gguf_arch("llama").unwrap().gguf_tensors();
+        (cfg, Header(t), table)
+    }
+
+    /// Layer streaming on a 24 GiB machine: a Llama-3-70B-shaped Q2_K GGUF (~27 GB) is refused
+    /// with its weights resident and admitted streamed, with an estimate of one block (~300 MB
+    /// of Q2_K/Q3_K/Q4_K rows) plus the unstreamed norms, the head when logits are computed,
+    /// one pass and a chunk's residual streams: under 2 GiB for 512 tokens per pass and 4096 per
+    /// chunk (the figures are sums of the tensors' sizes, checked here against the formula).
+    #[test]
+    fn a_70b_q2k_model_is_refused_resident_and_admitted_streamed_on_24_gib() {
+        let (cfg, src, table) = llama70b_q2k();
+        let file: u64 = src.0.values().map(|m| m.bytes).sum();
+        assert!((25_000_000_000..28_000_000_000).contains(&file), "{file}");
+        let plan = sinkscope_io::weights::weight_plan(&src, &cfg, &table, true);
+        let shape = RunShape { max_tokens: 512, logits: false, retained_bytes: 0 };
+        let gib24 = Available { bytes: 24 << 30, source: "injected 24 GiB".into() };
+        let resident = estimate_for(&cfg, plan.resident_bytes, plan.largest_f32_values, &shape);
+        assert!(resident.total() > 24 << 30, "{resident}");
+        let streamed = estimate_streamed_for(&cfg, &plan.streamed, &shape, 4096);
+        // One block: q, o and gate, up (Q2_K), k (Q2_K), v (Q4_K), down (Q3_K).
+        let (d, m, kv) = (8192u64, 28672u64, 1024u64);
+        let block = (2 * d * d + 2 * m * d + kv * d) / 256 * 84 + kv * d / 256 * 144 + d * m / 256 * 110;
+        assert_eq!(plan.streamed.largest_block_bytes, block);
+        assert_eq!(plan.streamed.owned_bytes, (80 * 2 + 1) * d * 4, "norms only");
+        assert_eq!(plan.streamed.head_bytes, 128256 * d / 256 * 210);
+        assert_eq!(streamed.weights, block + (80 * 2 + 1) * d * 4, "no head without logits");
+        assert!(streamed.total() < 2 << 30, "{streamed}");
+        let with_logits = RunShape { logits: true, ..shape };
+        let s2 = estimate_streamed_for(&cfg, &plan.streamed, &with_logits, 4096);
+        assert_eq!(s2.weights, streamed.weights + plan.streamed.head_bytes);
+        let m = Path::new("llama-3-70b.Q2_K.gguf");
+        let (choice, est) = choose_layout(m, &resident, &streamed, Some(&gib24), false, false).unwrap();
+        assert_eq!((choice, est), (LayoutChoice::StreamedAuto, streamed));
+        assert!(est.to_string().contains("streaming layers"), "{est}");
+        // Asked for, streaming is used even where the resident layout fits.
+        let big = Available { bytes: 1 << 40, source: "injected".into() };
+        let (choice, _) = choose_layout(m, &resident, &streamed, Some(&big), true, false).unwrap();
+        assert_eq!(choice, LayoutChoice::Streamed);
+        let (choice, _) = choose_layout(m, &resident, &streamed, Some(&big), false, false).unwrap();
+        assert_eq!(choice, LayoutChoice::Resident);
+        // Under an address-space limit streaming is not chosen by itself (the file stays mapped).
+        let vm = Available { bytes: 24 << 30, source: ADDRESS_SPACE_SOURCE.into() };
+        assert!(choose_layout(m, &resident, &streamed, Some(&vm), false, false).is_err());
+    }
+
+    /// What does not fit even streamed is refused (the message gives the streamed estimate):
+    /// the same 70B model on 256 MiB, where a single block (~300 MB) does not fit; `--force`
+    /// runs anyway (resident, as without streaming).
+    #[test]
+    fn a_model_whose_single_block_does_not_fit_is_refused() {
+        let (cfg, src, table) = llama70b_q2k();
+        let plan = sinkscope_io::weights::weight_plan(&src, &cfg, &table, true);
+        let shape = RunShape { max_tokens: 128, logits: false, retained_bytes: 0 };
+        let resident = estimate_for(&cfg, plan.resident_bytes, plan.largest_f32_values, &shape);
+        let streamed = estimate_streamed_for(&cfg, &plan.streamed, &shape, 1024);
+        let small = Available { bytes: 256 << 20, source: "injected 256 MiB".into() };
+        assert!(plan.streamed.largest_block_bytes > 256 << 20);
+        let m = Path::new("llama-3-70b.Q2_K.gguf");
+        for requested in [false, true] {
+            let e = choose_layout(m, &resident, &streamed, Some(&small), requested, false).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, MemoryError::Insufficient { .. }), "{msg}");
+            assert!(msg.contains("streaming layers") && msg.contains("256 MiB"), "{msg}");
+        }
+        let (choice, _) = choose_layout(m, &resident, &streamed, Some(&small), false, true).unwrap();
+        assert_eq!(choice, LayoutChoice::Resident);
     }
 
     /// The working set grows with T^2 through the attention patterns.

@@ -15,9 +15,31 @@ use crate::layers::{
 };
 use crate::pack::Pack;
 use candle_core::{Device, Tensor};
+use sinkscope_io::stored::PageAdvice;
 use sinkscope_io::weights::MatrixWeight;
 use sinkscope_io::{TensorRole as R, WeightSet};
 use sinkscope_spec::{HookSite, MlpKind, ModelConfig, NormKind, Positional, QkNorm, RopeSpec, SiteKind};
+
+/// How a model holds its blocks' weights during a forward call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every block's weights stay resident (a memory map's pages stay once touched).
+    Resident,
+    /// Layer streaming (`--stream-layers`): a call runs block-major over passes of at most
+    /// `pack_tokens` tokens (every prompt's residual stream advances block by block); a block's
+    /// weights left in the file's memory map are prefetched before it runs and their pages
+    /// dropped after it, so only one block's weights are resident at a time. The results are
+    /// the same bits as [`Layout::Resident`] (weights must be loaded with
+    /// `ModelFiles::load_weights_for(true)` for F32 matrices to be streamed too).
+    Streamed {
+        /// Tokens per pass (the memory of one pass's working set).
+        pack_tokens: usize,
+        /// Tokens of the prompts that callers hand to one call (a chunk: their residual
+        /// streams advance block by block together, so each block is read once per chunk).
+        /// Bounds the memory of the residual streams, flat in the number of prompts.
+        chunk_tokens: usize,
+    },
+}
 
 /// A loaded, immutable decoder.
 pub struct Model {
@@ -30,6 +52,8 @@ pub struct Model {
     blocks: Vec<Block>,
     ln_final: Norm,
     unembed: Linear,
+    /// Whether every block's weights stay resident or are streamed block by block.
+    layout: Layout,
     /// Checkpoint tensors holding NaN/Inf, cited when an activation turns non-finite.
     non_finite_weights: Vec<String>,
     /// The head packed in f32 for LogitLens, built on its first use when the head is kept in
@@ -241,7 +265,19 @@ impl Model {
             unembed,
             non_finite_weights,
             lens_head: std::sync::OnceLock::new(),
+            layout: Layout::Resident,
         })
+    }
+
+    /// The model with its blocks held as `layout` says.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// How the model holds its blocks' weights.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// The device the model runs on.
@@ -287,8 +323,14 @@ impl Model {
             )));
         }
         let lens: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
-        let mut pack = Pack::new(&lens, ctxs);
-        self.forward_inner(prompts, &mut pack).map_err(|e| match e {
+        let mut packs = Vec::new();
+        let mut rest = ctxs;
+        for g in self.groups(&lens) {
+            let (these, others) = rest.split_at_mut(g.len());
+            packs.push(Pack::new(&lens[g], these));
+            rest = others;
+        }
+        self.forward_inner(prompts, &mut packs).map_err(|e| match e {
             ModelError::NonFinite { site } if !self.non_finite_weights.is_empty() => {
                 ModelError::NonFiniteWeights { site, tensors: self.non_finite_weights.clone() }
             }
@@ -317,12 +359,34 @@ impl Model {
         Ok(())
     }
 
-    fn forward_inner(&self, prompts: &[&[u32]], pack: &mut Pack) -> Result<Vec<Option<Tensor>>> {
-        let cfg = &self.config;
-        for p in prompts {
-            self.check_tokens(p)?;
+    /// The passes of one call: the whole pack when the blocks are resident; consecutive
+    /// prompts of at most `pack_tokens` tokens each when streaming (how the prompts are
+    /// grouped never changes a result: see [`crate::pack`]). Returns each group's prompt range.
+    fn groups(&self, lens: &[usize]) -> Vec<std::ops::Range<usize>> {
+        let budget = match self.layout {
+            Layout::Resident => return std::iter::once(0..lens.len()).collect(),
+            Layout::Streamed { pack_tokens, .. } => pack_tokens,
+        };
+        let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut tokens = 0usize;
+        for (i, &n) in lens.iter().enumerate() {
+            match out.last_mut() {
+                Some(g) if tokens + n <= budget => {
+                    g.end = i + 1;
+                    tokens += n;
+                }
+                _ => {
+                    out.push(i..i + 1);
+                    tokens = n;
+                }
+            }
         }
-        let t_max = pack.max_len();
+        out
+    }
+
+    /// The embedding stage of one pass: `hook_tok_embed` .. `hook_embed`, giving X(0) `[rows, d]`.
+    fn embed(&self, prompts: &[&[u32]], pack: &mut Pack) -> Result<Tensor> {
+        let cfg = &self.config;
         let tok = self.tok_embed.rows(&prompts.concat(), &self.device)?;
         let tok = pack.apply(HookSite::global(SiteKind::TokEmbed), tok)?; // [rows, d]
         let mut x = match cfg.embed_scale {
@@ -345,11 +409,59 @@ impl Model {
         }
         let x0 = pack.apply(HookSite::global(SiteKind::Embed), x)?;
         ensure_finite(&x0, HookSite::global(SiteKind::Embed))?;
+        Ok(x0)
+    }
+
+    /// The head stage of one pass on the last residual `x: [rows, d]`: the final norm and, per
+    /// prompt, the LM head, when a prompt or a hook needs them; each prompt's logits `[T, V]`
+    /// when its context asks for them.
+    fn finish(&self, x: &Tensor, pack: &mut Pack, out: &mut [Option<Tensor>]) -> Result<()> {
+        let ln_site = HookSite::global(SiteKind::LnFinal);
+        let logit_site = HookSite::global(SiteKind::Logits);
+        if !(pack.want_logits() || pack.wants(ln_site) || pack.wants(logit_site)) {
+            return Ok(());
+        }
+        let normed = pack.apply(ln_site, self.ln_final.forward(x)?)?;
+        ensure_finite(&normed, ln_site)?;
+        // The LM head runs per prompt (candle's GEMM may block the sum differently for a
+        // different number of rows; per prompt it gives exactly an unpacked pass's logits).
+        pack.for_each_prompt(&[&normed], |i, ctx, rows| {
+            let logits = ctx.apply(logit_site, self.head(&rows[0])?)?; // [T, V]
+            ensure_finite(&logits, logit_site)?;
+            if ctx.want_logits {
+                out[i] = Some(logits);
+            }
+            Ok(())
+        })
+    }
+
+    /// One call: the embedding of every pass, then block by block — each block runs on every
+    /// pass before the next block starts — then the head of every pass. With resident weights
+    /// there is one pass; when streaming, a block's mapped weights are prefetched before it
+    /// runs and their pages dropped after its last pass, so one block is resident at a time.
+    /// The per-block step is [`Block::forward`] in both layouts.
+    fn forward_inner(&self, prompts: &[&[u32]], packs: &mut [Pack]) -> Result<Vec<Option<Tensor>>> {
+        let cfg = &self.config;
+        for p in prompts {
+            self.check_tokens(p)?;
+        }
+        let streamed = matches!(self.layout, Layout::Streamed { .. });
+        let t_max = packs.iter().map(|p| p.max_len()).max().unwrap_or(0);
+        let mut xs = Vec::with_capacity(packs.len());
+        let mut first = 0;
+        for pack in packs.iter_mut() {
+            let n = pack.spans().len();
+            xs.push(self.embed(&prompts[first..first + n], pack)?);
+            first += n;
+        }
+        if streamed {
+            // The embedding's rows were gathered; its pages are not needed until the head.
+            self.tok_embed.advise(PageAdvice::DontNeed);
+        }
         // One table per distinct RoPE (Gemma 3: local and global layers) and one mask per
         // distinct window, each covering the longest prompt.
         let mut ropes: Vec<(RopeSpec, RopeTables)> = Vec::new();
         let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
-        let mut x = x0;
         for (i, b) in self.blocks.iter().enumerate() {
             let rope = match cfg.layer_rope(i) {
                 Some(spec) => match ropes.iter().position(|(s, _)| *s == spec) {
@@ -368,27 +480,34 @@ impl Model {
                     masks.len() - 1
                 }
             };
-            x = b.forward(x, rope.map(|j| &ropes[j].1), &masks[m].1, pack)?;
-        }
-        let ln_site = HookSite::global(SiteKind::LnFinal);
-        let logit_site = HookSite::global(SiteKind::Logits);
-        let mut out = vec![None; prompts.len()];
-        if !(pack.want_logits() || pack.wants(ln_site) || pack.wants(logit_site)) {
-            return Ok(out);
-        }
-        let normed = pack.apply(ln_site, self.ln_final.forward(&x)?)?;
-        ensure_finite(&normed, ln_site)?;
-        // The LM head runs per prompt (candle's GEMM may block the sum differently for a
-        // different number of rows; per prompt it gives exactly an unpacked pass's logits).
-        pack.for_each_prompt(&[&normed], |i, ctx, rows| {
-            let logits = ctx.apply(logit_site, self.head(&rows[0])?)?; // [T, V]
-            ensure_finite(&logits, logit_site)?;
-            if ctx.want_logits {
-                out[i] = Some(logits);
+            if streamed {
+                b.advise(PageAdvice::WillNeed);
             }
-            Ok(())
-        })?;
-        Ok(out)
+            let step = xs.iter_mut().zip(packs.iter_mut()).try_for_each(|(x, pack)| -> Result<()> {
+                let input = std::mem::replace(x, Tensor::zeros(0, candle_core::DType::F32, &self.device)?);
+                *x = b.forward(input, rope.map(|j| &ropes[j].1), &masks[m].1, pack)?;
+                Ok(())
+            });
+            if streamed {
+                b.advise(PageAdvice::DontNeed);
+            }
+            step?;
+        }
+        let mut out = vec![None; prompts.len()];
+        let mut first = 0;
+        let mut result = Ok(());
+        for (x, pack) in xs.iter().zip(packs.iter_mut()) {
+            let n = pack.spans().len();
+            result = self.finish(x, pack, &mut out[first..first + n]);
+            if result.is_err() {
+                break;
+            }
+            first += n;
+        }
+        if streamed {
+            self.unembed.weight.advise(PageAdvice::DontNeed);
+        }
+        result.map(|()| out)
     }
 
     /// Applies the final norm and the unembedding to any residual `x: [T, d]` (LogitLens).
@@ -401,6 +520,9 @@ impl Model {
         let normed = self.ln_final.forward(x)?;
         let head = match self.lens_head.get() {
             Some(h) => h,
+            // Streaming keeps the head in its stored format (the f32 copy of a large model's
+            // head would outweigh a block): the same bits, dequantised on every call.
+            None if self.layout != Layout::Resident => &self.unembed,
             None => match self.unembed.weight.densified() {
                 None => &self.unembed,
                 Some(dense) => {

@@ -60,6 +60,9 @@ pub struct InputArgs {
     /// folders into the unsharded run, byte for byte.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<sinkscope_analysis::shard::Shard>,
+    /// Layer streaming.
+    #[command(flatten)]
+    pub stream: StreamArgs,
 }
 
 fn parse_shard(s: &str) -> Result<sinkscope_analysis::shard::Shard, String> {
@@ -157,22 +160,16 @@ pub fn open(
     }
     // One forward pass holds the largest pack these prompts form.
     let max_t = sinkscope_analysis::runner::largest_pack(&lengths, pack_tokens);
-    let est = sinkscope_model::memory::estimate(
-        &files,
-        &sinkscope_model::memory::RunShape { max_tokens: max_t, logits, retained_bytes: 0 },
-    );
-    let available = sinkscope_model::memory::available()?;
-    sinkscope_model::memory::check(&files.path, &est, available.as_ref(), input.force)?;
-    let weights = files.load_weights()?;
-    let model_built = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
-        .with_context(|| format!("{}: building the model", model.display()))?;
+    let chunk = sinkscope_analysis::runner::largest_pack(&lengths, STREAM_CHUNK_TOKENS);
+    // Streamed, the passes of a chunk are at most `pack_tokens` (one prompt when 0).
+    let placement =
+        place_model(&files, input.stream, input.force, (max_t, pack_tokens, logits, 0), (chunk, 0))?;
+    let model_built = load_model(&files, &placement)?;
     let load_s = t0.elapsed().as_secs_f64();
     let sha = model_sha256(model)?;
     let mut extra = serde_json::Map::new();
-    extra.insert(
-        "memory".into(),
-        serde_json::json!({"estimate_bytes": est.total(), "estimate": est.to_string(), "forced": input.force}),
-    );
+    extra.insert("memory".into(), placement.memory(input.force));
+    extra.insert("execution".into(), serde_json::json!({"stream_layers": placement.execution()}));
     if let Some(block) = shard {
         extra.insert(sinkscope_analysis::shard::SHARD_KEY.into(), block);
     }

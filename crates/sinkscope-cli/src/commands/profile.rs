@@ -159,9 +159,9 @@ impl Progress for Silent {
 /// `--threads` is capped to this many workers per available core (with a note).
 pub const THREADS_PER_CORE: usize = 4;
 
-/// The number of prompt workers, and the intra-op thread settings to apply before any
-/// tensor work: one thread per forward pass when several prompts run at once.
-pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
+/// The number of prompt workers asked for (`--threads`, default the cores), capped; apply it
+/// with [`single_threaded_passes`] once the memory guard has settled it.
+pub fn worker_count(requested: Option<usize>) -> Result<usize> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // More workers than this only adds threads that wait (a million would never start).
     let max = cores.saturating_mul(THREADS_PER_CORE).max(1);
@@ -174,6 +174,13 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
         Some(n) => n,
         None => cores,
     };
+    Ok(workers)
+}
+
+/// The intra-op thread settings to apply before any tensor work: one thread per forward pass
+/// when several prompts run at once (a streamed run has one worker, whose matrix products
+/// use every core).
+pub fn single_threaded_passes(workers: usize) {
     if workers > 1 {
         for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
             if std::env::var_os(var).is_none() {
@@ -183,56 +190,55 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
             }
         }
     }
-    Ok(workers)
 }
 
 /// The memory guard of `sinkscope_model::memory` for a profile: each of the `workers`
 /// concurrent prompts holds one forward pass plus the collectors' host copies (one layer's
 /// `[T, d]` activation and `[H, T, T]` pattern). When the estimate does not fit, fewer
-/// workers are tried before refusing (unless `force`). Returns the workers to use and the
-/// manifest's `memory` block.
+/// workers are tried, then layer streaming (one chunk at a time), before refusing (unless
+/// `force`). Returns the workers to use and the placement of the weights.
 fn memory_guard(
     files: &sinkscope_io::ModelFiles,
-    max_t: usize,
+    lengths: &[usize],
+    pack_tokens: usize,
     workers: usize,
+    stream: StreamArgs,
     force: bool,
-) -> Result<(usize, serde_json::Value)> {
+) -> Result<(usize, Placement)> {
     use sinkscope_model::memory;
+    // The forward pass is sized by the largest pack these prompts actually form (the same
+    // packing rule as the run), not by --pack-tokens.
+    let max_t = sinkscope_analysis::runner::largest_pack(lengths, pack_tokens);
+    let chunk = sinkscope_analysis::runner::largest_pack(lengths, STREAM_CHUNK_TOKENS);
     let c = &files.config;
     let t = max_t as u64;
     let collectors = 4 * t * (c.d_model as u64 + c.n_heads as u64 * t);
     let single =
         memory::estimate(files, &memory::RunShape { max_tokens: max_t, logits: false, retained_bytes: 0 });
     let per_prompt = single.working_set + collectors;
-    let available = memory::available()?;
-    let mut w = workers.max(1);
-    let estimate = loop {
-        let shape = memory::RunShape {
-            max_tokens: max_t,
-            logits: false,
-            retained_bytes: collectors + (w as u64 - 1) * per_prompt,
-        };
-        let est = memory::estimate(files, &shape);
-        let fits = memory::check(&files.path, &est, available.as_ref(), false).is_ok();
-        if fits || w == 1 {
-            memory::check(&files.path, &est, available.as_ref(), force)?;
-            break est;
+    if !stream.stream_layers {
+        let available = memory::available()?;
+        for w in (1..=workers.max(1)).rev() {
+            let shape = memory::RunShape {
+                max_tokens: max_t,
+                logits: false,
+                retained_bytes: collectors + (w as u64 - 1) * per_prompt,
+            };
+            let estimate = memory::estimate(files, &shape);
+            if memory::check(&files.path, &estimate, available.as_ref(), false).is_ok() {
+                if w < workers {
+                    note!("note: running {w} prompt(s) at a time instead of {workers} to stay within the memory available");
+                }
+                let choice = memory::LayoutChoice::Resident;
+                let placement =
+                    Placement { choice, estimate, available, pack_tokens, chunk_tokens: STREAM_CHUNK_TOKENS };
+                return Ok((w, placement));
+            }
         }
-        w -= 1;
-    };
-    if w < workers {
-        note!(
-            "note: running {w} prompt(s) at a time instead of {workers} to stay within the memory available"
-        );
     }
-    let block = serde_json::json!({
-        "estimate_bytes": estimate.total(),
-        "estimate": estimate.to_string(),
-        "available_bytes": available.as_ref().map(|v| v.bytes),
-        "available_source": available.as_ref().map(|v| v.source.clone()),
-        "forced": force,
-    });
-    Ok((w, block))
+    let placement =
+        place_model(files, stream, force, (max_t, pack_tokens, false, collectors), (chunk, collectors))?;
+    Ok((1, placement))
 }
 
 /// Runs the command.
@@ -245,7 +251,7 @@ pub fn run(a: Args) -> Result<()> {
             AnalysisError::Options("--pack-tokens must be at least 1 (1 turns packing off)".into()).into()
         );
     }
-    let workers = configure_threads(a.threads)?;
+    let workers = worker_count(a.threads)?;
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
         bos: a.input.bos,
@@ -273,23 +279,21 @@ pub fn run(a: Args) -> Result<()> {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
         lengths.push(prepared.ids.len());
     }
-    // The forward pass is sized by the largest pack these prompts actually form (the same
-    // packing rule as the run), not by --pack-tokens.
-    let largest = sinkscope_analysis::runner::largest_pack(&lengths, a.pack_tokens);
-    let (workers, memory) = memory_guard(&files, largest, workers, a.input.force)?;
+    let (workers, placement) =
+        memory_guard(&files, &lengths, a.pack_tokens, workers, a.input.stream, a.input.force)?;
+    single_threaded_passes(workers);
     let inputs: Vec<&Path> =
         [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
     let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;
-    let weights = files.load_weights()?;
-    let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
-        .with_context(|| format!("{}: building the model", a.model.display()))?;
+    let model = load_model(&files, &placement)?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.non_finite_weights() {
         note!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
     }
     let sha = model_sha256(&a.model)?;
     let mut extra = serde_json::Map::new();
-    extra.insert("memory".into(), memory);
+    extra.insert("memory".into(), placement.memory(a.input.force));
+    extra.insert("execution".into(), serde_json::json!({"stream_layers": placement.execution()}));
     if let Some(block) = shard {
         extra.insert(sinkscope_analysis::shard::SHARD_KEY.into(), block);
     }

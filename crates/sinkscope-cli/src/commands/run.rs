@@ -2,7 +2,6 @@
 
 use crate::common::*;
 use anyhow::{Context, Result};
-use candle_core::Device;
 use serde_json::json;
 use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_model::{memory, ActivationCache, EditHook, ForwardCtx};
@@ -40,6 +39,9 @@ pub struct Args {
     /// run even when the memory estimate exceeds the memory available.
     #[arg(long)]
     pub force: bool,
+    /// Layer streaming.
+    #[command(flatten)]
+    pub stream: StreamArgs,
 }
 
 /// Runs the command.
@@ -95,13 +97,26 @@ pub fn run(a: Args) -> Result<()> {
         .iter()
         .map(|s| memory::site_bytes(&files.config, *s, max_tokens))
         .fold(0u64, u64::saturating_add);
-    let shape = memory::RunShape {
-        max_tokens,
-        logits: sites.iter().any(|s| touches_head(s.kind))
-            || plan.edits.iter().any(|e| touches_head(e.site.kind)),
-        retained_bytes: captured.saturating_mul(3),
+    let logits =
+        sites.iter().any(|s| touches_head(s.kind)) || plan.edits.iter().any(|e| touches_head(e.site.kind));
+    // Streamed, the prompts of a chunk run together: each keeps its captures until the chunk ends.
+    let lengths: Vec<usize> = encoded.iter().map(|(e, _)| e.ids.len()).collect();
+    let captured_by = |t: usize| -> u64 {
+        sites.iter().map(|s| memory::site_bytes(&files.config, *s, t)).fold(0u64, u64::saturating_add)
     };
-    let (estimate, available) = memory::guard(&files, &shape, a.force)?;
+    let chunk_retained = sinkscope_analysis::runner::pack_ranges(&lengths, STREAM_CHUNK_TOKENS)
+        .iter()
+        .map(|c| c.clone().map(|i| captured_by(lengths[i])).fold(0u64, u64::saturating_add))
+        .max()
+        .unwrap_or(0);
+    let chunk_tokens = sinkscope_analysis::runner::largest_pack(&lengths, STREAM_CHUNK_TOKENS);
+    let placement = place_model(
+        &files,
+        a.stream,
+        a.force,
+        (max_tokens, 1, logits, captured.saturating_mul(3)),
+        (chunk_tokens, chunk_retained.saturating_mul(3)),
+    )?;
     let _out = claim_out(
         &a.out,
         "run",
@@ -113,7 +128,7 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     let act_dir = a.out.join("activations");
     sinkscope_output::create_dir(&act_dir)?;
-    let model = sinkscope_model::load_files(&files, &Device::Cpu)?;
+    let model = load_model(&files, &placement)?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.non_finite_weights() {
         crate::term::note!(
@@ -142,45 +157,74 @@ pub fn run(a: Args) -> Result<()> {
     let mut records = Vec::with_capacity(prompts.len());
     let mut n_tokens_total = 0usize;
     let t1 = Instant::now();
-    for ((p, (enc, truncated)), name) in prompts.iter().zip(encoded).zip(&names) {
-        let mut cache = ActivationCache::new(sites.iter().copied());
-        let mut editor = EditHook::new(plan.edits.clone());
-        let mut ctx = ForwardCtx::new().with(&mut editor).with(&mut cache);
-        model.forward(&enc.ids, &mut ctx).with_context(|| match a.edits.is_empty() {
-            true => format!("{}: prompt '{}'", a.model.display(), p.id),
-            // A non-finite activation in an edited run is most likely the edit's doing.
-            false => format!(
-                "{}: prompt '{}' (edited with {}; a large scale/add/set value overflows float32)",
-                a.model.display(),
-                p.id,
-                a.edits.join(" ")
-            ),
-        })?;
-        drop(ctx);
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (site, t) in &cache.store {
-            let data: Vec<f32> = t.flatten_all()?.to_vec1()?;
-            let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            tensors.push((site.to_string(), t.dims().to_vec(), bytes));
+    let context = |p: &sinkscope_io::prompts::Prompt| match a.edits.is_empty() {
+        true => format!("{}: prompt '{}'", a.model.display(), p.id),
+        // A non-finite activation in an edited run is most likely the edit's doing.
+        false => format!(
+            "{}: prompt '{}' (edited with {}; a large scale/add/set value overflows float32)",
+            a.model.display(),
+            p.id,
+            a.edits.join(" ")
+        ),
+    };
+    // One prompt per forward call, or a chunk of prompts per call when the layers are streamed
+    // (each block read once per chunk; the same results).
+    let budget = if placement.choice.streamed() { STREAM_CHUNK_TOKENS } else { 0 };
+    for chunk in sinkscope_analysis::runner::pack_ranges(&lengths, budget) {
+        let mut caches: Vec<ActivationCache> =
+            chunk.clone().map(|_| ActivationCache::new(sites.iter().copied())).collect();
+        let mut editors: Vec<EditHook> = chunk.clone().map(|_| EditHook::new(plan.edits.clone())).collect();
+        let ids: Vec<&[u32]> = chunk.clone().map(|i| encoded[i].0.ids.as_slice()).collect();
+        let packed = {
+            let mut ctxs: Vec<ForwardCtx> = editors
+                .iter_mut()
+                .zip(caches.iter_mut())
+                .map(|(e, c)| ForwardCtx::new().with(e).with(c))
+                .collect();
+            model.forward_packed(&ids, &mut ctxs)
+        };
+        if let Err(e) = packed {
+            // Each prompt alone, so that the error names the prompt it belongs to.
+            if chunk.len() == 1 {
+                return Err(anyhow::Error::from(e).context(context(&prompts[chunk.start])));
+            }
+            for (k, i) in chunk.clone().enumerate() {
+                caches[k] = ActivationCache::new(sites.iter().copied());
+                editors[k] = EditHook::new(plan.edits.clone());
+                let mut ctx = ForwardCtx::new().with(&mut editors[k]).with(&mut caches[k]);
+                model.forward(&encoded[i].0.ids, &mut ctx).with_context(|| context(&prompts[i]))?;
+            }
         }
-        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-            .iter()
-            .map(|(n, s, b)| {
-                Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?))
-            })
-            .collect::<Result<_, safetensors::SafeTensorError>>()?;
-        let file = act_dir.join(format!("{name}.safetensors"));
-        let bytes = safetensors::serialize(views, None)?;
-        sinkscope_output::write_atomic(&file, &bytes)?;
-        n_tokens_total += enc.ids.len();
-        records.push(json!({
-            "id": p.id,
-            "file": format!("activations/{name}.safetensors"),
-            "n_tokens": enc.ids.len(),
-            "truncated": truncated,
-            "token_ids": enc.ids,
-            "first_token": first_token(&files, &enc.ids, enc.bos_prepended),
-        }));
+        for (cache, i) in caches.iter().zip(chunk) {
+            let ((p, (enc, truncated)), name) = ((&prompts[i], &encoded[i]), &names[i]);
+            let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+            for (site, t) in &cache.store {
+                let data: Vec<f32> = t.flatten_all()?.to_vec1()?;
+                let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+                tensors.push((site.to_string(), t.dims().to_vec(), bytes));
+            }
+            let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+                .iter()
+                .map(|(n, s, b)| {
+                    Ok((
+                        n.clone(),
+                        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+                    ))
+                })
+                .collect::<Result<_, safetensors::SafeTensorError>>()?;
+            let file = act_dir.join(format!("{name}.safetensors"));
+            let bytes = safetensors::serialize(views, None)?;
+            sinkscope_output::write_atomic(&file, &bytes)?;
+            n_tokens_total += enc.ids.len();
+            records.push(json!({
+                "id": p.id,
+                "file": format!("activations/{name}.safetensors"),
+                "n_tokens": enc.ids.len(),
+                "truncated": truncated,
+                "token_ids": enc.ids,
+                "first_token": first_token(&files, &enc.ids, enc.bos_prepended),
+            }));
+        }
     }
     let run_s = t1.elapsed().as_secs_f64();
     let manifest = json!({
@@ -202,13 +246,8 @@ pub fn run(a: Args) -> Result<()> {
             "ln_final": "ln_final.hook_normalized is after the final norm; blocks.{L-1}.hook_resid_post is before it",
         },
         "prompts": records,
-        "memory": {
-            "estimate_bytes": estimate.total(),
-            "estimate": estimate.to_string(),
-            "available_bytes": available.as_ref().map(|v| v.bytes),
-            "available_source": available.as_ref().map(|v| v.source.clone()),
-            "forced": a.force,
-        },
+        "memory": placement.memory(a.force),
+        "execution": {"stream_layers": placement.execution()},
         "timings": {"load_s": load_s, "forward_s": run_s, "tokens": n_tokens_total, "tokens_per_s": n_tokens_total as f64 / run_s.max(1e-9)},
     });
     sinkscope_output::write_atomic(

@@ -427,6 +427,11 @@ impl GgufFile {
         let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
     }
 
+    /// Whether the file is memory-mapped (not read into an owned buffer).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data.as_ref(), Storage::Mmap(_))
+    }
+
     /// The stored bytes of tensor `name` (borrowed from the memory map).
     pub fn raw_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
         self.bytes_of(self.tensor_info(name)?)
@@ -446,8 +451,13 @@ impl GgufFile {
             end: t.file_offset.saturating_add(t.n_bytes),
             size: self.file_size(),
         };
+        let mapped = matches!(self.data.as_ref(), Storage::Mmap(_));
         let owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = self.data.clone();
-        let bytes = crate::stored::SharedBytes::new(owner, range).ok_or_else(out_of_bounds)?;
+        let bytes = match mapped {
+            true => crate::stored::SharedBytes::mapped(owner, range),
+            false => crate::stored::SharedBytes::new(owner, range),
+        }
+        .ok_or_else(out_of_bounds)?;
         crate::stored::StoredMatrix::new(bytes, t.ggml_type, t.n_rows() as usize, t.row_len() as usize)
             .map_err(|e| match e {
                 crate::stored::StoredError::Dequant(source) => {

@@ -114,6 +114,14 @@ impl PackedWeight {
         }))
     }
 
+    /// The stored-format rows the weight reads, `None` when packed in f32.
+    pub fn stored(&self) -> Option<&StoredMatrix> {
+        match &self.panels {
+            Panels::Stored(m) => Some(m),
+            Panels::F32(_) => None,
+        }
+    }
+
     /// Bytes the weight holds (f32 panels, or the stored rows it uses).
     pub fn bytes(&self) -> usize {
         match &self.panels {

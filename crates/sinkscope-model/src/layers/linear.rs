@@ -62,6 +62,16 @@ impl Weight {
         }
     }
 
+    /// Advises the kernel about the pages of a weight left in a file's memory map (layer
+    /// streaming: prefetch before a block runs, drop after); nothing for other weights.
+    pub fn advise(&self, advice: sinkscope_io::stored::PageAdvice) {
+        if let Weight::Packed(p) = self {
+            if let Some(m) = p.stored() {
+                m.advise(advice);
+            }
+        }
+    }
+
     /// Rows `ids` of the weight, `[ids.len(), in]` (an embedding lookup), with exactly the
     /// values the matmul multiplies by.
     pub fn rows(&self, ids: &[u32], device: &Device) -> crate::error::Result<Tensor> {
