@@ -1,7 +1,7 @@
 //! Helpers shared by the commands: model opening, hashing, output folders, exit-code mapping.
 
 use crate::exit;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sinkscope_io::tokenizer::BosPolicy;

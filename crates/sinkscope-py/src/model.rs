@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+/// The logits (when asked for) and the cache of a forward pass.
+type LogitsAndCache<'py> = (Option<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>);
+
 /// `ModelFiles`, shareable between threads.
 ///
 /// `sinkscope_io::ModelFiles` holds its tensor source as `Box<dyn TensorSource>`, a trait without
@@ -178,7 +181,7 @@ impl PyModel {
         hooks: Vec<(Vec<String>, Py<PyAny>)>,
         edits: Vec<String>,
         logits: bool,
-    ) -> PyResult<(Option<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>)> {
+    ) -> PyResult<LogitsAndCache<'py>> {
         let capture = self.sites(&capture)?;
         let edits: Vec<Edit> = edits.iter().map(|e| e.parse::<Edit>()).collect::<Result<_, _>>().py()?;
         for e in &edits {

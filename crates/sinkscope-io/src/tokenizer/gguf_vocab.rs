@@ -328,7 +328,7 @@ fn from_gguf(
         }
     };
 
-    add_gguf_special_tokens(&mut inner, v, &tokens);
+    add_gguf_special_tokens(&mut inner, v, &tokens)?;
 
     let add_bos_default = v.add_bos.unwrap_or(default_add_bos);
     if add_bos_default && v.bos_id.is_none() {
@@ -413,7 +413,9 @@ fn build_byte_level_bpe(
         .map_err(|e| invalid("tokenizer.ggml.merges", e.to_string()))?;
     let mut inner = tokenizers::Tokenizer::new(bpe);
     if spec.nfc {
-        inner.with_normalizer(Some(NormalizerWrapper::NFC(NFC)));
+        inner
+            .with_normalizer(Some(NormalizerWrapper::NFC(NFC)))
+            .map_err(|e| invalid("tokenizer.ggml.pre", e.to_string()))?;
     }
     let pre_tokenizer = if spec.splits.is_empty() {
         PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true))
@@ -502,7 +504,7 @@ fn build_sentencepiece(
     } else {
         NormalizerWrapper::Replace(escape)
     };
-    inner.with_normalizer(Some(normalizer));
+    inner.with_normalizer(Some(normalizer)).map_err(|e| invalid("tokenizer.ggml.model", e.to_string()))?;
 
     let unescape =
         Replace::new("\u{2581}", " ").map_err(|e| invalid("tokenizer.ggml.model", e.to_string()))?;
@@ -518,7 +520,11 @@ fn build_sentencepiece(
     Ok(inner)
 }
 
-fn add_gguf_special_tokens(inner: &mut tokenizers::Tokenizer, v: &GgufVocab, tokens: &[String]) {
+fn add_gguf_special_tokens(
+    inner: &mut tokenizers::Tokenizer,
+    v: &GgufVocab,
+    tokens: &[String],
+) -> Result<(), TokenizerError> {
     let mut is_special = vec![false; tokens.len()];
     let mut is_user = vec![false; tokens.len()];
     for (i, t) in v.token_types.iter().enumerate() {
@@ -543,10 +549,11 @@ fn add_gguf_special_tokens(inner: &mut tokenizers::Tokenizer, v: &GgufVocab, tok
     };
     let special = added(&is_special, true);
     if !special.is_empty() {
-        inner.add_special_tokens(special);
+        inner.add_special_tokens(special).map_err(|e| invalid("tokenizer.ggml.token_type", e.to_string()))?;
     }
     let user = added(&is_user, false);
     if !user.is_empty() {
-        inner.add_tokens(user);
+        inner.add_tokens(user).map_err(|e| invalid("tokenizer.ggml.token_type", e.to_string()))?;
     }
+    Ok(())
 }

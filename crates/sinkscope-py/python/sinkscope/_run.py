@@ -313,13 +313,6 @@ def lens(
     return Run(dest, json.loads(s))
 
 
-def ablate(*args: Any, **kwargs: Any) -> Run:
-    """Not in this version of the Python package: use ``sinkscope ablate`` and
-    :func:`open_run` its folder, or :meth:`Model.run_with_hooks` with
-    ``edit_hook("blocks.L.hook_mlp_out:pos=0:scale=λ")``."""
-    raise NotImplementedError(ablate.__doc__)
-
-
 def open_run(path: PathLike) -> Run:
     """Any run folder (``profile``, ``lens``, ``probe``, ``ablate``; from Python or the CLI)."""
     return Run(path)
