@@ -69,6 +69,76 @@ pub struct AblateOptions {
     pub shard: Option<crate::shard::Shard>,
 }
 
+/// What an ablate folder holds besides its `scale_<λ>/` and `only_<block>/` sub-runs.
+pub const ABLATE_ENTRIES: &[&str] = &[
+    sinkscope_report::schema::ABLATE_FILE,
+    sinkscope_report::LAYERS_CSV,
+    sinkscope_report::DOSE_RESPONSE_CSV,
+    sinkscope_report::PLOTS_DIR,
+    sinkscope_report::REPORT_HTML,
+    "baseline",
+    "mean_ablate",
+    "sun_mean",
+    "zero_dims",
+];
+
+/// The prefixes of an ablate folder's `scale_<λ>/` and `only_<block>/` sub-runs.
+pub const ABLATE_PREFIXES: &[&str] = &["scale_", "only_"];
+
+/// The largest |λ| accepted: scaling a massive activation (values in the thousands) by more
+/// overflows float32 activations, which would then be reported as a numerical failure.
+pub const MAX_SCALE: f32 = 1000.0;
+
+/// `--scales`: finite, |λ| <= [`MAX_SCALE`], duplicates folded (first occurrence kept).
+///
+/// # Errors
+/// [`AnalysisError::Options`] naming the first scale out of range.
+pub fn check_scales(scales: &[f32]) -> Result<Vec<f32>> {
+    let mut out: Vec<f32> = Vec::with_capacity(scales.len());
+    for &s in scales {
+        if !s.is_finite() || s.abs() > MAX_SCALE {
+            return Err(AnalysisError::Options(format!(
+                "--scales: {s} is out of range (a finite number with |λ| <= {MAX_SCALE})"
+            )));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// `--layers`: `auto` (`None`: detect the massive-activation blocks on the baseline) or a
+/// comma-separated list of block numbers (metrics.md numbering, 1..=L).
+///
+/// # Errors
+/// [`AnalysisError::Options`] naming the entry that is not a number.
+pub fn parse_layers(s: &str) -> Result<Option<Vec<usize>>> {
+    if s == "auto" {
+        return Ok(None);
+    }
+    s.split(',')
+        .map(|x| {
+            x.trim().parse::<usize>().map_err(|_| {
+                AnalysisError::Options(format!("--layers: '{x}' is not a block number (or use auto)"))
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// `--component`: `mlp` (the paper) or `attn` (a control).
+///
+/// # Errors
+/// [`AnalysisError::Options`] for any other name.
+pub fn parse_component(s: &str) -> Result<Component> {
+    match s {
+        "mlp" => Ok(Component::Mlp),
+        "attn" => Ok(Component::Attn),
+        other => Err(AnalysisError::Options(format!("--component: '{other}' is not mlp or attn"))),
+    }
+}
+
 /// The edits scaling `component` at position 0 in `blocks` by `scale` (exact zero at 0).
 pub fn scale_edits(blocks: &[usize], component: Component, scale: f32) -> Vec<Edit> {
     let op = if scale == 0.0 { EditOp::Zero } else { EditOp::Scale { factor: scale } };

@@ -55,6 +55,9 @@ pub fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
             | AnalysisError::Json(_) => Some(OTHER),
         };
     }
+    if let Some(s) = cause.downcast_ref::<crate::setup::SetupError>() {
+        return Some(code(s.inner()));
+    }
     if let Some(d) = cause.downcast_ref::<DatasetError>() {
         return Some(dataset(d));
     }

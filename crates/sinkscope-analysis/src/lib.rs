@@ -41,6 +41,7 @@ pub mod probe;
 pub mod profile;
 pub mod resume;
 pub mod runner;
+pub mod setup;
 pub mod shard;
 
 pub use error::{AnalysisError, Result};

@@ -238,7 +238,7 @@ pub fn run_probe(
     let manifest_path = out.join("manifest.json");
 
     // 1. Features, one forward pass per sentence, streamed to disk.
-    let feat_path = out.join("features.f32");
+    let feat_path = out.join(FEATURES_FILE);
     let lines_path = out.join("prompts.jsonl");
     let running = base("running");
     let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), input.pack_tokens);
@@ -313,7 +313,7 @@ pub fn run_probe(
             );
             m.insert(
                 "features".into(),
-                json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE",
+                json!({"file": FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE",
                        "note": "a shard: the probes are fit by `sinkscope merge` over all shards"}),
             );
         }
@@ -342,7 +342,7 @@ pub fn run_probe(
         if opts.keep_features {
             m.insert(
                 "features".into(),
-                json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE"}),
+                json!({"file": FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE"}),
             );
         }
     }
@@ -430,6 +430,70 @@ pub fn options_from_manifest(path: &Path, options: &serde_json::Value) -> Result
     Ok(opts)
 }
 
+/// The sentences a probe uses: a seeded random sample (`seed`) of `examples`, the first
+/// `limit` of the shuffled order (labelled files are often sorted by label, so a limit must
+/// not follow the file order), each with a label, and enough of each class for `folds`
+/// stratified folds. Checked before any feature is extracted.
+///
+/// # Errors
+/// [`AnalysisError::Options`] for an unlabelled sentence or too few of a class.
+pub fn sample_examples(
+    examples: &mut Vec<Example>,
+    seed: u64,
+    limit: Option<usize>,
+    folds: usize,
+) -> Result<()> {
+    sinkscope_metrics::probe::SplitMix64::new(seed).shuffle(examples);
+    if let Some(n) = limit {
+        examples.truncate(n);
+    }
+    let mut labels = Vec::with_capacity(examples.len());
+    for ex in examples.iter() {
+        let label = ex.label.ok_or_else(|| {
+            AnalysisError::Options(format!(
+                "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
+                ex.id
+            ))
+        })?;
+        labels.push(usize::from(label));
+    }
+    sinkscope_metrics::probe::stratified_folds(&labels, folds, seed)
+        .map_err(|e| AnalysisError::Options(format!("--folds {folds}: {e}")))?;
+    Ok(())
+}
+
+/// `--pool`: `mean` (over positions >= 1) or `last`.
+///
+/// # Errors
+/// [`AnalysisError::Options`] for any other name.
+pub fn parse_pool(s: &str) -> Result<Pool> {
+    match s {
+        "mean" => Ok(Pool::Mean),
+        "last" => Ok(Pool::Last),
+        other => Err(AnalysisError::Options(format!("unknown pooling '{other}' (mean or last)"))),
+    }
+}
+
+/// `--c`: the inverse L2 strength must be a positive number.
+///
+/// # Errors
+/// [`AnalysisError::Options`] otherwise.
+pub fn check_c(c: f64) -> Result<()> {
+    if c.is_finite() && c > 0.0 {
+        Ok(())
+    } else {
+        Err(AnalysisError::Options(format!("--c must be positive, got {c}")))
+    }
+}
+
+/// The files a probe folder holds: a run's, and the kept features.
+pub fn probe_entries() -> Vec<&'static str> {
+    crate::setup::RUN_ENTRIES.iter().copied().chain([FEATURES_FILE]).collect()
+}
+
+/// The extracted features kept by `--keep-features` (and written by a shard).
+pub const FEATURES_FILE: &str = "features.f32";
+
 /// The solver, in words, for the manifest.
 pub const SOLVER: &str = "sinkscope-metrics probe: damped Newton with the exact Hessian (faer Cholesky), Armijo backtracking; objective mean log-loss + (1/(2 C n)) ||w||^2, intercept unpenalised (sklearn's LogisticRegression(C))";
 
@@ -487,5 +551,5 @@ pub(crate) fn metrics_json(
 
 /// Path of the feature file of a probe run folder.
 pub fn features_path(out: &Path) -> PathBuf {
-    out.join("features.f32")
+    out.join(FEATURES_FILE)
 }

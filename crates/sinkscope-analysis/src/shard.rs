@@ -443,7 +443,7 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
                 if opts.keep_features {
                     m.insert(
                         "features".into(),
-                        json!({"file": "features.f32", "layout": "[sentence][layer][d] f32 LE"}),
+                        json!({"file": crate::probe::FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE"}),
                     );
                 }
             }

@@ -1,7 +1,7 @@
 //! Helpers shared by the commands: model opening, hashing, output folders, exit-code mapping.
 
 use crate::exit;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sinkscope_io::tokenizer::BosPolicy;
@@ -38,40 +38,7 @@ pub fn model_sha256(path: &Path) -> Result<String> {
 
 pub use sinkscope_analysis::header::{model_info, tokenizer_info, tool_info};
 
-/// Claims a command's output folder (`sinkscope_output::OutDir::claim`): the lock, the
-/// ownership marker, an earlier run refused unless `force` (replaced) or `resume` (continued),
-/// and no input inside what the command writes. Call it before any model work; hold the
-/// returned value until the command ends (dropping it releases the lock).
-pub fn claim_out(
-    out: &Path,
-    kind: &str,
-    entries: &[&str],
-    prefixes: &[&str],
-    inputs: &[&Path],
-    force: bool,
-    resume: bool,
-) -> Result<sinkscope_output::OutDir, sinkscope_output::OutputError> {
-    use sinkscope_output::{Claim, Mode, OutDir};
-    let mode = if resume {
-        Mode::Resume
-    } else if force {
-        Mode::Force
-    } else {
-        Mode::Fresh
-    };
-    OutDir::claim(out, &Claim { kind, entries, prefixes, inputs, mode })
-}
-
-/// What a run folder of `profile`, `lens` and `probe` holds (the report's files included).
-pub const RUN_ENTRIES: &[&str] = &[
-    sinkscope_report::schema::MANIFEST_FILE,
-    sinkscope_report::schema::PROMPTS_FILE,
-    sinkscope_report::schema::METRICS_FILE,
-    sinkscope_report::LAYERS_CSV,
-    sinkscope_report::HEADS_CSV,
-    sinkscope_report::PLOTS_DIR,
-    sinkscope_report::REPORT_HTML,
-];
+pub use sinkscope_analysis::setup::{claim_out, Placement, RUN_ENTRIES, STREAM_CHUNK_TOKENS};
 
 /// Describes the token at position 0 (the sink candidate).
 pub fn first_token(files: &sinkscope_io::ModelFiles, ids: &[u32], bos_prepended: bool) -> Value {
@@ -153,117 +120,26 @@ pub struct StreamArgs {
     pub stream_layers: bool,
 }
 
-/// Tokens of the prompts whose residual streams advance block by block together when the
-/// layers are streamed (a chunk; each block is read once per chunk). Bounds the residual
-/// streams held between blocks (`2 x chunk x d x 4` bytes), flat in the number of prompts.
-pub const STREAM_CHUNK_TOKENS: usize = 4096;
-
-/// How a command will hold the model's weights, as the memory guard decided.
-#[derive(Debug, Clone)]
-pub struct Placement {
-    /// Resident, streamed on request, or streamed because resident does not fit.
-    pub choice: sinkscope_model::memory::LayoutChoice,
-    /// The estimate for that layout.
-    pub estimate: sinkscope_model::memory::MemoryEstimate,
-    /// The memory available, where known.
-    pub available: Option<sinkscope_model::memory::Available>,
-    /// Tokens per forward pass (the model's passes within a chunk when streaming).
-    pub pack_tokens: usize,
-    /// Tokens per chunk when streaming.
-    pub chunk_tokens: usize,
+/// The CLI's notes sink for [`sinkscope_analysis::setup`]: escaped lines on stderr.
+pub fn notes() -> impl FnMut(&str) {
+    |line: &str| crate::term::note!("{line}")
 }
 
-impl Placement {
-    /// The model layout to build.
-    pub fn layout(&self) -> sinkscope_model::Layout {
-        match self.choice.streamed() {
-            false => sinkscope_model::Layout::Resident,
-            true => sinkscope_model::Layout::Streamed {
-                pack_tokens: self.pack_tokens.max(1),
-                chunk_tokens: self.chunk_tokens,
-            },
-        }
-    }
-
-    /// The manifest's `execution.stream_layers` entry.
-    pub fn execution(&self) -> Value {
-        use sinkscope_model::memory::LayoutChoice as C;
-        json!({
-            "enabled": self.choice.streamed(),
-            "chosen_by": match self.choice {
-                C::Resident => "default",
-                C::Streamed => "--stream-layers",
-                C::StreamedAuto => "memory guard (the model as stored does not fit; streamed it does)",
-            },
-            "chunk_tokens": self.choice.streamed().then_some(self.chunk_tokens),
-            "pack_tokens": self.choice.streamed().then_some(self.pack_tokens.max(1)),
-        })
-    }
-
-    /// The manifest's `memory` block.
-    pub fn memory(&self, force: bool) -> Value {
-        json!({
-            "estimate_bytes": self.estimate.total(),
-            "estimate": self.estimate.to_string(),
-            "available_bytes": self.available.as_ref().map(|v| v.bytes),
-            "available_source": self.available.as_ref().map(|v| v.source.clone()),
-            "forced": force,
-            "stream_layers": self.choice.streamed(),
-        })
-    }
-}
-
-/// The memory guard with layer streaming ([`sinkscope_model::memory::choose_layout`]): the
-/// resident estimate for passes of `pack` tokens (the largest pack the prompts form) and
-/// `retained` bytes kept per pack, against the streamed one (passes of `pack` tokens, a chunk
-/// of `chunk` tokens, `retained_chunk` bytes kept for a chunk's prompts). Says on stderr when
-/// streaming is chosen automatically.
+/// The memory guard with layer streaming ([`sinkscope_analysis::setup::place_model`]).
 ///
 /// # Errors
-/// Exit code 6 ([`sinkscope_model::memory::MemoryError::Insufficient`]) when neither fits and
-/// `force` is not given.
-#[allow(clippy::too_many_arguments)]
+/// Exit code 6 when neither layout fits and `force` is not given.
 pub fn place_model(
     files: &sinkscope_io::ModelFiles,
+    shape: &sinkscope_analysis::setup::PassShape,
     stream: StreamArgs,
     force: bool,
-    (pack, pack_tokens, logits, retained): (usize, usize, bool, u64),
-    (chunk, retained_chunk): (usize, u64),
 ) -> Result<Placement> {
-    use sinkscope_model::memory;
-    let resident =
-        memory::estimate(files, &memory::RunShape { max_tokens: pack, logits, retained_bytes: retained });
-    let streamed = memory::estimate_streamed(
-        files,
-        &memory::RunShape { max_tokens: pack, logits, retained_bytes: retained_chunk },
-        chunk,
-    );
-    let available = memory::available()?;
-    let (choice, estimate) = memory::choose_layout(
-        &files.path,
-        &resident,
-        &streamed,
-        available.as_ref(),
-        stream.stream_layers,
-        force,
-    )?;
-    if choice == memory::LayoutChoice::StreamedAuto {
-        crate::term::note!(
-            "note: {}: the model as stored does not fit in the memory available ({}: needs about {}); streaming its layers (as with --stream-layers: one block resident at a time, the same results), which needs about {}",
-            files.path.display(),
-            available.as_ref().map_or("unknown".into(), |a| memory::human(a.bytes)),
-            memory::human(resident.total()),
-            memory::human(estimate.total())
-        );
-    }
-    Ok(Placement { choice, estimate, available, pack_tokens, chunk_tokens: STREAM_CHUNK_TOKENS })
+    Ok(sinkscope_analysis::setup::place_model(files, shape, stream.stream_layers, force, &mut notes())?)
 }
 
-/// Loads the weights as the placement says (streamed: every matrix stays in the file's memory
-/// map) and builds the model with its layout.
+/// Loads the weights as the placement says and builds the model
+/// ([`sinkscope_analysis::setup::load_model`]).
 pub fn load_model(files: &sinkscope_io::ModelFiles, placement: &Placement) -> Result<sinkscope_model::Model> {
-    let weights = files.load_weights_for(placement.choice.streamed())?;
-    let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
-        .with_context(|| format!("{}: building the model", files.path.display()))?;
-    Ok(model.with_layout(placement.layout()))
+    Ok(sinkscope_analysis::setup::load_model(files, placement)?)
 }

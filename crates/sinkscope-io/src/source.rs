@@ -21,8 +21,9 @@ pub struct TensorMeta {
     pub bytes: u64,
 }
 
-/// Read-only access to the tensors of a checkpoint.
-pub trait TensorSource {
+/// Read-only access to the tensors of a checkpoint, shareable between threads (runs read it
+/// from worker threads and from Python with the GIL released).
+pub trait TensorSource: Send + Sync {
     /// The file (or folder) the tensors come from, for error messages.
     fn path(&self) -> &Path;
     /// Every tensor in the checkpoint with its metadata.

@@ -81,3 +81,12 @@ pub use norms::{norm_stats, NormStats};
 pub use probe::{cross_validate, Features, LogisticParams, ProbeError, ProbeParams, ProbeReport};
 pub use spectrum::{gram_eigenvalues, spectral_stats, SpectralStats, Spectrum};
 pub use theorem::TheoremCheck;
+
+/// Sets how many ways faer splits the spectra's and the probes' linear algebra (1:
+/// sequential). faer's default follows the size of rayon's global pool, which depends on when
+/// and under which `RAYON_NUM_THREADS` the pool started; the split decides the rounding, so a
+/// run sets it explicitly ([`sinkscope_analysis::setup`]) and gets the same bits wherever its
+/// settings are the same (a CLI run and the same run from a Python session, for one).
+pub fn set_parallelism(ways: usize) {
+    faer::set_global_parallelism(if ways <= 1 { faer::Par::Seq } else { faer::Par::rayon(ways) });
+}

@@ -19,6 +19,8 @@ fn _sinkscope(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runs::Input>()?;
     m.add_function(wrap_pyfunction!(runs::profile, m)?)?;
     m.add_function(wrap_pyfunction!(runs::lens, m)?)?;
+    m.add_function(wrap_pyfunction!(runs::probe, m)?)?;
+    m.add_function(wrap_pyfunction!(runs::ablate, m)?)?;
     m.add_function(wrap_pyfunction!(runs::render_run, m)?)?;
     m.add_function(wrap_pyfunction!(runs::compare, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

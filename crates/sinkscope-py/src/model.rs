@@ -19,36 +19,11 @@ use std::time::Instant;
 /// The logits (when asked for) and the cache of a forward pass.
 type LogitsAndCache<'py> = (Option<Bound<'py, PyArrayDyn<f32>>>, Bound<'py, PyDict>);
 
-/// `ModelFiles`, shareable between threads.
-///
-/// `sinkscope_io::ModelFiles` holds its tensor source as `Box<dyn TensorSource>`, a trait without
-/// `Send + Sync` bounds, so the compiler cannot see that it may cross the GIL-released sections.
-/// Every implementation (`SafetensorsSource`, `GgufSource`, `RenamedSource`) holds only paths,
-/// maps and `Arc`s of immutable memory maps or byte buffers, read through `&self`; no `Cell`,
-/// `RefCell`, `Rc` or raw pointer (checked: `grep -rn "Cell<|Rc<|\*const|\*mut" sinkscope-io/src`).
-/// Follow-up: bound the trait (`TensorSource: Send + Sync`) in sinkscope-io and drop this.
-pub struct SharedFiles(pub ModelFiles);
-
-// SAFETY: see the type's documentation: the only non-auto-Send/Sync field is the tensor source,
-// whose implementations are immutable after construction and hold only thread-safe data.
-#[allow(unsafe_code)]
-unsafe impl Send for SharedFiles {}
-// SAFETY: as above; all access is through `&self` to immutable data.
-#[allow(unsafe_code)]
-unsafe impl Sync for SharedFiles {}
-
-impl std::ops::Deref for SharedFiles {
-    type Target = ModelFiles;
-    fn deref(&self) -> &ModelFiles {
-        &self.0
-    }
-}
-
 /// A loaded model (the Rust core of `sinkscope.Model`).
 #[pyclass(name = "_Model", module = "sinkscope._sinkscope", frozen)]
 pub struct PyModel {
     /// The checkpoint files (config, tokenizer).
-    pub files: SharedFiles,
+    pub files: ModelFiles,
     /// The model.
     pub model: Model,
     /// The BOS policy given to `load`.
@@ -105,7 +80,7 @@ impl PyModel {
         let bos = parse_bos(bos)?;
         py.detach(|| -> anyhow::Result<PyModel> {
             let t0 = Instant::now();
-            let files = SharedFiles(ModelFiles::open(&path)?);
+            let files = ModelFiles::open(&path)?;
             let shape = memory::RunShape { max_tokens: 1, logits: true, retained_bytes: 0 };
             memory::guard(&files, &shape, force)?;
             let weights = files.load_weights()?;

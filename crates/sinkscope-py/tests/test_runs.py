@@ -1,4 +1,5 @@
-"""profile / lens through Python write the CLI's bytes; Run's DataFrames follow the schema."""
+"""profile / lens / probe / ablate through Python write the CLI's bytes; Run's DataFrames
+follow the schema."""
 
 import json
 import subprocess
@@ -16,7 +17,9 @@ PROMPTS = [
 ]
 
 #: Manifest fields that differ between any two runs (README: timings and command line).
-VOLATILE = {("tool", "command_line"), ("timings",), ("model", "load_s"), ("load_s",), ("execution", "rayon_num_threads")}
+VOLATILE = {("tool", "command_line"), ("timings",), ("model", "load_s"), ("load_s",), ("execution", "rayon_num_threads"),
+            # The memory the OS reports free changes from one moment to the next.
+            ("memory", "available_bytes")}
 
 
 def strip(manifest):
@@ -43,27 +46,44 @@ def files_of(d):
     return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-@pytest.mark.parametrize("command", ["profile", "lens"])
+#: Each command's CLI arguments besides the model and --out, and the same run from Python.
+RUNS = {
+    "profile": (lambda p, d: ["--prompts", str(p)], lambda m, p, d, out: sinkscope.profile(m, p, out=out, progress=False)),
+    "lens": (lambda p, d: ["--prompts", str(p)], lambda m, p, d, out: sinkscope.lens(m, p, out=out, progress=False)),
+    # A labelled dataset (vaderSentiment from PyPI), a seeded sample of 30 sentences.
+    "probe": (lambda p, d: ["--dataset", "sst2-like", "--limit", "30", "--folds", "3", "--data-dir", str(d)],
+              lambda m, p, d, out: sinkscope.probe(m, dataset="sst2-like", limit=30, folds=3, data_dir=d, out=out,
+                                                   progress=False)),
+    "ablate": (lambda p, d: ["--prompts", str(p), "--scales", "1,0", "--limit", "2"],
+               lambda m, p, d, out: sinkscope.ablate(m, p, limit=2, scales=[1, 0], out=out, progress=False)),
+}
+
+
+@pytest.mark.parametrize("command", list(RUNS))
 def test_python_run_writes_the_cli_bytes(smollm2, tmp_path, command):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
+    data_dir = tmp_path / "data"
+    cli_args, py_run = RUNS[command]
     cli_out, py_out = tmp_path / "cli", tmp_path / "py"
-    subprocess.run([str(cli_binary()), command, str(smollm2.path), "--prompts", str(prompts), "--quiet", "--out", str(cli_out)],
-                   check=True, stdout=subprocess.DEVNULL)
-    run = getattr(sinkscope, command)(smollm2, prompts, out=py_out, progress=False)
+    subprocess.run([str(cli_binary()), command, str(smollm2.path), *cli_args(prompts, data_dir), "--quiet",
+                    "--out", str(cli_out)], check=True, stdout=subprocess.DEVNULL)
+    run = py_run(smollm2, prompts, data_dir, py_out)
     assert isinstance(run, sinkscope.Run) and run.path == py_out
     assert files_of(cli_out) == files_of(py_out)
     for name in files_of(cli_out):
-        if name in ("manifest.json", "report.html"):
+        if name.endswith("manifest.json") or name.endswith("report.html"):
             continue
         assert (cli_out / name).read_bytes() == (py_out / name).read_bytes(), f"{command}: {name} differs"
-    cli_m = json.loads((cli_out / "manifest.json").read_text())
-    py_m = json.loads((py_out / "manifest.json").read_text())
-    if command == "profile":
-        # The CLI sizes its memory guard for the prompt workers before loading; a Python
-        # model is loaded already (load() checked it), so the recorded estimate differs.
-        for m in (cli_m, py_m):
-            m.pop("memory")
-    assert strip(cli_m) == strip(py_m)
+    for name in files_of(cli_out):
+        if name.endswith("manifest.json"):
+            cli_m = json.loads((cli_out / name).read_text())
+            py_m = json.loads((py_out / name).read_text())
+            assert strip(cli_m) == strip(py_m), f"{command}: {name} differs"
+    if command == "ablate":
+        assert run.kind == "ablate" and run.is_ablate
+        assert run.ablation.to_dict()["scales"] == [1.0, 0.0]
+        assert list(run.dose_response["scale"]) == [1.0, 0.0]
+        assert run.sub_run("scale_0").kind == "profile"
 
 
 def test_layers_dataframe_follows_the_schema(smollm2, tmp_path):

@@ -4,8 +4,7 @@
 use super::experiment::{open, InputArgs};
 use crate::term::say;
 use anyhow::Result;
-use sinkscope_analysis::ablate::{run_ablate, AblateOptions, Component};
-use sinkscope_analysis::AnalysisError;
+use sinkscope_analysis::ablate::{run_ablate, AblateOptions};
 use sinkscope_metrics::AttentionParams;
 use std::path::PathBuf;
 
@@ -47,55 +46,7 @@ pub struct Args {
     pub no_report: bool,
 }
 
-/// What an ablate folder holds besides its `scale_<λ>/` and `only_<block>/` sub-runs.
-pub(crate) const ABLATE_ENTRIES: &[&str] = &[
-    sinkscope_report::schema::ABLATE_FILE,
-    sinkscope_report::LAYERS_CSV,
-    sinkscope_report::DOSE_RESPONSE_CSV,
-    sinkscope_report::PLOTS_DIR,
-    sinkscope_report::REPORT_HTML,
-    "baseline",
-    "mean_ablate",
-    "sun_mean",
-    "zero_dims",
-];
-
-/// The prefixes of an ablate folder's `scale_<λ>/` and `only_<block>/` sub-runs.
-pub(crate) const ABLATE_PREFIXES: &[&str] = &["scale_", "only_"];
-
-/// The largest |λ| accepted: scaling a massive activation (values in the thousands) by more
-/// overflows float32 activations, which would then be reported as a numerical failure.
-pub const MAX_SCALE: f32 = 1000.0;
-
-/// `--scales`: finite, |λ| <= [`MAX_SCALE`], duplicates folded (first occurrence kept).
-fn check_scales(scales: &[f32]) -> Result<Vec<f32>, AnalysisError> {
-    let mut out: Vec<f32> = Vec::with_capacity(scales.len());
-    for &s in scales {
-        if !s.is_finite() || s.abs() > MAX_SCALE {
-            return Err(AnalysisError::Options(format!(
-                "--scales: {s} is out of range (a finite number with |λ| <= {MAX_SCALE})"
-            )));
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
-fn parse_layers(s: &str) -> Result<Option<Vec<usize>>, AnalysisError> {
-    if s == "auto" {
-        return Ok(None);
-    }
-    s.split(',')
-        .map(|x| {
-            x.trim().parse::<usize>().map_err(|_| {
-                AnalysisError::Options(format!("--layers: '{x}' is not a block number (or use auto)"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
+use sinkscope_analysis::ablate::{check_scales, parse_layers, ABLATE_ENTRIES, ABLATE_PREFIXES};
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
@@ -112,7 +63,7 @@ pub fn run(a: Args) -> Result<()> {
         },
         blocks,
         scales,
-        component: if a.component == "attn" { Component::Attn } else { Component::Mlp },
+        component: sinkscope_analysis::ablate::parse_component(&a.component)?,
         one_by_one: a.one_by_one,
         mean_ablate: a.mean_ablate,
         shard: a.input.shard,

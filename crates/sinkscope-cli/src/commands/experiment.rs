@@ -158,18 +158,14 @@ pub fn open(
     for ex in &examples {
         lengths.push(prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?.ids.len());
     }
-    // One forward pass holds the largest pack these prompts form.
-    let max_t = sinkscope_analysis::runner::largest_pack(&lengths, pack_tokens);
-    let chunk = sinkscope_analysis::runner::largest_pack(&lengths, STREAM_CHUNK_TOKENS);
-    // Streamed, the passes of a chunk are at most `pack_tokens` (one prompt when 0).
-    let placement =
-        place_model(&files, input.stream, input.force, (max_t, pack_tokens, logits, 0), (chunk, 0))?;
+    // One forward pass holds the largest pack these prompts form; streamed, the passes of a
+    // chunk are at most `pack_tokens` (one prompt when 0).
+    let shape = sinkscope_analysis::setup::PassShape::of(&lengths, pack_tokens, logits);
+    let placement = place_model(&files, &shape, input.stream, input.force)?;
     let model_built = load_model(&files, &placement)?;
     let load_s = t0.elapsed().as_secs_f64();
     let sha = model_sha256(model)?;
-    let mut extra = serde_json::Map::new();
-    extra.insert("memory".into(), placement.memory(input.force));
-    extra.insert("execution".into(), serde_json::json!({"stream_layers": placement.execution()}));
+    let mut extra = placement.manifest_extra(input.force);
     if let Some(block) = shard {
         extra.insert(sinkscope_analysis::shard::SHARD_KEY.into(), block);
     }

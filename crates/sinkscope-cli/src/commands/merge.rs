@@ -40,8 +40,16 @@ pub(crate) fn merge_folders(
     let inputs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
     let opts = MergeOptions { tool: tool_info(), keep_features };
     if runs.first().is_some_and(|d| d.join(sinkscope_report::schema::ABLATE_FILE).is_file()) {
-        let entries = super::ablate::ABLATE_ENTRIES;
-        let _out = claim_out(out, "ablate", entries, super::ablate::ABLATE_PREFIXES, &inputs, force, false)?;
+        let entries = sinkscope_analysis::ablate::ABLATE_ENTRIES;
+        let _out = claim_out(
+            out,
+            "ablate",
+            entries,
+            sinkscope_analysis::ablate::ABLATE_PREFIXES,
+            &inputs,
+            force,
+            false,
+        )?;
         return Ok(sinkscope_analysis::ablate::merge_ablate(runs, out, &opts)?);
     }
     // The kind of the merged run is the shards' (checked again by the merge itself).
@@ -51,7 +59,7 @@ pub(crate) fn merge_folders(
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|m| m["kind"].as_str().map(str::to_string))
         .unwrap_or_else(|| "profile".into());
-    let entries: Vec<&str> = RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
+    let entries = sinkscope_analysis::probe::probe_entries();
     let _out = claim_out(out, &kind, &entries, &[], &inputs, force, false)?;
     Ok(merge_runs(runs, out, &opts)?)
 }

@@ -7,7 +7,6 @@ use crate::term::say;
 use anyhow::Result;
 use sinkscope_analysis::probe::{run_probe, ProbeOptions};
 use sinkscope_analysis::profile::ProfileInput;
-use sinkscope_analysis::AnalysisError;
 use sinkscope_metrics::probe::{LogisticParams, Pool, ProbeParams};
 use std::path::PathBuf;
 
@@ -43,23 +42,20 @@ pub struct Args {
 }
 
 fn parse_pool(s: &str) -> Result<Pool, String> {
-    match s {
-        "mean" => Ok(Pool::Mean),
-        "last" => Ok(Pool::Last),
-        other => Err(format!("unknown pooling '{other}' (mean or last)")),
-    }
+    sinkscope_analysis::probe::parse_pool(s).map_err(|e| match e {
+        sinkscope_analysis::AnalysisError::Options(m) => m,
+        e => e.to_string(),
+    })
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
-    if !(a.c.is_finite() && a.c > 0.0) {
-        return Err(AnalysisError::Options(format!("--c must be positive, got {}", a.c)).into());
-    }
+    sinkscope_analysis::probe::check_c(a.c)?;
     // The sentences are a seeded random sample: labelled files are often sorted by label (the
     // vader snippets are: positives first), so `--limit` must not follow the file order.
     let mut input_args = a.input.clone();
     input_args.limit = None;
-    let entries: Vec<&str> = crate::common::RUN_ENTRIES.iter().copied().chain(["features.f32"]).collect();
+    let entries = sinkscope_analysis::probe::probe_entries();
     let mut claimed = None;
     let o = open(
         &a.model,
@@ -67,23 +63,7 @@ pub fn run(a: Args) -> Result<()> {
         false,
         sinkscope_analysis::profile::DEFAULT_PACK_TOKENS,
         &mut |examples| {
-            sinkscope_metrics::probe::SplitMix64::new(a.seed).shuffle(examples);
-            if let Some(n) = a.input.limit {
-                examples.truncate(n);
-            }
-            // Labels and folds are checked against the data before any feature is extracted.
-            let mut labels = Vec::with_capacity(examples.len());
-            for ex in examples.iter() {
-                let label = ex.label.ok_or_else(|| {
-                    AnalysisError::Options(format!(
-                        "prompt '{}' has no label: probe needs a labelled dataset (e.g. sst2-like)",
-                        ex.id
-                    ))
-                })?;
-                labels.push(usize::from(label));
-            }
-            sinkscope_metrics::probe::stratified_folds(&labels, a.folds, a.seed)
-                .map_err(|e| AnalysisError::Options(format!("--folds {}: {e}", a.folds)))?;
+            sinkscope_analysis::probe::sample_examples(examples, a.seed, a.input.limit, a.folds)?;
             claimed = Some(super::experiment::claim(&a.out, "probe", &entries, &[], &a.model, &a.input)?);
             Ok(())
         },
@@ -120,7 +100,7 @@ pub fn run(a: Args) -> Result<()> {
             s.n_samples,
             s.extract_s
         );
-        say!("{}", a.out.join("features.f32").display());
+        say!("{}", a.out.join(sinkscope_analysis::probe::FEATURES_FILE).display());
         return Ok(());
     }
     let best = s.layers.iter().enumerate().max_by(|x, y| x.1.accuracy.total_cmp(&y.1.accuracy));

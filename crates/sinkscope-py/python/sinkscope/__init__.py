@@ -26,7 +26,7 @@ from ._sinkscope import (
     __version__,
 )
 from ._model import Model, edit_hook, load
-from ._run import Run, compare, lens, open_run, profile
+from ._run import Run, ablate, compare, lens, open_run, probe, profile
 
 __all__ = [
     "EDIT_GRAMMAR",
@@ -40,10 +40,12 @@ __all__ = [
     "SinkscopeError",
     "UsageError",
     "__version__",
+    "ablate",
     "compare",
     "edit_hook",
     "lens",
     "load",
     "open_run",
+    "probe",
     "profile",
 ]

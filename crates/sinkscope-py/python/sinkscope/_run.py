@@ -78,21 +78,46 @@ class Run:
         self.path = Path(path)
         #: What the run reported when it finished (tokens/s, peak RSS, ...); ``None`` when opened.
         self.summary = summary
-        if not (self.path / "manifest.json").is_file():
-            raise _sinkscope.InputError(f"{self.path}: not a run folder (no manifest.json)")
+        if not (self.path / "manifest.json").is_file() and not (self.path / "ablate.json").is_file():
+            raise _sinkscope.InputError(f"{self.path}: not a run folder (no manifest.json or ablate.json)")
 
     def __repr__(self) -> str:
         return f"sinkscope.Run({str(self.path)!r}, kind={self.kind!r})"
 
     @property
     def manifest(self) -> Dict[str, Any]:
-        """``manifest.json`` (model, tokenizer, data, options, timings)."""
+        """``manifest.json`` (model, tokenizer, data, options, timings); for an ablate folder,
+        its baseline's."""
+        if self.is_ablate:
+            return self.sub_run("baseline").manifest
         return json.loads((self.path / "manifest.json").read_text())
+
+    @property
+    def is_ablate(self) -> bool:
+        """An ablation study's folder (``ablate.json`` and one sub-run per ablation)."""
+        return (self.path / "ablate.json").is_file()
 
     @property
     def kind(self) -> str:
         """``profile``, ``lens``, ``probe``, ``ablate``, ..."""
+        if self.is_ablate:
+            return "ablate"
         return self.manifest.get("kind", "")
+
+    @property
+    def ablation(self) -> Metrics:
+        """``ablate.json`` (blocks, valley, dose response, the dimension ablations) as
+        attribute-accessible objects (ablate folders only)."""
+        return Metrics(json.loads((self.path / "ablate.json").read_text()))
+
+    def sub_run(self, name: str) -> "Run":
+        """A sub-run of an ablate folder (``baseline``, ``scale_0``, ``only_12``, ``sun_mean``, ...)."""
+        return Run(self.path / name)
+
+    @property
+    def dose_response(self):
+        """``dose_response.csv`` of an ablate folder as a pandas DataFrame. Needs pandas."""
+        return _pandas().read_csv(self.path / "dose_response.csv")
 
     @property
     def metrics(self) -> Metrics:
@@ -227,24 +252,6 @@ def _model(model: Model) -> "_sinkscope._Model":
     return model._inner
 
 
-class _SingleThreaded:
-    """RAYON_NUM_THREADS=1 while several prompts run at once (as the CLI's ``--threads``)."""
-
-    def __init__(self, workers: int):
-        self.set = workers > 1 and "RAYON_NUM_THREADS" not in os.environ
-
-    def __enter__(self):
-        if self.set:
-            os.environ["RAYON_NUM_THREADS"] = "1"
-            os.environ.setdefault("CANDLE_NUM_THREADS", "1")
-
-    def __exit__(self, *exc):
-        if self.set:
-            os.environ.pop("RAYON_NUM_THREADS", None)
-            if os.environ.get("CANDLE_NUM_THREADS") == "1":
-                os.environ.pop("CANDLE_NUM_THREADS", None)
-
-
 def profile(
     model: Model,
     prompts: Optional[Prompts] = None,
@@ -271,14 +278,12 @@ def profile(
     same bytes as the CLI's. ``prompts`` is a prompt file or a list of texts; or give
     ``dataset`` (``gsm8k-like``, ``wikitext-like``, ...). ``threads``: prompts at a time
     (default: the cores). Ctrl-C stops between prompts; ``resume=True`` continues."""
-    threads = threads if threads is not None else (os.cpu_count() or 1)
     inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
     dest = _out(out, "profile")
     cb, close = _progress(limit if prompts is None else (len(prompts) if not isinstance(prompts, (str, os.PathLike)) else None), progress)
     try:
-        with _SingleThreaded(threads):
-            s = _sinkscope.profile(_model(model), inp, os.fspath(dest), epsilon=epsilon, workers=threads,
-                                   pack_tokens=pack_tokens, report=report, progress=cb)
+        s = _sinkscope.profile(_model(model), inp, os.fspath(dest), epsilon=epsilon, workers=threads,
+                               pack_tokens=pack_tokens, report=report, progress=cb)
     finally:
         close()
     return Run(dest, json.loads(s))
@@ -308,6 +313,90 @@ def lens(
     cb, close = _progress(None, progress)
     try:
         s = _sinkscope.lens(_model(model), inp, os.fspath(dest), report=report, progress=cb)
+    finally:
+        close()
+    return Run(dest, json.loads(s))
+
+
+def probe(
+    model: Model,
+    prompts: Optional[Prompts] = None,
+    *,
+    dataset: Optional[str] = None,
+    out: Optional[PathLike] = None,
+    limit: Optional[int] = None,
+    max_tokens: Optional[int] = None,
+    truncate: bool = False,
+    bos: Optional[str] = None,
+    first_token: Optional[Union[int, str]] = None,
+    pool: str = "mean",
+    folds: int = 5,
+    seed: Optional[int] = None,
+    c: Optional[float] = None,
+    keep_features: bool = False,
+    report: bool = True,
+    force: bool = False,
+    resume: bool = False,
+    data_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> Run:
+    """``sinkscope probe``: a cross-validated L2 logistic-regression probe of every layer's
+    sentence vector (``pool``: ``mean`` over positions >= 1 or ``last``) on a labelled dataset
+    (``dataset="sst2-like"``), as the CLI writes it. The sentences are a seeded random sample
+    (``seed``) of ``limit`` of them; ``seed`` and ``c`` default to the CLI's."""
+    inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
+    dest = _out(out, "probe")
+    kw: Dict[str, Any] = {}
+    if seed is not None:
+        kw["seed"] = seed
+    if c is not None:
+        kw["c"] = c
+    cb, close = _progress(limit, progress)
+    try:
+        s = _sinkscope.probe(_model(model), inp, os.fspath(dest), pool=pool, folds=folds,
+                             keep_features=keep_features, report=report, progress=cb, **kw)
+    finally:
+        close()
+    return Run(dest, json.loads(s))
+
+
+def ablate(
+    model: Model,
+    prompts: Optional[Prompts] = None,
+    *,
+    dataset: Optional[str] = None,
+    out: Optional[PathLike] = None,
+    limit: Optional[int] = None,
+    max_tokens: Optional[int] = None,
+    truncate: bool = False,
+    bos: Optional[str] = None,
+    first_token: Optional[Union[int, str]] = None,
+    layers: Union[str, Sequence[int]] = "auto",
+    scales: Sequence[float] = (1.0, 0.75, 0.5, 0.25, 0.0),
+    component: str = "mlp",
+    one_by_one: bool = False,
+    mean_ablate: bool = False,
+    epsilon: float = 0.3,
+    report: bool = True,
+    force: bool = False,
+    data_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> Run:
+    """``sinkscope ablate``: the baseline profile and the runs with the massive-activation
+    blocks' ``component`` output at position 0 scaled by each λ of ``scales`` (``layers``:
+    ``"auto"`` detects the blocks; or block numbers 1..L); ``one_by_one`` also ablates each
+    block alone; ``mean_ablate`` also ablates the massive dimensions (Sun et al.'s mean over
+    the prompt set, zero, and the mean over the other positions). Writes ``ablate.json``, the
+    dose-response table and each sub-run, as the CLI does. Ctrl-C is noticed when it ends."""
+    inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, False)
+    dest = _out(out, "ablate")
+    if not isinstance(layers, str):
+        layers = ",".join(str(int(b)) for b in layers)
+    cb, close = _progress(None, progress)
+    try:
+        s = _sinkscope.ablate(_model(model), inp, os.fspath(dest), layers=layers, scales=[float(x) for x in scales],
+                              component=component, one_by_one=one_by_one, mean_ablate=mean_ablate,
+                              epsilon=epsilon, report=report, progress=cb)
     finally:
         close()
     return Run(dest, json.loads(s))

@@ -65,13 +65,40 @@ def profile(
     out: str,
     *,
     epsilon: float = 0.3,
-    workers: int = 1,
+    workers: Optional[int] = None,
     pack_tokens: int = 128,
     report: bool = True,
     progress: Optional[Callable[[int, int, float], None]] = None,
 ) -> str: ...
 def lens(
     model: _Model, input: _Input, out: str, *, report: bool = True, progress: Optional[Callable[[int, int, float], None]] = None
+) -> str: ...
+def probe(
+    model: _Model,
+    input: _Input,
+    out: str,
+    *,
+    pool: str = "mean",
+    folds: int = 5,
+    seed: int = ...,
+    c: float = ...,
+    keep_features: bool = False,
+    report: bool = True,
+    progress: Optional[Callable[[int, int, float], None]] = None,
+) -> str: ...
+def ablate(
+    model: _Model,
+    input: _Input,
+    out: str,
+    *,
+    layers: str = "auto",
+    scales: Sequence[float] = ...,
+    component: str = "mlp",
+    one_by_one: bool = False,
+    mean_ablate: bool = False,
+    epsilon: float = 0.3,
+    report: bool = True,
+    progress: Optional[Callable[[int, int, float], None]] = None,
 ) -> str: ...
 def render_run(dir: str) -> None: ...
 def compare(runs: Sequence[str], out: str, force: bool = False) -> str: ...
