@@ -460,20 +460,7 @@ pub struct McItem {
 /// [`DatasetError::Parse`] for a line that is not such an object, fewer than two options, or
 /// an answer that is not one of the options.
 pub fn parse_mc(name: &str, text: &str) -> Result<Vec<McItem>, DatasetError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |reason: String| DatasetError::Parse { name: name.to_string(), line: i + 1, reason };
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let field = |k: &str| -> Result<String, DatasetError> {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(|s| s.trim().to_string())
-                .ok_or_else(|| bad(format!("missing string field '{k}'")))
-        };
+    parse_jsonl(name, text, |line, field, bad| {
         let context = field("question")?;
         let answer = field("answer")?;
         let options: Vec<String> =
@@ -493,22 +480,27 @@ pub fn parse_mc(name: &str, text: &str) -> Result<Vec<McItem>, DatasetError> {
                 _ => o.to_string(),
             }
         };
-        out.push(McItem {
-            id: format!("mc-{}", i + 1),
+        Ok(McItem {
+            id: format!("mc-{line}"),
             context,
             choices: options.iter().map(|o| strip(o)).collect(),
             gold,
-        });
-    }
-    Ok(out)
+        })
+    })
 }
 
-/// ASDiv JSONL: prompt = `passage + " " + question` (each trimmed); id `asdiv-<line>`.
-///
-/// # Errors
-/// [`DatasetError::Parse`] for a line that is not an object with string `passage` and
-/// `question`.
-pub fn parse_asdiv(name: &str, text: &str) -> Result<Vec<Example>, DatasetError> {
+/// A field reader of one JSONL line: the trimmed string value of a key.
+type Field<'a> = &'a dyn Fn(&str) -> Result<String, DatasetError>;
+/// A parse error at one JSONL line.
+type Bad<'a> = &'a dyn Fn(String) -> DatasetError;
+
+/// Every non-blank line of a JSONL dataset file as `item(line number, field, bad)`: `field(k)`
+/// reads the trimmed string `k` of the line's object, `bad(reason)` is the error naming the line.
+fn parse_jsonl<T>(
+    name: &str,
+    text: &str,
+    mut item: impl FnMut(usize, Field<'_>, Bad<'_>) -> Result<T, DatasetError>,
+) -> Result<Vec<T>, DatasetError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -523,12 +515,23 @@ pub fn parse_asdiv(name: &str, text: &str) -> Result<Vec<Example>, DatasetError>
                 .map(|s| s.trim().to_string())
                 .ok_or_else(|| bad(format!("missing string field '{k}'")))
         };
+        out.push(item(i + 1, &field, &bad)?);
+    }
+    Ok(out)
+}
+
+/// ASDiv JSONL: prompt = `passage + " " + question` (each trimmed); id `asdiv-<line>`.
+///
+/// # Errors
+/// [`DatasetError::Parse`] for a line that is not an object with string `passage` and
+/// `question`.
+pub fn parse_asdiv(name: &str, text: &str) -> Result<Vec<Example>, DatasetError> {
+    parse_jsonl(name, text, |line, field, _| {
         let passage = field("passage")?;
         let question = field("question")?;
         let text = if passage.is_empty() { question } else { format!("{passage} {question}") };
-        out.push(Example { id: format!("asdiv-{}", i + 1), text, label: None });
-    }
-    Ok(out)
+        Ok(Example { id: format!("asdiv-{line}"), text, label: None })
+    })
 }
 
 /// Cuts `line` into pieces of at most `max` characters at whitespace, preferring to end a

@@ -241,6 +241,12 @@ pub struct LensAggregator {
     n_prompts: usize,
 }
 
+impl crate::runner::Aggregate<LensRecord> for LensAggregator {
+    fn add(&mut self, record: &LensRecord) -> Result<()> {
+        LensAggregator::add(self, record)
+    }
+}
+
 impl LensAggregator {
     /// An empty aggregate for a model of `n_layers` blocks.
     pub fn new(n_layers: usize) -> Self {
@@ -332,19 +338,6 @@ impl LensAggregator {
     }
 }
 
-/// A lens run's records go to the aggregator.
-struct LensSink(LensAggregator);
-
-impl crate::runner::PromptSink<LensRecord, LensRecord> for LensSink {
-    fn persist(&mut self, done: LensRecord) -> Result<LensRecord> {
-        Ok(done)
-    }
-
-    fn add(&mut self, record: &LensRecord) -> Result<()> {
-        self.0.add(record)
-    }
-}
-
 /// What a finished lens run reports back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LensSummary {
@@ -405,7 +398,7 @@ pub fn run_lens(
         workers,
         pack_tokens,
     };
-    let mut sink = LensSink(LensAggregator::new(model.config.n_layers));
+    let mut sink = crate::runner::Aggregating(LensAggregator::new(model.config.n_layers));
     let ran = crate::runner::run_prompts(
         &run,
         input.prompts,

@@ -205,6 +205,12 @@ pub struct McAggregator {
     n_items: usize,
 }
 
+impl crate::runner::Aggregate<McRecord> for McAggregator {
+    fn add(&mut self, record: &McRecord) -> Result<()> {
+        McAggregator::add(self, record)
+    }
+}
+
 impl McAggregator {
     /// An empty aggregate for `n_layers` blocks.
     pub fn new(n_layers: usize, bootstrap: sinkscope_metrics::bootstrap::BootstrapParams) -> Self {
@@ -299,18 +305,6 @@ impl McAggregator {
     }
 }
 
-struct McSink(McAggregator);
-
-impl crate::runner::PromptSink<McRecord, McRecord> for McSink {
-    fn persist(&mut self, done: McRecord) -> Result<McRecord> {
-        Ok(done)
-    }
-
-    fn add(&mut self, record: &McRecord) -> Result<()> {
-        self.0.add(record)
-    }
-}
-
 /// What a finished `mc` run reports back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct McSummary {
@@ -380,7 +374,7 @@ pub fn run_mc(
     let by_id: BTreeMap<&str, &McItem> = items.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut prompts =
         items.iter().map(|i| Example { id: i.id.clone(), text: i.context.clone(), label: None });
-    let mut sink = McSink(McAggregator::new(model.config.n_layers, opts.bootstrap));
+    let mut sink = crate::runner::Aggregating(McAggregator::new(model.config.n_layers, opts.bootstrap));
     type Job = (McItem, Vec<u32>, Vec<Vec<u32>>, crate::profile::FirstToken);
     let ran = crate::runner::run_prompts(
         &run,

@@ -25,12 +25,14 @@ use sinkscope_metrics::norms::TopActivation;
 use sinkscope_metrics::values::SinkValueStats;
 use sinkscope_metrics::{AttentionParams, HeadClass, LayerAttention, LayerMetrics, MetricsError};
 use sinkscope_model::{ForwardCtx, Model};
+use sinkscope_schema::Metric;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Schema version of `manifest.json`, `metrics.json` and `prompts.jsonl`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version of `manifest.json`, `metrics.json` and `prompts.jsonl` (the one of
+/// `sinkscope-schema`, which the readers share).
+pub use sinkscope_schema::SCHEMA_VERSION;
 
 /// Options of a profile run; every value is recorded in the manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -413,36 +415,41 @@ fn all_present<T>(
 /// entry 0 `null`): the layer summaries of [`LayerAttention::to_named`] (head means) plus
 /// `sink_rate_excl_q0`.
 pub const ATTENTION_CURVES: [&str; 8] = [
-    "sink_rate",
-    "sink_rate_excl_q0",
-    "mixing_score",
-    "bos_attention",
-    "bos_attention_excl",
-    "identity_score",
-    "prev_token_score",
-    "learned_sink_mass",
+    Metric::SinkRate.name(),
+    Metric::SinkRateExclQ0.name(),
+    Metric::MixingScore.name(),
+    Metric::BosAttention.name(),
+    Metric::BosAttentionExcl.name(),
+    Metric::IdentityScore.name(),
+    Metric::PrevTokenScore.name(),
+    Metric::LearnedSinkMass.name(),
 ];
 
 /// The head-class curves (`L + 1` entries, entry 0 `null`): the fraction of the layer's
 /// heads in each class of [`HeadClass::ALL`] (`head_class` of the prompt's own pattern), in
 /// that order; they sum to 1 and `head_frac_sink` equals `sink_rate`.
 pub const CLASS_CURVES: [&str; 5] = [
-    "head_frac_sink",
-    "head_frac_identity",
-    "head_frac_previous_token",
-    "head_frac_mixing",
-    "head_frac_other",
+    Metric::HeadFracSink.name(),
+    Metric::HeadFracIdentity.name(),
+    Metric::HeadFracPreviousToken.name(),
+    Metric::HeadFracMixing.name(),
+    Metric::HeadFracOther.name(),
 ];
 
 /// The sink-value curves (`L + 1` entries, entry 0 `null`; metrics.md, "Sink values"): the
 /// means over the layer's heads of `sink_value_norm`, `sink_value_ratio` and
 /// `sink_output_share`, and the mean `sink_output_share` over its sink heads only (`null`
 /// when it has none).
-pub const VALUE_CURVES: [&str; 4] =
-    ["sink_value_norm", "sink_value_ratio", "sink_output_share", "sink_output_share_sink_heads"];
+pub const VALUE_CURVES: [&str; 4] = [
+    Metric::SinkValueNorm.name(),
+    Metric::SinkValueRatio.name(),
+    Metric::SinkOutputShare.name(),
+    Metric::SinkOutputShareSinkHeads.name(),
+];
 
 /// The names of the MLP curves (`L + 1` entries, entry 0 `null`).
-pub const MLP_CURVES: [&str; 3] = ["mlp_bos_norm", "mlp_other_median", "mlp_ratio"];
+pub const MLP_CURVES: [&str; 3] =
+    [Metric::MlpBosNorm.name(), Metric::MlpOtherMedian.name(), Metric::MlpRatio.name()];
 
 impl PromptProfile {
     /// `L`, the number of blocks.

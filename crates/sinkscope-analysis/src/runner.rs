@@ -60,6 +60,28 @@ pub trait PromptSink<D, R> {
     fn add(&mut self, record: &R) -> Result<()>;
 }
 
+/// An aggregate over records (no side file): what [`Aggregating`] feeds.
+pub trait Aggregate<R> {
+    /// Adds one record.
+    ///
+    /// # Errors
+    /// Whatever the aggregate rejects.
+    fn add(&mut self, record: &R) -> Result<()>;
+}
+
+/// The sink of a run whose records only go to an aggregate (lens, multiple choice).
+pub struct Aggregating<A>(pub A);
+
+impl<R, A: Aggregate<R>> PromptSink<R, R> for Aggregating<A> {
+    fn persist(&mut self, done: R) -> Result<R> {
+        Ok(done)
+    }
+
+    fn add(&mut self, record: &R) -> Result<()> {
+        self.0.add(record)
+    }
+}
+
 /// The fixed parts of a per-prompt run.
 pub struct PromptRun<'a> {
     /// Tokenizer (and config) of the model.

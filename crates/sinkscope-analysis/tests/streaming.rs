@@ -143,6 +143,35 @@ fn reaggregation_matches() {
     assert_eq!(manifest["n_prompts"], 7);
 }
 
+/// The profile writes exactly the curves of the shared schema (`sinkscope_schema::Metric`,
+/// the one list of names the report and the docs use), and the typed reader parses the file.
+#[test]
+fn written_curves_are_the_schema_metrics() {
+    let (_, out) = run(2, "schema", 1);
+    let path = out.join(sinkscope_schema::METRICS_FILE);
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut keys: Vec<&str> = written["metrics"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want: Vec<&str> = sinkscope_schema::Metric::ALL.iter().map(|m| m.name()).collect();
+    keys.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    let typed = sinkscope_schema::MetricsFile::load(&path).unwrap();
+    assert_eq!(typed.schema_version, sinkscope_schema::SCHEMA_VERSION);
+    assert_eq!(typed.metrics.len(), sinkscope_schema::Metric::ALL.len());
+    // The writer's curves, in its order, are `Metric::ALL` in order.
+    use sinkscope_analysis::profile::{ATTENTION_CURVES, CLASS_CURVES, MLP_CURVES, VALUE_CURVES};
+    let order: Vec<&str> = sinkscope_metrics::layer::LAYER_METRIC_NAMES
+        .iter()
+        .chain(&ATTENTION_CURVES)
+        .chain(&MLP_CURVES)
+        .chain(&CLASS_CURVES)
+        .chain(&VALUE_CURVES)
+        .copied()
+        .collect();
+    let all: Vec<&str> = sinkscope_schema::Metric::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(order, all);
+}
+
 /// Length rules of `prepare`: T = 1 is an error naming the prompt; `max_tokens` caps.
 #[test]
 fn length_rules() {

@@ -255,13 +255,13 @@ pub struct LayerAttention {
 
 /// Names of [`LayerAttention::to_named`], in order.
 pub const LAYER_ATTENTION_METRIC_NAMES: [&str; 7] = [
-    "sink_rate",
-    "mixing_score",
-    "bos_attention",
-    "bos_attention_excl",
-    "identity_score",
-    "prev_token_score",
-    "learned_sink_mass",
+    sinkscope_schema::Metric::SinkRate.name(),
+    sinkscope_schema::Metric::MixingScore.name(),
+    sinkscope_schema::Metric::BosAttention.name(),
+    sinkscope_schema::Metric::BosAttentionExcl.name(),
+    sinkscope_schema::Metric::IdentityScore.name(),
+    sinkscope_schema::Metric::PrevTokenScore.name(),
+    sinkscope_schema::Metric::LearnedSinkMass.name(),
 ];
 
 /// `sink_rate`: the fraction of heads whose `bos_attention > epsilon` (strict); `None`
@@ -334,14 +334,15 @@ impl LayerAttention {
     /// The layer-level statistics under their metric names
     /// ([`LAYER_ATTENTION_METRIC_NAMES`]); per-head values stay in [`Self::heads`].
     pub fn to_named(&self) -> Vec<(&'static str, Option<f64>)> {
-        vec![
-            ("sink_rate", self.sink_rate),
-            ("mixing_score", self.mixing_score),
-            ("bos_attention", self.bos_attention),
-            ("bos_attention_excl", self.bos_attention_excl),
-            ("identity_score", self.identity_score),
-            ("prev_token_score", self.prev_token_score),
-            ("learned_sink_mass", self.learned_sink_mass),
-        ]
+        let values = [
+            self.sink_rate,
+            self.mixing_score,
+            self.bos_attention,
+            self.bos_attention_excl,
+            self.identity_score,
+            self.prev_token_score,
+            self.learned_sink_mass,
+        ];
+        LAYER_ATTENTION_METRIC_NAMES.into_iter().zip(values).collect()
     }
 }

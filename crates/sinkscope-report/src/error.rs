@@ -106,6 +106,23 @@ pub enum ReportError {
     NoTaskRuns,
 }
 
+impl From<sinkscope_schema::SchemaError> for ReportError {
+    /// The schema crate's reading errors are the report's own, variant for variant (same
+    /// messages, same exit-code category).
+    fn from(e: sinkscope_schema::SchemaError) -> Self {
+        use sinkscope_schema::SchemaError as S;
+        match e {
+            S::Io { path, source } => ReportError::Io { path, source },
+            S::Parse { path, line, message } => ReportError::Parse { path, line, message },
+            S::SchemaVersion { path, found, expected } => {
+                ReportError::SchemaVersion { path, found, expected }
+            }
+            S::Invalid { path, message } => ReportError::Invalid { path, message },
+            S::UnknownKind { path, kind } => ReportError::UnknownKind { path, kind },
+        }
+    }
+}
+
 impl ReportError {
     /// An [`ReportError::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

@@ -246,6 +246,19 @@ def _out(out: Optional[PathLike], kind: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"sinkscope-{kind}-")) / "run"
 
 
+def _launch(native: Callable[..., str], kind: str, model: Model, inp: "_sinkscope._Input", out: Optional[PathLike],
+            total: Optional[int], progress: bool, **options: Any) -> Run:
+    """Runs ``native`` (a ``_sinkscope`` run function) into ``out`` (a fresh temporary folder
+    when ``None``) with a progress bar of ``total`` prompts; returns the folder as a ``Run``."""
+    dest = _out(out, kind)
+    cb, close = _progress(total, progress)
+    try:
+        s = native(_model(model), inp, os.fspath(dest), progress=cb, **options)
+    finally:
+        close()
+    return Run(dest, json.loads(s))
+
+
 def _model(model: Model) -> "_sinkscope._Model":
     if not isinstance(model, Model):
         raise TypeError("model must be a sinkscope.Model (sinkscope.load(path))")
@@ -279,14 +292,9 @@ def profile(
     ``dataset`` (``gsm8k-like``, ``wikitext-like``, ...). ``threads``: prompts at a time
     (default: the cores). Ctrl-C stops between prompts; ``resume=True`` continues."""
     inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
-    dest = _out(out, "profile")
-    cb, close = _progress(limit if prompts is None else (len(prompts) if not isinstance(prompts, (str, os.PathLike)) else None), progress)
-    try:
-        s = _sinkscope.profile(_model(model), inp, os.fspath(dest), epsilon=epsilon, workers=threads,
-                               pack_tokens=pack_tokens, report=report, progress=cb)
-    finally:
-        close()
-    return Run(dest, json.loads(s))
+    total = limit if prompts is None else (len(prompts) if not isinstance(prompts, (str, os.PathLike)) else None)
+    return _launch(_sinkscope.profile, "profile", model, inp, out, total, progress, epsilon=epsilon, workers=threads,
+                   pack_tokens=pack_tokens, report=report)
 
 
 def lens(
@@ -309,13 +317,7 @@ def lens(
     """``sinkscope lens``: LogitLens NLL, perplexity and top-1 accuracy of every layer's
     residual (``metrics.json``, ``layers.csv``, ``report.html``), as the CLI writes them."""
     inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
-    dest = _out(out, "lens")
-    cb, close = _progress(None, progress)
-    try:
-        s = _sinkscope.lens(_model(model), inp, os.fspath(dest), report=report, progress=cb)
-    finally:
-        close()
-    return Run(dest, json.loads(s))
+    return _launch(_sinkscope.lens, "lens", model, inp, out, None, progress, report=report)
 
 
 def probe(
@@ -345,19 +347,13 @@ def probe(
     (``dataset="sst2-like"``), as the CLI writes it. The sentences are a seeded random sample
     (``seed``) of ``limit`` of them; ``seed`` and ``c`` default to the CLI's."""
     inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, resume)
-    dest = _out(out, "probe")
     kw: Dict[str, Any] = {}
     if seed is not None:
         kw["seed"] = seed
     if c is not None:
         kw["c"] = c
-    cb, close = _progress(limit, progress)
-    try:
-        s = _sinkscope.probe(_model(model), inp, os.fspath(dest), pool=pool, folds=folds,
-                             keep_features=keep_features, report=report, progress=cb, **kw)
-    finally:
-        close()
-    return Run(dest, json.loads(s))
+    return _launch(_sinkscope.probe, "probe", model, inp, out, limit, progress, pool=pool, folds=folds,
+                   keep_features=keep_features, report=report, **kw)
 
 
 def ablate(
@@ -389,17 +385,11 @@ def ablate(
     the prompt set, zero, and the mean over the other positions). Writes ``ablate.json``, the
     dose-response table and each sub-run, as the CLI does. Ctrl-C is noticed when it ends."""
     inp = _input(prompts, dataset, limit, max_tokens, truncate, bos, first_token, data_dir, force, False)
-    dest = _out(out, "ablate")
     if not isinstance(layers, str):
         layers = ",".join(str(int(b)) for b in layers)
-    cb, close = _progress(None, progress)
-    try:
-        s = _sinkscope.ablate(_model(model), inp, os.fspath(dest), layers=layers, scales=[float(x) for x in scales],
-                              component=component, one_by_one=one_by_one, mean_ablate=mean_ablate,
-                              epsilon=epsilon, report=report, progress=cb)
-    finally:
-        close()
-    return Run(dest, json.loads(s))
+    return _launch(_sinkscope.ablate, "ablate", model, inp, out, None, progress, layers=layers,
+                   scales=[float(x) for x in scales], component=component, one_by_one=one_by_one,
+                   mean_ablate=mean_ablate, epsilon=epsilon, report=report)
 
 
 def open_run(path: PathLike) -> Run:
