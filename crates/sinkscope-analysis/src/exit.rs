@@ -61,17 +61,14 @@ pub fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(d) = cause.downcast_ref::<DatasetError>() {
         return Some(dataset(d));
     }
+    if cause.downcast_ref::<sinkscope_schema::SchemaError>().is_some() {
+        return Some(INPUT);
+    }
     if let Some(e) = cause.downcast_ref::<R>() {
         return Some(match e {
-            R::Io { .. }
-            | R::Parse { .. }
-            | R::SchemaVersion { .. }
-            | R::Invalid { .. }
-            | R::Png { .. }
-            | R::UnknownKind { .. }
-            | R::WrongKind { .. }
-            | R::ModelMismatch { .. }
-            | R::Output(_) => INPUT,
+            R::Schema(_) | R::Png { .. } | R::WrongKind { .. } | R::ModelMismatch { .. } | R::Output(_) => {
+                INPUT
+            }
             R::NoRuns | R::NoTaskRuns => USAGE,
             R::Plot { .. } => OTHER,
         });

@@ -228,14 +228,14 @@ fn load(dir: &Path) -> Result<Ablation, ReportError> {
         };
         if let Some(r) = &run {
             if r.n_layers() != baseline.n_layers() {
-                return Err(ReportError::Invalid {
+                return Err(ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
                     path: path.join(crate::schema::METRICS_FILE),
                     message: format!(
                         "n_layers is {}, but the baseline's is {}",
                         r.n_layers(),
                         baseline.n_layers()
                     ),
-                });
+                }));
             }
         }
         let from_file =
@@ -254,19 +254,21 @@ fn load(dir: &Path) -> Result<Ablation, ReportError> {
         .copied()
         .find(|&i| rows[i].entry.scale == Some(0.0))
         .or_else(|| scale_rows.iter().copied().rfind(|&i| rows[i].entry.scale.is_some_and(|s| s < 1.0)))
-        .ok_or_else(|| ReportError::Invalid {
-            path: dir.join(ABLATE_FILE),
-            message: "dose_response has no entry with a scale below 1 (nothing ablated)".into(),
+        .ok_or_else(|| {
+            ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
+                path: dir.join(ABLATE_FILE),
+                message: "dose_response has no entry with a scale below 1 (nothing ablated)".into(),
+            })
         })?;
     if rows[ablated].run.is_none() {
         let folder = dir.join(&rows[ablated].folder);
-        return Err(ReportError::Io {
+        return Err(ReportError::Schema(sinkscope_schema::SchemaError::Io {
             path: folder.join(crate::schema::METRICS_FILE),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "the ablated (λ = 0) sub-run is missing",
             ),
-        });
+        }));
     }
     Ok(Ablation { dir: dir.to_path_buf(), file, manifest, valley, rows, baseline, ablated })
 }
@@ -1067,8 +1069,8 @@ fn report_html(a: &Ablation, plots: &[RenderedPlot]) -> String {
 ///
 /// # Errors
 /// As [`AblateFile::load`] and [`Run::load_profile_style`] (naming the file), a sub-run with
-/// a different `n_layers` ([`ReportError::Invalid`]), a missing baseline or ablated sub-run
-/// ([`ReportError::Io`]), or an output that cannot be drawn or written.
+/// a different `n_layers` ([`SchemaError::Invalid`](sinkscope_schema::SchemaError::Invalid)), a missing baseline or ablated sub-run
+/// ([`SchemaError::Io`](sinkscope_schema::SchemaError::Io)), or an output that cannot be drawn or written.
 pub fn render_ablate(dir: &Path) -> Result<AblateSummary, ReportError> {
     let a = load(dir)?;
     let mut sub_runs = Vec::new();

@@ -198,9 +198,9 @@ pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
 /// and `report.html`; an ablate folder as [`render_ablate`].
 ///
 /// # Errors
-/// A missing or malformed input file ([`ReportError::Io`], [`ReportError::Parse`],
-/// [`ReportError::Invalid`]), a different `schema_version`
-/// ([`ReportError::SchemaVersion`]), an unknown kind ([`ReportError::UnknownKind`]), or an
+/// A missing or malformed input file ([`SchemaError::Io`](sinkscope_schema::SchemaError::Io), [`SchemaError::Parse`](sinkscope_schema::SchemaError::Parse),
+/// [`SchemaError::Invalid`](sinkscope_schema::SchemaError::Invalid)), a different `schema_version`
+/// ([`SchemaError::SchemaVersion`](sinkscope_schema::SchemaError::SchemaVersion)), an unknown kind ([`SchemaError::UnknownKind`](sinkscope_schema::SchemaError::UnknownKind)), or an
 /// output that cannot be drawn or written.
 pub fn render_run(dir: &Path) -> Result<RenderSummary, ReportError> {
     if dir.join(schema::ABLATE_FILE).is_file() {

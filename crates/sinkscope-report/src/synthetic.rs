@@ -52,10 +52,12 @@ impl Default for SyntheticRun {
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<(), ReportError> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| ReportError::Parse {
-        path: path.to_path_buf(),
-        line: None,
-        message: e.to_string(),
+    let text = serde_json::to_string_pretty(v).map_err(|e| {
+        ReportError::Schema(sinkscope_schema::SchemaError::Parse {
+            path: path.to_path_buf(),
+            line: None,
+            message: e.to_string(),
+        })
     })?;
     std::fs::write(path, text).map_err(ReportError::io(path))
 }
@@ -180,7 +182,7 @@ impl SyntheticRun {
     /// Writes `manifest.json`, `metrics.json` and `prompts.jsonl` into `dir` (created).
     ///
     /// # Errors
-    /// [`ReportError::Io`] when the folder or a file cannot be written.
+    /// [`SchemaError::Io`](sinkscope_schema::SchemaError::Io) when the folder or a file cannot be written.
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         self.write_metrics(dir).map(|_| ())
     }
@@ -437,7 +439,7 @@ impl SyntheticLens {
     /// Writes `manifest.json`, `metrics.json` and `prompts.jsonl` into `dir` (created).
     ///
     /// # Errors
-    /// [`ReportError::Io`] when the folder or a file cannot be written.
+    /// [`SchemaError::Io`](sinkscope_schema::SchemaError::Io) when the folder or a file cannot be written.
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
         let n = self.model.n_layers + 1;
@@ -538,7 +540,7 @@ impl SyntheticProbe {
     /// Writes `manifest.json`, `metrics.json` and `prompts.jsonl` into `dir` (created).
     ///
     /// # Errors
-    /// [`ReportError::Io`] when the folder or a file cannot be written.
+    /// [`SchemaError::Io`](sinkscope_schema::SchemaError::Io) when the folder or a file cannot be written.
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
         let l_max = self.model.n_layers;
@@ -640,7 +642,7 @@ impl SyntheticAblate {
     /// Writes the folder into `dir` (created).
     ///
     /// # Errors
-    /// [`ReportError::Io`] when a folder or a file cannot be written.
+    /// [`SchemaError::Io`](sinkscope_schema::SchemaError::Io) when a folder or a file cannot be written.
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
         let m = self.model.massive_layer();

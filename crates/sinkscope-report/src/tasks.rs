@@ -188,7 +188,7 @@ fn check_same_model(runs: &[&Run]) -> Result<(), ReportError> {
                 }
             }
             if a.n_layers() != b.n_layers() {
-                return Err(ReportError::Invalid {
+                return Err(ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
                     path: b.dir.join(crate::schema::METRICS_FILE),
                     message: format!(
                         "n_layers is {}, but {} has {}: not runs of the same model",
@@ -196,7 +196,7 @@ fn check_same_model(runs: &[&Run]) -> Result<(), ReportError> {
                         a.dir.display(),
                         a.n_layers()
                     ),
-                });
+                }));
             }
         }
     }
@@ -398,7 +398,7 @@ pub(crate) const FIG7_CAPTION: &str = "The paper's Fig. 7: LogitLens perplexity 
 /// # Errors
 /// [`ReportError::NoTaskRuns`] without lens and probe; [`ReportError::WrongKind`] for a
 /// folder of another kind; [`ReportError::ModelMismatch`] when two runs record different
-/// model hashes; [`ReportError::Invalid`] when their `n_layers` differ; otherwise as
+/// model hashes; [`SchemaError::Invalid`](sinkscope_schema::SchemaError::Invalid) when their `n_layers` differ; otherwise as
 /// [`crate::render_run`].
 pub fn render_tasks(
     profile: Option<&Path>,

@@ -295,7 +295,7 @@ pub fn render_trajectory(
     let mut rows = runs.iter().map(|(s, d)| row(*s, d)).collect::<Result<Vec<_>, _>>()?;
     rows.sort_by_key(|r| r.step);
     if let Some(w) = rows.windows(2).find(|w| w[0].step == w[1].step) {
-        return Err(ReportError::Invalid {
+        return Err(ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
             path: w[1].run.clone(),
             message: format!(
                 "two runs at step {} ({} and {})",
@@ -303,18 +303,25 @@ pub fn render_trajectory(
                 w[0].run.display(),
                 w[1].run.display()
             ),
-        });
+        }));
     }
     if rows.is_empty() {
-        return Err(ReportError::Invalid { path: out.to_path_buf(), message: "no checkpoint runs".into() });
+        return Err(ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
+            path: out.to_path_buf(),
+            message: "no checkpoint runs".into(),
+        }));
     }
     let first = |f: fn(&StepRow) -> bool| rows.iter().find(|r| f(r)).map(|r| r.step);
     let crossings = [first(StepRow::massive), first(StepRow::sinks), first(StepRow::valley)];
     std::fs::create_dir_all(out).map_err(ReportError::io(out))?;
     write_file(&out.join(TRAJECTORY_CSV), &csv(&rows))?;
     let doc = document(&rows, &crossings);
-    let text = serde_json::to_string_pretty(&doc)
-        .map_err(|e| ReportError::Invalid { path: out.join(TRAJECTORY_JSON), message: e.to_string() })?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| {
+        ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
+            path: out.join(TRAJECTORY_JSON),
+            message: e.to_string(),
+        })
+    })?;
     write_file(&out.join(TRAJECTORY_JSON), &text)?;
     let fig = TrajectoryFig { rows: &rows, crossings, title: format!("Training dynamics — {title}") };
     let plot = plots::render(&fig, &out.join(PLOTS_DIR))?;

@@ -221,7 +221,11 @@ fn ablate_errors_name_the_file() {
     let root = fresh_dir("ablate_errors");
     // No ablate.json.
     let e = render_ablate(&root.join("nothing")).unwrap_err();
-    assert!(matches!(e, ReportError::Io { .. }) && e.to_string().contains("ablate.json"), "{e}");
+    assert!(
+        matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::Io { .. }))
+            && e.to_string().contains("ablate.json"),
+        "{e}"
+    );
 
     // The λ = 0 sub-run is missing.
     let dir = root.join("missing_zero");
@@ -238,7 +242,11 @@ fn ablate_errors_name_the_file() {
     a["dose_response"][2]["run"] = json!("../elsewhere");
     std::fs::write(dir.join("ablate.json"), a.to_string()).unwrap();
     let e = render_ablate(&dir).unwrap_err();
-    assert!(matches!(e, ReportError::Invalid { .. }) && e.to_string().contains("\"../elsewhere\""), "{e}");
+    assert!(
+        matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::Invalid { .. }))
+            && e.to_string().contains("\"../elsewhere\""),
+        "{e}"
+    );
 
     // Another schema version.
     let dir = root.join("v2");
@@ -250,7 +258,11 @@ fn ablate_errors_name_the_file() {
     );
     std::fs::write(dir.join("ablate.json"), text).unwrap();
     let e = render_run(&dir).unwrap_err();
-    assert!(matches!(e, ReportError::SchemaVersion { .. }) && e.to_string().contains("ablate.json"), "{e}");
+    assert!(
+        matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::SchemaVersion { .. }))
+            && e.to_string().contains("ablate.json"),
+        "{e}"
+    );
 
     // Nothing below λ = 1.
     let dir = root.join("only_baseline");

@@ -236,13 +236,13 @@ fn kinds_are_checked() {
     m["kind"] = json!("dream");
     write_run(&root.join("unknown"), &m, &lens_metrics(), &lens_prompts());
     let e = render_run(&root.join("unknown")).unwrap_err();
-    assert!(matches!(e, ReportError::UnknownKind { .. }), "{e:?}");
+    assert!(matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::UnknownKind { .. })), "{e:?}");
     assert!(e.to_string().contains("manifest.json") && e.to_string().contains("\"dream\""), "{e}");
     // The two files disagree.
     write_run(&root.join("conflict"), &probe_manifest(), &lens_metrics(), &lens_prompts());
     let e = render_run(&root.join("conflict")).unwrap_err();
     assert!(
-        matches!(e, ReportError::Invalid { .. })
+        matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::Invalid { .. }))
             && e.to_string().contains("kind is \"lens\" but manifest.json says \"probe\""),
         "{e}"
     );

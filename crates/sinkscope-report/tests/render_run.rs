@@ -234,7 +234,7 @@ fn a_different_schema_version_is_rejected_naming_the_file() {
     m["schema_version"] = serde_json::json!(2);
     write_run(&dir, &manifest_json(), &m, &prompt_lines());
     let e = render_run(&dir).unwrap_err();
-    assert!(matches!(e, ReportError::SchemaVersion { .. }), "{e:?}");
+    assert!(matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::SchemaVersion { .. })), "{e:?}");
     let msg = e.to_string();
     assert!(
         msg.contains("metrics.json")
@@ -271,7 +271,11 @@ fn malformed_inputs_name_the_file_and_place() {
 
     std::fs::remove_file(dir.join("metrics.json")).unwrap();
     let e = render_run(&dir).unwrap_err();
-    assert!(matches!(e, ReportError::Io { .. }) && e.to_string().contains("metrics.json"), "{e}");
+    assert!(
+        matches!(e, ReportError::Schema(sinkscope_schema::SchemaError::Io { .. }))
+            && e.to_string().contains("metrics.json"),
+        "{e}"
+    );
 }
 
 #[test]
