@@ -30,13 +30,16 @@ struct LensCollector<'m> {
     error: Option<(HookSite, String)>,
 }
 
-/// The next-token statistics of logits `[T, V]`.
-fn own_stats(logits: &Tensor, tokens: &[u32]) -> std::result::Result<LensStats, String> {
+/// The next-token statistics of logits `[T, V]` (row `t` scored against `tokens[t + 1]`), read
+/// in place.
+pub(crate) fn logits_stats(logits: &Tensor, tokens: &[u32]) -> std::result::Result<LensStats, String> {
     let (t, v) = logits.dims2().map_err(|e| e.to_string())?;
-    let data: Vec<f32> = logits.flatten_all().and_then(|x| x.to_vec1()).map_err(|e| e.to_string())?;
-    Matrix::new(&data, t, v)
-        .map_err(|e| e.to_string())
-        .and_then(|m| next_token_nll(&m, tokens, None).map_err(|e| e.to_string()))
+    sinkscope_model::layers::fused::with_f32(logits, |data| {
+        Matrix::new(data, t, v)
+            .map_err(|e| e.to_string())
+            .and_then(|m| next_token_nll(&m, tokens, None).map_err(|e| e.to_string()))
+    })
+    .map_err(|e| e.to_string())?
 }
 
 impl Hook for LensCollector<'_> {
@@ -48,16 +51,11 @@ impl Hook for LensCollector<'_> {
         if site == HookSite::global(SiteKind::Logits) {
             // The model's own logits, reduced here rather than returned: a chunk of prompts
             // does not hold its `[T, V]` logits until the chunk ends.
-            self.own = Some(own_stats(act, &self.tokens));
+            self.own = Some(logits_stats(act, &self.tokens));
             return Ok(None);
         }
         let Some(l) = site.metric_layer() else { return Ok(None) };
-        let logits = self.model.unembed(act)?; // [T, V]
-        let (t, v) = logits.dims2()?;
-        let data: Vec<f32> = logits.flatten_all()?.to_vec1()?;
-        let stats = Matrix::new(&data, t, v)
-            .map_err(|e| e.to_string())
-            .and_then(|m| next_token_nll(&m, &self.tokens, None).map_err(|e| e.to_string()));
+        let stats = logits_stats(&self.model.unembed(act)?, &self.tokens); // [T, V]
         match stats {
             Ok(s) => {
                 if let Some(slot) = self.layers.get_mut(l) {

@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_metrics::bootstrap::PoissonBootstrap;
-use sinkscope_metrics::lens::next_token_nll;
 use sinkscope_metrics::mc::{item_correct, ChoiceScores};
-use sinkscope_metrics::Matrix;
 use sinkscope_model::{ForwardCtx, Hook, Model};
 use sinkscope_spec::HookSite;
 use std::collections::BTreeMap;
@@ -52,13 +50,8 @@ impl Hook for ChoiceCollector<'_> {
         // row-wise, so the other rows need not be unembedded); row T-1 rides along unscored, as
         // in `next_token_nll`'s convention of one token per row.
         let rows = act.narrow(0, first, t - first)?; // [T - first, d]
-        let logits = self.model.unembed(&rows)?; // [T - first, V]
-        let (n, v) = logits.dims2()?;
-        let data: Vec<f32> = logits.flatten_all()?.to_vec1()?;
         let targets = self.tokens.get(first..).unwrap_or(&[]);
-        let got = Matrix::new(&data, n, v)
-            .map_err(|e| e.to_string())
-            .and_then(|m| next_token_nll(&m, targets, None).map_err(|e| e.to_string()));
+        let got = crate::lens::logits_stats(&self.model.unembed(&rows)?, targets); // [T - first, V]
         match got {
             Ok(s) => {
                 if let Some(slot) = self.loglik.get_mut(l) {

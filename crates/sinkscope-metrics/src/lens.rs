@@ -20,13 +20,16 @@
 //! Each logit is widened to `f64`; the log-softmax is the log-sum-exp with max-subtraction,
 //! `−ln softmax(z)[y] = m + ln Σ_j exp(z_j − m) − z_y` with `m = max_j z_j`, so every
 //! exponent is `≤ 0` (no overflow) and the largest term is exactly `1` (no underflow of the
-//! sum). The result is exact to a few ulps of `f64` for logits of any magnitude an `f32` can
+//! sum). The sum is [`crate::expsum::sum_exp_shifted`] (each term within about 1 ulp of the
+//! exact exponential, eight partial sums; the same bits on every CPU); with a soft-cap the
+//! C library's `exp` and `tanh` are used. The result is exact to a few ulps of `f64` for logits of any magnitude an `f32` can
 //! hold (e.g. `±1e4`, where a naive `exp` overflows). Because `c·tanh(z/c)` is strictly
 //! increasing, the maximum (and the arg-max used for top-1) is taken on the raw logits; ties
 //! go to the lowest token id (as `torch.argmax`).
 //!
-//! Cost: one `exp` per logit (`T·V`), single-threaded; the functions are pure, so a caller can
-//! score layers or prompts on separate threads.
+//! Cost: one `exp` per logit (`T·V`); [`next_token_nll`] shares a large matrix's rows among
+//! rayon's threads (each row is scored alone and the sums run in order, so the bits are those
+//! of one thread).
 //!
 //! Undefined values follow the crate's rule: with `T = 1` there is nothing to predict and the
 //! means are `None` (never NaN); such a prompt adds zero tokens to a [`LensAccumulator`].
@@ -117,6 +120,10 @@ pub struct LensStats {
     pub n_correct: usize,
 }
 
+/// From this many logits (`T·V`) on, [`next_token_nll`] scores its rows on rayon's threads
+/// (the same bits as one thread; below it the hand-off costs more than it saves).
+const PARALLEL_MIN_LOGITS: usize = 1 << 18;
+
 /// `logit_lens_ppl = exp(nll)`.
 pub fn logit_lens_ppl(nll: f64) -> f64 {
     nll.exp()
@@ -145,8 +152,7 @@ fn score_row(row: &[f32], target: usize, cap: Option<f64>) -> TokenScore {
     let (m, sum, zy) = match cap {
         None => {
             let m = f64::from(max_raw);
-            let sum: f64 = row.iter().map(|&z| (f64::from(z) - m).exp()).sum();
-            (m, sum, f64::from(target_raw))
+            (m, crate::expsum::sum_exp_shifted(row, m), f64::from(target_raw))
         }
         Some(c) => {
             let f = |z: f32| c * (f64::from(z) / c).tanh();
@@ -199,17 +205,22 @@ pub fn next_token_nll(
     if tokens.len() != t_len {
         return Err(LensError::TokenCount { tokens: tokens.len(), rows: t_len });
     }
-    let mut per_position = Vec::with_capacity(t_len.saturating_sub(1));
-    let mut n_correct = 0usize;
-    for (i, (row, &tok)) in logits.iter_rows().zip(tokens.iter().skip(1)).enumerate() {
-        let target = tok as usize;
-        if target >= vocab {
-            return Err(LensError::TokenOutOfRange { position: i + 1, token: tok, vocab });
-        }
-        let s = score_row(row, target, cap);
-        per_position.push(s.nll);
-        n_correct += usize::from(s.correct);
+    let targets = tokens.get(1..).unwrap_or(&[]);
+    // Targets first, in order, so that the error is always the first bad position's.
+    if let Some((i, &tok)) = targets.iter().enumerate().find(|&(_, &tok)| tok as usize >= vocab) {
+        return Err(LensError::TokenOutOfRange { position: i + 1, token: tok, vocab });
     }
+    // Row i scores token i + 1; rows are independent and the sums below run in order, so the
+    // bits do not depend on how the rows were shared out.
+    let score = |(row, &tok): (&[f32], &u32)| score_row(row, tok as usize, cap);
+    let scores: Vec<TokenScore> = if t_len * vocab >= PARALLEL_MIN_LOGITS {
+        use rayon::prelude::*;
+        logits.data().par_chunks_exact(vocab).zip(targets.par_iter()).map(score).collect()
+    } else {
+        logits.iter_rows().zip(targets).map(score).collect()
+    };
+    let per_position: Vec<f64> = scores.iter().map(|s| s.nll).collect();
+    let n_correct = scores.iter().filter(|s| s.correct).count();
     let n_tokens = per_position.len();
     let nll_sum: f64 = per_position.iter().sum();
     let (nll, ppl, top1_accuracy) = if n_tokens == 0 {

@@ -60,6 +60,7 @@ pub mod aggregate;
 pub mod attention;
 pub mod bootstrap;
 mod error;
+pub mod expsum;
 pub mod layer;
 pub mod lens;
 pub mod massive_layers;

@@ -54,7 +54,7 @@ fn main() -> candle_core::Result<()> {
         names.iter().map(|n| format!("Q4_1 {n}")).collect::<Vec<_>>().join(" | ")
     );
     println!("|{}", "---|".repeat(4 + 2 * paths.len()));
-    for &(k, n) in &[(576usize, 1536usize), (1536, 576), (576, 576), (576, 192)] {
+    for &(k, n) in &[(576usize, 1536usize), (1536, 576), (576, 576), (576, 192), (576, 49152)] {
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
         let dense: Vec<f32> = w.flatten_all()?.to_vec1()?;
         let packed = PackedWeight::pack(&dense, n, k).unwrap();

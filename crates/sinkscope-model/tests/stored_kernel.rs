@@ -102,6 +102,21 @@ fn stored_format_matmul_equals_dequantise_then_multiply_bit_for_bit() {
                 }
             }
         }
+        // A wide weight split among threads by panels: the one-thread bits.
+        let wide_map: Vec<usize> = (0..661).map(|r| (r * 7 + 3) % stored_rows).collect();
+        let wide = whole.select_rows(&wide_map).unwrap();
+        let wide_packed = PackedWeight::pack(&wide.to_f32().unwrap(), 661, k).unwrap();
+        let wide_stored = PackedWeight::from_stored(wide).unwrap();
+        let rows = 2_097_152usize.div_ceil(661 * k).max(2);
+        let x = values(rows * k, 99);
+        let mut want = vec![f32::NAN; rows * 661];
+        wide_packed.matmul(&x, rows, &mut want, 1).unwrap();
+        for threads in [2, 3] {
+            let mut got = vec![f32::NAN; rows * 661];
+            wide_stored.matmul(&x, rows, &mut got, threads).unwrap();
+            let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{ty}: the panel split on {threads} threads differs");
+        }
         // Embedding lookups read the same values.
         let mut row = vec![0f32; k];
         for j in [0, 16, 36] {

@@ -152,6 +152,24 @@ pub fn exp_shifted(xs: &mut [f32], shift: f32) {
     }
 }
 
+/// `f` applied to the values of an f32 CPU tensor, in row-major order: read in place when the
+/// tensor is contiguous, else from a copy.
+///
+/// # Errors
+/// candle's error when the tensor is not f32 on the CPU.
+pub fn with_f32<R>(t: &candle_core::Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            if let Ok(v) = f32_slice(cpu, layout) {
+                return Ok(f(v));
+            }
+        }
+    }
+    let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+    Ok(f(&v))
+}
+
 /// The contiguous f32 values of a CPU tensor.
 pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {

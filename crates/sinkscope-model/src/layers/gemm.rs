@@ -197,12 +197,34 @@ impl PackedWeight {
         if m == 0 {
             return Ok(());
         }
-        // Enough rows per thread to keep whole register blocks and amortise the hand-off.
-        let per = m.div_ceil(threads.max(1)).div_ceil(MR) * MR;
-        if threads <= 1 || per >= m || m * n * k < (1 << 21) {
+        if threads <= 1 || m * n * k < (1 << 21) {
             return self.rows_block(x, m, out);
         }
         use rayon::prelude::*;
+        // A weight wider than the rows are many (a vocabulary head, most projections of a
+        // short pack): split it by panels, so that each thread streams only its share of the
+        // weight from memory; otherwise split the rows. Each output is the same in-order chain
+        // wherever it is computed.
+        let panels = n.div_ceil(NR);
+        if n > m && panels >= 4 * threads {
+            let path = kernel_path().ok_or("packed matmul: the kernel is turned off")?;
+            // Whole pairs of panels (the AVX-512 block spans two).
+            let per = panels.div_ceil(threads).div_ceil(2) * 2;
+            let op = SharedOut(out.as_mut_ptr() as *mut f32);
+            return (0..panels).into_par_iter().step_by(per).try_for_each(|p| {
+                // SAFETY: lengths checked above; each task writes only the columns of its
+                // own panels, which no other task touches.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.panels_on(path, x, m, op.get(), p..(p + per).min(panels))
+                }
+            });
+        }
+        // Enough rows per thread to keep whole register blocks and amortise the hand-off.
+        let per = m.div_ceil(threads).div_ceil(MR) * MR;
+        if per >= m {
+            return self.rows_block(x, m, out);
+        }
         x.par_chunks(per * k)
             .zip(out.par_chunks_mut(per * n))
             .map(|(xs, os)| self.rows_block(xs, xs.len() / k, os))
@@ -241,26 +263,59 @@ impl PackedWeight {
         m: usize,
         out: &mut [MaybeUninit<f32>],
     ) -> Result<(), String> {
+        let op = out.as_mut_ptr() as *mut f32;
+        // SAFETY: the callers checked x.len() == m * K and out.len() == m * N.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.panels_on(path, x, m, op, 0..self.n.div_ceil(NR))
+        }
+    }
+
+    /// Output columns `16·panels.start .. min(16·panels.end, N)` of all `m` rows, one thread.
+    ///
+    /// # Safety
+    /// `x.len() == m * K`; `op` valid for writes of the `m × N` output's columns in `panels`
+    /// (no other thread writes them meanwhile); `path` one this CPU runs.
+    #[allow(unsafe_code)]
+    unsafe fn panels_on(
+        &self,
+        path: KernelPath,
+        x: &[f32],
+        m: usize,
+        op: *mut f32,
+        panels: std::ops::Range<usize>,
+    ) -> Result<(), String> {
         let src = match &self.panels {
             Panels::F32(rows) => kernels::Src::Packed(rows.as_ptr() as *const f32),
             Panels::Stored(st) => kernels::Src::Stored(st),
         };
-        let op = out.as_mut_ptr() as *mut f32;
-        // SAFETY: the callers checked x.len() == m * K and out.len() == m * N; `src` is this
-        // weight's N x K panels; `path` is one whose instructions this CPU has (`kernel_path`
-        // and `matmul_on` check).
-        #[allow(unsafe_code)]
-        unsafe {
-            match path {
-                #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx512 => kernels::avx512::rows(self.n, self.k, src, x, m, op),
-                #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx2 => kernels::avx2::rows(self.n, self.k, src, x, m, op),
-                _ => kernels::portable::rows(self.n, self.k, src, x, m, op),
-            }
+        // SAFETY: as this function's contract; `src` is this weight's N x K panels; `path`
+        // is one whose instructions this CPU has (`kernel_path` and `matmul_on` check).
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => kernels::avx512::rows(self.n, self.k, src, x, m, op, panels),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => kernels::avx2::rows(self.n, self.k, src, x, m, op, panels),
+            _ => kernels::portable::rows(self.n, self.k, src, x, m, op, panels),
         }
     }
 }
+
+/// The output pointer shared by the tasks of a panel split, each writing its own columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the tasks that share it write disjoint columns (`matmul_uninit`).
+#[allow(unsafe_code)]
+unsafe impl Send for SharedOut {}
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedOut {}
 
 /// The instruction paths of the kernel. Every path computes each output as the same in-order
 /// chain of fused multiply-adds over `k` (single rounding each, as `f32::mul_add`), so all
@@ -391,6 +446,33 @@ mod kernels {
             cols: usize,
             acc: bool,
         );
+
+        /// Panels a register block spans: 1, or 2 where [`block2`](Self::block2) is
+        /// implemented (each `A` element then feeds two fused multiply-adds per load).
+        const PANELS: usize = 1;
+
+        /// [`block`](Self::block) on two adjacent panels at once: the first full (16 columns,
+        /// B slice `b0`, output columns `c..c+16`), the second `cols` wide (B slice `b1`,
+        /// output columns `c+16..`). Every output is the same in-order chain as in `block`.
+        ///
+        /// # Safety
+        /// As [`block`](Self::block), for both panels.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn block2(
+            r: usize,
+            pf: bool,
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            b: [*const f32; 2],
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        ) {
+            Self::block(r, pf, kc, a, lda, b[0], c, ldc, NR, acc);
+            Self::block(r, pf, kc, a, lda, b[1], c.add(NR), ldc, cols, acc);
+        }
     }
 
     /// Writes every element of `out` (in the first K block, without reading it) before
@@ -407,53 +489,68 @@ mod kernels {
         x: &[f32],
         m: usize,
         op: *mut f32,
+        panels: std::ops::Range<usize>,
     ) -> Result<(), String> {
-        let panels = n.div_ceil(NR);
         let xp = x.as_ptr();
         let mr = M::MR;
         // Packed weights: K in equal blocks of at most KC. Stored weights: whole quantisation
         // blocks per K block, dequantised into `scratch`.
+        let group = M::PANELS;
         let (kc_len, mut scratch) = match src {
             Src::Packed(_) => (k.div_ceil(k.div_ceil(KC)), Vec::new()),
             Src::Stored(st) => {
                 let bl = st.block_len().max(1);
                 let kc = (KC / bl).max(1) * bl;
-                (kc, vec![PanelRow([0.0; NR]); kc])
+                (kc, vec![PanelRow([0.0; NR]); kc * group])
             }
         };
         let mut row = vec![0f32; if matches!(src, Src::Stored(_)) { kc_len } else { 0 }];
         let mc_len = (X_BLOCK_FLOATS / k / mr * mr).clamp(mr, MC / mr * mr);
         for i0 in (0..m).step_by(mc_len) {
             let mc = mc_len.min(m - i0);
-            for p in 0..panels {
-                let cols = NR.min(n - p * NR);
+            for p0 in panels.clone().step_by(group) {
+                // Panels p0..p0+np; all but the last of the matrix are 16 columns wide.
+                let np = group.min(panels.end - p0);
+                let cols = NR.min(n - (p0 + np - 1) * NR);
                 for k0 in (0..k).step_by(kc_len) {
                     let kc = kc_len.min(k - k0);
-                    let (b, pf) = match src {
-                        Src::Packed(bp) => (bp.add((p * k + k0) * NR), true),
-                        Src::Stored(st) => {
-                            for c in 0..NR {
-                                if c < cols {
-                                    st.dequant_range(p * NR + c, k0, &mut row[..kc])
-                                        .map_err(|e| e.to_string())?;
-                                    for (pr, &v) in scratch.iter_mut().zip(&row[..kc]) {
-                                        pr.0[c] = v;
-                                    }
-                                } else {
-                                    for pr in scratch.iter_mut().take(kc) {
-                                        pr.0[c] = 0.0;
+                    let mut b = [std::ptr::null::<f32>(); 2];
+                    let mut pf = true;
+                    for (q, bq) in b.iter_mut().enumerate().take(np) {
+                        let p = p0 + q;
+                        *bq = match src {
+                            Src::Packed(bp) => bp.add((p * k + k0) * NR),
+                            Src::Stored(st) => {
+                                pf = false;
+                                let slot = &mut scratch[q * kc_len..q * kc_len + kc];
+                                let width = NR.min(n - p * NR);
+                                for c in 0..NR {
+                                    if c < width {
+                                        st.dequant_range(p * NR + c, k0, &mut row[..kc])
+                                            .map_err(|e| e.to_string())?;
+                                        for (pr, &v) in slot.iter_mut().zip(&row[..kc]) {
+                                            pr.0[c] = v;
+                                        }
+                                    } else {
+                                        for pr in slot.iter_mut() {
+                                            pr.0[c] = 0.0;
+                                        }
                                     }
                                 }
+                                slot.as_ptr() as *const f32
                             }
-                            (scratch.as_ptr() as *const f32, false)
-                        }
-                    };
+                        };
+                    }
                     let mut i = i0;
                     while i < i0 + mc {
                         let r = mr.min(i0 + mc - i);
                         let a = xp.add(i * k + k0);
-                        let c = op.add(i * n + p * NR);
-                        M::block(r, pf && i == i0, kc, a, k, b, c, n, cols, k0 > 0);
+                        let c = op.add(i * n + p0 * NR);
+                        if np == 2 {
+                            M::block2(r, pf && i == i0, kc, a, k, b, c, n, cols, k0 > 0);
+                        } else {
+                            M::block(r, pf && i == i0, kc, a, k, b[0], c, n, cols, k0 > 0);
+                        }
                         i += r;
                     }
                 }
@@ -505,8 +602,9 @@ mod kernels {
             x: &[f32],
             m: usize,
             op: *mut f32,
+            panels: std::ops::Range<usize>,
         ) -> Result<(), String> {
-            nest::<K>(n, k, src, x, m, op)
+            nest::<K>(n, k, src, x, m, op, panels)
         }
 
         #[target_feature(enable = "avx512f")]
@@ -556,8 +654,66 @@ mod kernels {
             }
         }
 
+        /// Two panels per register block: 2R accumulators (24 of the 32 registers at R = 12),
+        /// one broadcast of each A element feeding both panels' fused multiply-adds.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn block2<const R: usize>(
+            pf: bool,
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            b: [*const f32; 2],
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        ) {
+            let mut v0 = [_mm512_setzero_ps(); R];
+            let mut v1 = [_mm512_setzero_ps(); R];
+            let mut s = [0f32; NR];
+            if acc {
+                for r in 0..R {
+                    let row = c.add(r * ldc);
+                    v0[r] = _mm512_loadu_ps(row);
+                    v1[r] = if cols == NR {
+                        _mm512_loadu_ps(row.add(NR))
+                    } else {
+                        load_partial(row.add(NR), cols, &mut s);
+                        _mm512_loadu_ps(s.as_ptr())
+                    };
+                }
+            }
+            let (b0, b1) = (b[0], b[1]);
+            for kk in 0..kc {
+                if pf {
+                    prefetch(b0, kk, kc);
+                    prefetch(b1, kk, kc);
+                }
+                let bv0 = _mm512_load_ps(b0.add(kk * NR));
+                let bv1 = _mm512_load_ps(b1.add(kk * NR));
+                for r in 0..R {
+                    let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                    v0[r] = _mm512_fmadd_ps(av, bv0, v0[r]);
+                    v1[r] = _mm512_fmadd_ps(av, bv1, v1[r]);
+                }
+            }
+            for r in 0..R {
+                let row = c.add(r * ldc);
+                _mm512_storeu_ps(row, v0[r]);
+                if cols == NR {
+                    _mm512_storeu_ps(row.add(NR), v1[r]);
+                } else {
+                    _mm512_storeu_ps(s.as_mut_ptr(), v1[r]);
+                    std::ptr::copy_nonoverlapping(s.as_ptr(), row.add(NR), cols);
+                }
+            }
+        }
+
         impl Micro for K {
             const MR: usize = 12;
+            const PANELS: usize = 2;
             #[target_feature(enable = "avx512f")]
             unsafe fn block(
                 r: usize,
@@ -572,6 +728,22 @@ mod kernels {
                 acc: bool,
             ) {
                 by_rows!(r, block, (pf, kc, a, lda, b, c, ldc, cols, acc); 12 11 10 9 8 7 6 5 4 3 2 1)
+            }
+
+            #[target_feature(enable = "avx512f")]
+            unsafe fn block2(
+                r: usize,
+                pf: bool,
+                kc: usize,
+                a: *const f32,
+                lda: usize,
+                b: [*const f32; 2],
+                c: *mut f32,
+                ldc: usize,
+                cols: usize,
+                acc: bool,
+            ) {
+                by_rows!(r, block2, (pf, kc, a, lda, b, c, ldc, cols, acc); 12 11 10 9 8 7 6 5 4 3 2 1)
             }
         }
     }
@@ -593,8 +765,9 @@ mod kernels {
             x: &[f32],
             m: usize,
             op: *mut f32,
+            panels: std::ops::Range<usize>,
         ) -> Result<(), String> {
-            nest::<K>(n, k, src, x, m, op)
+            nest::<K>(n, k, src, x, m, op, panels)
         }
 
         #[target_feature(enable = "avx2,fma")]
@@ -686,8 +859,9 @@ mod kernels {
             x: &[f32],
             m: usize,
             op: *mut f32,
+            panels: std::ops::Range<usize>,
         ) -> Result<(), String> {
-            nest::<K>(n, k, src, x, m, op)
+            nest::<K>(n, k, src, x, m, op, panels)
         }
 
         impl Micro for K {
@@ -858,6 +1032,33 @@ mod tests {
             let mut one = vec![0f32; n];
             packed.matmul(&x[i * k..(i + 1) * k], 1, &mut one, 1).unwrap();
             assert_eq!(one[..], all[i * n..(i + 1) * n], "row {i}");
+        }
+    }
+
+    /// A weight much wider than the rows are many is split among the threads by panels
+    /// (pairs of panels, a partial last pair): the same bits as one thread and as row by row.
+    #[test]
+    fn the_panel_split_gives_the_one_thread_bits() {
+        if !available() {
+            eprintln!("SKIPPED: no AVX2+FMA on this machine");
+            return;
+        }
+        let (m, n, k) = (13, 16 * 41 + 5, 256);
+        assert!(m * n * k >= 1 << 21 && n > m, "the shape must take the panel split");
+        let x = values(m * k, 7);
+        let w = values(n * k, 9);
+        let packed = PackedWeight::pack(&w, n, k).unwrap();
+        let mut one = vec![f32::NAN; m * n];
+        packed.matmul(&x, m, &mut one, 1).unwrap();
+        for threads in [2, 3, 8] {
+            let mut split = vec![f32::NAN; m * n];
+            packed.matmul(&x, m, &mut split, threads).unwrap();
+            assert!(one.iter().zip(&split).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
+        }
+        for i in [0, 12] {
+            let mut row = vec![f32::NAN; n];
+            packed.matmul(&x[i * k..(i + 1) * k], 1, &mut row, 1).unwrap();
+            assert_eq!(row[..], one[i * n..(i + 1) * n], "row {i}");
         }
     }
 
