@@ -139,15 +139,17 @@ fn check_softcap(softcap: Option<f32>) -> Result<Option<f64>, LensError> {
 
 /// Scores a finite, non-empty row with a validated cap (`target < row.len()`).
 fn score_row(row: &[f32], target: usize, cap: Option<f64>) -> TokenScore {
-    // Arg-max and max on the raw logits (the cap is strictly increasing).
-    let mut argmax = 0usize;
-    let mut max_raw = f32::NEG_INFINITY;
-    for (j, &z) in row.iter().enumerate() {
-        if z > max_raw {
-            max_raw = z;
-            argmax = j;
+    // Max and arg-max on the raw logits (the cap is strictly increasing): the max over lanes
+    // (finite values, so the order does not matter), then its first position (ties: lowest).
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &z) in lanes.iter_mut().zip(c) {
+            *l = l.max(z);
         }
     }
+    let max_raw = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &z| a.max(z));
+    let argmax = row.iter().position(|&z| z == max_raw).unwrap_or(0);
     let target_raw = row.get(target).copied().unwrap_or(max_raw);
     let (m, sum, zy) = match cap {
         None => {

@@ -32,7 +32,12 @@ impl<'a> Matrix<'a> {
         if data.len() != expected || rows.checked_mul(cols).is_none() {
             return Err(MetricsError::ShapeMismatch { len: data.len(), rows, cols, expected });
         }
-        if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+        // Blocks without an early exit inside (vectorised), then the first bad value's place.
+        let bad = |c: &[f32]| c.iter().fold(false, |acc, v| acc | !v.is_finite());
+        if let Some(pos) = data.chunks(4096).position(bad).and_then(|b| {
+            let start = b * 4096;
+            data.get(start..).and_then(|rest| rest.iter().position(|v| !v.is_finite())).map(|p| start + p)
+        }) {
             return Err(MetricsError::NonFinite {
                 row: pos / cols,
                 col: pos % cols,

@@ -208,8 +208,9 @@ impl PackedWeight {
         let panels = n.div_ceil(NR);
         if n > m && panels >= 4 * threads {
             let path = kernel_path().ok_or("packed matmul: the kernel is turned off")?;
-            // Whole pairs of panels (the AVX-512 block spans two).
-            let per = panels.div_ceil(threads).div_ceil(2) * 2;
+            // Four tasks per thread (a thread slowed down by the machine does not hold up the
+            // others), each whole pairs of panels (the AVX-512 block spans two).
+            let per = panels.div_ceil(4 * threads).div_ceil(2) * 2;
             let op = SharedOut(out.as_mut_ptr() as *mut f32);
             return (0..panels).into_par_iter().step_by(per).try_for_each(|p| {
                 // SAFETY: lengths checked above; each task writes only the columns of its
