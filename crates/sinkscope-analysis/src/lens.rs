@@ -19,7 +19,18 @@ use sinkscope_spec::{HookSite, SiteKind};
 use std::collections::BTreeMap;
 
 /// Names of the per-layer lens metrics, as in metrics.md.
-pub const LENS_METRICS: [&str; 3] = ["logit_lens_nll", "logit_lens_ppl", "logit_lens_top1"];
+pub const LENS_METRICS: [&str; 3] = task_names(sinkscope_schema::TaskMetric::LENS);
+
+/// The names of task curves, as the writers spell them.
+pub(crate) const fn task_names<const N: usize>(ms: [sinkscope_schema::TaskMetric; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = ms[i].name();
+        i += 1;
+    }
+    out
+}
 
 /// Reduces `X(l)` to its LogitLens statistics as each residual site runs.
 struct LensCollector<'m> {

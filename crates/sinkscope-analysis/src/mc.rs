@@ -25,7 +25,7 @@ use sinkscope_spec::HookSite;
 use std::collections::BTreeMap;
 
 /// Names of the per-layer multiple-choice metrics, as in metrics.md.
-pub const MC_METRICS: [&str; 2] = ["mc_accuracy", "mc_accuracy_norm"];
+pub const MC_METRICS: [&str; 2] = crate::lens::task_names(sinkscope_schema::TaskMetric::MC);
 
 /// Reduces each `X(l)` to the NLL of the choice's tokens (rows `start − 1 .. T − 1` only).
 struct ChoiceCollector<'m> {

@@ -77,3 +77,58 @@ fn lens_ablate_tasks_on_fixture() {
     assert!(out.trim_end().ends_with("tasks.html"), "{out}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `lens --mc` on the first OpenBookQA items (the fixture copy of the pinned dataset), then
+/// `tasks --mc`: per-layer accuracies in [0, 1] on L + 1 layers, the count of items, chance
+/// 1/4 (every item has four choices), and the multiple-choice columns in tasks.csv.
+#[test]
+fn lens_mc_and_tasks_on_fixture() {
+    let tmp = std::env::temp_dir().join(format!("sinkscope-mc-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let model = root().join("tests/fixtures/models/llama");
+    let data = root().join("tests/fixtures/data");
+    let mc = tmp.join("mc");
+    let out = sinkscope(&[
+        "lens",
+        model.to_str().unwrap(),
+        "--dataset",
+        "openbookqa-mc",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--limit",
+        "6",
+        "--mc",
+        "--quiet",
+        "--out",
+        mc.to_str().unwrap(),
+    ]);
+    assert!(out.trim_end().ends_with("report.html"), "{out}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mc.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["kind"], "mc");
+    assert_eq!(m["summary"]["n_items"].as_u64(), Some(6));
+    assert_eq!(m["summary"]["chance"].as_f64(), Some(0.25));
+    for name in ["mc_accuracy", "mc_accuracy_norm"] {
+        let mean = m["metrics"][name]["mean"].as_array().unwrap();
+        assert_eq!(mean.len(), 4, "{name}: L + 1 = 4 layers");
+        for v in mean {
+            let v = v.as_f64().unwrap();
+            // Six items: every accuracy is a multiple of 1/6.
+            assert!((0.0..=1.0).contains(&v) && ((v * 6.0) - (v * 6.0).round()).abs() < 1e-9, "{name}: {v}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(mc.join("prompts.jsonl")).unwrap().lines().count(), 6);
+
+    let tasks = tmp.join("tasks");
+    let out = sinkscope(&["tasks", "--mc", mc.to_str().unwrap(), "--out", tasks.to_str().unwrap()]);
+    assert!(out.trim_end().ends_with("tasks.html"), "{out}");
+    let csv = std::fs::read_to_string(tasks.join("tasks.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header, "layer,depth,phase,mc_accuracy_mean,mc_accuracy_norm_mean,mc_chance");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",0.25")), "{csv}");
+    let html = std::fs::read_to_string(tasks.join("tasks.html")).unwrap();
+    assert!(html.contains("multiple-choice"), "tasks.html names the multiple-choice panel");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

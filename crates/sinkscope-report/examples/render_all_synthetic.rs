@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use sinkscope_report::synthetic::{SyntheticAblate, SyntheticLens, SyntheticProbe, SyntheticRun};
-use sinkscope_report::{render_ablate, render_compare, render_run, render_tasks};
+use sinkscope_report::{render_ablate, render_compare, render_run, render_tasks, TaskDirs};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "synthetic-all".into()));
@@ -29,9 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{}", render_ablate(&out.join("ablate"))?.report_html.display());
     let t = render_tasks(
-        Some(&out.join("profile")),
-        Some(&out.join("lens")),
-        Some(&out.join("probe")),
+        &TaskDirs {
+            profile: Some(&out.join("profile")),
+            lens: Some(&out.join("lens")),
+            probe: Some(&out.join("probe")),
+            mc: None,
+        },
         &out.join("tasks"),
     )?;
     println!("{}", t.tasks_html.display());

@@ -60,7 +60,7 @@ pub enum ReportError {
         sha_b: String,
     },
     /// `render_tasks` was called without a lens or a probe run.
-    #[error("the tasks-vs-depth plot needs a lens run, a probe run or both")]
+    #[error("the tasks-vs-depth plot needs a lens, probe or `lens --mc` run (--lens, --probe, --mc)")]
     NoTaskRuns,
 }
 

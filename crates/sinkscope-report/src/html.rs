@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::plots::{phase_color, xml_escape as esc, RenderedPlot};
-use crate::schema::{LayerRange, Phase, Run};
+use crate::schema::{LayerRange, Phase, Run, TaskMetric};
 
 const CSS: &str = r#"
 :root { --fg: #1d1d1f; --muted: #5f6368; --line: #d9dce0; --bg-alt: #f6f7f9; --accent: #1f77b4; }
@@ -946,7 +946,7 @@ pub(crate) fn compare_rows(cols: &[Column<'_>]) -> Vec<(String, Vec<String>)> {
     if cols.iter().any(|c| c.mc.is_some()) {
         let cell = |r: &Run| {
             let l = r.n_layers();
-            let m = r.metrics.metric("mc_accuracy");
+            let m = r.metrics.metric(TaskMetric::McAccuracy.name());
             let ci =
                 m.and_then(|m| m.ci_at(l)).map(|(a, b)| format!(" [{a:.2}, {b:.2}]")).unwrap_or_default();
             let chance =

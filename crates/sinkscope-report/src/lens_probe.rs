@@ -20,7 +20,7 @@ use crate::plots::xml_escape as esc;
 use crate::plots::{
     draw_panel_pair, layer_range, DrawResult, Figure, Panel, RenderedPlot, Series, VLine, YScale, PALETTE,
 };
-use crate::schema::{Curve, Run, RunKind};
+use crate::schema::{Curve, Run, RunKind, TaskMetric};
 use crate::{plots, write_file, PlotFiles, RenderSummary, ReportError, LAYERS_CSV, PLOTS_DIR, REPORT_HTML};
 
 /// Colour of the "not converged" markers.
@@ -55,7 +55,7 @@ pub(crate) fn probe_layers_csv(run: &Run) -> String {
         (0..n).map(|l| run.probe.as_ref().and_then(|s| s.layer(l)).map(f).unwrap_or_default()).collect()
     };
     let mut extra: Vec<ExtraColumn> = Vec::new();
-    if run.metrics.metric("probe_accuracy").is_none() {
+    if run.metrics.metric(TaskMetric::ProbeAccuracy.name()).is_none() {
         let acc = run.probe_accuracy();
         extra.push(("probe_accuracy_mean".into(), acc.iter().map(|p| fmt_cell(p.0)).collect()));
         extra.push(("probe_accuracy_std".into(), acc.iter().map(|p| fmt_cell(p.1)).collect()));
@@ -96,7 +96,7 @@ fn min_max(run: &Run, name: &str) -> Vec<(f64, f64)> {
 /// keeps the others readable: 10× the largest of the rest. `None` when none is off.
 pub(crate) fn ppl_off_scale(run: &Run) -> Option<(Vec<usize>, f64)> {
     let tw = run.lens_ppl();
-    let pm = run.mean_std("logit_lens_ppl");
+    let pm = run.mean_std(TaskMetric::LogitLensPpl.name());
     let value = |l: usize| -> Option<f64> {
         let a = tw.get(l).copied().flatten();
         let b = pm.get(l).and_then(|p| p.0);
@@ -129,9 +129,13 @@ pub(crate) fn lens_panels(run: &Run, x_scale: f64, x_range: (f64, f64), x_desc: 
         None => "token-weighted".to_string(),
     };
     let mut ppl_series = vec![
-        Series::line("per-prompt mean ± std", PALETTE[1], points(&run.mean_std("logit_lens_ppl"), x_scale))
-            .with_band(0.18)
-            .band_within(min_max(run, "logit_lens_ppl")),
+        Series::line(
+            "per-prompt mean ± std",
+            PALETTE[1],
+            points(&run.mean_std(TaskMetric::LogitLensPpl.name()), x_scale),
+        )
+        .with_band(0.18)
+        .band_within(min_max(run, TaskMetric::LogitLensPpl.name())),
         Series::line(tw.clone(), PALETTE[0], plain(&run.lens_ppl(), x_scale)),
     ];
     if let Some(m) = run.lens.as_ref().and_then(|s| s.model_ppl.or(s.model_nll.map(f64::exp))) {
@@ -176,10 +180,10 @@ pub(crate) fn lens_panels(run: &Run, x_scale: f64, x_range: (f64, f64), x_desc: 
             Series::line(
                 "per-prompt mean ± std",
                 PALETTE[1],
-                points(&run.mean_std("logit_lens_top1"), x_scale),
+                points(&run.mean_std(TaskMetric::LogitLensTop1.name()), x_scale),
             )
             .with_band(0.18)
-            .band_within(min_max(run, "logit_lens_top1"))
+            .band_within(min_max(run, TaskMetric::LogitLensTop1.name()))
             .clipped(Some((0.0, 1.0))),
             Series::line(tw, PALETTE[0], plain(&run.lens_top1(), x_scale)),
         ],
@@ -200,7 +204,7 @@ pub(crate) fn probe_accuracy_panel(run: &Run, x_scale: f64, x_range: (f64, f64),
     };
     let mut series = vec![Series::line(label, PALETTE[0], points(&acc, x_scale))
         .with_band(0.2)
-        .band_within(min_max(run, "probe_accuracy"))
+        .band_within(min_max(run, TaskMetric::ProbeAccuracy.name()))
         .with_markers()
         .clipped(Some((0.0, 1.0)))];
     if let Some(b) = run.probe_baseline() {
@@ -488,7 +492,8 @@ pub(crate) fn lens_sentences(run: &Run) -> Vec<String> {
 
 fn lens_layer_table(run: &Run) -> String {
     let (nll, ppl, top1) = (run.lens_nll(), run.lens_ppl(), run.lens_top1());
-    let (pp, pt) = (run.mean_std("logit_lens_ppl"), run.mean_std("logit_lens_top1"));
+    let (pp, pt) =
+        (run.mean_std(TaskMetric::LogitLensPpl.name()), run.mean_std(TaskMetric::LogitLensTop1.name()));
     let best = run.lens_best().map(|b| b.0);
     let mut s = String::from(
         "<div class=\"scroll\"><table id=\"layer-table\">\n<thead><tr><th>layer</th><th>depth</th>\
@@ -522,9 +527,9 @@ fn lens_prompt_table(run: &Run) -> String {
          <th>model NLL</th><th>lens NLL at L</th><th>lens ppl at L</th><th>lowest lens NLL (layer)</th></tr></thead>\n<tbody>\n",
     );
     for p in &run.prompts {
-        let nll = p.metrics.get("logit_lens_nll");
+        let nll = p.metrics.get(TaskMetric::LogitLensNll.name());
         let last = nll.and_then(|c| c.last().copied().flatten());
-        let ppl_l = p.metrics.get("logit_lens_ppl").and_then(|c| c.last().copied().flatten());
+        let ppl_l = p.metrics.get(TaskMetric::LogitLensPpl.name()).and_then(|c| c.last().copied().flatten());
         let best = nll.and_then(|c| {
             c.iter().enumerate().filter_map(|(l, v)| v.map(|v| (l, v))).min_by(|a, b| a.1.total_cmp(&b.1))
         });

@@ -81,7 +81,7 @@ pub use crate::schema::{
     AblateFile, Evidence, Intervention, InterventionValues, LensSummary, Manifest, MetricsFile, ProbeLayer,
     ProbeSummary, PromptRecord, Run, RunKind, Valley, SCHEMA_VERSION,
 };
-pub use crate::tasks::{render_tasks, TasksSummary, TASKS_CSV, TASKS_HTML};
+pub use crate::tasks::{render_tasks, TaskDirs, TasksSummary, TASKS_CSV, TASKS_HTML};
 pub use crate::trajectory::{
     render_trajectory, StepRow, TrajectorySummary, TRAJECTORY_CSV, TRAJECTORY_HTML, TRAJECTORY_JSON,
 };

@@ -15,7 +15,7 @@ use crate::lens_probe::{lens_panels, probe_accuracy_panel};
 use crate::plots::{
     draw_panel_pair, draw_panels, phase_color, xml_escape as esc, DrawResult, Figure, RenderedPlot, Shade,
 };
-use crate::schema::{Run, RunKind};
+use crate::schema::{Run, RunKind, TaskMetric};
 use crate::{load_kind, plots, write_file, PlotFiles, ReportError, PLOTS_DIR};
 
 /// File name of the tasks-vs-depth page.
@@ -218,10 +218,21 @@ fn tasks_csv(r: &TaskRuns<'_>) -> String {
             header.push(h.into());
         }
     }
+    if r.mc.is_some() {
+        for h in ["mc_accuracy_mean", "mc_accuracy_norm_mean", "mc_chance"] {
+            header.push(h.into());
+        }
+    }
     let l_max = r.n_layers();
     let mut rows = vec![header];
-    let lens = r.lens.map(|x| (x.lens_nll(), x.lens_ppl(), x.lens_top1(), x.mean_std("logit_lens_ppl")));
+    let lens = r
+        .lens
+        .map(|x| (x.lens_nll(), x.lens_ppl(), x.lens_top1(), x.mean_std(TaskMetric::LogitLensPpl.name())));
     let probe = r.probe.map(|x| (x.probe_accuracy(), x.probe_baseline()));
+    let mc = r.mc.map(|x| {
+        let chance = x.mc.as_ref().and_then(|m| m.chance);
+        (x.mean_std(TaskMetric::McAccuracy.name()), x.mean_std(TaskMetric::McAccuracyNorm.name()), chance)
+    });
     for l in 0..=l_max {
         let phase = r
             .profile
@@ -244,6 +255,11 @@ fn tasks_csv(r: &TaskRuns<'_>) -> String {
             row.push(fmt_cell(p.0));
             row.push(fmt_cell(p.1));
             row.push(fmt_cell(*base));
+        }
+        if let Some((acc, norm, chance)) = &mc {
+            row.push(fmt_cell(acc.get(l).and_then(|p| p.0)));
+            row.push(fmt_cell(norm.get(l).and_then(|p| p.0)));
+            row.push(fmt_cell(*chance));
         }
         rows.push(row);
     }
@@ -363,19 +379,32 @@ pub(crate) const FIG7_CAPTION: &str = "The paper's Fig. 7: LogitLens perplexity 
      summed log-likelihood, dashed: per byte, band: 95 % bootstrap interval over items, grey: chance) against normalised \
      depth l / L, with the profile's phases shaded.";
 
+/// The run folders [`render_tasks`] reads (each optional; see there).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskDirs<'a> {
+    /// A profile run (its phases are shaded).
+    pub profile: Option<&'a Path>,
+    /// A lens run (next-token LogitLens).
+    pub lens: Option<&'a Path>,
+    /// A probe run.
+    pub probe: Option<&'a Path>,
+    /// A `lens --mc` run (multiple-choice LogitLens accuracy).
+    pub mc: Option<&'a Path>,
+}
+
 /// Tasks vs depth (the paper's Fig. 7) for one model: writes `out/tasks.csv` (one row per
 /// layer: `layer,depth,phase`, the lens columns `lens_nll,lens_ppl,lens_top1,
 /// logit_lens_ppl_mean,logit_lens_ppl_std` and the probe columns `probe_accuracy_mean,
 /// probe_accuracy_std,probe_baseline`, each group only when that run is given),
 /// `out/plots/tasks_fig7.{svg,png}` and `out/tasks.html` (self-contained).
 ///
-/// `profile` (optional) only supplies the Mix/Compress/Refine phases that are shaded;
-/// `lens` and `probe` must not both be `None`. `out` is created; it may be one of the run
+/// `profile` (optional) only supplies the Mix/Compress/Refine phases that are shaded; at
+/// least one of `lens`, `probe` and `mc` (a `lens --mc` run) must be given. `out` is created; it may be one of the run
 /// folders (the file names do not clash with a run's own).
 ///
 /// # Example
 /// ```
-/// use sinkscope_report::render_tasks;
+/// use sinkscope_report::{render_tasks, TaskDirs};
 /// use sinkscope_report::synthetic::{SyntheticLens, SyntheticProbe, SyntheticRun};
 ///
 /// let dir = std::env::temp_dir().join(format!("sinkscope-tasks-doc-{}", std::process::id()));
@@ -383,12 +412,13 @@ pub(crate) const FIG7_CAPTION: &str = "The paper's Fig. 7: LogitLens perplexity 
 /// model.write(&dir.join("profile"))?;
 /// SyntheticLens { model: model.clone() }.write(&dir.join("lens"))?;
 /// SyntheticProbe { model, n_samples: 20, not_converged: vec![] }.write(&dir.join("probe"))?;
-/// let out = render_tasks(
-///     Some(&dir.join("profile")),
-///     Some(&dir.join("lens")),
-///     Some(&dir.join("probe")),
-///     &dir.join("tasks"),
-/// )?;
+/// let dirs = TaskDirs {
+///     profile: Some(&dir.join("profile")),
+///     lens: Some(&dir.join("lens")),
+///     probe: Some(&dir.join("probe")),
+///     mc: None,
+/// };
+/// let out = render_tasks(&dirs, &dir.join("tasks"))?;
 /// assert_eq!(out.plots[0].stem, "tasks_fig7");
 /// assert!(out.tasks_html.is_file() && out.tasks_csv.is_file());
 /// # std::fs::remove_dir_all(&dir)?;
@@ -396,25 +426,24 @@ pub(crate) const FIG7_CAPTION: &str = "The paper's Fig. 7: LogitLens perplexity 
 /// ```
 ///
 /// # Errors
-/// [`ReportError::NoTaskRuns`] without lens and probe; [`ReportError::WrongKind`] for a
+/// [`ReportError::NoTaskRuns`] without a lens, probe or mc run; [`ReportError::WrongKind`] for a
 /// folder of another kind; [`ReportError::ModelMismatch`] when two runs record different
 /// model hashes; [`SchemaError::Invalid`](sinkscope_schema::SchemaError::Invalid) when their `n_layers` differ; otherwise as
 /// [`crate::render_run`].
-pub fn render_tasks(
-    profile: Option<&Path>,
-    lens: Option<&Path>,
-    probe: Option<&Path>,
-    out: &Path,
-) -> Result<TasksSummary, ReportError> {
-    if lens.is_none() && probe.is_none() {
+pub fn render_tasks(dirs: &TaskDirs<'_>, out: &Path) -> Result<TasksSummary, ReportError> {
+    if dirs.lens.is_none() && dirs.probe.is_none() && dirs.mc.is_none() {
         return Err(ReportError::NoTaskRuns);
     }
-    let profile = profile.map(|d| load_kind(d, RunKind::Profile)).transpose()?;
-    let lens = lens.map(|d| load_kind(d, RunKind::Lens)).transpose()?;
-    let probe = probe.map(|d| load_kind(d, RunKind::Probe)).transpose()?;
-    let all: Vec<&Run> = [profile.as_ref(), lens.as_ref(), probe.as_ref()].into_iter().flatten().collect();
+    let load = |d: Option<&Path>, kind| d.map(|d| load_kind(d, kind)).transpose();
+    let profile = load(dirs.profile, RunKind::Profile)?;
+    let lens = load(dirs.lens, RunKind::Lens)?;
+    let probe = load(dirs.probe, RunKind::Probe)?;
+    let mc = load(dirs.mc, RunKind::Mc)?;
+    let all: Vec<&Run> =
+        [profile.as_ref(), lens.as_ref(), probe.as_ref(), mc.as_ref()].into_iter().flatten().collect();
     check_same_model(&all)?;
-    let runs = TaskRuns { profile: profile.as_ref(), lens: lens.as_ref(), probe: probe.as_ref(), mc: None };
+    let runs =
+        TaskRuns { profile: profile.as_ref(), lens: lens.as_ref(), probe: probe.as_ref(), mc: mc.as_ref() };
     std::fs::create_dir_all(out).map_err(ReportError::io(out))?;
     let tasks_csv_path = out.join(TASKS_CSV);
     write_file(&tasks_csv_path, &tasks_csv(&runs))?;

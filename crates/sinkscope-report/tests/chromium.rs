@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sinkscope_report::synthetic::{SyntheticAblate, SyntheticLens, SyntheticProbe, SyntheticRun};
-use sinkscope_report::{render_ablate, render_compare, render_run, render_tasks};
+use sinkscope_report::{render_ablate, render_compare, render_run, render_tasks, TaskDirs};
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SINKSCOPE_CHROMIUM") {
@@ -234,9 +234,16 @@ fn lens_probe_and_tasks_pages_render_in_headless_chromium() {
     SyntheticProbe { model, n_samples: 20, not_converged: vec![] }.write(&root.join("q")).unwrap();
     let lens = render_run(&root.join("l")).unwrap();
     let probe = render_run(&root.join("q")).unwrap();
-    let tasks =
-        render_tasks(Some(&root.join("p")), Some(&root.join("l")), Some(&root.join("q")), &root.join("t"))
-            .unwrap();
+    let tasks = render_tasks(
+        &TaskDirs {
+            profile: Some(&root.join("p")),
+            lens: Some(&root.join("l")),
+            probe: Some(&root.join("q")),
+            mc: None,
+        },
+        &root.join("t"),
+    )
+    .unwrap();
     for (page, id) in [
         (&lens.report_html, "id=\"plot-lens\""),
         (&probe.report_html, "id=\"plot-probe\""),

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use sinkscope_report::synthetic::{SyntheticLens, SyntheticProbe, SyntheticRun};
-use sinkscope_report::{render_compare, render_tasks, ReportError};
+use sinkscope_report::{render_compare, render_tasks, ReportError, TaskDirs};
 
 #[test]
 fn tasks_plot_and_table_with_all_three_runs() {
@@ -18,7 +18,9 @@ fn tasks_plot_and_table_with_all_three_runs() {
     write_lens(&l);
     write_probe(&q);
     let out_dir = root.join("tasks");
-    let out = render_tasks(Some(&p), Some(&l), Some(&q), &out_dir).unwrap();
+    let out =
+        render_tasks(&TaskDirs { profile: Some(&p), lens: Some(&l), probe: Some(&q), mc: None }, &out_dir)
+            .unwrap();
     assert_eq!(out.tasks_csv, out_dir.join("tasks.csv"));
     assert_eq!(out.tasks_html, out_dir.join("tasks.html"));
     assert_eq!(out.plots.len(), 1);
@@ -99,7 +101,7 @@ fn tasks_with_one_run_and_errors() {
     write_lens(&l);
     write_probe(&q);
     // Probe only, no profile: one panel, no phases; the output may be the run folder itself.
-    let out = render_tasks(None, None, Some(&q), &q).unwrap();
+    let out = render_tasks(&TaskDirs { profile: None, lens: None, probe: Some(&q), mc: None }, &q).unwrap();
     assert_eq!(out.tasks_html, q.join("tasks.html"));
     assert_eq!(out.plots[0].title, "Fig. 7 — Tiny-Valley-6L.Q8_0: probe accuracy vs depth l / L");
     let (header, _) = read_csv(&out.tasks_csv);
@@ -111,18 +113,28 @@ fn tasks_with_one_run_and_errors() {
     assert!(html.contains("No profile run was given"));
 
     // Errors.
-    assert!(matches!(render_tasks(Some(&p), None, None, &root.join("o")), Err(ReportError::NoTaskRuns)));
-    let e = render_tasks(None, Some(&p), None, &root.join("o")).unwrap_err();
+    assert!(matches!(
+        render_tasks(&TaskDirs { profile: Some(&p), lens: None, probe: None, mc: None }, &root.join("o")),
+        Err(ReportError::NoTaskRuns)
+    ));
+    let e = render_tasks(&TaskDirs { profile: None, lens: Some(&p), probe: None, mc: None }, &root.join("o"))
+        .unwrap_err();
     assert!(matches!(e, ReportError::WrongKind { .. }), "{e:?}");
     assert!(e.to_string().contains("a profile run, where a lens run was expected"), "{e}");
-    let e = render_tasks(Some(&l), Some(&l), None, &root.join("o")).unwrap_err();
+    let e =
+        render_tasks(&TaskDirs { profile: Some(&l), lens: Some(&l), probe: None, mc: None }, &root.join("o"))
+            .unwrap_err();
     assert!(matches!(e, ReportError::WrongKind { .. }), "{e:?}");
     // Another model's profile.
     let other = root.join("other");
     let mut man = manifest_json();
     man["model"]["sha256"] = json!("ffff");
     write_run(&other, &man, &metrics_json(), &prompt_lines());
-    let e = render_tasks(Some(&other), Some(&l), None, &root.join("o")).unwrap_err();
+    let e = render_tasks(
+        &TaskDirs { profile: Some(&other), lens: Some(&l), probe: None, mc: None },
+        &root.join("o"),
+    )
+    .unwrap_err();
     assert!(matches!(e, ReportError::ModelMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("ffff") && e.to_string().contains("ab12"), "{e}");
 }
@@ -225,9 +237,16 @@ fn synthetic_lens_probe_and_profile_share_a_model() {
     model.write(&root.join("p")).unwrap();
     SyntheticLens { model: model.clone() }.write(&root.join("l")).unwrap();
     SyntheticProbe { model, n_samples: 10, not_converged: vec![2] }.write(&root.join("q")).unwrap();
-    let out =
-        render_tasks(Some(&root.join("p")), Some(&root.join("l")), Some(&root.join("q")), &root.join("t"))
-            .unwrap();
+    let out = render_tasks(
+        &TaskDirs {
+            profile: Some(&root.join("p")),
+            lens: Some(&root.join("l")),
+            probe: Some(&root.join("q")),
+            mc: None,
+        },
+        &root.join("t"),
+    )
+    .unwrap();
     let (_, rows) = read_csv(&out.tasks_csv);
     assert_eq!(rows.len(), 19);
 }

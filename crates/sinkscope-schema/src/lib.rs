@@ -19,7 +19,7 @@ use serde_json::Value;
 mod error;
 mod metric;
 pub use error::SchemaError;
-pub use metric::{Family, Metric};
+pub use metric::{Family, Metric, TaskMetric};
 
 /// The result-schema version this crate reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -1363,7 +1363,7 @@ impl Run {
     /// else `summary.per_layer`); empty for other runs.
     pub fn probe_accuracy(&self) -> Vec<MeanStd> {
         let Some(s) = &self.probe else { return Vec::new() };
-        let m = self.metrics.metric("probe_accuracy");
+        let m = self.metrics.metric(TaskMetric::ProbeAccuracy.name());
         (0..=self.n_layers())
             .map(|l| {
                 let pl = s.layer(l);

@@ -238,6 +238,59 @@ impl std::fmt::Display for Metric {
     }
 }
 
+/// A per-layer curve of a task run's `metrics.json` (`lens`, `probe`, `lens --mc`):
+/// how well `X(l)` serves generation and embedding tasks (metrics.md, "Task probes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskMetric {
+    /// `logit_lens_nll` (lens).
+    LogitLensNll,
+    /// `logit_lens_ppl` (lens).
+    LogitLensPpl,
+    /// `logit_lens_top1` (lens).
+    LogitLensTop1,
+    /// `probe_accuracy` (probe).
+    ProbeAccuracy,
+    /// `mc_accuracy` (lens --mc).
+    McAccuracy,
+    /// `mc_accuracy_norm` (lens --mc).
+    McAccuracyNorm,
+}
+
+impl TaskMetric {
+    /// Every task curve, in the order above.
+    pub const ALL: [TaskMetric; 6] = [
+        TaskMetric::LogitLensNll,
+        TaskMetric::LogitLensPpl,
+        TaskMetric::LogitLensTop1,
+        TaskMetric::ProbeAccuracy,
+        TaskMetric::McAccuracy,
+        TaskMetric::McAccuracyNorm,
+    ];
+    /// The curves of a lens run, in the writer's order.
+    pub const LENS: [TaskMetric; 3] =
+        [TaskMetric::LogitLensNll, TaskMetric::LogitLensPpl, TaskMetric::LogitLensTop1];
+    /// The curves of a `lens --mc` run, in the writer's order.
+    pub const MC: [TaskMetric; 2] = [TaskMetric::McAccuracy, TaskMetric::McAccuracyNorm];
+
+    /// The name in the result files (`metrics.md`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            TaskMetric::LogitLensNll => "logit_lens_nll",
+            TaskMetric::LogitLensPpl => "logit_lens_ppl",
+            TaskMetric::LogitLensTop1 => "logit_lens_top1",
+            TaskMetric::ProbeAccuracy => "probe_accuracy",
+            TaskMetric::McAccuracy => "mc_accuracy",
+            TaskMetric::McAccuracyNorm => "mc_accuracy_norm",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The parts of the model the metrics describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -285,8 +338,8 @@ mod tests {
             .iter()
             .map(|f| std::fs::read_to_string(format!("{docs}/{f}")).unwrap())
             .collect();
-        let missing: Vec<&str> =
-            Metric::ALL.iter().map(|m| m.name()).filter(|n| !text.contains(&format!("`{n}`"))).collect();
+        let names = Metric::ALL.iter().map(|m| m.name()).chain(TaskMetric::ALL.iter().map(|m| m.name()));
+        let missing: Vec<&str> = names.filter(|n| !text.contains(&format!("`{n}`"))).collect();
         assert!(
             missing.is_empty(),
             "not documented in docs/metrics.md or docs/results-schema.md: {missing:?}"
