@@ -1252,6 +1252,17 @@ fn usage_unknown_hook() {
     expect(&o, USAGE, &["hook_resid_pots", "hook_resid_post"]);
 }
 
+/// `tasks` without a lens, probe or `lens --mc` run: exit 2, names the three options, writes
+/// nothing.
+#[test]
+fn usage_tasks_without_task_runs() {
+    let dir = case_dir("usage_tasks_without_task_runs");
+    let out = dir.join("tasks");
+    let o = sinkscope(["tasks".to_string(), "--out".into(), s(&out)], &[]);
+    expect(&o, USAGE, &["--lens", "--probe", "--mc"]);
+    assert!(!out.join("tasks.html").exists() && !out.join("tasks.csv").exists());
+}
+
 /// A hook past the last block: exit 2, names it.
 #[test]
 fn usage_block_out_of_range() {

@@ -59,7 +59,7 @@ pub enum ReportError {
         /// Its model's sha256.
         sha_b: String,
     },
-    /// `render_tasks` was called without a lens or a probe run.
+    /// `render_tasks` was called without a lens, probe or mc run.
     #[error("the tasks-vs-depth plot needs a lens, probe or `lens --mc` run (--lens, --probe, --mc)")]
     NoTaskRuns,
 }

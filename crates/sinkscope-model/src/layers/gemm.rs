@@ -4,9 +4,12 @@
 //! Why our own kernel: the projections of a decoder are products of a short activation
 //! (T ≈ 20–100 rows) with a fixed weight. A general GEMM packs the weight again on every
 //! call, which at these shapes costs as much as the arithmetic; packing it once removes that
-//! work. The kernel is the classic BLIS register block: 6 rows of `x` times a panel of 16
-//! output columns held in 12 AVX2 accumulators, the panel's `KC × 16` slice kept in L1 while
-//! the rows stream from L2.
+//! work. The kernel is the classic BLIS register block: a few rows of `x` times a panel of 16
+//! output columns held in registers (AVX2: 6 rows, 12 accumulators; AVX-512: 12 rows times two
+//! adjacent panels, 24 accumulators, so that each broadcast of an `x` element feeds two fused
+//! multiply-adds), the panels' `KC × 16` slices kept in L1 while the rows stream from L2.
+//! Threads split a weight wider than the rows are many by panels (each thread streams its
+//! share of the weight, as for a vocabulary head), otherwise by rows.
 //!
 //! Numerics (a documented choice): every output element is one fused multiply-add chain over
 //! `k = 0, 1, …, K-1` in order, starting from 0. So a row of `y` depends only on the same row
