@@ -127,3 +127,43 @@ fn stored_format_matmul_equals_dequantise_then_multiply_bit_for_bit() {
         }
     }
 }
+
+/// Rows longer than the kernel's dequantisation chunk (4,096 values): a stored weight is
+/// dequantised chunk by chunk into scratch panels that serve every row block, and the sums
+/// continue across chunks; the bits are those of the dense packed weight, on every path.
+#[test]
+fn rows_longer_than_a_dequantisation_chunk_give_the_dense_bits() {
+    if !available() {
+        eprintln!("SKIPPED: no AVX2+FMA on this machine; stored matrices are dequantised at load");
+        return;
+    }
+    // K = 4,864: one whole chunk and a partial one, for 32- and 256-value blocks.
+    let (n, k) = (37usize, 4864usize);
+    for (ty, scale_offsets) in
+        [(GgmlType::Q8_0, &[0usize][..]), (GgmlType::Q4_K, &[0, 2]), (GgmlType::Q2_K, &[80, 82])]
+    {
+        let (ts, bl) = (ty.type_size() as usize, ty.block_size() as usize);
+        let noise = values(n * k / bl * ts, ty as u64);
+        let mut raw: Vec<u8> = noise.iter().map(|v| (v.to_bits() >> 7) as u8).collect();
+        for blk in raw.chunks_exact_mut(ts) {
+            for &o in scale_offsets {
+                blk[o..o + 2].copy_from_slice(&half::f16::from_f32(0.02).to_le_bytes());
+            }
+        }
+        let len = raw.len();
+        let m = StoredMatrix::new(SharedBytes::new(Arc::new(raw), 0..len).unwrap(), ty, n, k).unwrap();
+        let packed = PackedWeight::pack(&m.to_f32().unwrap(), n, k).unwrap();
+        let stored = PackedWeight::from_stored(m).unwrap();
+        for rows in [1usize, 13, 30] {
+            let x = values(rows * k, rows as u64 + 5);
+            let mut want = vec![f32::NAN; rows * n];
+            packed.matmul(&x, rows, &mut want, 1).unwrap();
+            let mut got = vec![f32::NAN; rows * n];
+            for path in PATHS.iter().filter(|p| p.supported()) {
+                stored.matmul_on(*path, &x, rows, &mut got).unwrap();
+                let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{ty}: {rows} rows of K = {k} differ on the {} path", path.name());
+            }
+        }
+    }
+}

@@ -30,6 +30,9 @@ const MR: usize = 12;
 const PREFETCH: usize = 128;
 /// Depth of one pass over a panel (a `KC × NR` slice is 16 KiB: it stays in L1).
 const KC: usize = 256;
+/// Depth of the chunk of a stored weight's panel group dequantised at once (two panels of
+/// 4096 × 16 floats are 512 KiB: they stay in L2 while every row block uses them).
+const KS: usize = 4096;
 /// At most this many rows of `x` per row block.
 const MC: usize = 144;
 /// A row block's slice of `x` (`rows × K` floats) is kept under 384 KiB, to stay in L2.
@@ -416,7 +419,7 @@ mod kernels {
     //! slice stays in L1 (dequantised into a scratch panel first for stored weights), and
     //! register blocks of `MR` rows.
 
-    use super::{PanelRow, StoredMatrix, KC, MC, NR, PREFETCH, X_BLOCK_FLOATS};
+    use super::{PanelRow, StoredMatrix, KC, KS, MC, NR, PREFETCH, X_BLOCK_FLOATS};
 
     /// Where the panels come from.
     #[derive(Clone, Copy)]
@@ -483,6 +486,11 @@ mod kernels {
     /// reading any (to continue the sums in the later K blocks). The chain of each output is
     /// in order over `k` whatever the blocking, so every path and every `kc` give the same bits.
     ///
+    /// Packed weights: row blocks that stay in L2, then panel groups, then K blocks whose
+    /// panel slices stay in L1. Stored weights: panel group by panel group, a K chunk of the
+    /// group's rows is dequantised once into scratch panels (in L2) and then serves every row
+    /// block, so each weight is dequantised once per call whatever the number of rows.
+    ///
     /// # Safety
     /// As [`Micro::block`]; `x.len() == m * k`; `op` valid for `m * n` writes.
     #[inline(always)]
@@ -495,69 +503,112 @@ mod kernels {
         op: *mut f32,
         panels: std::ops::Range<usize>,
     ) -> Result<(), String> {
-        let xp = x.as_ptr();
-        let mr = M::MR;
-        // Packed weights: K in equal blocks of at most KC. Stored weights: whole quantisation
-        // blocks per K block, dequantised into `scratch`.
         let group = M::PANELS;
-        let (kc_len, mut scratch) = match src {
-            Src::Packed(_) => (k.div_ceil(k.div_ceil(KC)), Vec::new()),
-            Src::Stored(st) => {
-                let bl = st.block_len().max(1);
-                let kc = (KC / bl).max(1) * bl;
-                (kc, vec![PanelRow([0.0; NR]); kc * group])
-            }
-        };
-        let mut row = vec![0f32; if matches!(src, Src::Stored(_)) { kc_len } else { 0 }];
-        let mc_len = (X_BLOCK_FLOATS / k / mr * mr).clamp(mr, MC / mr * mr);
-        for i0 in (0..m).step_by(mc_len) {
-            let mc = mc_len.min(m - i0);
-            for p0 in panels.clone().step_by(group) {
-                // Panels p0..p0+np; all but the last of the matrix are 16 columns wide.
-                let np = group.min(panels.end - p0);
-                let cols = NR.min(n - (p0 + np - 1) * NR);
-                for k0 in (0..k).step_by(kc_len) {
-                    let kc = kc_len.min(k - k0);
-                    let mut b = [std::ptr::null::<f32>(); 2];
-                    let mut pf = true;
-                    for (q, bq) in b.iter_mut().enumerate().take(np) {
-                        let p = p0 + q;
-                        *bq = match src {
-                            Src::Packed(bp) => bp.add((p * k + k0) * NR),
-                            Src::Stored(st) => {
-                                pf = false;
-                                let slot = &mut scratch[q * kc_len..q * kc_len + kc];
-                                let width = NR.min(n - p * NR);
-                                for c in 0..NR {
-                                    if c < width {
-                                        st.dequant_range(p * NR + c, k0, &mut row[..kc])
-                                            .map_err(|e| e.to_string())?;
-                                        for (pr, &v) in slot.iter_mut().zip(&row[..kc]) {
-                                            pr.0[c] = v;
-                                        }
-                                    } else {
-                                        for pr in slot.iter_mut() {
-                                            pr.0[c] = 0.0;
-                                        }
-                                    }
-                                }
-                                slot.as_ptr() as *const f32
-                            }
-                        };
-                    }
-                    let mut i = i0;
-                    while i < i0 + mc {
-                        let r = mr.min(i0 + mc - i);
-                        let a = xp.add(i * k + k0);
-                        let c = op.add(i * n + p0 * NR);
-                        if np == 2 {
-                            M::block2(r, pf && i == i0, kc, a, k, b, c, n, cols, k0 > 0);
-                        } else {
-                            M::block(r, pf && i == i0, kc, a, k, b[0], c, n, cols, k0 > 0);
-                        }
-                        i += r;
+        match src {
+            Src::Packed(bp) => {
+                let kc = k.div_ceil(k.div_ceil(KC));
+                let mc_len = (X_BLOCK_FLOATS / k / M::MR * M::MR).clamp(M::MR, MC / M::MR * M::MR);
+                for i0 in (0..m).step_by(mc_len) {
+                    for p0 in panels.clone().step_by(group) {
+                        let np = group.min(panels.end - p0);
+                        let b = [bp.add(p0 * k * NR), bp.wrapping_add((p0 + 1) * k * NR)];
+                        let rows = i0..(i0 + mc_len).min(m);
+                        span::<M>(n, k, x, op, p0, np, b, 0..k, kc, rows);
                     }
                 }
+            }
+            Src::Stored(st) => {
+                let bl = st.block_len().max(1);
+                let ks = (KS / bl).max(1) * bl;
+                let mut scratch = vec![PanelRow([0.0; NR]); ks.min(k) * group];
+                let mut rows_f32 = vec![0f32; ks.min(k) * NR];
+                let mc_len = (X_BLOCK_FLOATS / ks / M::MR * M::MR).clamp(M::MR, MC / M::MR * M::MR);
+                for p0 in panels.clone().step_by(group) {
+                    let np = group.min(panels.end - p0);
+                    for kb in (0..k).step_by(ks) {
+                        let len = ks.min(k - kb);
+                        for q in 0..np {
+                            let slot = &mut scratch[q * len..(q + 1) * len];
+                            fill_panel(st, (p0 + q) * NR, n, kb, &mut rows_f32[..len * NR], slot)?;
+                        }
+                        let sp = scratch.as_ptr() as *const f32;
+                        // `span` reads panel q's row kk at b[q] + kk·NR for kk in kb..kb+len.
+                        let b = [sp.wrapping_sub(kb * NR), sp.wrapping_add((len - kb) * NR)];
+                        for i0 in (0..m).step_by(mc_len) {
+                            let rows = i0..(i0 + mc_len).min(m);
+                            span::<M>(n, k, x, op, p0, np, b, kb..kb + len, KC, rows);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Output rows `rows`, columns of panels `p0..p0+np`, summed over `ks` (continuing the
+    /// sums of earlier K when `ks.start > 0`), in K blocks of `kc`: panel `q`'s row `kk` is
+    /// read at `b[q] + kk·16`.
+    ///
+    /// # Safety
+    /// As [`nest`]; `b[q] + kk·16` valid for `kk` in `ks` and `q < np`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn span<M: Micro>(
+        n: usize,
+        k: usize,
+        x: &[f32],
+        op: *mut f32,
+        p0: usize,
+        np: usize,
+        b: [*const f32; 2],
+        ks: std::ops::Range<usize>,
+        kc: usize,
+        rows: std::ops::Range<usize>,
+    ) {
+        let xp = x.as_ptr();
+        // All but the last panel of the matrix are 16 columns wide.
+        let cols = NR.min(n - (p0 + np - 1) * NR);
+        for k0 in ks.clone().step_by(kc) {
+            let kc = kc.min(ks.end - k0);
+            let bk = [b[0].wrapping_add(k0 * NR), b[1].wrapping_add(k0 * NR)];
+            let mut i = rows.start;
+            while i < rows.end {
+                let r = M::MR.min(rows.end - i);
+                let a = xp.add(i * k + k0);
+                let c = op.add(i * n + p0 * NR);
+                let pf = i == rows.start;
+                if np == 2 {
+                    M::block2(r, pf, kc, a, k, bk, c, n, cols, k0 > 0);
+                } else {
+                    M::block(r, pf, kc, a, k, bk[0], c, n, cols, k0 > 0);
+                }
+                i += r;
+            }
+        }
+    }
+
+    /// Dequantises values `kb..kb + len` of the weight rows `j0..j0+16` (zeros beyond `n`)
+    /// into `panel` (`len` rows of 16), through `rows` (`len × 16` floats). Inlined into each
+    /// path's `rows`, so the transposition is compiled for that path's vector width.
+    #[inline(always)]
+    fn fill_panel(
+        st: &StoredMatrix,
+        j0: usize,
+        n: usize,
+        kb: usize,
+        rows: &mut [f32],
+        panel: &mut [PanelRow],
+    ) -> Result<(), String> {
+        let len = panel.len();
+        let width = NR.min(n - j0);
+        for (c, row) in rows.chunks_exact_mut(len).enumerate().take(width) {
+            st.dequant_range(j0 + c, kb, row).map_err(|e| e.to_string())?;
+        }
+        rows[width * len..].fill(0.0);
+        // Transposed one panel row (a cache line) at a time.
+        for (kk, pr) in panel.iter_mut().enumerate() {
+            for (c, v) in pr.0.iter_mut().enumerate() {
+                *v = rows[c * len + kk];
             }
         }
         Ok(())
