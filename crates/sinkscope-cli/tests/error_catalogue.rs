@@ -724,6 +724,24 @@ fn gguf_nan_weight() {
     expect(&o, NUMERICAL, &[&s(&m), "blocks.1.hook_mlp_out", "block 1", "blk.1.ffn_down.weight", "1 NaN"]);
 }
 
+/// A NaN scale in a Q8_0 block of block 1's down projection (kept in its stored format; the
+/// load decides finiteness from the scales and scans the values only then): all 32 values of
+/// the block are NaN, exit 5 at blocks.1.hook_mlp_out citing the tensor and the count.
+#[test]
+fn gguf_nan_quant_scale() {
+    let mut g = Gguf::load(&fixtures().join("gguf/llama/llama-q8_0.gguf"));
+    let t = g.tensor_mut("blk.1.ffn_down.weight");
+    assert_eq!(t.ty, ggml_type_id("Q8_0"), "the fixture's down projection is Q8_0");
+    // Block 3 (34 bytes each: the f16 scale, then 32 int8 values).
+    t.data[3 * 34..3 * 34 + 2].copy_from_slice(&0x7E00u16.to_le_bytes());
+    let (o, m) = run_gguf("gguf_nan_quant_scale", &g);
+    expect(
+        &o,
+        NUMERICAL,
+        &[&s(&m), "blocks.1.hook_mlp_out", "blk.1.ffn_down.weight", "32 NaN", "first at flat index 96"],
+    );
+}
+
 /// An infinite embedding table: exit 5 at hook_embed.
 #[test]
 fn gguf_inf_embedding() {

@@ -7,7 +7,7 @@
 //! gate/up splits, per-expert slices) become a row map: output row `r` is stored row
 //! `rows[r]`. Nothing is copied.
 
-use crate::gguf::{byte_size, dequantize_into, DequantError, GgmlType};
+use crate::gguf::{byte_size, dequantize_into, finite_by_scales, DequantError, GgmlType};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -256,6 +256,13 @@ impl StoredMatrix {
             self.dequant_row(r, chunk)?;
         }
         Ok(out)
+    }
+
+    /// Whether every value of the stored tensor (all of its rows) is finite, decided from the
+    /// blocks' f16 scales without dequantising (see [`finite_by_scales`]); `None` for the
+    /// types whose scales do not decide it.
+    pub fn finite_by_scales(&self) -> Option<bool> {
+        finite_by_scales(self.ty, self.bytes.bytes())
     }
 
     /// Calls `f(flat_index_of_row_start, values)` for each stored row in stored order (not

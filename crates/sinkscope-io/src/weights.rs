@@ -651,12 +651,22 @@ pub fn load_weights_with(
             };
             let outputs: Vec<MatrixWeight> = match stored {
                 Some(matrix) => {
-                    let mut scan = NonFiniteScan::new(&name);
-                    matrix.for_each_stored_row(|at, row| scan.push(at, row)).map_err(|e| {
-                        IoError::BadTensor { path: path.clone(), name: name.clone(), reason: e.to_string() }
-                    })?;
-                    if let Some(nf) = scan.finish() {
-                        set.non_finite.push(nf);
+                    // Where the blocks' scales decide it and all are finite, every value is:
+                    // the tensor need not be dequantised (a 70B model's load would otherwise
+                    // dequantise every weight once). Otherwise every value is scanned, which
+                    // gives the counts and the first index that a broken tensor is cited with.
+                    if matrix.finite_by_scales() != Some(true) {
+                        let mut scan = NonFiniteScan::new(&name);
+                        matrix.for_each_stored_row(|at, row| scan.push(at, row)).map_err(|e| {
+                            IoError::BadTensor {
+                                path: path.clone(),
+                                name: name.clone(),
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        if let Some(nf) = scan.finish() {
+                            set.non_finite.push(nf);
+                        }
                     }
                     if stream {
                         matrix.advise(crate::stored::PageAdvice::DontNeed);

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sinkscope_io::gguf::{byte_size, dequantize, dequantize_into, GgmlType};
+use sinkscope_io::gguf::{byte_size, dequantize, dequantize_into, finite_by_scales, GgmlType};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dequant")
@@ -207,4 +207,62 @@ fn vector_files_are_complete_and_small() {
     supported.sort();
     assert_eq!(with_vectors, supported);
     assert!(total < 1 << 20, "{total} bytes of vectors");
+}
+
+/// The load-time shortcut: where `finite_by_scales` answers, its answer is whether the block's
+/// values are all finite. Checked on gguf-py's blocks (all finite) and on every variant with
+/// an f16 NaN or infinity written at any even or odd byte position of a block, against what
+/// the dequantiser (checked bit for bit above) gives. Answers at all are required for the
+/// types whose values are scale × bounded integers.
+#[test]
+fn scales_decide_finiteness_exactly_where_they_answer() {
+    let decided = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ2_S,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+        GgmlType::IQ1_S,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+    ];
+    let undecided = [GgmlType::F16, GgmlType::BF16, GgmlType::MXFP4, GgmlType::IQ1_M];
+    for ty in decided.into_iter().chain(undecided) {
+        let (raw, want) = vectors(ty);
+        let (block, ts) = (ty.block_size() as usize, ty.type_size() as usize);
+        let all_finite = want.iter().all(|v| v.is_finite());
+        let expect = decided.contains(&ty).then_some(all_finite);
+        assert_eq!(finite_by_scales(ty, &raw), expect, "{ty}");
+        let first = &raw[..ts];
+        let mut values = vec![0f32; block];
+        let mut caught = 0;
+        for bits in [0x7E00u16, 0x7C00, 0xFC00] {
+            for o in 0..ts - 1 {
+                let mut b = first.to_vec();
+                b[o..o + 2].copy_from_slice(&bits.to_le_bytes());
+                dequantize_into(ty, &b, &mut values).unwrap();
+                let finite = values.iter().all(|v| v.is_finite());
+                match finite_by_scales(ty, &b) {
+                    Some(answer) => assert_eq!(answer, finite, "{ty}: f16 {bits:#x} at byte {o}"),
+                    None => assert!(!decided.contains(&ty), "{ty} must be decided"),
+                }
+                caught += usize::from(!finite);
+            }
+        }
+        if decided.contains(&ty) {
+            assert!(caught > 0, "{ty}: no byte position made a value non-finite");
+        }
+    }
 }

@@ -105,6 +105,47 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(),
     Ok(())
 }
 
+/// Byte offsets of the f16 scales in one block of `ty`, for the types whose values are each a
+/// product of those scales and bounded integers (at most 65504 · 2^16 in magnitude: no
+/// overflow), so that every value is finite exactly when every scale is. `None` for the types
+/// where a finite block can still give a non-finite value or whose scale is not a plain f16
+/// field (F32, F16, BF16 hold values directly; MXFP4's scale times 12 overflows at the largest
+/// exponent; IQ1_M assembles its scale from nibbles).
+fn f16_scale_offsets(ty: GgmlType) -> Option<&'static [usize]> {
+    Some(match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q6_K => &[208],
+        GgmlType::IQ4_XS
+        | GgmlType::IQ2_XXS
+        | GgmlType::IQ2_XS
+        | GgmlType::IQ2_S
+        | GgmlType::IQ3_XXS
+        | GgmlType::IQ3_S
+        | GgmlType::IQ1_S => &[0],
+        GgmlType::TQ1_0 => &[52],
+        GgmlType::TQ2_0 => &[64],
+        _ => return None,
+    })
+}
+
+/// Whether every value that `data` (whole blocks of `ty`) dequantises to is finite, decided
+/// from the blocks' f16 scales alone (no dequantisation): `Some(true)` when every scale is
+/// finite, `Some(false)` when one is not (then some values are NaN or infinite), `None` for
+/// the types whose values' finiteness the scales do not decide (see the caller's full scan).
+pub fn finite_by_scales(ty: GgmlType, data: &[u8]) -> Option<bool> {
+    let offsets = f16_scale_offsets(ty)?;
+    let ts = usize::try_from(ty.type_size()).ok()?;
+    if ts == 0 || data.len() % ts != 0 {
+        return None;
+    }
+    // An f16 is NaN or infinite when its five exponent bits are all set.
+    let finite = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) & 0x7C00 != 0x7C00;
+    Some(data.chunks_exact(ts).all(|b| offsets.iter().all(|&o| finite(b, o))))
+}
+
 /// Bytes needed for `n_elements` of `ty`, if `n_elements` is a whole number of blocks.
 pub fn byte_size(ty: GgmlType, n_elements: u64) -> Result<u64, DequantError> {
     let block = ty.block_size();

@@ -44,7 +44,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use dequant::{byte_size, dequantize, dequantize_into, DequantError, QK, QK_K};
+pub use dequant::{byte_size, dequantize, dequantize_into, finite_by_scales, DequantError, QK, QK_K};
 pub use error::GgufError;
 pub use reader::{DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS};
 pub use types::GgmlType;
