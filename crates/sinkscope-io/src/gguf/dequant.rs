@@ -138,7 +138,7 @@ fn f16_scale_offsets(ty: GgmlType) -> Option<&'static [usize]> {
 pub fn finite_by_scales(ty: GgmlType, data: &[u8]) -> Option<bool> {
     let offsets = f16_scale_offsets(ty)?;
     let ts = usize::try_from(ty.type_size()).ok()?;
-    if ts == 0 || data.len() % ts != 0 {
+    if ts == 0 || !data.len().is_multiple_of(ts) {
         return None;
     }
     // An f16 is NaN or infinite when its five exponent bits are all set.
