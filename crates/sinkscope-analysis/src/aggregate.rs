@@ -18,7 +18,7 @@
 
 use crate::error::{AnalysisError, Result};
 use crate::profile::{ProfileOptions, PromptRecord, SCHEMA_VERSION};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sinkscope_metrics::aggregate::corr_bos_lagged;
 use sinkscope_metrics::bootstrap::{PoissonBootstrap, LEVEL};
 use sinkscope_metrics::massive_layers::detect_massive_layers;
@@ -95,16 +95,13 @@ struct HeadRunning {
     prev_token_score: Running,
 }
 
-/// The aggregated `metrics.json` document.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricsFile(pub Value);
-
-impl MetricsFile {
-    /// `summary.bound_violations`.
-    pub fn bound_violations(&self) -> Option<u64> {
-        self.0.pointer("/summary/bound_violations").and_then(Value::as_u64)
-    }
-}
+/// The aggregated `metrics.json` document: the schema crate's type, which the readers parse.
+pub use sinkscope_schema::MetricsFile;
+use sinkscope_schema::{
+    BootstrapInfo, BoundaryEstimate, CorrelationLags, Correlations, Heads, Interval, LaggedCorrelation,
+    LayerValue, MassiveLayer, MeanCurveBoundaries, Metric, MetricSummary, PerPromptBoundaries,
+    PerPromptBoundary, PerPromptStat, PhaseBoundaries, RunSummary,
+};
 
 /// Folds prompt records into per-layer summaries (see the module docs).
 pub struct Aggregator {
@@ -199,9 +196,42 @@ pub fn prompt_scalars(
     ))
 }
 
-/// `{"low": …, "high": …}` of an interval, `null` when there is none.
-fn interval_json(iv: Option<(f64, f64)>) -> Value {
-    iv.map_or(Value::Null, |(lo, hi)| json!({"low": lo, "high": hi}))
+/// An interval of the schema (`{"low": …, "high": …}`, `null` when there is none).
+fn interval(iv: Option<(f64, f64)>) -> Option<Interval> {
+    iv.map(|(low, high)| Interval { low, high })
+}
+
+/// The schema's layer range of a metrics-crate one.
+fn layer_range(r: sinkscope_metrics::phases::LayerRange) -> sinkscope_schema::LayerRange {
+    sinkscope_schema::LayerRange {
+        first: r.first,
+        last: r.last,
+        first_depth: Some(r.first_depth),
+        last_depth: Some(r.last_depth),
+    }
+}
+
+/// The per-layer summary of a metric from its running summaries: mean, std, min and max
+/// (`metrics.json`, `metrics.<name>` of lens and probe runs).
+pub(crate) fn metric_summary(runs: &[Running]) -> MetricSummary {
+    MetricSummary {
+        mean: runs.iter().map(Running::mean).collect(),
+        std: runs.iter().map(Running::std).collect(),
+        min: runs.iter().map(Running::min).collect(),
+        max: runs.iter().map(Running::max).collect(),
+        ..MetricSummary::default()
+    }
+}
+
+/// As [`metric_summary`], with the counts and the bootstrap interval of the mean at every
+/// layer (profile and mc runs).
+pub(crate) fn metric_summary_ci(runs: &[Running], ci: &[Option<(f64, f64)>]) -> MetricSummary {
+    MetricSummary {
+        n: runs.iter().map(Running::n).collect(),
+        ci_low: ci.iter().map(|iv| iv.map(|x| x.0)).collect(),
+        ci_high: ci.iter().map(|iv| iv.map(|x| x.1)).collect(),
+        ..metric_summary(runs)
+    }
 }
 
 fn check(what: &'static str, index: usize, v: f64) -> Result<f64> {
@@ -405,15 +435,20 @@ impl Aggregator {
     }
 
     /// The manifest's `first_token` block: the first prompt's token at position 0 and
-    /// whether every prompt starts with the same token.
+    /// whether every prompt starts with the same token (`None` before any prompt).
+    pub fn first_token(&self) -> Option<sinkscope_schema::FirstToken> {
+        self.first.as_ref().map(|f| sinkscope_schema::FirstToken {
+            id: Some(u64::from(f.id)),
+            token: f.token.clone(),
+            is_bos: Some(f.is_bos),
+            bos_prepended: Some(f.bos_prepended),
+            same_for_all_prompts: Some(self.first_same),
+        })
+    }
+
+    /// [`Aggregator::first_token`] as JSON (`null` before any prompt).
     pub fn first_token_json(&self) -> Value {
-        match &self.first {
-            Some(f) => json!({
-                "id": f.id, "token": f.token, "is_bos": f.is_bos, "bos_prepended": f.bos_prepended,
-                "same_for_all_prompts": self.first_same,
-            }),
-            None => Value::Null,
-        }
+        serde_json::to_value(self.first_token()).unwrap_or(Value::Null)
     }
 
     /// The prompt-mean curve of a metric (`L + 1` entries, `None` where no prompt has a
@@ -445,7 +480,7 @@ impl Aggregator {
     /// `summary.phase_boundaries`: the boundaries of the prompt-mean curves with their
     /// bootstrap interval (the rule rerun on every replicate's mean curves), and the
     /// per-prompt boundaries as mean ± sd with the interval of their mean.
-    fn phase_boundaries(&self, mean_phases: Option<&Phases>) -> Result<Value> {
+    fn phase_boundaries(&self, mean_phases: Option<&Phases>) -> Result<PhaseBoundaries> {
         let agg = |source| AnalysisError::Aggregate { what: "phases of a bootstrap replicate", source };
         let mut starts: Vec<Option<(usize, Option<usize>)>> = Vec::with_capacity(self.replicates());
         for b in 0..self.replicates() {
@@ -463,72 +498,75 @@ impl Aggregator {
         let l = self.n_layers.max(1) as f64;
         let per_prompt = |k: usize| {
             let r = self.scalars.get(k).copied().unwrap_or_default();
-            json!({
-                "mean": r.mean(), "sd": r.std(), "n": r.n(),
-                "mean_depth": r.mean().map(|m| m / l),
-                "ci": interval_json(self.scalar_boot.interval(k)),
-            })
+            PerPromptBoundary {
+                mean: r.mean(),
+                sd: r.std(),
+                n: r.n(),
+                mean_depth: r.mean().map(|m| m / l),
+                ci: interval(self.scalar_boot.interval(k)),
+            }
         };
-        Ok(json!({
-            "mean_curves": {
-                "compress_start": {
-                    "layer": mean_phases.map(Phases::compress_start),
-                    "ci": interval_json(iv(&|s| Some(s.0))),
-                    "replicates_with_phases": with_phases,
-                },
-                "refine_start": {
-                    "layer": mean_phases.and_then(Phases::refine_start),
-                    "ci": interval_json(iv(&|s| s.1)),
-                    "replicates_with_refine": with_refine,
-                },
-                "replicates": self.replicates(),
-            },
-            "per_prompt": {
-                "compress_start": per_prompt(0),
-                "refine_start": per_prompt(1),
-                "n_prompts_without_phases": self.n_without_phases,
-            },
-        }))
+        Ok(PhaseBoundaries {
+            mean_curves: Some(MeanCurveBoundaries {
+                compress_start: Some(BoundaryEstimate {
+                    layer: mean_phases.map(Phases::compress_start),
+                    ci: interval(iv(&|s| Some(s.0))),
+                    replicates_with_phases: Some(with_phases),
+                    replicates_with_refine: None,
+                }),
+                refine_start: Some(BoundaryEstimate {
+                    layer: mean_phases.and_then(Phases::refine_start),
+                    ci: interval(iv(&|s| s.1)),
+                    replicates_with_phases: None,
+                    replicates_with_refine: Some(with_refine),
+                }),
+                replicates: Some(self.replicates()),
+            }),
+            per_prompt: Some(PerPromptBoundaries {
+                compress_start: Some(per_prompt(0)),
+                refine_start: Some(per_prompt(1)),
+                n_prompts_without_phases: Some(self.n_without_phases),
+            }),
+        })
     }
 
     /// `summary.correlations`: for `Δ log bos_norm` against `Δ entropy` (`bos_entropy`) and
     /// `Δ sink_rate` (`bos_sink`), at lag 0 and lag 1: r of the prompt-mean curves with its
     /// bootstrap interval, and the per-prompt r as mean ± sd with the interval of its mean.
-    fn correlations(&self) -> Result<Value> {
+    fn correlations(&self) -> Result<Correlations> {
         let agg = |source| AnalysisError::Aggregate { what: "correlations", source };
-        let mut out = serde_json::Map::new();
-        for (key, y, k0) in [("bos_entropy", "entropy", 2), ("bos_sink", "sink_rate", 4)] {
-            let mut o = serde_json::Map::new();
-            for lag in [0usize, 1] {
-                let bos = self.mean_curve("bos_norm");
-                let r = corr_bos_lagged(&bos, &self.mean_curve(y), lag).map_err(agg)?;
-                let mut reps: Vec<f64> = Vec::with_capacity(self.replicates());
-                for b in 0..self.replicates() {
-                    if let (Some(x), Some(yy)) =
-                        (self.replicate_curve("bos_norm", b), self.replicate_curve(y, b))
-                    {
-                        if let Some(v) = corr_bos_lagged(&x, &yy, lag).map_err(agg)? {
-                            reps.push(v);
-                        }
+        let lagged = |y: &str, k0: usize, lag: usize| -> Result<LaggedCorrelation> {
+            let bos = self.mean_curve("bos_norm");
+            let r = corr_bos_lagged(&bos, &self.mean_curve(y), lag).map_err(agg)?;
+            let mut reps: Vec<f64> = Vec::with_capacity(self.replicates());
+            for b in 0..self.replicates() {
+                if let (Some(x), Some(yy)) = (self.replicate_curve("bos_norm", b), self.replicate_curve(y, b))
+                {
+                    if let Some(v) = corr_bos_lagged(&x, &yy, lag).map_err(agg)? {
+                        reps.push(v);
                     }
                 }
-                let ci = sinkscope_metrics::bootstrap::percentile_interval(&mut reps);
-                let pp = self.scalars.get(k0 + lag).copied().unwrap_or_default();
-                o.insert(
-                    format!("lag{lag}"),
-                    json!({
-                        "r": r,
-                        "ci": interval_json(ci),
-                        "per_prompt": {
-                            "mean": pp.mean(), "sd": pp.std(), "n": pp.n(),
-                            "ci": interval_json(self.scalar_boot.interval(k0 + lag)),
-                        },
-                    }),
-                );
             }
-            out.insert(key.to_string(), Value::Object(o));
-        }
-        Ok(Value::Object(out))
+            let ci = sinkscope_metrics::bootstrap::percentile_interval(&mut reps);
+            let pp = self.scalars.get(k0 + lag).copied().unwrap_or_default();
+            Ok(LaggedCorrelation {
+                r,
+                ci: interval(ci),
+                per_prompt: Some(PerPromptStat {
+                    mean: pp.mean(),
+                    sd: pp.std(),
+                    n: pp.n(),
+                    ci: interval(self.scalar_boot.interval(k0 + lag)),
+                }),
+            })
+        };
+        let lags = |y: &str, k0: usize| -> Result<CorrelationLags> {
+            Ok(CorrelationLags { lag0: Some(lagged(y, k0, 0)?), lag1: Some(lagged(y, k0, 1)?) })
+        };
+        Ok(Correlations {
+            bos_entropy: Some(lags(Metric::Entropy.name(), 2)?),
+            bos_sink: Some(lags(Metric::SinkRate.name(), 4)?),
+        })
     }
 
     /// Builds `metrics.json` (schema in `docs/results-schema.md`).
@@ -538,25 +576,15 @@ impl Aggregator {
     /// records made by this crate).
     pub fn finish(&self) -> Result<MetricsFile> {
         let agg = |what: &'static str| move |source| AnalysisError::Aggregate { what, source };
-        let mut metrics = serde_json::Map::new();
-        for (name, c) in &self.curves {
-            metrics.insert(
-                name.clone(),
-                json!({
-                    "mean": c.iter().map(Running::mean).collect::<Vec<_>>(),
-                    "std": c.iter().map(Running::std).collect::<Vec<_>>(),
-                    "min": c.iter().map(Running::min).collect::<Vec<_>>(),
-                    "max": c.iter().map(Running::max).collect::<Vec<_>>(),
-                    "n": c.iter().map(Running::n).collect::<Vec<_>>(),
-                    "ci_low": self.curve_interval(name).iter().map(|iv| iv.map(|x| x.0)).collect::<Vec<_>>(),
-                    "ci_high": self.curve_interval(name).iter().map(|iv| iv.map(|x| x.1)).collect::<Vec<_>>(),
-                }),
-            );
-        }
+        let metrics: BTreeMap<String, MetricSummary> = self
+            .curves
+            .iter()
+            .map(|(name, c)| (name.clone(), metric_summary_ci(c, &self.curve_interval(name))))
+            .collect();
         let params = &self.opts.attention;
-        let per_head = |f: &dyn Fn(&HeadRunning) -> Option<f64>| -> Vec<Value> {
-            std::iter::once(Value::Null)
-                .chain(self.heads.iter().map(|hs| json!(hs.iter().map(f).collect::<Vec<_>>())))
+        let per_head = |f: &dyn Fn(&HeadRunning) -> Option<f64>| -> sinkscope_schema::HeadTable {
+            std::iter::once(None)
+                .chain(self.heads.iter().map(|hs| Some(hs.iter().map(f).collect())))
                 .collect()
         };
         let classes: Vec<Vec<HeadClass>> = self
@@ -576,39 +604,43 @@ impl Aggregator {
                     .collect()
             })
             .collect();
-        let class_counts: Vec<Value> = std::iter::once(Value::Null)
+        let head_class_counts = std::iter::once(None)
             .chain(classes.iter().map(|cs| {
-                let mut m = serde_json::Map::new();
-                for c in HeadClass::ALL {
-                    m.insert(c.as_str().into(), json!(cs.iter().filter(|x| **x == c).count()));
-                }
-                Value::Object(m)
+                Some(
+                    HeadClass::ALL
+                        .iter()
+                        .map(|&c| (c.as_str().to_string(), cs.iter().filter(|x| **x == c).count() as u64))
+                        .collect(),
+                )
             }))
             .collect();
-        let head_class: Vec<Value> =
-            std::iter::once(Value::Null).chain(classes.iter().map(|cs| json!(cs))).collect();
-        let head_ci = |pick: fn((f64, f64)) -> f64| -> Vec<Value> {
-            std::iter::once(Value::Null)
+        let head_class = std::iter::once(None)
+            .chain(classes.iter().map(|cs| Some(cs.iter().map(|c| c.as_str().to_string()).collect())))
+            .collect();
+        let head_ci = |pick: fn((f64, f64)) -> f64| -> sinkscope_schema::HeadTable {
+            std::iter::once(None)
                 .chain((0..self.n_layers).map(|b| {
-                    json!((0..self.n_heads)
-                        .map(|i| self.head_boot.interval(b * self.n_heads + i).map(pick))
-                        .collect::<Vec<_>>())
+                    Some(
+                        (0..self.n_heads)
+                            .map(|i| self.head_boot.interval(b * self.n_heads + i).map(pick))
+                            .collect(),
+                    )
                 }))
                 .collect()
         };
-        let heads = json!({
-            "bos_attention": per_head(&|h| h.bos_attention.mean()),
-            "bos_attention_ci_low": head_ci(|iv| iv.0),
-            "bos_attention_ci_high": head_ci(|iv| iv.1),
-            "bos_attention_excl": per_head(&|h| h.bos_attention_excl.mean()),
-            "attn_entropy": per_head(&|h| h.attn_entropy.mean()),
-            "identity_score": per_head(&|h| h.identity_score.mean()),
-            "prev_token_score": per_head(&|h| h.prev_token_score.mean()),
-            "head_class": head_class,
-            "head_class_counts": class_counts,
-        });
+        let heads = Heads {
+            bos_attention: per_head(&|h| h.bos_attention.mean()),
+            bos_attention_ci_low: head_ci(|iv| iv.0),
+            bos_attention_ci_high: head_ci(|iv| iv.1),
+            bos_attention_excl: per_head(&|h| h.bos_attention_excl.mean()),
+            attn_entropy: per_head(&|h| h.attn_entropy.mean()),
+            identity_score: per_head(&|h| h.identity_score.mean()),
+            prev_token_score: per_head(&|h| h.prev_token_score.mean()),
+            head_class,
+            head_class_counts,
+        };
         let k = self.opts.top_k;
-        let top: Vec<Value> = self
+        let top: Vec<Vec<sinkscope_schema::TopActivation>> = self
             .top
             .iter()
             .map(|groups| {
@@ -616,13 +648,15 @@ impl Aggregator {
                 v.sort_by(|a: &(&(usize, usize), &(f64, usize)), b| {
                     b.1 .0.abs().total_cmp(&a.1 .0.abs()).then(a.0.cmp(b.0))
                 });
-                json!(v
-                    .into_iter()
+                v.into_iter()
                     .take(k)
-                    .map(|((token, dim), (value, n))| json!({
-                        "dim": dim, "token": token, "value": value, "n_prompts": n,
-                    }))
-                    .collect::<Vec<_>>())
+                    .map(|(&(token, dim), &(value, n))| sinkscope_schema::TopActivation {
+                        dim,
+                        token,
+                        value,
+                        n_prompts: Some(n),
+                    })
+                    .collect()
             })
             .collect();
 
@@ -635,21 +669,19 @@ impl Aggregator {
             &self.opts.massive,
         )
         .map_err(agg("massive layers"))?;
-        let massive: Vec<Value> = massive
+        let massive: Vec<MassiveLayer> = massive
             .iter()
-            .map(|m| {
-                json!({
-                    "block": m.layer,
-                    "layer": m.layer,
-                    "hook": format!("blocks.{}.hook_mlp_out", m.layer.saturating_sub(1)),
-                    "mlp_ratio": m.mlp_ratio(),
-                    "bos_ratio_gain": m.bos_ratio_gain(),
-                    "mlp_out_bos_norm": m.mlp_out_bos_norm,
-                    "mlp_out_other_median": m.mlp_out_other_median,
-                    "bos_ratio_before": m.bos_ratio_before,
-                    "bos_ratio_after": m.bos_ratio_after,
-                    "n_prompts": self.massive_counts.get(&m.layer).copied().unwrap_or(0),
-                })
+            .map(|m| MassiveLayer {
+                block: Some(m.layer),
+                layer: Some(m.layer),
+                hook: Some(format!("blocks.{}.hook_mlp_out", m.layer.saturating_sub(1))),
+                mlp_ratio: m.mlp_ratio(),
+                bos_ratio_gain: m.bos_ratio_gain(),
+                mlp_out_bos_norm: Some(m.mlp_out_bos_norm),
+                mlp_out_other_median: Some(m.mlp_out_other_median),
+                bos_ratio_before: Some(m.bos_ratio_before),
+                bos_ratio_after: Some(m.bos_ratio_after),
+                n_prompts: Some(self.massive_counts.get(&m.layer).copied().unwrap_or(0)),
             })
             .collect();
         let phase_params = self.opts.phases;
@@ -659,19 +691,20 @@ impl Aggregator {
             &phase_params,
         )
         .map_err(agg("phases"))?;
-        let phases_json = phases.map(|p| {
-            json!({
-                "mix": p.mix, "compress": p.compress, "refine": p.refine,
-                "entropy_norm_midpoint": p.entropy_norm_midpoint,
-                "valley_floor": p.valley_floor, "valley_layer": p.valley_layer,
-            })
+        let phases_typed = phases.map(|p| sinkscope_schema::Phases {
+            mix: p.mix.map(layer_range),
+            compress: Some(layer_range(p.compress)),
+            refine: p.refine.map(layer_range),
+            entropy_norm_midpoint: Some(p.entropy_norm_midpoint),
+            valley_floor: Some(p.valley_floor),
+            valley_layer: Some(p.valley_layer),
         });
         let phase_boundaries = self.phase_boundaries(phases.as_ref())?;
         let correlations = self.correlations()?;
-        let corr_at = |y: &str, lag: &str| {
-            correlations.pointer(&format!("/{y}/{lag}/r")).cloned().unwrap_or(Value::Null)
+        let corr_at = |c: Option<CorrelationLags>, lag1: bool| {
+            c.and_then(|c| if lag1 { c.lag1 } else { c.lag0 }).and_then(|l| l.r)
         };
-        let extreme = |curve: &[Option<f64>], largest: bool| -> Value {
+        let extreme = |curve: &[Option<f64>], largest: bool| -> Option<LayerValue> {
             let best = curve.iter().enumerate().filter_map(|(l, v)| v.map(|v| (l, v))).reduce(|a, b| {
                 let better = if largest { b.1 > a.1 } else { b.1 < a.1 };
                 if better {
@@ -680,37 +713,42 @@ impl Aggregator {
                     a
                 }
             });
-            best.map_or(Value::Null, |(l, v)| json!({"layer": l, "value": v}))
+            best.map(|(layer, value)| LayerValue { layer, value })
         };
-        Ok(MetricsFile(json!({
-            "schema_version": SCHEMA_VERSION,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "n_prompts": self.n_prompts,
-            "n_tokens": self.n_tokens,
-            "metrics": metrics,
-            "heads": heads,
-            "top_activations": top,
-            "summary": {
-                "massive_layers": massive,
-                "phases": phases_json,
-                "phase_boundaries": phase_boundaries,
-                "corr_bos_entropy": corr_at("bos_entropy", "lag0"),
-                "corr_bos_sink": corr_at("bos_sink", "lag0"),
-                "corr_bos_entropy_lag1": corr_at("bos_entropy", "lag1"),
-                "corr_bos_sink_lag1": corr_at("bos_sink", "lag1"),
-                "correlations": correlations,
-                "bootstrap": {
-                    "method": "poisson", "replicates": self.opts.bootstrap.replicates,
-                    "seed": self.opts.bootstrap.seed, "level": LEVEL,
-                },
-                "bound_violations": self.bound_violations,
-                "peak_bos_ratio": extreme(&bos_ratio, true),
-                "min_entropy_norm": extreme(&entropy_norm, false),
-                "nll": self.nll.and_then(|(sum, n)| (n > 0).then(|| sum / n as f64)),
-                "nll_tokens": self.nll.map(|(_, n)| n),
+        Ok(MetricsFile {
+            schema_version: SCHEMA_VERSION,
+            kind: None,
+            n_layers: self.n_layers,
+            n_heads: Some(self.n_heads),
+            n_prompts: Some(self.n_prompts),
+            n_tokens: Some(self.n_tokens),
+            n_samples: None,
+            n_classes: None,
+            metrics,
+            heads,
+            top_activations: top,
+            summary: RunSummary {
+                massive_layers: massive,
+                phases: phases_typed,
+                phase_boundaries: Some(phase_boundaries),
+                corr_bos_entropy: corr_at(correlations.bos_entropy, false),
+                corr_bos_sink: corr_at(correlations.bos_sink, false),
+                corr_bos_entropy_lag1: corr_at(correlations.bos_entropy, true),
+                corr_bos_sink_lag1: corr_at(correlations.bos_sink, true),
+                correlations: Some(correlations),
+                bootstrap: Some(BootstrapInfo {
+                    method: Some("poisson".into()),
+                    replicates: Some(self.opts.bootstrap.replicates),
+                    seed: Some(self.opts.bootstrap.seed),
+                    level: Some(LEVEL),
+                }),
+                bound_violations: Some(self.bound_violations as u64),
+                peak_bos_ratio: extreme(&bos_ratio, true),
+                min_entropy_norm: extreme(&entropy_norm, false),
+                nll: self.nll.and_then(|(sum, n)| (n > 0).then(|| sum / n as f64)),
+                nll_tokens: self.nll.map(|(_, n)| n as u64),
             },
-        })))
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use crate::aggregate::Running;
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use sinkscope_metrics::lens::{next_token_nll, LensAccumulator, LensStats};
 use sinkscope_metrics::Matrix;
 use sinkscope_model::{ForwardCtx, Hook, Model};
@@ -306,19 +306,12 @@ impl LensAggregator {
     }
 
     /// The `metrics.json` document (docs/results-schema.md, "lens runs").
-    pub fn finish(&self) -> Value {
-        let mut metrics = serde_json::Map::new();
-        for (name, runs) in &self.per_prompt {
-            metrics.insert(
-                (*name).to_string(),
-                json!({
-                    "mean": runs.iter().map(Running::mean).collect::<Vec<_>>(),
-                    "std": runs.iter().map(Running::std).collect::<Vec<_>>(),
-                    "min": runs.iter().map(Running::min).collect::<Vec<_>>(),
-                    "max": runs.iter().map(Running::max).collect::<Vec<_>>(),
-                }),
-            );
-        }
+    pub fn finish(&self) -> sinkscope_schema::MetricsFile<sinkscope_schema::LensSummary> {
+        let metrics = self
+            .per_prompt
+            .iter()
+            .map(|(name, runs)| ((*name).to_string(), crate::aggregate::metric_summary(runs)))
+            .collect();
         let nll: Vec<Option<f64>> = self.weighted.iter().map(LensAccumulator::nll).collect();
         let best_layer = nll
             .iter()
@@ -327,23 +320,24 @@ impl LensAggregator {
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(l, _)| l);
         let last = nll.get(self.n_layers).copied().flatten();
-        json!({
-            "schema_version": crate::profile::SCHEMA_VERSION,
-            "kind": "lens",
-            "n_layers": self.n_layers,
-            "n_prompts": self.n_prompts,
-            "metrics": metrics,
-            "summary": {
-                "n_predicted_tokens": self.model.n_tokens,
-                "token_weighted_nll": nll,
-                "token_weighted_ppl": self.weighted.iter().map(LensAccumulator::ppl).collect::<Vec<_>>(),
-                "token_weighted_top1": self.weighted.iter().map(LensAccumulator::top1_accuracy).collect::<Vec<_>>(),
-                "model_nll": self.model.nll(),
-                "model_ppl": self.model.ppl(),
-                "lens_at_L_minus_model_nll": last.zip(self.model.nll()).map(|(a, b)| a - b),
-                "best_layer": best_layer,
+        sinkscope_schema::MetricsFile {
+            schema_version: crate::profile::SCHEMA_VERSION,
+            kind: Some(sinkscope_schema::RunKind::Lens.as_str().into()),
+            n_layers: self.n_layers,
+            n_prompts: Some(self.n_prompts),
+            metrics,
+            summary: sinkscope_schema::LensSummary {
+                n_predicted_tokens: Some(self.model.n_tokens as u64),
+                token_weighted_nll: nll,
+                token_weighted_ppl: self.weighted.iter().map(LensAccumulator::ppl).collect(),
+                token_weighted_top1: self.weighted.iter().map(LensAccumulator::top1_accuracy).collect(),
+                model_nll: self.model.nll(),
+                model_ppl: self.model.ppl(),
+                lens_at_l_minus_model_nll: last.zip(self.model.nll()).map(|(a, b)| a - b),
+                best_layer,
             },
-        })
+            ..Default::default()
+        }
     }
 }
 
@@ -435,7 +429,7 @@ pub fn run_lens(
     let run_s = ran.elapsed.as_secs_f64();
     let metrics = agg.finish();
     crate::profile::write_json(&out.join("metrics.json"), &metrics)?;
-    let model_ppl = metrics["summary"]["model_ppl"].as_f64();
+    let model_ppl = metrics.summary.model_ppl;
     let mut manifest = base("complete");
     if let Some(m) = manifest.as_object_mut() {
         m.insert("n_prompts".into(), json!(agg.n_prompts()));

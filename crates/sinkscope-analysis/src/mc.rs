@@ -16,7 +16,7 @@ use crate::datasets::{Example, McItem};
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_metrics::bootstrap::PoissonBootstrap;
 use sinkscope_metrics::mc::{item_correct, ChoiceScores};
@@ -249,24 +249,16 @@ impl McAggregator {
     }
 
     /// The `metrics.json` document (docs/results-schema.md, "mc runs").
-    pub fn finish(&self) -> Value {
-        let mut metrics = serde_json::Map::new();
-        for (k, name) in MC_METRICS.iter().enumerate() {
-            let runs = &self.acc[k];
-            let ci: Vec<Option<(f64, f64)>> = (0..=self.n_layers).map(|l| self.boot[k].interval(l)).collect();
-            metrics.insert(
-                (*name).to_string(),
-                json!({
-                    "mean": runs.iter().map(Running::mean).collect::<Vec<_>>(),
-                    "std": runs.iter().map(Running::std).collect::<Vec<_>>(),
-                    "min": runs.iter().map(Running::min).collect::<Vec<_>>(),
-                    "max": runs.iter().map(Running::max).collect::<Vec<_>>(),
-                    "n": runs.iter().map(Running::n).collect::<Vec<_>>(),
-                    "ci_low": ci.iter().map(|c| c.map(|c| c.0)).collect::<Vec<_>>(),
-                    "ci_high": ci.iter().map(|c| c.map(|c| c.1)).collect::<Vec<_>>(),
-                }),
-            );
-        }
+    pub fn finish(&self) -> sinkscope_schema::MetricsFile<sinkscope_schema::McSummary> {
+        let metrics = MC_METRICS
+            .iter()
+            .enumerate()
+            .map(|(k, name)| {
+                let ci: Vec<Option<(f64, f64)>> =
+                    (0..=self.n_layers).map(|l| self.boot[k].interval(l)).collect();
+                ((*name).to_string(), crate::aggregate::metric_summary_ci(&self.acc[k], &ci))
+            })
+            .collect();
         let mean = |k: usize| self.acc[k].iter().map(Running::mean).collect::<Vec<_>>();
         let best = |k: usize| {
             mean(k)
@@ -277,24 +269,29 @@ impl McAggregator {
                     Some(b) if b.1 >= x.1 => Some(b),
                     _ => Some(x),
                 })
-                .map(|(l, v)| json!({"layer": l, "value": v}))
+                .map(|(layer, value)| sinkscope_schema::LayerValue { layer, value })
         };
-        json!({
-            "schema_version": crate::profile::SCHEMA_VERSION,
-            "kind": "mc",
-            "n_layers": self.n_layers,
-            "n_prompts": self.n_items,
-            "metrics": metrics,
-            "summary": {
-                "n_items": self.n_items,
-                "chance": self.chance.mean(),
-                "best_layer": best(0),
-                "best_layer_norm": best(1),
-                "accuracy_at_L": mean(0).get(self.n_layers).copied().flatten(),
-                "bootstrap": {"method": "poisson", "replicates": self.boot[0].params().replicates,
-                              "seed": self.boot[0].params().seed, "level": 0.95},
+        sinkscope_schema::MetricsFile {
+            schema_version: crate::profile::SCHEMA_VERSION,
+            kind: Some(sinkscope_schema::RunKind::Mc.as_str().into()),
+            n_layers: self.n_layers,
+            n_prompts: Some(self.n_items),
+            metrics,
+            summary: sinkscope_schema::McSummary {
+                n_items: Some(self.n_items),
+                chance: self.chance.mean(),
+                best_layer: best(0),
+                best_layer_norm: best(1),
+                accuracy_at_l: mean(0).get(self.n_layers).copied().flatten(),
+                bootstrap: Some(sinkscope_schema::BootstrapInfo {
+                    method: Some("poisson".into()),
+                    replicates: Some(self.boot[0].params().replicates),
+                    seed: Some(self.boot[0].params().seed),
+                    level: Some(0.95),
+                }),
             },
-        })
+            ..Default::default()
+        }
     }
 }
 
@@ -406,8 +403,8 @@ pub fn run_mc(
     Ok(McSummary {
         n_items: agg.n_items(),
         run_s,
-        accuracy_at_l: metrics.pointer("/summary/accuracy_at_L").and_then(Value::as_f64),
-        chance: metrics.pointer("/summary/chance").and_then(Value::as_f64),
+        accuracy_at_l: metrics.summary.accuracy_at_l,
+        chance: metrics.summary.chance,
     })
 }
 
@@ -447,7 +444,7 @@ mod tests {
         agg.add(&record("b", vec![false, true, true], 4)).unwrap();
         agg.add(&record("c", vec![false, false, true], 2)).unwrap();
         agg.add(&record("d", vec![false, false, true], 2)).unwrap();
-        let m = agg.finish();
+        let m = serde_json::to_value(agg.finish()).unwrap();
         let mean: Vec<f64> = m["metrics"]["mc_accuracy"]["mean"]
             .as_array()
             .unwrap()

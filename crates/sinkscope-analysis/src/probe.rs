@@ -501,52 +501,63 @@ pub(crate) fn metrics_json(
     n_layers: usize,
     layers: &[ProbeReport],
     opts: &ProbeOptions,
-) -> serde_json::Value {
+) -> sinkscope_schema::MetricsFile<sinkscope_schema::ProbeSummary> {
     let fold_acc = |r: &ProbeReport| r.folds.iter().map(|f| f.accuracy).collect::<Vec<_>>();
     let min = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::INFINITY, f64::min);
     let max = |r: &ProbeReport| fold_acc(r).into_iter().fold(f64::NEG_INFINITY, f64::max);
+    // A non-finite value is written as `null`, as JSON has no infinity.
+    let finite = |v: f64| v.is_finite().then_some(v);
     let best = layers.iter().enumerate().max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy));
-    let per_layer: Vec<serde_json::Value> = layers
+    let per_layer = layers
         .iter()
         .enumerate()
-        .map(|(l, r)| {
-            json!({
-                "layer": l,
-                "accuracy": r.accuracy,
-                "accuracy_std": r.accuracy_std,
-                "pooled_accuracy": r.pooled_accuracy,
-                "baseline_accuracy": r.baseline_accuracy,
-                "converged": r.all_converged,
-                "max_iterations": r.folds.iter().map(|f| f.convergence.iterations).max(),
-                "max_grad_norm": r.folds.iter().map(|f| f.convergence.grad_norm).fold(0.0, f64::max),
-            })
+        .map(|(l, r)| sinkscope_schema::ProbeLayer {
+            layer: l,
+            accuracy: finite(r.accuracy),
+            accuracy_std: finite(r.accuracy_std),
+            pooled_accuracy: finite(r.pooled_accuracy),
+            baseline_accuracy: finite(r.baseline_accuracy),
+            converged: Some(r.all_converged),
+            max_iterations: r.folds.iter().map(|f| f.convergence.iterations as u64).max(),
+            max_grad_norm: finite(r.folds.iter().map(|f| f.convergence.grad_norm).fold(0.0, f64::max)),
         })
         .collect();
-    json!({
-        "schema_version": crate::profile::SCHEMA_VERSION,
-        "kind": "probe",
-        "n_layers": n_layers,
-        "n_samples": layers.first().map(|r| r.n_samples),
-        "n_classes": layers.first().map(|r| r.n_classes),
-        "metrics": {"probe_accuracy": {
-            "mean": layers.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
-            "std": layers.iter().map(|r| r.accuracy_std).collect::<Vec<_>>(),
-            "min": layers.iter().map(min).collect::<Vec<_>>(),
-            "max": layers.iter().map(max).collect::<Vec<_>>(),
-        }},
-        "summary": {
-            "baseline_accuracy": layers.first().map(|r| r.baseline_accuracy),
-            "best_layer": best.map(|b| b.0),
-            "best_accuracy": best.map(|b| b.1.accuracy),
-            "pool": opts.pool,
-            "folds": opts.params.folds,
-            "seed": opts.params.seed,
-            "c": opts.params.logistic.c,
-            "solver": SOLVER,
-            "all_converged": layers.iter().all(|r| r.all_converged),
-            "per_layer": per_layer,
+    let summary = sinkscope_schema::MetricSummary {
+        mean: layers.iter().map(|r| finite(r.accuracy)).collect(),
+        std: layers.iter().map(|r| finite(r.accuracy_std)).collect(),
+        min: layers.iter().map(|r| finite(min(r))).collect(),
+        max: layers.iter().map(|r| finite(max(r))).collect(),
+        ..Default::default()
+    };
+    sinkscope_schema::MetricsFile {
+        schema_version: crate::profile::SCHEMA_VERSION,
+        kind: Some(sinkscope_schema::RunKind::Probe.as_str().into()),
+        n_layers,
+        n_samples: layers.first().map(|r| r.n_samples),
+        n_classes: layers.first().map(|r| r.n_classes),
+        metrics: [(sinkscope_schema::TaskMetric::ProbeAccuracy.name().to_string(), summary)].into(),
+        summary: sinkscope_schema::ProbeSummary {
+            baseline_accuracy: layers.first().and_then(|r| finite(r.baseline_accuracy)),
+            best_layer: best.map(|b| b.0),
+            best_accuracy: best.and_then(|b| finite(b.1.accuracy)),
+            pool: Some(pool_name(opts.pool).to_string()),
+            folds: Some(opts.params.folds),
+            seed: Some(opts.params.seed),
+            c: finite(opts.params.logistic.c),
+            solver: Some(SOLVER.to_string()),
+            all_converged: Some(layers.iter().all(|r| r.all_converged)),
+            per_layer,
         },
-    })
+        ..Default::default()
+    }
+}
+
+/// The name of a pooling as the files spell it (its serde name).
+fn pool_name(pool: Pool) -> &'static str {
+    match pool {
+        Pool::Mean => "mean",
+        Pool::Last => "last",
+    }
 }
 
 /// Path of the feature file of a probe run folder.

@@ -382,7 +382,7 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
                 agg.add(&r)?;
             }
             let metrics = agg.finish()?;
-            write_json(&out.join("metrics.json"), &metrics.0)?;
+            write_json(&out.join("metrics.json"), &metrics)?;
             n_prompts = agg.n_prompts();
             n_tokens = tokens;
             manifest["first_token"] = agg.first_token_json();

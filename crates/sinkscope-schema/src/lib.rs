@@ -41,40 +41,52 @@ pub type Curve = Vec<Option<f64>>;
 
 /// `metrics.json`: per-layer summaries over prompts, per-head statistics, top activations
 /// and the run summary.
+///
+/// The type parameter is the shape of `summary`, which depends on the kind of run:
+/// [`RunSummary`] (profile runs and the sub-runs of an `ablate` folder, the default),
+/// [`LensSummary`], [`ProbeSummary`] or [`McSummary`]. The writers serialise exactly this
+/// type; fields a kind of run does not have are left out of its file (not written as
+/// `null`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MetricsFile {
+pub struct MetricsFile<S = RunSummary> {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// The command that wrote the folder (`profile` when absent, `lens`, `probe`).
-    #[serde(default)]
+    /// The command that wrote the folder (`profile` when absent, `lens`, `probe`, `mc`);
+    /// profile runs do not write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Number of blocks `L` (curves have `L + 1` entries).
     pub n_layers: usize,
-    /// Query heads per layer.
-    #[serde(default)]
+    /// Query heads per layer (profile runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_heads: Option<usize>,
-    /// Number of prompts aggregated.
-    #[serde(default)]
+    /// Number of prompts aggregated (every kind but probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_prompts: Option<usize>,
+    /// Total number of tokens run over all prompts (profile runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_tokens: Option<usize>,
     /// Number of labelled sentences (probe runs).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_samples: Option<usize>,
     /// Number of classes (probe runs).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_classes: Option<usize>,
-    /// Per-layer summary of every scalar metric, keyed by its `metrics.md` name.
+    /// Per-layer summary of every scalar metric, keyed by its `metrics.md` name
+    /// ([`Metric::name`] or [`TaskMetric::name`]).
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricSummary>,
-    /// Per-head statistics.
-    #[serde(default)]
+    /// Per-head statistics (profile runs; left out when empty).
+    #[serde(default, skip_serializing_if = "Heads::is_empty")]
     pub heads: Heads,
     /// `top_activations[l]`: the largest activations of layer `l` over prompts (at most k,
-    /// sorted by |value|). `null` entries are read as empty lists.
-    #[serde(default, deserialize_with = "de_null_lists")]
+    /// sorted by |value|). `null` entries are read as empty lists. Profile runs only (left
+    /// out when empty).
+    #[serde(default, deserialize_with = "de_null_lists", skip_serializing_if = "Vec::is_empty")]
     pub top_activations: Vec<Vec<TopActivation>>,
     /// The run's headline numbers.
     #[serde(default)]
-    pub summary: RunSummary,
+    pub summary: S,
 }
 
 /// Mean, standard deviation, min and max over prompts of one metric at every layer.
@@ -89,9 +101,16 @@ pub struct MetricSummary {
     pub min: Curve,
     /// Maximum over prompts.
     pub max: Curve,
-    /// Lower end of the 95 % bootstrap interval of the mean (empty when the writer made none).
+    /// Number of prompts with a value at each layer (profile and mc runs; empty, and left
+    /// out of the file, for the others).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub n: Vec<usize>,
+    /// Lower end of the 95 % bootstrap interval of the mean (empty, and left out of the
+    /// file, when the writer made none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ci_low: Curve,
     /// Upper end of the 95 % bootstrap interval of the mean.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ci_high: Curve,
 }
 
@@ -117,24 +136,63 @@ impl MetricSummary {
     }
 }
 
-/// Per-head statistics of `metrics.json`.
+/// A per-head table: `[l][h]`, entry 0 (and any layer without attention) `None`.
+pub type HeadTable = Vec<Option<Vec<Option<f64>>>>;
+
+/// Per-head statistics of `metrics.json`. Every table has `L + 1` entries (entry 0 `null`);
+/// a table that is empty is left out of the file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Heads {
     /// `bos_attention[l][h]`, mean over prompts; entry 0 (and any layer without attention)
     /// is `None`.
-    pub bos_attention: Vec<Option<Vec<Option<f64>>>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bos_attention: HeadTable,
     /// Lower end of the 95 % bootstrap interval of `bos_attention[l][h]` (empty when the
     /// writer made none).
-    pub bos_attention_ci_low: Vec<Option<Vec<Option<f64>>>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bos_attention_ci_low: HeadTable,
     /// Upper end of the 95 % bootstrap interval of `bos_attention[l][h]`.
-    pub bos_attention_ci_high: Vec<Option<Vec<Option<f64>>>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bos_attention_ci_high: HeadTable,
+    /// `bos_attention_excl[l][h]` (attention to position 0 from queries `i ≥ 1`), mean over
+    /// prompts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bos_attention_excl: HeadTable,
+    /// `attn_entropy[l][h]`, mean over prompts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attn_entropy: HeadTable,
+    /// `identity_score[l][h]`, mean over prompts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identity_score: HeadTable,
+    /// `prev_token_score[l][h]`, mean over prompts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prev_token_score: HeadTable,
+    /// `head_class[l][h]`: the class (`sink`, `identity`, `previous-token`, `mixing`,
+    /// `other`) of each head, by the metrics crate's rule applied to the prompt-mean
+    /// statistics.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub head_class: Vec<Option<Vec<String>>>,
     /// `head_class_counts[l]`: number of heads of each class (`sink`, `identity`,
     /// `previous-token`, `mixing`, `other`) in layer `l`.
-    pub head_class_counts: Vec<Option<BTreeMap<String, f64>>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub head_class_counts: Vec<Option<BTreeMap<String, u64>>>,
 }
 
 impl Heads {
+    /// Whether no table is present (runs without attention statistics).
+    pub fn is_empty(&self) -> bool {
+        self.bos_attention.is_empty()
+            && self.bos_attention_ci_low.is_empty()
+            && self.bos_attention_ci_high.is_empty()
+            && self.bos_attention_excl.is_empty()
+            && self.attn_entropy.is_empty()
+            && self.identity_score.is_empty()
+            && self.prev_token_score.is_empty()
+            && self.head_class.is_empty()
+            && self.head_class_counts.is_empty()
+    }
+
     /// `bos_attention[l][h]` (`None` when undefined or out of range).
     pub fn bos_attention_at(&self, l: usize, h: usize) -> Option<f64> {
         Self::at(&self.bos_attention, l, h)
@@ -195,6 +253,8 @@ pub struct RunSummary {
     /// The prompts' token-weighted next-token NLL of the model (the sub-runs of an `ablate`
     /// folder: under that intervention).
     pub nll: Option<f64>,
+    /// Number of next-token predictions `nll` is taken over (`None` for runs without NLL).
+    pub nll_tokens: Option<u64>,
 }
 
 /// A 95 % bootstrap interval.
@@ -206,7 +266,7 @@ pub struct Interval {
     pub high: f64,
 }
 
-/// A per-prompt statistic summarised over prompts.
+/// A per-prompt statistic summarised over prompts (the per-prompt r of a correlation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PerPromptStat {
@@ -216,7 +276,22 @@ pub struct PerPromptStat {
     pub sd: Option<f64>,
     /// Number of prompts with a value.
     pub n: usize,
-    /// `mean / L` (phase boundaries only).
+    /// Bootstrap interval of the mean.
+    pub ci: Option<Interval>,
+}
+
+/// A phase boundary of each prompt's own curves, summarised over prompts
+/// (`summary.phase_boundaries.per_prompt`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerPromptBoundary {
+    /// Mean over prompts.
+    pub mean: Option<f64>,
+    /// Sample standard deviation over prompts.
+    pub sd: Option<f64>,
+    /// Number of prompts with a value.
+    pub n: usize,
+    /// `mean / L`.
     pub mean_depth: Option<f64>,
     /// Bootstrap interval of the mean.
     pub ci: Option<Interval>,
@@ -262,9 +337,12 @@ pub struct BoundaryEstimate {
     pub layer: Option<usize>,
     /// Interval over bootstrap replicates.
     pub ci: Option<Interval>,
-    /// Replicates that had phases (compress_start).
+    /// Replicates that had phases (`compress_start` only; left out of `refine_start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replicates_with_phases: Option<usize>,
-    /// Replicates that had a refine phase (refine_start).
+    /// Replicates that had a refine phase (`refine_start` only; left out of
+    /// `compress_start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replicates_with_refine: Option<usize>,
 }
 
@@ -285,9 +363,9 @@ pub struct MeanCurveBoundaries {
 #[serde(default)]
 pub struct PerPromptBoundaries {
     /// Mix → Compress.
-    pub compress_start: Option<PerPromptStat>,
+    pub compress_start: Option<PerPromptBoundary>,
     /// Compress → Refine.
-    pub refine_start: Option<PerPromptStat>,
+    pub refine_start: Option<PerPromptBoundary>,
     /// Prompts whose curves have no compressed layer.
     pub n_prompts_without_phases: Option<usize>,
 }
@@ -316,8 +394,9 @@ pub struct BootstrapInfo {
     pub level: Option<f64>,
 }
 
-/// One detected massive-activation block.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// One detected massive-activation block (`summary.massive_layers` of `metrics.json`, and
+/// `evidence` of `ablate.json`, which copies the baseline's): what the detector measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MassiveLayer {
     /// The block (1-based, = the layer whose `X(l)` it writes).
@@ -328,6 +407,18 @@ pub struct MassiveLayer {
     pub mlp_ratio: Option<f64>,
     /// `bos_ratio(l) / bos_ratio(l − 1)`.
     pub bos_ratio_gain: Option<f64>,
+    /// MLP output norm at position 0.
+    pub mlp_out_bos_norm: Option<f64>,
+    /// Median MLP output norm of the other positions.
+    pub mlp_out_other_median: Option<f64>,
+    /// `bos_ratio(l − 1)`.
+    pub bos_ratio_before: Option<f64>,
+    /// `bos_ratio(l)`.
+    pub bos_ratio_after: Option<f64>,
+    /// The hook measured (e.g. `blocks.11.hook_mlp_out`).
+    pub hook: Option<String>,
+    /// Number of prompts on which the block was detected (on the prompt's own curves).
+    pub n_prompts: Option<usize>,
 }
 
 impl MassiveLayer {
@@ -522,7 +613,11 @@ pub struct FirstToken {
     pub token: Option<String>,
     /// Whether it is the tokenizer's BOS token.
     pub is_bos: Option<bool>,
-    /// Whether every prompt starts with the same token (manifest only).
+    /// Whether sinkscope prepended it (`--bos`, `--first-token`).
+    pub bos_prepended: Option<bool>,
+    /// Whether every prompt starts with the same token (manifest only; left out of the
+    /// per-prompt records).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub same_for_all_prompts: Option<bool>,
 }
 
@@ -634,6 +729,8 @@ pub struct McSummary {
     /// `mc_accuracy` at layer L.
     #[serde(rename = "accuracy_at_L")]
     pub accuracy_at_l: Option<f64>,
+    /// How the intervals of the curves were computed.
+    pub bootstrap: Option<BootstrapInfo>,
 }
 
 /// `summary` of a lens run's `metrics.json` (token-weighted over every scored prediction of
@@ -771,6 +868,27 @@ pub struct AblateFile {
     /// Zero-ablation of the same dimensions (Sun et al.'s contrast).
     #[serde(default)]
     pub zero_dims: Option<Intervention>,
+    /// The shard this folder holds (`ablate --shard I/N`; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+/// The `shard` block of a shard run's `manifest.json` (and of a shard `ablate.json`):
+/// which of the selected prompts the shard holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Shard index I (0-based).
+    pub index: usize,
+    /// Number of shards N.
+    pub count: usize,
+    /// Number of prompts selected for the whole run.
+    pub n_total: usize,
+    /// First prompt of the shard (inclusive).
+    pub first: usize,
+    /// End of the shard (exclusive).
+    pub end: usize,
+    /// The split rule, in words.
+    pub rule: String,
 }
 
 /// `ablate.json`'s `valley`.
@@ -793,38 +911,8 @@ impl Valley {
 }
 
 /// One entry of `ablate.json`'s `evidence`: a block detected as creating the massive
-/// activation (the shape of `summary.massive_layers`, plus what the detector measured).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Evidence {
-    /// The block (1-based).
-    pub block: Option<usize>,
-    /// The layer it writes (= `block`).
-    pub layer: Option<usize>,
-    /// MLP output norm at position 0 over the median of the other positions.
-    pub mlp_ratio: Option<f64>,
-    /// `bos_ratio(l) / bos_ratio(l − 1)`.
-    pub bos_ratio_gain: Option<f64>,
-    /// MLP output norm at position 0.
-    pub mlp_out_bos_norm: Option<f64>,
-    /// Median MLP output norm of the other positions.
-    pub mlp_out_other_median: Option<f64>,
-    /// `bos_ratio(l − 1)`.
-    pub bos_ratio_before: Option<f64>,
-    /// `bos_ratio(l)`.
-    pub bos_ratio_after: Option<f64>,
-    /// The hook measured (e.g. `blocks.11.hook_mlp_out`).
-    pub hook: Option<String>,
-    /// Number of prompts on which the block was detected.
-    pub n_prompts: Option<usize>,
-}
-
-impl Evidence {
-    /// The layer this block writes (`layer`, else `block`).
-    pub fn layer_index(&self) -> Option<usize> {
-        self.layer.or(self.block)
-    }
-}
+/// activation, copied from the baseline's `summary.massive_layers` (the same type).
+pub type Evidence = MassiveLayer;
 
 /// The four quantities of an intervention (and its bound violations), as `sinkscope ablate`
 /// nests them under `summary`.
@@ -845,41 +933,59 @@ pub struct InterventionValues {
 
 /// One intervention of an `ablate` folder and its effect. The quantities may be given flat
 /// or nested under `summary`; [`AblateFile::load`] copies nested ones to the flat fields
-/// (a flat value wins).
+/// (a flat value wins). Fields that are `None` or empty are left out of the file
+/// (`sinkscope ablate` writes `scale`/`block`, `run` and `summary`, plus the
+/// dimension-ablation fields for `mean_ablate`, `sun_mean_ablate` and `zero_dims`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Intervention {
     /// The scale λ (dose–response entries; one-by-one entries ablate at λ = 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
     /// The single block ablated (one-by-one entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<usize>,
     /// The residual dimensions replaced by their mean (mean-ablation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dims: Vec<usize>,
     /// The sub-run folder, relative to the `ablate` folder (`baseline`, `scale_0`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
     /// Minimum mean `entropy_norm` over the baseline's valley.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valley_min_entropy_norm: Option<f64>,
     /// Maximum mean `bos_ratio` over all layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bos_ratio: Option<f64>,
     /// Mean of the mean `sink_rate` over the baseline's valley.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valley_mean_sink_rate: Option<f64>,
     /// The prompts' token-weighted next-token NLL under the intervention.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nll: Option<f64>,
     /// Theorem-1 bound violations in the sub-run (must be 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bound_violations: Option<u64>,
     /// The quantities nested (as `sinkscope ablate` writes them).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<InterventionValues>,
     /// The block whose output the mean-ablation edits.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     /// How the mean-ablated dimensions were chosen, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// Which dimension ablation: `mean_prompts` (Sun et al.), `zero`, `mean_others`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// What the intervention does, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Sun et al.'s reference means (one per dimension, in `dims` order).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reference_means: Vec<f64>,
     /// Prompts the reference means were taken over.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reference_prompts: Option<usize>,
 }
 

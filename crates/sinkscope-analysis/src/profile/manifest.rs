@@ -71,8 +71,11 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Writes a results file: `v` (the schema crate's type for the file) as pretty JSON with
+/// its keys in sorted order (the layout every results file has; the typed structs declare
+/// their fields in reading order, so they go through a `Value` first).
 pub(crate) fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v)?;
+    let text = serde_json::to_string_pretty(&serde_json::to_value(v)?)?;
     Ok(sinkscope_output::write_atomic(path, text.as_bytes())?)
 }
 

@@ -688,7 +688,7 @@ pub fn run_profile(
     let run_s = ran.elapsed.as_secs_f64();
     let t1 = Instant::now();
     let metrics = agg.finish()?;
-    write_json(&out.join("metrics.json"), &metrics.0)?;
+    write_json(&out.join("metrics.json"), &metrics)?;
     let aggregate_s = t1.elapsed().as_secs_f64();
     let tokens_per_s = n_tokens as f64 / run_s.max(1e-9);
     let peak = peak_rss_mib();

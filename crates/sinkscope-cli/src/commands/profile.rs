@@ -216,12 +216,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     let s = run_profile(&model, &files, &opts, &header, input, &a.out, progress)?;
     drop(model);
-    let m = &s.metrics.0;
-    let summary = &m["summary"];
-    let massive: Vec<String> = summary["massive_layers"]
-        .as_array()
-        .map(|v| v.iter().filter_map(|x| x["block"].as_u64()).map(|b| b.to_string()).collect())
-        .unwrap_or_default();
+    let summary = &s.metrics.summary;
+    let massive: Vec<String> =
+        summary.massive_layers.iter().filter_map(|x| x.block).map(|b| b.to_string()).collect();
     say!(
         "{} prompts, {} tokens in {:.2}s ({:.0} tokens/s), peak RSS {}",
         s.n_prompts,
@@ -233,13 +230,13 @@ pub fn run(a: Args) -> Result<()> {
     say!(
         "massive-activation blocks: {}; peak bos_ratio {}; min entropy_norm {}",
         if massive.is_empty() { "none".to_string() } else { massive.join(", ") },
-        fmt_layer_value(&summary["peak_bos_ratio"]),
-        fmt_layer_value(&summary["min_entropy_norm"]),
+        fmt_layer_value(summary.peak_bos_ratio),
+        fmt_layer_value(summary.min_entropy_norm),
     );
     say!(
         "corr_bos_entropy {}, corr_bos_sink {}, Theorem-1 bound violations {}",
-        fmt_opt(summary["corr_bos_entropy"].as_f64()),
-        fmt_opt(summary["corr_bos_sink"].as_f64()),
+        fmt_opt(summary.corr_bos_entropy),
+        fmt_opt(summary.corr_bos_sink),
         s.bound_violations
     );
     if a.no_report {
@@ -257,10 +254,10 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |x| format!("{x:.3}"))
 }
 
-fn fmt_layer_value(v: &serde_json::Value) -> String {
-    match (v["value"].as_f64(), v["layer"].as_u64()) {
-        (Some(x), Some(l)) => format!("{x:.4} at layer {l}"),
-        _ => "n/a".into(),
+fn fmt_layer_value(v: Option<sinkscope_report::schema::LayerValue>) -> String {
+    match v {
+        Some(v) => format!("{:.4} at layer {}", v.value, v.layer),
+        None => "n/a".into(),
     }
 }
 

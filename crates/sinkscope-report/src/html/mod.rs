@@ -425,7 +425,7 @@ fn boundary_text(b: Option<&crate::schema::PhaseBoundaries>, run: &Run) -> Strin
         }
     }
     if let Some(pp) = b.per_prompt {
-        let stat = |s: Option<crate::schema::PerPromptStat>| {
+        let stat = |s: Option<crate::schema::PerPromptBoundary>| {
             s.and_then(|s| Some(format!("{:.1} ± {:.1} (n = {})", s.mean?, s.sd?, s.n)))
         };
         if let Some(c) = stat(pp.compress_start) {
