@@ -14,9 +14,10 @@
 use crate::datasets::Example;
 use crate::error::{AnalysisError, Result};
 use crate::profile::{run_profile, DataSource, ManifestHeader, ProfileInput, ProfileOptions, Progress};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sinkscope_io::ModelFiles;
 use sinkscope_model::Model;
+use sinkscope_schema::{AblateFile, Intervention, InterventionValues, Metric, MetricsFile, RunKind, Valley};
 use sinkscope_spec::{Edit, EditOp, HookSite, Selection, SiteKind};
 use std::path::{Path, PathBuf};
 
@@ -154,17 +155,19 @@ pub fn scale_edits(blocks: &[usize], component: Component, scale: f32) -> Vec<Ed
         .collect()
 }
 
-/// One run of the study, summarised for the dose–response curves.
-fn run_summary(dir: &Path, valley: (usize, usize)) -> Result<Value> {
+/// Reads a sub-run's `metrics.json` (the schema's type, as the writer wrote it).
+fn read_metrics(dir: &Path) -> Result<MetricsFile> {
     let path = dir.join("metrics.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|source| AnalysisError::Output { path: path.clone(), source })?;
-    let m: Value = serde_json::from_str(&text)?;
-    let mean = |name: &str| -> Vec<Option<f64>> {
-        m["metrics"][name]["mean"]
-            .as_array()
-            .map(|a| a.iter().map(Value::as_f64).collect())
-            .unwrap_or_default()
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// One run of the study, summarised for the dose–response curves.
+fn run_summary(dir: &Path, valley: (usize, usize)) -> Result<InterventionValues> {
+    let m = read_metrics(dir)?;
+    let mean = |name: Metric| -> Vec<Option<f64>> {
+        m.metrics.get(name.name()).map(|s| s.mean.clone()).unwrap_or_default()
     };
     let in_valley = |v: &[Option<f64>]| -> Vec<f64> {
         v.iter()
@@ -173,16 +176,21 @@ fn run_summary(dir: &Path, valley: (usize, usize)) -> Result<Value> {
             .filter_map(|(_, x)| *x)
             .collect()
     };
-    let entropy = in_valley(&mean("entropy_norm"));
-    let sinks = in_valley(&mean("sink_rate"));
-    let max_ratio = mean("bos_ratio").into_iter().flatten().fold(f64::NEG_INFINITY, f64::max);
-    Ok(json!({
-        "valley_min_entropy_norm": entropy.iter().copied().reduce(f64::min),
-        "valley_mean_sink_rate": (!sinks.is_empty()).then(|| sinks.iter().sum::<f64>() / sinks.len() as f64),
-        "max_bos_ratio": max_ratio.is_finite().then_some(max_ratio),
-        "nll": m["summary"]["nll"],
-        "bound_violations": m["summary"]["bound_violations"],
-    }))
+    let entropy = in_valley(&mean(Metric::EntropyNorm));
+    let sinks = in_valley(&mean(Metric::SinkRate));
+    let max_ratio = mean(Metric::BosRatio).into_iter().flatten().fold(f64::NEG_INFINITY, f64::max);
+    Ok(InterventionValues {
+        valley_min_entropy_norm: entropy.iter().copied().reduce(f64::min),
+        valley_mean_sink_rate: (!sinks.is_empty()).then(|| sinks.iter().sum::<f64>() / sinks.len() as f64),
+        max_bos_ratio: max_ratio.is_finite().then_some(max_ratio),
+        nll: m.summary.nll,
+        bound_violations: m.summary.bound_violations,
+    })
+}
+
+/// A `{"run": NAME, "summary": …}` entry of `ablate.json`.
+fn entry(run: &str, summary: InterventionValues) -> Intervention {
+    Intervention { run: Some(run.to_string()), summary: Some(summary), ..Intervention::default() }
 }
 
 /// What a finished study reports back.
@@ -221,7 +229,7 @@ pub fn run_ablate(
             let mut mine = examples.to_vec();
             let block = s.select(&mut mine)?;
             let mut h = header.clone();
-            h.extra.insert(crate::shard::SHARD_KEY.into(), block.clone());
+            h.extra.insert(crate::shard::SHARD_KEY.into(), serde_json::to_value(&block)?);
             (mine, h, Some(block))
         }
     };
@@ -253,13 +261,11 @@ pub fn run_ablate(
         Ok(dir)
     };
     let baseline = run(BASELINE, Vec::new(), progress(BASELINE).as_mut())?;
-    let base_text = std::fs::read_to_string(baseline.join("metrics.json"))
-        .map_err(|source| AnalysisError::Output { path: baseline.join("metrics.json"), source })?;
-    let base: Value = serde_json::from_str(&base_text)?;
-    let evidence: Vec<Value> = base["summary"]["massive_layers"].as_array().cloned().unwrap_or_default();
+    let base = read_metrics(&baseline)?;
+    let evidence = base.summary.massive_layers.clone();
     let blocks: Vec<usize> = match &opts.blocks {
         Some(b) => b.clone(),
-        None => evidence.iter().filter_map(|e| e["block"].as_u64()).map(|b| b as usize).collect(),
+        None => evidence.iter().filter_map(|e| e.block).collect(),
     };
     if blocks.is_empty() {
         return Err(AnalysisError::Options(
@@ -270,31 +276,32 @@ pub fn run_ablate(
         return Err(AnalysisError::Options(format!("block {bad} is out of range 1..={n_layers}")));
     }
     // The valley: the baseline's compress phase; without one, from the first ablated block to L.
-    let compress = &base["summary"]["phases"]["compress"];
-    let (valley, valley_rule) = match (compress["first"].as_u64(), compress["last"].as_u64()) {
-        (Some(a), Some(b)) => ((a as usize, b as usize), "the baseline's compress phase"),
-        _ => {
+    let compress = base.summary.phases.and_then(|p| p.compress);
+    let (valley, valley_rule) = match compress {
+        Some(c) => ((c.first, c.last), "the baseline's compress phase"),
+        None => {
             let first = blocks.iter().copied().min().unwrap_or(1);
             ((first, n_layers), "no compress phase on the baseline: layers from the first ablated block to L")
         }
     };
-    let mut dose = vec![json!({"scale": 1.0, "run": "baseline", "summary": run_summary(&baseline, valley)?})];
+    let mut dose =
+        vec![Intervention { scale: Some(1.0), ..entry(BASELINE, run_summary(&baseline, valley)?) }];
     for &s in opts.scales.iter().filter(|s| **s != 1.0) {
         let name = format!("scale_{s}");
         let dir = run(&name, scale_edits(&blocks, opts.component, s), progress(&name).as_mut())?;
-        dose.push(json!({"scale": s, "run": name, "summary": run_summary(&dir, valley)?}));
+        dose.push(Intervention { scale: Some(f64::from(s)), ..entry(&name, run_summary(&dir, valley)?) });
     }
     let mut one_by_one = Vec::new();
     if opts.one_by_one {
         for &b in &blocks {
             let name = format!("only_{b}");
             let dir = run(&name, scale_edits(&[b], opts.component, 0.0), progress(&name).as_mut())?;
-            one_by_one.push(json!({"block": b, "run": name, "summary": run_summary(&dir, valley)?}));
+            one_by_one.push(Intervention { block: Some(b), ..entry(&name, run_summary(&dir, valley)?) });
         }
     }
-    let mut mean_ablate = Value::Null;
-    let mut sun_mean = Value::Null;
-    let mut zero_dims = Value::Null;
+    let mut mean_ablate = None;
+    let mut sun_mean = None;
+    let mut zero_dims = None;
     if opts.mean_ablate {
         // The stage with the largest first-token activation: ablating an early, smaller stage
         // leaves the later block to write the massive activation anyway (SmolLM2 on the
@@ -326,50 +333,71 @@ pub fn run_ablate(
             prepared.iter().map(|(i, ids)| (i.as_str(), ids.as_slice())).collect();
         let (sun_edits, means) =
             crate::mean_ref::resolve_mean_prompts(model, &refs, &[dims_edit(EditOp::MeanPrompts)])?;
+        // The entries of the three dimension ablations differ in their variant, description
+        // and (Sun et al.'s) reference means.
+        let dims_entry = |name: &str, variant: &str, description: &str, summary| Intervention {
+            block: Some(block),
+            dims: dims.clone(),
+            site: Some(site.to_string()),
+            rule: Some(rule.to_string()),
+            variant: Some(variant.to_string()),
+            description: Some(description.to_string()),
+            ..entry(name, summary)
+        };
         let dir = run("sun_mean", sun_edits, progress("sun_mean").as_mut())?;
-        sun_mean = json!({
-            "block": block, "dims": dims, "site": site.to_string(), "rule": rule,
-            "variant": "mean_prompts",
-            "description": "Sun et al.'s mean-ablation: each massive dimension at position 0 set to its mean at position 0 over the prompt set (a first pass over the same prompts, unedited model)",
-            "reference_means": means.first().and_then(|m| m.means.first()).cloned().unwrap_or_default(),
-            "reference_prompts": means.first().and_then(|m| m.n_prompts.first()).copied().unwrap_or(0),
-            "run": "sun_mean", "summary": run_summary(&dir, valley)?,
+        sun_mean = Some(Intervention {
+            reference_means: means.first().and_then(|m| m.means.first()).cloned().unwrap_or_default(),
+            reference_prompts: Some(means.first().and_then(|m| m.n_prompts.first()).copied().unwrap_or(0)),
+            ..dims_entry(
+                "sun_mean",
+                "mean_prompts",
+                "Sun et al.'s mean-ablation: each massive dimension at position 0 set to its mean at position 0 over the prompt set (a first pass over the same prompts, unedited model)",
+                run_summary(&dir, valley)?,
+            )
         });
         let dir = run("zero_dims", vec![dims_edit(EditOp::Zero)], progress("zero_dims").as_mut())?;
-        zero_dims = json!({
-            "block": block, "dims": dims, "site": site.to_string(), "rule": rule,
-            "variant": "zero",
-            "description": "zero-ablation of the same dimensions at position 0 (Sun et al.'s contrast)",
-            "run": "zero_dims", "summary": run_summary(&dir, valley)?,
-        });
+        zero_dims = Some(dims_entry(
+            "zero_dims",
+            "zero",
+            "zero-ablation of the same dimensions at position 0 (Sun et al.'s contrast)",
+            run_summary(&dir, valley)?,
+        ));
         let dir = run("mean_ablate", vec![dims_edit(EditOp::MeanOthers)], progress("mean_ablate").as_mut())?;
-        mean_ablate = json!({
-            "block": block, "dims": dims, "site": site.to_string(), "rule": rule,
-            "variant": "mean_others",
-            "description": "the same dimensions at position 0 set to their mean over the other positions of the same prompt (not Sun et al.'s mean-ablation)",
-            "run": "mean_ablate", "summary": run_summary(&dir, valley)?,
-        });
+        mean_ablate = Some(dims_entry(
+            "mean_ablate",
+            "mean_others",
+            "the same dimensions at position 0 set to their mean over the other positions of the same prompt (not Sun et al.'s mean-ablation)",
+            run_summary(&dir, valley)?,
+        ));
     }
-    let mut document = json!({
-        "schema_version": crate::profile::SCHEMA_VERSION,
-        "kind": "ablate",
-        "component": opts.component.name(),
-        "blocks": blocks,
-        "blocks_source": if opts.blocks.is_some() { "given (--layers)" } else { "detected on the baseline (metrics.md rule)" },
-        "evidence": evidence,
-        "valley": {"first": valley.0, "last": valley.1, "rule": valley_rule},
-        "scales": std::iter::once(1.0f32).chain(opts.scales.iter().copied().filter(|s| *s != 1.0)).collect::<Vec<_>>(),
-        "dose_response": dose,
-        "one_by_one": one_by_one,
-        "mean_ablate": mean_ablate,
-        "sun_mean_ablate": sun_mean,
-        "zero_dims": zero_dims,
-    });
-    if let (Some(block), Some(d)) = (shard_block, document.as_object_mut()) {
-        d.insert(crate::shard::SHARD_KEY.into(), block);
-    }
+    let document = AblateFile {
+        schema_version: crate::profile::SCHEMA_VERSION,
+        kind: Some(RunKind::Ablate.as_str().to_string()),
+        component: Some(opts.component.name().to_string()),
+        blocks,
+        blocks_source: Some(
+            if opts.blocks.is_some() {
+                "given (--layers)"
+            } else {
+                "detected on the baseline (metrics.md rule)"
+            }
+            .to_string(),
+        ),
+        evidence,
+        valley: Some(Valley { first: valley.0, last: valley.1, rule: Some(valley_rule.to_string()) }),
+        scales: std::iter::once(1.0f32)
+            .chain(opts.scales.iter().copied().filter(|s| *s != 1.0))
+            .map(f64::from)
+            .collect(),
+        dose_response: dose,
+        one_by_one,
+        mean_ablate,
+        sun_mean_ablate: sun_mean,
+        zero_dims,
+        shard: shard_block,
+    };
     crate::profile::write_json(&out.join(ABLATE_JSON), &document)?;
-    Ok(AblateSummary { document })
+    Ok(AblateSummary { document: serde_json::to_value(&document)? })
 }
 
 /// The sub-run over all prompts on which the study's choices are made.
@@ -377,22 +405,23 @@ const BASELINE: &str = "baseline";
 /// The study's document.
 const ABLATE_JSON: &str = "ablate.json";
 
-/// Every `{"run": NAME, "summary": …}` entry of an `ablate.json` document.
-fn run_entries(document: &mut Value) -> Vec<&mut Value> {
-    let mut out = Vec::new();
-    if let Some(d) = document.as_object_mut() {
-        for (key, v) in d.iter_mut() {
-            match key.as_str() {
-                "dose_response" | "one_by_one" => out.extend(v.as_array_mut().into_iter().flatten()),
-                "mean_ablate" | "sun_mean_ablate" | "zero_dims" if v.is_object() => out.push(v),
-                _ => {}
-            }
-        }
-    }
-    out
+/// Every `{"run": NAME, "summary": …}` entry of an `ablate.json` document, in the order of
+/// the file's keys (`dose_response`, `mean_ablate`, `one_by_one`, `sun_mean_ablate`,
+/// `zero_dims`).
+fn run_entries(document: &mut AblateFile) -> Vec<&mut Intervention> {
+    let AblateFile { dose_response, mean_ablate, one_by_one, sun_mean_ablate, zero_dims, .. } = document;
+    dose_response
+        .iter_mut()
+        .chain(mean_ablate.as_mut())
+        .chain(one_by_one.iter_mut())
+        .chain(sun_mean_ablate.as_mut())
+        .chain(zero_dims.as_mut())
+        .collect()
 }
 
-fn read_document(dir: &Path) -> Result<Value> {
+/// A shard's `ablate.json`, as written (the nested summaries are not copied to the flat
+/// fields, unlike [`AblateFile::load`]).
+fn read_document(dir: &Path) -> Result<AblateFile> {
     let path = dir.join(ABLATE_JSON);
     let text = std::fs::read_to_string(&path).map_err(|e| AnalysisError::ResultFile {
         path: path.clone(),
@@ -404,15 +433,10 @@ fn read_document(dir: &Path) -> Result<Value> {
 
 /// The document without what depends on the shard's prompts (the shard block and the runs'
 /// summaries): equal for every shard of one study.
-fn shard_independent(document: &Value) -> Value {
-    let mut d = document.clone();
-    if let Some(o) = d.as_object_mut() {
-        o.remove(crate::shard::SHARD_KEY);
-    }
+fn shard_independent(document: &AblateFile) -> AblateFile {
+    let mut d = AblateFile { shard: None, ..document.clone() };
     for e in run_entries(&mut d) {
-        if let Some(o) = e.as_object_mut() {
-            o.remove("summary");
-        }
+        e.summary = None;
     }
     d
 }
@@ -432,9 +456,9 @@ pub fn merge_ablate(
 ) -> Result<crate::shard::Merged> {
     let first =
         runs.first().ok_or_else(|| AnalysisError::Options("merge needs at least one shard folder".into()))?;
-    let documents: Vec<Value> = runs.iter().map(|d| read_document(d)).collect::<Result<_>>()?;
+    let documents: Vec<AblateFile> = runs.iter().map(|d| read_document(d)).collect::<Result<_>>()?;
     for (dir, d) in runs.iter().zip(&documents) {
-        if d.get(crate::shard::SHARD_KEY).is_none() {
+        if d.shard.is_none() {
             return Err(AnalysisError::ResultFile {
                 path: dir.join(ABLATE_JSON),
                 reason: "not a shard of a study: no 'shard' block (run ablate with --shard I/N)".into(),
@@ -490,22 +514,18 @@ pub fn merge_ablate(
     }
     let mut document = reference;
     let field = |why: &str| AnalysisError::ResultFile { path: first.join(ABLATE_JSON), reason: why.into() };
-    let valley = (
-        document["valley"]["first"].as_u64().ok_or_else(|| field("valley.first: missing"))? as usize,
-        document["valley"]["last"].as_u64().ok_or_else(|| field("valley.last: missing"))? as usize,
-    );
+    let valley =
+        document.valley.as_ref().map(|v| (v.first, v.last)).ok_or_else(|| field("valley: missing"))?;
     let mut merged = None;
     for entry in run_entries(&mut document) {
-        let name = entry["run"].as_str().ok_or_else(|| field("a run entry without 'run'"))?.to_string();
+        let name = entry.run.clone().ok_or_else(|| field("a run entry without 'run'"))?;
         let dir = out.join(&name);
         if name != BASELINE {
             let parts: Vec<PathBuf> = runs.iter().map(|r| r.join(&name)).collect();
             sinkscope_output::create_dir(&dir)?;
             merged = Some(crate::shard::merge_runs(&parts, &dir, opts)?);
         }
-        if let Some(o) = entry.as_object_mut() {
-            o.insert("summary".into(), run_summary(&dir, valley)?);
-        }
+        entry.summary = Some(run_summary(&dir, valley)?);
     }
     let merged = merged.ok_or_else(|| field("the study has no ablated run to merge"))?;
     crate::profile::write_json(&out.join(ABLATE_JSON), &document)?;
@@ -513,26 +533,23 @@ pub fn merge_ablate(
 }
 
 /// The largest |value| at token 0 among the baseline's top activations of `X(block)`.
-fn top_at_token0(base: &Value, block: usize) -> f64 {
-    base["top_activations"][block]
-        .as_array()
-        .map(|top| {
-            top.iter()
-                .filter(|e| e["token"].as_u64() == Some(0))
-                .filter_map(|e| e["value"].as_f64().map(f64::abs))
-                .fold(0.0, f64::max)
-        })
+fn top_at_token0(base: &MetricsFile, block: usize) -> f64 {
+    base.top_activations
+        .get(block)
+        .map(|top| top.iter().filter(|e| e.token == 0).map(|e| e.value.abs()).fold(0.0, f64::max))
         .unwrap_or(0.0)
 }
 
 /// The residual dimensions carrying the massive activation at position 0 of `X(block)`,
 /// from the baseline's aggregated top activations (never hard-coded).
-fn massive_dims(base: &Value, block: usize) -> Vec<usize> {
-    let top = base["top_activations"][block].as_array().cloned().unwrap_or_default();
-    let at0: Vec<(usize, f64)> = top
-        .iter()
-        .filter(|e| e["token"].as_u64() == Some(0))
-        .filter_map(|e| Some((e["dim"].as_u64()? as usize, e["value"].as_f64()?.abs())))
+fn massive_dims(base: &MetricsFile, block: usize) -> Vec<usize> {
+    let at0: Vec<(usize, f64)> = base
+        .top_activations
+        .get(block)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.token == 0)
+        .map(|e| (e.dim, e.value.abs()))
         .collect();
     let mut dims: Vec<usize> = at0
         .iter()

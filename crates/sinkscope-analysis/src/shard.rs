@@ -19,6 +19,7 @@
 use crate::error::{AnalysisError, Result};
 use crate::profile::{write_json, ProfileOptions};
 use serde_json::{json, Value};
+pub use sinkscope_schema::ShardInfo;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,7 @@ impl Shard {
     ///
     /// # Errors
     /// [`AnalysisError::Options`] when the shard is empty (more shards than prompts).
-    pub fn select<T>(&self, items: &mut Vec<T>) -> Result<Value> {
+    pub fn select<T>(&self, items: &mut Vec<T>) -> Result<ShardInfo> {
         let n = items.len();
         let r = self.range(n);
         if r.is_empty() {
@@ -70,17 +71,24 @@ impl Shard {
                 self.index, self.count, self.count
             )));
         }
-        let block = self.to_json(n);
+        let block = self.info(n);
         items.truncate(r.end);
         items.drain(..r.start);
         Ok(block)
     }
 
     /// The manifest's `shard` block for a run over `n_total` prompts.
-    pub fn to_json(&self, n_total: usize) -> Value {
+    pub fn info(&self, n_total: usize) -> ShardInfo {
         let r = self.range(n_total);
-        json!({"index": self.index, "count": self.count, "n_total": n_total, "first": r.start, "end": r.end,
-               "rule": "contiguous: shard I of N holds prompts [I*n/N, (I+1)*n/N) of the selected prompt list"})
+        ShardInfo {
+            index: self.index,
+            count: self.count,
+            n_total,
+            first: r.start,
+            end: r.end,
+            rule: "contiguous: shard I of N holds prompts [I*n/N, (I+1)*n/N) of the selected prompt list"
+                .into(),
+        }
     }
 }
 

@@ -85,7 +85,7 @@ fn probe_shards_merge_before_cross_validation() {
     for i in 0..3 {
         let mut ex = examples(n);
         let shard = Shard { index: i, count: 3 };
-        let block = shard.select(&mut ex).unwrap();
+        let block = serde_json::to_value(shard.select(&mut ex).unwrap()).unwrap();
         let out = d.join(format!("shard{i}"));
         let s = run(&out, ex, &header(Some(block)));
         assert!(s.layers.is_empty(), "a shard fits no probe");

@@ -75,7 +75,7 @@ pub fn apply_shard(
     examples: &mut Vec<Example>,
 ) -> Result<Option<serde_json::Value>> {
     Ok(match shard {
-        Some(s) => Some(s.select(examples)?),
+        Some(s) => Some(serde_json::to_value(s.select(examples)?)?),
         None => None,
     })
 }
