@@ -196,16 +196,21 @@ pub fn worker_count(requested: Option<usize>, notes: &mut dyn FnMut(&str)) -> Re
 /// when several prompts run at once (a streamed run has one worker, whose matrix products
 /// use every core), and the matching split of the metrics' linear algebra
 /// ([`sinkscope_metrics::set_parallelism`]: sequential, or as many ways as rayon's threads).
-/// The environment variables only take effect before candle's thread pool starts; the split
-/// is set on every call, so a run's bits follow its settings, not the process's history.
+/// candle's own pool always gets one thread: the matrix products are sinkscope's kernel (on
+/// rayon's threads), and candle parallelises only element-wise operations, small next to
+/// them, whose hand-off cost more than they saved (with one prompt worker, LogitLens's main
+/// thread spent ≈ 10 % of its samples spinning at candle's barrier; element-wise results do
+/// not depend on the split). The environment variables only take effect before candle's
+/// thread pool starts; the split is set on every call, so a run's bits follow its settings,
+/// not the process's history.
 pub fn single_threaded_passes(workers: usize) {
-    if workers > 1 {
-        for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-            if std::env::var_os(var).is_none() {
-                // Read by candle-core at each matmul and when its thread pool starts; set
-                // here, before any tensor operation.
-                std::env::set_var(var, "1");
-            }
+    let vars: &[&str] =
+        if workers > 1 { &["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] } else { &["CANDLE_NUM_THREADS"] };
+    for var in vars {
+        if std::env::var_os(var).is_none() {
+            // Read by candle-core when its thread pool starts; set here, before any tensor
+            // operation.
+            std::env::set_var(var, "1");
         }
     }
     sinkscope_metrics::set_parallelism(if workers > 1 { 1 } else { rayon_threads() });
