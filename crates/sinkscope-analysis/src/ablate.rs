@@ -337,7 +337,7 @@ pub fn run_ablate(
         // and (Sun et al.'s) reference means.
         let dims_entry = |name: &str, variant: &str, description: &str, summary| Intervention {
             block: Some(block),
-            dims: dims.clone(),
+            dims: Some(dims.clone()),
             site: Some(site.to_string()),
             rule: Some(rule.to_string()),
             variant: Some(variant.to_string()),
@@ -346,7 +346,7 @@ pub fn run_ablate(
         };
         let dir = run("sun_mean", sun_edits, progress("sun_mean").as_mut())?;
         sun_mean = Some(Intervention {
-            reference_means: means.first().and_then(|m| m.means.first()).cloned().unwrap_or_default(),
+            reference_means: Some(means.first().and_then(|m| m.means.first()).cloned().unwrap_or_default()),
             reference_prompts: Some(means.first().and_then(|m| m.n_prompts.first()).copied().unwrap_or(0)),
             ..dims_entry(
                 "sun_mean",

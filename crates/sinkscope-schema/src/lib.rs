@@ -945,9 +945,11 @@ pub struct Intervention {
     /// The single block ablated (one-by-one entries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<usize>,
-    /// The residual dimensions replaced by their mean (mean-ablation).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dims: Vec<usize>,
+    /// The residual dimensions ablated (the dimension ablations only: `None` for the other
+    /// entries; `Some` of an empty list when the baseline had no top activation at token 0).
+    /// [`Intervention::dims`] reads it as a slice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dims: Option<Vec<usize>>,
     /// The sub-run folder, relative to the `ablate` folder (`baseline`, `scale_0`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
@@ -982,14 +984,24 @@ pub struct Intervention {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Sun et al.'s reference means (one per dimension, in `dims` order).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reference_means: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_means: Option<Vec<f64>>,
     /// Prompts the reference means were taken over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference_prompts: Option<usize>,
 }
 
 impl Intervention {
+    /// The ablated dimensions (empty when the entry has none).
+    pub fn dims(&self) -> &[usize] {
+        self.dims.as_deref().unwrap_or_default()
+    }
+
+    /// Sun et al.'s reference means, one per dimension (empty when the entry has none).
+    pub fn reference_means(&self) -> &[f64] {
+        self.reference_means.as_deref().unwrap_or_default()
+    }
+
     /// Copies the nested `summary` quantities to the flat fields that are missing.
     fn unnest(&mut self) {
         if let Some(s) = self.summary.clone() {

@@ -124,7 +124,7 @@ impl Figure for DoseResponse<'_> {
             }
             if let Some(v) = mean.and_then(|m| m.values[i]) {
                 let dims: Vec<String> =
-                    mean.map(|m| m.entry.dims.iter().map(|d| d.to_string()).collect()).unwrap_or_default();
+                    mean.map(|m| m.entry.dims().iter().map(|d| d.to_string()).collect()).unwrap_or_default();
                 let label = if dims.is_empty() {
                     "mean-ablate".to_string()
                 } else {

@@ -379,7 +379,7 @@ fn dose_csv(a: &Ablation) -> String {
             r.which.as_str().to_string(),
             fmt_cell(r.entry.scale),
             r.entry.block.map(|b| b.to_string()).unwrap_or_default(),
-            r.entry.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" "),
+            r.entry.dims().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" "),
             r.folder.clone(),
         ];
         row.extend(r.values.iter().map(|v| fmt_cell(*v)));

@@ -189,7 +189,7 @@ pub(super) fn sentences(a: &Ablation) -> Vec<String> {
     }
     match a.mean_row() {
         Some(m) => {
-            let dims: Vec<String> = m.entry.dims.iter().map(|d| d.to_string()).collect();
+            let dims: Vec<String> = m.entry.dims().iter().map(|d| d.to_string()).collect();
             out.push(format!(
                 "Mean-ablation (Sun et al.): dimension{} <strong>{}</strong> at position 0 (found from the top activations) \
                  replaced by {} mean over the other positions: valley min entropy_norm {}{}, mean sink_rate {}, max bos_ratio {}, NLL {}.",
@@ -249,7 +249,7 @@ pub(super) fn intervention_table(a: &Ablation, id: &str, rows: &[&Row], first_co
         let first = match r.which {
             Which::Scale => r.entry.scale.map(|x| x.to_string()).unwrap_or_else(|| "?".into()),
             Which::MeanAblate | Which::SunMean | Which::ZeroDims => {
-                let dims = r.entry.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+                let dims = r.entry.dims().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
                 match r.which {
                     Which::SunMean => format!("{dims}: mean over prompts (Sun et al.)"),
                     Which::ZeroDims => format!("{dims}: zero"),
@@ -412,12 +412,12 @@ pub(super) fn report_html(a: &Ablation, plots: &[RenderedPlot]) -> String {
             notes.push(format!("dimensions chosen as: {}", esc(rule)));
         }
         if let Some(sun) = a.rows.iter().find(|r| r.which == Which::SunMean) {
-            if !sun.entry.reference_means.is_empty() {
+            if !sun.entry.reference_means().is_empty() {
                 let v: Vec<String> = sun
                     .entry
-                    .dims
+                    .dims()
                     .iter()
-                    .zip(&sun.entry.reference_means)
+                    .zip(sun.entry.reference_means())
                     .map(|(d, x)| format!("dim {d}: {}", opt(Some(*x))))
                     .collect();
                 notes.push(format!(
