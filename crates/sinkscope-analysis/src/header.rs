@@ -1,9 +1,10 @@
 //! The manifest blocks every run records about the tool, the model and its tokenizer, and the
 //! model's content hash: one definition for the CLI and the Python package.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sinkscope_io::tokenizer::BosPolicy;
+use sinkscope_schema::{ModelInfo, TokenizerInfo, ToolInfo};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -59,37 +60,63 @@ pub fn model_sha256(path: &Path) -> std::io::Result<String> {
 }
 
 /// The `tool` block of every manifest (`command_line`: this process's arguments).
+pub fn tool() -> ToolInfo {
+    ToolInfo {
+        name: Some("sinkscope".into()),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        command_line: std::env::args().collect(),
+        engine: Some(
+            "candle-core (CPU, f32 activations; quantised weights dequantised exactly to f32)".into(),
+        ),
+    }
+}
+
+/// [`tool`] as JSON (the form [`crate::profile::ManifestHeader`] holds).
 pub fn tool_info() -> Value {
-    json!({
-        "name": "sinkscope",
-        "version": env!("CARGO_PKG_VERSION"),
-        "command_line": std::env::args().collect::<Vec<_>>(),
-        "engine": "candle-core (CPU, f32 activations; quantised weights dequantised exactly to f32)",
-    })
+    as_json(&tool())
 }
 
 /// The `model` block of every manifest.
+pub fn model(files: &sinkscope_io::ModelFiles, sha: &str) -> ModelInfo {
+    ModelInfo {
+        path: Some(files.path.to_string_lossy().into_owned()),
+        format: serde_json::to_value(files.format).ok(),
+        sha256: Some(sha.to_string()),
+        family: serde_json::to_value(files.config.family).ok(),
+        config: serde_json::to_value(&files.config).ok(),
+        dtype_mix: files.dtype_mix().into_iter().map(|(k, n)| (k, Value::from(n))).collect(),
+    }
+}
+
+/// [`model`] as JSON.
 pub fn model_info(files: &sinkscope_io::ModelFiles, sha: &str) -> Value {
-    json!({
-        "path": files.path,
-        "format": files.format,
-        "sha256": sha,
-        "family": files.config.family,
-        "config": files.config,
-        "dtype_mix": files.dtype_mix(),
-    })
+    as_json(&model(files, sha))
 }
 
 /// The `tokenizer` block of every manifest.
-pub fn tokenizer_info(files: &sinkscope_io::ModelFiles, bos: BosPolicy) -> Value {
+pub fn tokenizer(files: &sinkscope_io::ModelFiles, bos: BosPolicy) -> TokenizerInfo {
     let t = &files.tokenizer;
-    json!({
-        "source": t.source(),
-        "vocab_size": t.vocab_size(),
-        "bos_policy": bos.as_str(),
-        "bos_token": t.bos_token(),
-        "bos_id": t.bos_id(),
-        "model_adds_bos": t.add_bos_default(),
-        "method": "ids = ([bos] if the policy prepends it) + encode(text, add_special_tokens=false); no chat template, no EOS",
-    })
+    TokenizerInfo {
+        source: Some(t.source().to_string()),
+        vocab_size: Some(t.vocab_size()),
+        bos_policy: Some(bos.as_str().to_string()),
+        bos_token: t.bos_token().map(str::to_string),
+        bos_id: t.bos_id().map(u64::from),
+        model_adds_bos: Some(t.add_bos_default()),
+        method: Some(
+            "ids = ([bos] if the policy prepends it) + encode(text, add_special_tokens=false); no chat template, no EOS"
+                .into(),
+        ),
+    }
+}
+
+/// [`tokenizer`] as JSON.
+pub fn tokenizer_info(files: &sinkscope_io::ModelFiles, bos: BosPolicy) -> Value {
+    as_json(&tokenizer(files, bos))
+}
+
+/// A manifest block as JSON (`null` if it cannot be; these blocks hold only strings,
+/// numbers and maps with string keys, so it always can).
+fn as_json(v: &impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }

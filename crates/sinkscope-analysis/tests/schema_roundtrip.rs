@@ -17,7 +17,10 @@ use sinkscope_analysis::profile::{
     run_profile, DataSource, ManifestHeader, NoProgress, ProfileInput, ProfileOptions, Progress,
 };
 use sinkscope_metrics::probe::{Pool, ProbeParams};
-use sinkscope_schema::{AblateFile, LensSummary, McSummary, MetricsFile, ProbeSummary, RunSummary};
+use sinkscope_schema::{
+    AblateFile, FirstToken, LensSummary, McSummary, MetricsFile, ModelInfo, ProbeSummary, RunSummary,
+    TokenizerInfo, ToolInfo,
+};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -30,14 +33,33 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
-fn header() -> ManifestHeader {
+/// The header the CLI and the Python package build (`sinkscope_analysis::header`).
+fn header(files: &sinkscope_io::ModelFiles) -> ManifestHeader {
+    use sinkscope_analysis::header::{model_info, tokenizer_info, tool_info};
     ManifestHeader {
-        tool: json!({"name": "test"}),
-        model: json!({}),
-        tokenizer: json!({}),
+        tool: tool_info(),
+        model: model_info(files, "0123"),
+        tokenizer: tokenizer_info(files, sinkscope_io::tokenizer::BosPolicy::Auto),
         load_s: 0.0,
         extra: Default::default(),
     }
+}
+
+/// The blocks of `manifest.json` that have a schema type (the rest of the manifest is
+/// assembled from free-form blocks: data source, options, conventions, timings, execution).
+fn check_manifest_blocks(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let block = |k: &str| m.get(k).unwrap_or_else(|| panic!("{}: no {k}", path.display()));
+    let fail = |k: &str, e: String| panic!("{}: {k}: {e}", path.display());
+    survives::<ToolInfo>(block("tool")).unwrap_or_else(|e| fail("tool", e));
+    survives::<ModelInfo>(block("model")).unwrap_or_else(|e| fail("model", e));
+    survives::<TokenizerInfo>(block("tokenizer")).unwrap_or_else(|e| fail("tokenizer", e));
+    if let Some(f) = m.get("first_token") {
+        survives::<FirstToken>(f).unwrap_or_else(|e| fail("first_token", e));
+    }
+    // The whole manifest parses into the reader's type.
+    sinkscope_schema::Manifest::load(&path).unwrap();
 }
 
 const TEXTS: [&str; 4] = [
@@ -121,10 +143,11 @@ fn every_written_file_is_its_schema_type() {
     // profile
     let out = out_dir("profile");
     let mut it = examples().into_iter();
-    run_profile(&model, &files, &opts, &header(), input(&mut it, TEXTS.len()), &out, &mut NoProgress)
+    run_profile(&model, &files, &opts, &header(&files), input(&mut it, TEXTS.len()), &out, &mut NoProgress)
         .unwrap();
     let metrics = out.join("metrics.json");
     check_file::<MetricsFile<RunSummary>>(&metrics);
+    check_manifest_blocks(&out);
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "");
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "/summary/correlations/bos_sink/lag1/per_prompt");
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "/heads");
@@ -137,13 +160,14 @@ fn every_written_file_is_its_schema_type() {
         &model,
         &files,
         &ProfileOptions::default(),
-        &header(),
+        &header(&files),
         input(&mut it, TEXTS.len()),
         &out,
         &mut NoProgress,
     )
     .unwrap();
     check_file::<MetricsFile<LensSummary>>(&out.join("metrics.json"));
+    check_manifest_blocks(&out);
     check_can_fail::<MetricsFile<LensSummary>>(&out.join("metrics.json"), "/summary");
 
     // probe
@@ -161,8 +185,9 @@ fn every_written_file_is_its_schema_type() {
         keep_features: false,
     };
     let mut it = labelled.into_iter();
-    run_probe(&model, &files, &popts, &header(), input(&mut it, 12), &out, &mut NoProgress).unwrap();
+    run_probe(&model, &files, &popts, &header(&files), input(&mut it, 12), &out, &mut NoProgress).unwrap();
     check_file::<MetricsFile<ProbeSummary>>(&out.join("metrics.json"));
+    check_manifest_blocks(&out);
     check_can_fail::<MetricsFile<ProbeSummary>>(&out.join("metrics.json"), "/summary/per_layer/0");
 
     // mc
@@ -177,8 +202,10 @@ fn every_written_file_is_its_schema_type() {
         .collect();
     let mc_input =
         McInput { source: DataSource::File(PathBuf::from("inline").into()), limit: None, items: &items };
-    run_mc(&model, &files, &ProfileOptions::default(), &header(), mc_input, &out, &mut NoProgress).unwrap();
+    run_mc(&model, &files, &ProfileOptions::default(), &header(&files), mc_input, &out, &mut NoProgress)
+        .unwrap();
     check_file::<MetricsFile<McSummary>>(&out.join("metrics.json"));
+    check_manifest_blocks(&out);
     check_can_fail::<MetricsFile<McSummary>>(&out.join("metrics.json"), "/summary/bootstrap");
 
     // ablate: every kind of entry (dose-response, one by one, the three dimension ablations)
@@ -194,7 +221,8 @@ fn every_written_file_is_its_schema_type() {
     };
     let mut progress = |_: &str| -> Box<dyn Progress> { Box::new(NoProgress) };
     let source = DataSource::File(PathBuf::from("inline").into());
-    run_ablate(&model, &files, &aopts, &header(), &examples(), &source, None, &out, &mut progress).unwrap();
+    run_ablate(&model, &files, &aopts, &header(&files), &examples(), &source, None, &out, &mut progress)
+        .unwrap();
     let ablate = out.join("ablate.json");
     check_file::<AblateFile>(&ablate);
     check_can_fail::<AblateFile>(&ablate, "/sun_mean_ablate/summary");
@@ -211,6 +239,7 @@ fn every_written_file_is_its_schema_type() {
         .collect();
     assert_eq!(runs.len(), 3 + 2 + 3, "{runs:?}");
     for r in runs {
-        check_file::<MetricsFile<RunSummary>>(&out.join(r).join("metrics.json"));
+        check_file::<MetricsFile<RunSummary>>(&out.join(&r).join("metrics.json"));
+        check_manifest_blocks(&out.join(r));
     }
 }
