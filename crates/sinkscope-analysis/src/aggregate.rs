@@ -144,7 +144,13 @@ pub const PROMPT_SCALARS: [&str; 6] = [
 ];
 
 /// The curves the phase rule reads, in [`PhaseCurves`] order.
-pub const PHASE_CURVES: [&str; 5] = ["bos_norm", "bos_ratio", "entropy_norm", "sink_rate", "mixing_score"];
+pub const PHASE_CURVES: [&str; 5] = [
+    Metric::BosNorm.name(),
+    Metric::BosRatio.name(),
+    Metric::EntropyNorm.name(),
+    Metric::SinkRate.name(),
+    Metric::MixingScore.name(),
+];
 
 /// The Mix–Compress–Refine phases of a set of curves looked up by name (`get` returns `L + 1`
 /// values; a curve it does not have counts as all missing).
@@ -176,7 +182,7 @@ pub fn prompt_scalars(
     let p = curve_phases(&|n| metrics.get(n).cloned(), n_layers, params)?;
     let empty = vec![None; n_layers + 1];
     let get = |n: &str| metrics.get(n).unwrap_or(&empty);
-    let bos = get("bos_norm");
+    let bos = get(Metric::BosNorm.name());
     let r = |y: &str, lag| -> std::result::Result<Option<f64>, MetricsError> {
         if get(y).len() != bos.len() {
             return Ok(None);
@@ -188,10 +194,10 @@ pub fn prompt_scalars(
         [
             p.map(|p| p.compress_start() as f64),
             p.and_then(|p| p.refine_start()).map(|l| l as f64),
-            r("entropy", 0)?,
-            r("entropy", 1)?,
-            r("sink_rate", 0)?,
-            r("sink_rate", 1)?,
+            r(Metric::Entropy.name(), 0)?,
+            r(Metric::Entropy.name(), 1)?,
+            r(Metric::SinkRate.name(), 0)?,
+            r(Metric::SinkRate.name(), 1)?,
         ],
     ))
 }
@@ -536,11 +542,12 @@ impl Aggregator {
     fn correlations(&self) -> Result<Correlations> {
         let agg = |source| AnalysisError::Aggregate { what: "correlations", source };
         let lagged = |y: &str, k0: usize, lag: usize| -> Result<LaggedCorrelation> {
-            let bos = self.mean_curve("bos_norm");
+            let bos = self.mean_curve(Metric::BosNorm.name());
             let r = corr_bos_lagged(&bos, &self.mean_curve(y), lag).map_err(agg)?;
             let mut reps: Vec<f64> = Vec::with_capacity(self.replicates());
             for b in 0..self.replicates() {
-                if let (Some(x), Some(yy)) = (self.replicate_curve("bos_norm", b), self.replicate_curve(y, b))
+                if let (Some(x), Some(yy)) =
+                    (self.replicate_curve(Metric::BosNorm.name(), b), self.replicate_curve(y, b))
                 {
                     if let Some(v) = corr_bos_lagged(&x, &yy, lag).map_err(agg)? {
                         reps.push(v);
@@ -660,11 +667,11 @@ impl Aggregator {
             })
             .collect();
 
-        let bos_ratio = self.mean_curve("bos_ratio");
-        let entropy_norm = self.mean_curve("entropy_norm");
+        let bos_ratio = self.mean_curve(Metric::BosRatio.name());
+        let entropy_norm = self.mean_curve(Metric::EntropyNorm.name());
         let massive = detect_massive_layers(
-            &self.mean_curve("mlp_bos_norm"),
-            &self.mean_curve("mlp_other_median"),
+            &self.mean_curve(Metric::MlpBosNorm.name()),
+            &self.mean_curve(Metric::MlpOtherMedian.name()),
             &bos_ratio,
             &self.opts.massive,
         )

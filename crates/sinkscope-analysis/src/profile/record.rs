@@ -119,9 +119,9 @@ impl PromptRecord {
         let empty = Vec::new();
         let get = |k: &str| metrics.get(k).unwrap_or(&empty);
         let massive_layers = detect_massive_layers(
-            get("mlp_bos_norm"),
-            get("mlp_other_median"),
-            get("bos_ratio"),
+            get(Metric::MlpBosNorm.name()),
+            get(Metric::MlpOtherMedian.name()),
+            get(Metric::BosRatio.name()),
             &opts.massive,
         )
         .map_err(|source| AnalysisError::Aggregate { what: "massive layers of a prompt", source })?
