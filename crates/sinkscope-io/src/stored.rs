@@ -55,10 +55,19 @@ impl SharedBytes {
     /// does nothing for bytes that are not a file mapping (dropping the pages of an owned
     /// buffer would zero it) or where `madvise` is not available.
     pub fn advise(&self, advice: PageAdvice) {
+        self.advise_part(0..self.range.len(), advice);
+    }
+
+    /// [`advise`](Self::advise) for bytes `part` of this view only (clamped to it).
+    pub fn advise_part(&self, part: Range<usize>, advice: PageAdvice) {
         if !self.mapped {
             return;
         }
-        advise_pages(self.bytes(), advice);
+        let bytes = self.bytes();
+        let end = part.end.min(bytes.len());
+        if let Some(b) = bytes.get(part.start.min(end)..end) {
+            advise_pages(b, advice);
+        }
     }
 }
 
@@ -99,6 +108,10 @@ impl SharedBytes {
         self.owner.as_ref().as_ref().get(self.range.clone()).unwrap_or_default()
     }
 }
+
+/// Bytes of a stored tensor scanned between two page advices at load (see
+/// [`StoredMatrix::finite_by_scales_then`]).
+const SCAN_CHUNK_BYTES: usize = 64 << 20;
 
 /// A `[n, k]` matrix whose rows stay in their stored format. Row `r` of the matrix is row
 /// `rows[r]` of the stored tensor (viewed as `[stored_rows, k]`).
@@ -262,7 +275,29 @@ impl StoredMatrix {
     /// blocks' f16 scales without dequantising (see [`finite_by_scales`]); `None` for the
     /// types whose scales do not decide it.
     pub fn finite_by_scales(&self) -> Option<bool> {
-        finite_by_scales(self.ty, self.bytes.bytes())
+        self.finite_by_scales_then(None)
+    }
+
+    /// [`finite_by_scales`](Self::finite_by_scales) read in chunks of about 64 MiB, advising
+    /// each chunk's pages with `after` once it is checked: with `DontNeed` a tensor larger
+    /// than memory (a 70B model's head) holds one chunk of pages at a time while it is scanned.
+    pub fn finite_by_scales_then(&self, after: Option<PageAdvice>) -> Option<bool> {
+        self.finite_by_scales_in(after, SCAN_CHUNK_BYTES)
+    }
+
+    fn finite_by_scales_in(&self, after: Option<PageAdvice>, chunk_bytes: usize) -> Option<bool> {
+        let bytes = self.bytes.bytes();
+        let ts = usize::try_from(self.ty.type_size()).ok().filter(|&t| t > 0)?;
+        let chunk = (chunk_bytes / ts).max(1) * ts;
+        let mut all = true;
+        for start in (0..bytes.len()).step_by(chunk) {
+            let end = (start + chunk).min(bytes.len());
+            all &= finite_by_scales(self.ty, bytes.get(start..end)?)?;
+            if let Some(advice) = after {
+                self.bytes.advise_part(start..end, advice);
+            }
+        }
+        Some(all)
     }
 
     /// Calls `f(flat_index_of_row_start, values)` for each stored row in stored order (not
@@ -271,12 +306,40 @@ impl StoredMatrix {
     ///
     /// # Errors
     /// As [`dequant_range`](Self::dequant_range).
-    pub fn for_each_stored_row(&self, mut f: impl FnMut(usize, &[f32])) -> Result<(), StoredError> {
+    pub fn for_each_stored_row(&self, f: impl FnMut(usize, &[f32])) -> Result<(), StoredError> {
+        self.for_each_stored_row_then(None, f)
+    }
+
+    /// [`for_each_stored_row`](Self::for_each_stored_row), advising the pages of every ~64 MiB
+    /// of rows with `after` once they are read (see
+    /// [`finite_by_scales_then`](Self::finite_by_scales_then)).
+    ///
+    /// # Errors
+    /// As [`dequant_range`](Self::dequant_range).
+    pub fn for_each_stored_row_then(
+        &self,
+        after: Option<PageAdvice>,
+        f: impl FnMut(usize, &[f32]),
+    ) -> Result<(), StoredError> {
+        self.for_each_stored_row_in(after, SCAN_CHUNK_BYTES, f)
+    }
+
+    fn for_each_stored_row_in(
+        &self,
+        after: Option<PageAdvice>,
+        chunk_bytes: usize,
+        mut f: impl FnMut(usize, &[f32]),
+    ) -> Result<(), StoredError> {
         let whole = StoredMatrix { rows: (0..self.stored_rows as u32).collect(), ..self.clone() };
         let mut buf = vec![0f32; self.k];
+        let per = (chunk_bytes / self.row_bytes.max(1)).max(1);
         for r in 0..self.stored_rows {
             whole.dequant_row(r, &mut buf)?;
             f(r * self.k, &buf);
+            if let Some(advice) = after.filter(|_| (r + 1) % per == 0 || r + 1 == self.stored_rows) {
+                let first = r / per * per;
+                self.bytes.advise_part(first * self.row_bytes..(r + 1) * self.row_bytes, advice);
+            }
         }
         Ok(())
     }
@@ -286,6 +349,41 @@ impl StoredMatrix {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The load-time scans over a file mapping, chunk by chunk with the pages of each chunk
+    /// dropped once read: the same values and the same answer as over an owned buffer (the
+    /// dropped pages are read again from the file when touched).
+    #[test]
+    fn chunked_scans_that_drop_pages_read_the_same_values() {
+        let (bytes, values) = q8_rows(12, 256);
+        let path = std::env::temp_dir().join(format!("sinkscope-stored-scan-{}.bin", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: the test's own file, not modified while mapped.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let len = bytes.len();
+        let mapped =
+            StoredMatrix::new(SharedBytes::mapped(Arc::new(map), 0..len).unwrap(), GgmlType::Q8_0, 12, 256)
+                .unwrap();
+        let owned =
+            StoredMatrix::new(SharedBytes::new(Arc::new(bytes), 0..len).unwrap(), GgmlType::Q8_0, 12, 256)
+                .unwrap();
+        // Chunks of 3 rows (816 bytes, not whole pages) and of 5 (the last one partial).
+        for chunk in [3 * 272, 5 * 272] {
+            for m in [&mapped, &owned] {
+                assert_eq!(m.finite_by_scales_in(Some(PageAdvice::DontNeed), chunk), Some(true));
+                let mut seen = Vec::new();
+                m.for_each_stored_row_in(Some(PageAdvice::DontNeed), chunk, |at, row| {
+                    assert_eq!(at, seen.len());
+                    seen.extend_from_slice(row);
+                })
+                .unwrap();
+                assert_eq!(seen, values);
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 
     fn q8_rows(rows: usize, k: usize) -> (Vec<u8>, Vec<f32>) {
         // Q8_0: f16 scale then 32 i8 values per block.

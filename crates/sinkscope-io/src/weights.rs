@@ -655,15 +655,16 @@ pub fn load_weights_with(
                     // the tensor need not be dequantised (a 70B model's load would otherwise
                     // dequantise every weight once). Otherwise every value is scanned, which
                     // gives the counts and the first index that a broken tensor is cited with.
-                    if matrix.finite_by_scales() != Some(true) {
+                    let after = stream.then_some(crate::stored::PageAdvice::DontNeed);
+                    if matrix.finite_by_scales_then(after) != Some(true) {
                         let mut scan = NonFiniteScan::new(&name);
-                        matrix.for_each_stored_row(|at, row| scan.push(at, row)).map_err(|e| {
-                            IoError::BadTensor {
+                        matrix.for_each_stored_row_then(after, |at, row| scan.push(at, row)).map_err(
+                            |e| IoError::BadTensor {
                                 path: path.clone(),
                                 name: name.clone(),
                                 reason: e.to_string(),
-                            }
-                        })?;
+                            },
+                        )?;
                         if let Some(nf) = scan.finish() {
                             set.non_finite.push(nf);
                         }
