@@ -388,7 +388,7 @@ pub fn run_lens(
     let base =
         |status: &str| crate::profile::manifest_base("lens", status, header, &data, &options, &conventions);
     let lines_path = out.join("prompts.jsonl");
-    let running = base("running");
+    let running = base("running")?;
     // One prompt per pass (the per-prompt work here is not the forward pass), or a chunk of
     // prompts per call when the model streams its layers.
     let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), 0);
@@ -430,20 +430,17 @@ pub fn run_lens(
     let metrics = agg.finish();
     crate::profile::write_json(&out.join("metrics.json"), &metrics)?;
     let model_ppl = metrics.summary.model_ppl;
-    let mut manifest = base("complete");
-    if let Some(m) = manifest.as_object_mut() {
-        m.insert("n_prompts".into(), json!(agg.n_prompts()));
-        m.insert("n_tokens".into(), json!(n_tokens));
-        m.insert(
-            "timings".into(),
-            json!({
-                "load_s": header.load_s,
-                "run_s": run_s,
-                "tokens_per_s": n_tokens as f64 / run_s.max(1e-9),
-                "peak_rss_mib": crate::profile::peak_rss_mib(),
-            }),
-        );
-    }
+    let manifest = sinkscope_schema::Manifest {
+        n_prompts: Some(agg.n_prompts()),
+        n_tokens: Some(n_tokens),
+        timings: crate::profile::object(&json!({
+            "load_s": header.load_s,
+            "run_s": run_s,
+            "tokens_per_s": n_tokens as f64 / run_s.max(1e-9),
+            "peak_rss_mib": crate::profile::peak_rss_mib(),
+        })),
+        ..base("complete")?
+    };
     crate::profile::write_json(&manifest_path, &manifest)?;
     Ok(LensSummary { n_prompts: agg.n_prompts(), n_tokens, run_s, model_ppl })
 }

@@ -351,7 +351,7 @@ pub fn run_mc(
     let base =
         |status: &str| crate::profile::manifest_base("mc", status, header, &data, &options, &conventions);
     let lines_path = out.join("prompts.jsonl");
-    let running = base("running");
+    let running = base("running")?;
     let run = crate::runner::PromptRun {
         files,
         opts,
@@ -390,15 +390,14 @@ pub fn run_mc(
     let run_s = ran.elapsed.as_secs_f64();
     let metrics = agg.finish();
     crate::profile::write_json(&out.join("metrics.json"), &metrics)?;
-    let mut manifest = base("complete");
-    if let Some(m) = manifest.as_object_mut() {
-        m.insert("n_prompts".into(), json!(agg.n_items()));
-        m.insert("n_tokens".into(), json!(ran.n_tokens));
-        m.insert(
-            "timings".into(),
-            json!({"load_s": header.load_s, "run_s": run_s, "peak_rss_mib": crate::profile::peak_rss_mib()}),
-        );
-    }
+    let manifest = sinkscope_schema::Manifest {
+        n_prompts: Some(agg.n_items()),
+        n_tokens: Some(ran.n_tokens),
+        timings: crate::profile::object(
+            &json!({"load_s": header.load_s, "run_s": run_s, "peak_rss_mib": crate::profile::peak_rss_mib()}),
+        ),
+        ..base("complete")?
+    };
     crate::profile::write_json(&manifest_path, &manifest)?;
     Ok(McSummary {
         n_items: agg.n_items(),

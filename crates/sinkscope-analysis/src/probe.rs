@@ -240,7 +240,7 @@ pub fn run_probe(
     // 1. Features, one forward pass per sentence, streamed to disk.
     let feat_path = out.join(FEATURES_FILE);
     let lines_path = out.join("prompts.jsonl");
-    let running = base("running");
+    let running = base("running")?;
     let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), input.pack_tokens);
     let run = crate::runner::PromptRun {
         files,
@@ -301,22 +301,19 @@ pub fn run_probe(
     // once over all shards' rows: a fit on a shard's subset would be thrown away (and may not
     // even have enough sentences per fold).
     if crate::shard::is_shard(header) {
-        let mut manifest = base("complete");
-        if let Some(m) = manifest.as_object_mut() {
-            m.insert("n_prompts".into(), json!(n));
-            m.insert("n_tokens".into(), json!(n_tokens));
-            m.insert(
-                "timings".into(),
-                json!({"load_s": header.load_s, "extract_s": extract_s,
-                       "tokens_per_s": n_tokens as f64 / extract_s.max(1e-9),
-                       "peak_rss_mib": crate::profile::peak_rss_mib()}),
-            );
-            m.insert(
-                "features".into(),
-                json!({"file": FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE",
-                       "note": "a shard: the probes are fit by `sinkscope merge` over all shards"}),
-            );
-        }
+        let mut manifest = sinkscope_schema::Manifest {
+            n_prompts: Some(n),
+            n_tokens: Some(n_tokens),
+            timings: crate::profile::object(&json!({"load_s": header.load_s, "extract_s": extract_s,
+                   "tokens_per_s": n_tokens as f64 / extract_s.max(1e-9),
+                   "peak_rss_mib": crate::profile::peak_rss_mib()})),
+            ..base("complete")?
+        };
+        manifest.extra.insert(
+            "features".into(),
+            json!({"file": FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE",
+                   "note": "a shard: the probes are fit by `sinkscope merge` over all shards"}),
+        );
         write_json(&manifest_path, &manifest)?;
         return Ok(ProbeSummary { n_samples: n, layers: Vec::new(), extract_s, fit_s: 0.0 });
     }
@@ -329,22 +326,21 @@ pub fn run_probe(
         let _ = std::fs::remove_file(&feat_path);
     }
     write_json(&out.join("metrics.json"), &metrics_json(n_layers, &layers, opts))?;
-    let mut manifest = base("complete");
-    if let Some(m) = manifest.as_object_mut() {
-        m.insert("n_prompts".into(), json!(n));
-        m.insert("n_tokens".into(), json!(n_tokens));
-        m.insert(
-            "timings".into(),
-            json!({"load_s": header.load_s, "extract_s": extract_s, "fit_s": fit_s,
-                   "tokens_per_s": n_tokens as f64 / extract_s.max(1e-9),
-                   "peak_rss_mib": crate::profile::peak_rss_mib()}),
+    let mut manifest = sinkscope_schema::Manifest {
+        n_prompts: Some(n),
+        n_tokens: Some(n_tokens),
+        timings: crate::profile::object(
+            &json!({"load_s": header.load_s, "extract_s": extract_s, "fit_s": fit_s,
+               "tokens_per_s": n_tokens as f64 / extract_s.max(1e-9),
+               "peak_rss_mib": crate::profile::peak_rss_mib()}),
+        ),
+        ..base("complete")?
+    };
+    if opts.keep_features {
+        manifest.extra.insert(
+            "features".into(),
+            json!({"file": FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE"}),
         );
-        if opts.keep_features {
-            m.insert(
-                "features".into(),
-                json!({"file": FEATURES_FILE, "layout": "[sentence][layer][d] f32 LE"}),
-            );
-        }
     }
     write_json(&manifest_path, &manifest)?;
     Ok(ProbeSummary { n_samples: n, layers, extract_s, fit_s })

@@ -15,7 +15,6 @@ use crate::profile::{prepare, run_ordered, write_json, Prepared, ProfileOptions,
 use crate::resume::{check_manifest, open_lines, read_finished, Finished};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 use sinkscope_io::ModelFiles;
 use std::io::Write;
 use std::path::Path;
@@ -92,7 +91,7 @@ pub struct PromptRun<'a> {
     pub manifest_path: &'a Path,
     /// The manifest with `"status": "running"` (written before the first prompt; compared
     /// with the folder's when resuming).
-    pub manifest: &'a Value,
+    pub manifest: &'a sinkscope_schema::Manifest,
     /// The JSONL result file.
     pub lines_path: &'a Path,
     /// Packs run at the same time (1: on the calling thread).
@@ -134,7 +133,8 @@ pub fn run_prompts<J: Send, D: Send, R: PromptLine>(
     progress: &mut dyn Progress,
 ) -> Result<Ran> {
     let lines_path = run.lines_path;
-    let resumable = run.opts.resume && check_manifest(run.manifest_path, run.manifest)?;
+    let resumable =
+        run.opts.resume && check_manifest(run.manifest_path, &serde_json::to_value(run.manifest)?)?;
     let mut done: Finished<R> = match resumable {
         true => read_finished(lines_path)?,
         false => Finished::none(),

@@ -19,6 +19,7 @@
 use crate::error::{AnalysisError, Result};
 use crate::profile::{write_json, ProfileOptions};
 use serde_json::{json, Value};
+use sinkscope_schema::Manifest;
 pub use sinkscope_schema::ShardInfo;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -463,28 +464,22 @@ pub fn merge_runs(runs: &[PathBuf], out: &Path, opts: &MergeOptions) -> Result<M
             ));
         }
     }
-    if let Some(m) = manifest.as_object_mut() {
-        m.remove(SHARD_KEY);
-        m.remove("memory");
-        m.remove("timings");
-        m.insert("status".into(), json!("complete"));
-        m.insert("tool".into(), opts.tool.clone());
-        m.insert("n_prompts".into(), json!(n_prompts));
-        m.insert("n_tokens".into(), json!(n_tokens));
-        m.insert(
-            "merged_from".into(),
-            Value::Array(
-                shards
-                    .iter()
-                    .map(|s| {
-                        json!({"path": s.dir, "shard": s.manifest[SHARD_KEY], "timings": s.manifest["timings"],
-                               "memory": s.manifest["memory"], "command_line": s.manifest["tool"]["command_line"]})
-                    })
-                    .collect(),
-            ),
-        );
-        m.insert("timings".into(), json!({"merge_s": t0.elapsed().as_secs_f64()}));
-    }
+    let merged_from: Vec<Value> = shards
+        .iter()
+        .map(|s| {
+            json!({"path": s.dir, "shard": s.manifest[SHARD_KEY], "timings": s.manifest["timings"],
+                   "memory": s.manifest["memory"], "command_line": s.manifest["tool"]["command_line"]})
+        })
+        .collect();
+    let mut manifest: Manifest = serde_json::from_value(manifest)?;
+    manifest.shard = None;
+    manifest.extra.remove("memory");
+    manifest.status = Some("complete".into());
+    manifest.tool = serde_json::from_value(opts.tool.clone())?;
+    manifest.n_prompts = Some(n_prompts);
+    manifest.n_tokens = Some(n_tokens);
+    manifest.extra.insert("merged_from".into(), Value::Array(merged_from));
+    manifest.timings = crate::profile::object(&json!({"merge_s": t0.elapsed().as_secs_f64()}));
     write_json(&out.join("manifest.json"), &manifest)?;
     Ok(Merged { kind, n_shards: shards.len(), n_prompts })
 }

@@ -512,43 +512,65 @@ pub struct LayerValue {
 // ---------------------------------------------------------------------------------------
 
 /// `manifest.json`: what was run, on what, how, and with which conventions.
+///
+/// The writers serialise this type; a field that is `None` (or an empty `timings`) is left
+/// out of the file. Blocks that only some runs have and that this type does not name
+/// (`memory`, `features`, `merged_from`, and any block a caller adds to the header) are kept
+/// in [`Manifest::extra`], so reading and writing a manifest loses nothing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The command that wrote the folder (`profile`, `ablate`, ...).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// `running` while the run goes, `complete` when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The tool and its command line.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolInfo>,
     /// The model.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelInfo>,
     /// The tokenizer and BOS policy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerInfo>,
-    /// The token at position 0.
-    #[serde(default)]
+    /// The token at position 0 (profile runs, once finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_token: Option<FirstToken>,
     /// Where the prompts came from (kept as JSON: its shape depends on the source).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
-    /// Every threshold and parameter (`epsilon`, `tau`, `top_k`, ...).
+    /// Every threshold and parameter (`epsilon`, `tau`, `top_k`, ...; kept as JSON by name:
+    /// each kind of run has its own).
     #[serde(default)]
     pub options: BTreeMap<String, Value>,
     /// Every convention, by name (`layer_index`, `entropy_norm`, `std`, ...).
     #[serde(default)]
     pub conventions: BTreeMap<String, Value>,
     /// Number of prompts.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_prompts: Option<usize>,
     /// Total number of tokens.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_tokens: Option<usize>,
-    /// Timings and memory (kept as JSON numbers by name).
-    #[serde(default)]
+    /// Number of prompts that were cut (`--max-tokens`, `--truncate`; profile runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_truncated: Option<usize>,
+    /// How the run was executed (workers, pack size, kernel, `stream_layers`; kept as JSON by
+    /// name). None of it changes a result byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<BTreeMap<String, Value>>,
+    /// The shard this run holds (`--shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// Timings and memory (kept as JSON numbers by name; each kind of run has its own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timings: BTreeMap<String, Value>,
+    /// Every other block, by name (`memory`, `features`, `merged_from`, ...).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// `manifest.tool`.

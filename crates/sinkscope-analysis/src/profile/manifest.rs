@@ -149,24 +149,40 @@ pub(crate) fn data_block(source: &DataSource, limit: Option<usize>, opts: &Profi
     }
 }
 
+/// A JSON object as the schema's map of named blocks (empty for anything else).
+pub(crate) fn object(v: &Value) -> BTreeMap<String, Value> {
+    v.as_object().map(|m| m.iter().map(|(k, x)| (k.clone(), x.clone())).collect()).unwrap_or_default()
+}
+
+/// A header block (`tool`, `model`, `tokenizer`) as its schema type.
+fn header_block<T: serde::de::DeserializeOwned>(v: &Value) -> Result<Option<T>> {
+    Ok(serde_json::from_value(v.clone())?)
+}
+
 /// Adds the header's further blocks to a manifest; an `execution` block's fields join the
-/// manifest's own `execution` block (e.g. how the layers were held).
-fn merge_extra(v: &mut Value, header: &ManifestHeader) {
-    let Some(m) = v.as_object_mut() else { return };
+/// manifest's own `execution` block (e.g. how the layers were held), a `shard` block is the
+/// manifest's [`sinkscope_schema::ShardInfo`], any other is kept by name.
+fn merge_extra(m: &mut Manifest, header: &ManifestHeader) -> Result<()> {
     for (k, x) in &header.extra {
-        match (m.get_mut(k.as_str()).and_then(Value::as_object_mut), x.as_object()) {
-            (Some(own), Some(more)) if k == "execution" => {
+        match (k.as_str(), m.execution.as_mut(), x.as_object()) {
+            ("execution", Some(own), Some(more)) => {
                 own.extend(more.iter().map(|(a, b)| (a.clone(), b.clone())));
             }
+            ("execution", _, _) => m.execution = serde_json::from_value(x.clone())?,
+            (crate::shard::SHARD_KEY, _, _) => m.shard = serde_json::from_value(x.clone())?,
             _ => {
-                m.insert(k.clone(), x.clone());
+                m.extra.insert(k.clone(), x.clone());
             }
         }
     }
+    Ok(())
 }
 
 /// The manifest of a profile run in `status` (`running` or, before the final blocks are
 /// added, `complete`).
+///
+/// # Errors
+/// A header block that is not of its schema type.
 pub(crate) fn profile_manifest(
     opts: &ProfileOptions,
     header: &ManifestHeader,
@@ -174,33 +190,36 @@ pub(crate) fn profile_manifest(
     limit: Option<usize>,
     (workers, pack_tokens): (usize, usize),
     status: &str,
-) -> Value {
-    let mut v = json!({
-        "schema_version": SCHEMA_VERSION,
-        "kind": "profile",
-        "status": status,
-        "tool": header.tool,
-        "model": header.model,
-        "tokenizer": header.tokenizer,
-        "data": data_block(source, limit, opts),
-        "options": opts.to_json(),
-        "execution": {
-            "prompt_workers": workers.max(1),
-            "pack_tokens": pack_tokens,
-            "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
-            "packed_matmul": sinkscope_model::layers::gemm::available(),
-            "kernel_path": sinkscope_model::layers::gemm::kernel_path().map(|p| p.name()),
-            "kernel_path_note": sinkscope_model::layers::gemm::kernel_path_note(),
-            "order": "consecutive prompts run together in packs of at most pack_tokens tokens (bit-identical to one pass per prompt); packs run concurrently on prompt_workers threads; records are written in input order",
-        },
-        "conventions": conventions(),
+) -> Result<Manifest> {
+    let execution = json!({
+        "prompt_workers": workers.max(1),
+        "pack_tokens": pack_tokens,
+        "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+        "packed_matmul": sinkscope_model::layers::gemm::available(),
+        "kernel_path": sinkscope_model::layers::gemm::kernel_path().map(|p| p.name()),
+        "kernel_path_note": sinkscope_model::layers::gemm::kernel_path_note(),
+        "order": "consecutive prompts run together in packs of at most pack_tokens tokens (bit-identical to one pass per prompt); packs run concurrently on prompt_workers threads; records are written in input order",
     });
-    merge_extra(&mut v, header);
-    v
+    let mut m = manifest_base(
+        "profile",
+        status,
+        header,
+        &data_block(source, limit, opts),
+        &opts.to_json(),
+        &conventions(),
+    )?;
+    // The header's execution fields (taken by `manifest_base`) join the run's own.
+    let mut own = object(&execution);
+    own.extend(m.execution.take().unwrap_or_default());
+    m.execution = Some(own);
+    Ok(m)
 }
 
 /// The common blocks of every run manifest (`lens`, `probe`, ...): schema version, kind,
 /// status, the caller's header blocks (and its extras), data source, options, conventions.
+///
+/// # Errors
+/// A header block that is not of its schema type.
 pub(crate) fn manifest_base(
     kind: &str,
     status: &str,
@@ -208,18 +227,19 @@ pub(crate) fn manifest_base(
     data: &Value,
     options: &Value,
     conventions: &Value,
-) -> Value {
-    let mut v = json!({
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind,
-        "status": status,
-        "tool": header.tool,
-        "model": header.model,
-        "tokenizer": header.tokenizer,
-        "data": data,
-        "options": options,
-        "conventions": conventions,
-    });
-    merge_extra(&mut v, header);
-    v
+) -> Result<Manifest> {
+    let mut m = Manifest {
+        schema_version: SCHEMA_VERSION,
+        kind: Some(kind.to_string()),
+        status: Some(status.to_string()),
+        tool: header_block(&header.tool)?,
+        model: header_block(&header.model)?,
+        tokenizer: header_block(&header.tokenizer)?,
+        data: Some(data.clone()),
+        options: object(options),
+        conventions: object(conventions),
+        ..Manifest::default()
+    };
+    merge_extra(&mut m, header)?;
+    Ok(m)
 }

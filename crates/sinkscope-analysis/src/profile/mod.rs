@@ -25,7 +25,7 @@ use sinkscope_metrics::norms::TopActivation;
 use sinkscope_metrics::values::SinkValueStats;
 use sinkscope_metrics::{AttentionParams, HeadClass, LayerAttention, LayerMetrics, MetricsError};
 use sinkscope_model::{ForwardCtx, Model};
-use sinkscope_schema::Metric;
+use sinkscope_schema::{Manifest, Metric};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ mod options;
 mod record;
 
 pub use manifest::{conventions, peak_rss_mib, process_cpu_s, DataSource, FileSource, ManifestHeader};
-pub(crate) use manifest::{data_block, manifest_base, profile_manifest, write_json};
+pub(crate) use manifest::{data_block, manifest_base, object, profile_manifest, write_json};
 pub use options::{FirstTokenSpec, ProfileOptions};
 pub use record::{first_token, FirstToken, HeadRecord, PromptPhases, PromptRecord};
 
@@ -604,8 +604,8 @@ pub(crate) fn is_complete_run(
 ) -> Result<bool> {
     use crate::runner::PromptLine;
     let manifest_path = out.join("manifest.json");
-    let expected = profile_manifest(opts, header, source, limit, (1, DEFAULT_PACK_TOKENS), "complete");
-    if !crate::resume::check_manifest(&manifest_path, &expected)? {
+    let expected = profile_manifest(opts, header, source, limit, (1, DEFAULT_PACK_TOKENS), "complete")?;
+    if !crate::resume::check_manifest(&manifest_path, &serde_json::to_value(&expected)?)? {
         return Ok(false);
     }
     let status = std::fs::read_to_string(&manifest_path)
@@ -658,7 +658,7 @@ pub fn run_profile(
     let mut sink =
         ProfileSink { agg: Aggregator::new(model.config.n_layers, model.config.n_heads, opts.clone()) };
     let cpu0 = process_cpu_s();
-    let running = base("running");
+    let running = base("running")?;
     let (workers, pack_tokens) = crate::pack::schedule(model, input.workers.max(1), input.pack_tokens);
     let run = crate::runner::PromptRun {
         files,
@@ -693,15 +693,12 @@ pub fn run_profile(
     let tokens_per_s = n_tokens as f64 / run_s.max(1e-9);
     let peak = peak_rss_mib();
     let cpu_s = process_cpu_s().zip(cpu0).map(|(b, a)| b - a);
-    let mut manifest = base("complete");
-    if let Some(m) = manifest.as_object_mut() {
-        m.insert("first_token".into(), agg.first_token_json());
-        m.insert("n_prompts".into(), json!(n_prompts));
-        m.insert("n_tokens".into(), json!(n_tokens));
-        m.insert("n_truncated".into(), json!(agg.n_truncated()));
-        m.insert(
-            "timings".into(),
-            json!({
+    let manifest = Manifest {
+        first_token: agg.first_token(),
+        n_prompts: Some(n_prompts),
+        n_tokens: Some(n_tokens),
+        n_truncated: Some(agg.n_truncated()),
+        timings: object(&json!({
                 "load_s": header.load_s,
                 "run_s": run_s,
                 "aggregate_s": aggregate_s,
@@ -711,9 +708,9 @@ pub fn run_profile(
                 "cpu_s": cpu_s,
                 "tokens_per_cpu_s": cpu_s.filter(|&c| c > 0.0).map(|c| n_tokens as f64 / c),
                 "cpu_source": "user + system time of all threads during the prompts and aggregation (/proc/self/stat); unlike tokens_per_s it does not depend on other load on the machine",
-            }),
-        );
-    }
+        })),
+        ..base("complete")?
+    };
     write_json(&manifest_path, &manifest)?;
     Ok(ProfileSummary {
         n_prompts,
