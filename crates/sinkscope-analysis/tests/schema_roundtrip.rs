@@ -129,6 +129,29 @@ fn check_manifest(dir: &Path) {
     }
 }
 
+/// `prompts.jsonl`: its lines are written by each kind of run's own record type (in
+/// `sinkscope-analysis`), and read by the schema's tolerant `PromptRecord`. Every line parses,
+/// and every field the reader declares and the line has comes back the same.
+fn check_prompts(dir: &Path) {
+    let path = dir.join("prompts.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(text.lines().count() > 0, "{}: empty", path.display());
+    for (i, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let rec: sinkscope_schema::PromptRecord = serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("{} line {}: does not parse: {e}", path.display(), i + 1));
+        let back = serde_json::to_value(&rec).unwrap();
+        let mut common = 0;
+        for (k, x) in back.as_object().unwrap() {
+            if let Some(y) = v.get(k) {
+                assert_eq!(x, y, "{} line {}: {k} differs after the reader's type", path.display(), i + 1);
+                common += 1;
+            }
+        }
+        assert!(common >= 4, "{} line {}: the reader knows only {common} fields", path.display(), i + 1);
+    }
+}
+
 #[test]
 fn every_written_file_is_its_schema_type() {
     let (files, model) =
@@ -144,6 +167,7 @@ fn every_written_file_is_its_schema_type() {
     let metrics = out.join("metrics.json");
     check_file::<MetricsFile<RunSummary>>(&metrics);
     check_manifest(&out);
+    check_prompts(&out);
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "");
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "/summary/correlations/bos_sink/lag1/per_prompt");
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "/heads");
@@ -164,6 +188,7 @@ fn every_written_file_is_its_schema_type() {
     .unwrap();
     check_file::<MetricsFile<LensSummary>>(&out.join("metrics.json"));
     check_manifest(&out);
+    check_prompts(&out);
     check_can_fail::<MetricsFile<LensSummary>>(&out.join("metrics.json"), "/summary");
 
     // probe
@@ -184,6 +209,7 @@ fn every_written_file_is_its_schema_type() {
     run_probe(&model, &files, &popts, &header(&files), input(&mut it, 12), &out, &mut NoProgress).unwrap();
     check_file::<MetricsFile<ProbeSummary>>(&out.join("metrics.json"));
     check_manifest(&out);
+    check_prompts(&out);
     check_can_fail::<MetricsFile<ProbeSummary>>(&out.join("metrics.json"), "/summary/per_layer/0");
 
     // mc
@@ -202,6 +228,7 @@ fn every_written_file_is_its_schema_type() {
         .unwrap();
     check_file::<MetricsFile<McSummary>>(&out.join("metrics.json"));
     check_manifest(&out);
+    check_prompts(&out);
     check_can_fail::<MetricsFile<McSummary>>(&out.join("metrics.json"), "/summary/bootstrap");
 
     // ablate: every kind of entry (dose-response, one by one, the three dimension ablations)
@@ -236,6 +263,7 @@ fn every_written_file_is_its_schema_type() {
     assert_eq!(runs.len(), 3 + 2 + 3, "{runs:?}");
     for r in runs {
         check_file::<MetricsFile<RunSummary>>(&out.join(&r).join("metrics.json"));
-        check_manifest(&out.join(r));
+        check_manifest(&out.join(&r));
+        check_prompts(&out.join(&r));
     }
 }
