@@ -444,11 +444,8 @@ impl Aggregator {
     /// whether every prompt starts with the same token (`None` before any prompt).
     pub fn first_token(&self) -> Option<sinkscope_schema::FirstToken> {
         self.first.as_ref().map(|f| sinkscope_schema::FirstToken {
-            id: Some(u64::from(f.id)),
-            token: f.token.clone(),
-            is_bos: Some(f.is_bos),
-            bos_prepended: Some(f.bos_prepended),
             same_for_all_prompts: Some(self.first_same),
+            ..f.clone()
         })
     }
 

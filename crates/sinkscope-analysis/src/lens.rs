@@ -10,7 +10,6 @@
 use crate::aggregate::Running;
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sinkscope_metrics::lens::{next_token_nll, LensAccumulator, LensStats};
 use sinkscope_metrics::Matrix;
@@ -154,79 +153,48 @@ impl crate::pack::HookSet for LensCollector<'_> {
     }
 }
 
-/// One line of a lens run's `prompts.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LensRecord {
-    /// Prompt id.
-    pub id: String,
-    /// Tokens run.
-    pub n_tokens: usize,
-    /// Token ids.
-    pub token_ids: Vec<u32>,
-    /// The token at position 0.
-    pub first_token: crate::profile::FirstToken,
-    /// `logit_lens_nll`, `logit_lens_ppl`, `logit_lens_top1`, L + 1 values each.
-    pub metrics: BTreeMap<String, Vec<Option<f64>>>,
-    /// The model's own mean next-token NLL.
-    pub model_nll: Option<f64>,
-    /// The sums behind the token-weighted summary (so that the aggregate is computed from
-    /// the records alone, and a resumed run equals an uninterrupted one).
-    pub totals: LensTotals,
-}
+pub use sinkscope_schema::{LensRecord, LensTotals};
 
-/// Per-prompt sums of a lens record: what the token-weighted aggregate adds up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LensTotals {
-    /// Predictions scored, `T − 1`.
-    pub n_predicted: usize,
-    /// Sum of the per-position NLLs at each layer l = 0..L.
-    pub nll_sum: Vec<f64>,
-    /// Correct top-1 predictions at each layer l = 0..L.
-    pub n_correct: Vec<usize>,
-    /// Sum of the model's own per-position NLLs.
-    pub model_nll_sum: f64,
-    /// The model's own correct top-1 predictions.
-    pub model_n_correct: usize,
-}
-
-impl LensTotals {
-    fn stats(n: usize, nll_sum: f64, n_correct: usize) -> LensStats {
-        let nll = (n > 0).then(|| nll_sum / n as f64);
-        LensStats {
-            nll,
-            ppl: nll.map(f64::exp),
-            top1_accuracy: (n > 0).then(|| n_correct as f64 / n as f64),
-            per_position: Vec::new(),
-            nll_sum,
-            n_tokens: n,
-            n_correct,
-        }
+/// The statistics of `n` predictions with these sums (what a [`LensTotals`] adds up).
+fn totals_stats(n: usize, nll_sum: f64, n_correct: usize) -> LensStats {
+    let nll = (n > 0).then(|| nll_sum / n as f64);
+    LensStats {
+        nll,
+        ppl: nll.map(f64::exp),
+        top1_accuracy: (n > 0).then(|| n_correct as f64 / n as f64),
+        per_position: Vec::new(),
+        nll_sum,
+        n_tokens: n,
+        n_correct,
     }
 }
 
-impl LensRecord {
-    /// Builds the record of one prompt.
-    pub fn new(id: &str, ids: &[u32], first_token: crate::profile::FirstToken, lens: &PromptLens) -> Self {
-        let curve = |f: &dyn Fn(&LensStats) -> Option<f64>| lens.layers.iter().map(f).collect::<Vec<_>>();
-        let mut metrics = BTreeMap::new();
-        metrics.insert("logit_lens_nll".to_string(), curve(&|s| s.nll));
-        metrics.insert("logit_lens_ppl".to_string(), curve(&|s| s.ppl));
-        metrics.insert("logit_lens_top1".to_string(), curve(&|s| s.top1_accuracy));
-        LensRecord {
-            id: id.to_string(),
-            n_tokens: ids.len(),
-            token_ids: ids.to_vec(),
-            first_token,
-            metrics,
-            model_nll: lens.model.nll,
-            totals: LensTotals {
-                n_predicted: lens.model.n_tokens,
-                nll_sum: lens.layers.iter().map(|s| s.nll_sum).collect(),
-                n_correct: lens.layers.iter().map(|s| s.n_correct).collect(),
-                model_nll_sum: lens.model.nll_sum,
-                model_n_correct: lens.model.n_correct,
-            },
-        }
+/// Builds the lens record of one prompt.
+pub fn lens_record(
+    id: &str,
+    ids: &[u32],
+    first_token: crate::profile::FirstToken,
+    lens: &PromptLens,
+) -> LensRecord {
+    let curve = |f: &dyn Fn(&LensStats) -> Option<f64>| lens.layers.iter().map(f).collect::<Vec<_>>();
+    let mut metrics = BTreeMap::new();
+    metrics.insert("logit_lens_nll".to_string(), curve(&|s| s.nll));
+    metrics.insert("logit_lens_ppl".to_string(), curve(&|s| s.ppl));
+    metrics.insert("logit_lens_top1".to_string(), curve(&|s| s.top1_accuracy));
+    LensRecord {
+        id: id.to_string(),
+        n_tokens: ids.len(),
+        token_ids: ids.to_vec(),
+        first_token,
+        metrics,
+        model_nll: lens.model.nll,
+        totals: LensTotals {
+            n_predicted: lens.model.n_tokens,
+            nll_sum: lens.layers.iter().map(|s| s.nll_sum).collect(),
+            n_correct: lens.layers.iter().map(|s| s.n_correct).collect(),
+            model_nll_sum: lens.model.nll_sum,
+            model_n_correct: lens.model.n_correct,
+        },
     }
 }
 
@@ -293,9 +261,9 @@ impl LensAggregator {
             }
         }
         for ((acc, nll_sum), n_correct) in self.weighted.iter_mut().zip(&t.nll_sum).zip(&t.n_correct) {
-            acc.add(&LensTotals::stats(t.n_predicted, *nll_sum, *n_correct));
+            acc.add(&totals_stats(t.n_predicted, *nll_sum, *n_correct));
         }
-        self.model.add(&LensTotals::stats(t.n_predicted, t.model_nll_sum, t.model_n_correct));
+        self.model.add(&totals_stats(t.n_predicted, t.model_nll_sum, t.model_n_correct));
         self.n_prompts += 1;
         Ok(())
     }
@@ -415,7 +383,7 @@ pub fn run_lens(
             let lens = lens_pack(model, &prompts);
             jobs.iter()
                 .zip(lens)
-                .map(|((id, ids, first), l)| Ok(LensRecord::new(id, ids, first.clone(), &l?)))
+                .map(|((id, ids, first), l)| Ok(lens_record(id, ids, first.clone(), &l?)))
                 .collect()
         },
         &mut sink,

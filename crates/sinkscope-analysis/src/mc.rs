@@ -15,7 +15,6 @@ use crate::aggregate::Running;
 use crate::datasets::{Example, McItem};
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_metrics::bootstrap::PoissonBootstrap;
@@ -98,26 +97,7 @@ pub fn choice_loglik(model: &Model, id: &str, ids: &[u32], start: usize) -> Resu
         .collect()
 }
 
-/// One line of an `mc` run's `prompts.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct McRecord {
-    /// Item id.
-    pub id: String,
-    /// Tokens of the context.
-    pub n_tokens: usize,
-    /// The context's token ids (BOS included when prepended).
-    pub token_ids: Vec<u32>,
-    /// The token at position 0.
-    pub first_token: crate::profile::FirstToken,
-    /// Index of the correct choice.
-    pub gold: usize,
-    /// Per choice: `loglik[l]` and its length in bytes.
-    pub choices: Vec<ChoiceScores>,
-    /// Per layer: the gold choice has the largest summed log-likelihood.
-    pub correct: Vec<bool>,
-    /// Per layer: the gold choice has the largest log-likelihood per byte.
-    pub correct_norm: Vec<bool>,
-}
+pub use sinkscope_schema::McRecord;
 
 impl crate::runner::PromptLine for McRecord {
     fn id(&self) -> &str {
@@ -419,10 +399,11 @@ mod tests {
             n_tokens: 3,
             token_ids: vec![1, 2, 3],
             first_token: crate::profile::FirstToken {
-                id: 1,
+                id: Some(1),
                 token: None,
-                is_bos: false,
-                bos_prepended: false,
+                is_bos: Some(false),
+                bos_prepended: Some(false),
+                same_for_all_prompts: None,
             },
             gold: 0,
             choices: (0..n_choices)

@@ -13,10 +13,9 @@
 use crate::datasets::Example;
 use crate::error::{AnalysisError, Result};
 use crate::profile::{
-    first_token, write_json, FirstToken, ManifestHeader, Prepared, ProfileInput, ProfileOptions, Progress,
+    first_token, write_json, ManifestHeader, Prepared, ProfileInput, ProfileOptions, Progress,
 };
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sinkscope_metrics::probe::{cross_validate, pool_sentence, Features, Pool, ProbeParams, ProbeReport};
 use sinkscope_metrics::Matrix;
@@ -73,20 +72,9 @@ impl Hook for PoolCollector {
     }
 }
 
-/// One line of a probe run's `prompts.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeLine {
-    /// Sentence id.
-    pub id: String,
-    /// Tokens run.
-    pub n_tokens: usize,
-    /// Token ids.
-    pub token_ids: Vec<u32>,
-    /// Its label.
-    pub label: bool,
-    /// The token at position 0.
-    pub first_token: FirstToken,
-}
+/// One line of a probe run's `prompts.jsonl` (the schema's [`ProbeRecord`]).
+pub use sinkscope_schema::ProbeRecord as ProbeLine;
+pub use sinkscope_schema::ProbeRecord;
 
 impl crate::runner::PromptLine for ProbeLine {
     fn id(&self) -> &str {

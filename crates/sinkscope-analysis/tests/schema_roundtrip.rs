@@ -4,7 +4,8 @@
 //! file is parsed into its type and serialised again, which must give the same JSON value and
 //! the same bytes (so the type lost no field the writer wrote, and the writer wrote nothing
 //! the type does not declare). `manifest.json` likewise (its free-form blocks are kept by
-//! name, see `check_manifest`).
+//! name, see `check_manifest`); each line of `prompts.jsonl` is its kind's line type
+//! (`check_prompts`), byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde::de::DeserializeOwned;
@@ -18,7 +19,10 @@ use sinkscope_analysis::profile::{
     run_profile, DataSource, ManifestHeader, NoProgress, ProfileInput, ProfileOptions, Progress,
 };
 use sinkscope_metrics::probe::{Pool, ProbeParams};
-use sinkscope_schema::{AblateFile, LensSummary, Manifest, McSummary, MetricsFile, ProbeSummary, RunSummary};
+use sinkscope_schema::{
+    AblateFile, LensRecord, LensSummary, Manifest, McRecord, McSummary, MetricsFile, ProbeRecord,
+    ProbeSummary, PromptLine, PromptRecord, RunKind, RunSummary,
+};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -129,26 +133,40 @@ fn check_manifest(dir: &Path) {
     }
 }
 
-/// `prompts.jsonl`: its lines are written by each kind of run's own record type (in
-/// `sinkscope-analysis`), and read by the schema's tolerant `PromptRecord`. Every line parses,
-/// and every field the reader declares and the line has comes back the same.
-fn check_prompts(dir: &Path) {
+/// `prompts.jsonl`: each line is the serialisation of its kind's schema type `T` (written
+/// field by field in declaration order, not sorted). Every line parses into `T`, survives it
+/// as a value (no field lost or undeclared), and `T` serialised again gives the line's bytes;
+/// the reader's [`PromptLine::load_all`] parses the file as the folder's kind; an undeclared
+/// field is caught, and a line stripped to its id still parses (old folders still render).
+fn check_prompts<T: DeserializeOwned + Serialize>(dir: &Path, kind: RunKind) {
     let path = dir.join("prompts.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(text.lines().count() > 0, "{}: empty", path.display());
     for (i, line) in text.lines().enumerate() {
+        let at = || format!("{} line {}", path.display(), i + 1);
         let v: Value = serde_json::from_str(line).unwrap();
-        let rec: sinkscope_schema::PromptRecord = serde_json::from_value(v.clone())
-            .unwrap_or_else(|e| panic!("{} line {}: does not parse: {e}", path.display(), i + 1));
-        let back = serde_json::to_value(&rec).unwrap();
-        let mut common = 0;
-        for (k, x) in back.as_object().unwrap() {
-            if let Some(y) = v.get(k) {
-                assert_eq!(x, y, "{} line {}: {k} differs after the reader's type", path.display(), i + 1);
-                common += 1;
-            }
-        }
-        assert!(common >= 4, "{} line {}: the reader knows only {common} fields", path.display(), i + 1);
+        survives::<T>(&v).unwrap_or_else(|e| panic!("{}: {e}", at()));
+        let rec: T = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: does not parse: {e}", at()));
+        assert_eq!(
+            serde_json::to_string(&rec).unwrap(),
+            line,
+            "{}: the typed line does not give its bytes",
+            at()
+        );
+        let mut extra = v.clone();
+        extra.as_object_mut().unwrap().insert("not_in_the_schema".into(), json!(1));
+        assert!(survives::<T>(&extra).is_err(), "{}: an undeclared field went unnoticed", at());
+        let old = json!({"id": v["id"].clone()});
+        serde_json::from_value::<T>(old).unwrap_or_else(|e| panic!("{}: a line with only an id: {e}", at()));
+    }
+    let lines = PromptLine::load_all(&path, kind).unwrap();
+    assert_eq!(lines.len(), text.lines().count(), "{}", path.display());
+    for l in &lines {
+        assert!(
+            !l.id().is_empty() && l.n_tokens().is_some() && l.first_token().is_some(),
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -167,7 +185,7 @@ fn every_written_file_is_its_schema_type() {
     let metrics = out.join("metrics.json");
     check_file::<MetricsFile<RunSummary>>(&metrics);
     check_manifest(&out);
-    check_prompts(&out);
+    check_prompts::<PromptRecord>(&out, RunKind::Profile);
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "");
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "/summary/correlations/bos_sink/lag1/per_prompt");
     check_can_fail::<MetricsFile<RunSummary>>(&metrics, "/heads");
@@ -188,7 +206,7 @@ fn every_written_file_is_its_schema_type() {
     .unwrap();
     check_file::<MetricsFile<LensSummary>>(&out.join("metrics.json"));
     check_manifest(&out);
-    check_prompts(&out);
+    check_prompts::<LensRecord>(&out, RunKind::Lens);
     check_can_fail::<MetricsFile<LensSummary>>(&out.join("metrics.json"), "/summary");
 
     // probe
@@ -209,7 +227,7 @@ fn every_written_file_is_its_schema_type() {
     run_probe(&model, &files, &popts, &header(&files), input(&mut it, 12), &out, &mut NoProgress).unwrap();
     check_file::<MetricsFile<ProbeSummary>>(&out.join("metrics.json"));
     check_manifest(&out);
-    check_prompts(&out);
+    check_prompts::<ProbeRecord>(&out, RunKind::Probe);
     check_can_fail::<MetricsFile<ProbeSummary>>(&out.join("metrics.json"), "/summary/per_layer/0");
 
     // mc
@@ -228,7 +246,7 @@ fn every_written_file_is_its_schema_type() {
         .unwrap();
     check_file::<MetricsFile<McSummary>>(&out.join("metrics.json"));
     check_manifest(&out);
-    check_prompts(&out);
+    check_prompts::<McRecord>(&out, RunKind::Mc);
     check_can_fail::<MetricsFile<McSummary>>(&out.join("metrics.json"), "/summary/bootstrap");
 
     // ablate: every kind of entry (dose-response, one by one, the three dimension ablations)
@@ -264,6 +282,6 @@ fn every_written_file_is_its_schema_type() {
     for r in runs {
         check_file::<MetricsFile<RunSummary>>(&out.join(&r).join("metrics.json"));
         check_manifest(&out.join(&r));
-        check_prompts(&out.join(&r));
+        check_prompts::<PromptRecord>(&out.join(&r), RunKind::Profile);
     }
 }

@@ -57,45 +57,9 @@ impl Default for AttentionParams {
     }
 }
 
-/// The class of a head, checked in this order (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HeadClass {
-    /// Sink head: `bos_attention > sink_epsilon`.
-    Sink,
-    /// `identity_score > class_tau`.
-    Identity,
-    /// `prev_token_score > class_tau`.
-    PreviousToken,
-    /// `attn_entropy > mixing_threshold`.
-    Mixing,
-    /// None of the above.
-    Other,
-}
-
-impl HeadClass {
-    /// All classes in check order.
-    pub const ALL: [HeadClass; 5] =
-        [HeadClass::Sink, HeadClass::Identity, HeadClass::PreviousToken, HeadClass::Mixing, HeadClass::Other];
-
-    /// The class's name as it appears in reports (`sink`, `identity`, `previous-token`,
-    /// `mixing`, `other`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HeadClass::Sink => "sink",
-            HeadClass::Identity => "identity",
-            HeadClass::PreviousToken => "previous-token",
-            HeadClass::Mixing => "mixing",
-            HeadClass::Other => "other",
-        }
-    }
-}
-
-impl std::fmt::Display for HeadClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The class of a head, checked in this order (see the module docs); defined in the result
+/// schema, whose files record it.
+pub use sinkscope_schema::HeadClass;
 
 /// Statistics of one head's pattern (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

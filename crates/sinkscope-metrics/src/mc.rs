@@ -9,16 +9,8 @@
 //! `acc_norm`). Ties go to the lowest choice index, so a tie never counts as correct unless
 //! the gold choice comes first.
 
-use serde::{Deserialize, Serialize};
-
-/// One choice's LogitLens log-likelihood at every layer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChoiceScores {
-    /// `loglik[l]`, `l = 0..L`.
-    pub loglik: Vec<f64>,
-    /// The choice's length in UTF-8 bytes (for the normalised score).
-    pub bytes: usize,
-}
+/// One choice's LogitLens log-likelihood at every layer (defined in the result schema).
+pub use sinkscope_schema::ChoiceScores;
 
 /// The sum of `nll[p − 1]` over the choice positions `p ∈ span` of a sequence, negated:
 /// `per_position[i]` is the NLL of token `i + 1` (as [`crate::lens::LensStats`]), `span` the

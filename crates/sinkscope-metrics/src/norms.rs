@@ -30,16 +30,8 @@ pub const MASSIVE_ABS_THRESHOLD: f64 = 100.0;
 /// median absolute activation.
 pub const MASSIVE_MEDIAN_FACTOR: f64 = 1000.0;
 
-/// One entry of [`NormStats::top_activations`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TopActivation {
-    /// The signed activation `X[token, dim]` (ranked by its absolute value).
-    pub value: f64,
-    /// Row index `i` (token position).
-    pub token: usize,
-    /// Column index `j` (residual-stream dimension).
-    pub dim: usize,
-}
+/// One entry of [`NormStats::top_activations`] (the result schema's per-prompt entry).
+pub use sinkscope_schema::PromptTopActivation as TopActivation;
 
 /// Norm statistics of one activation matrix `X` (shape `(T, d)`), see the module docs.
 ///

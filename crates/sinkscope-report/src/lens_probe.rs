@@ -527,19 +527,22 @@ fn lens_prompt_table(run: &Run) -> String {
          <th>model NLL</th><th>lens NLL at L</th><th>lens ppl at L</th><th>lowest lens NLL (layer)</th></tr></thead>\n<tbody>\n",
     );
     for p in &run.prompts {
-        let nll = p.metrics.get(TaskMetric::LogitLensNll.name());
+        let nll = p.metrics().and_then(|m| m.get(TaskMetric::LogitLensNll.name()));
         let last = nll.and_then(|c| c.last().copied().flatten());
-        let ppl_l = p.metrics.get(TaskMetric::LogitLensPpl.name()).and_then(|c| c.last().copied().flatten());
+        let ppl_l = p
+            .metrics()
+            .and_then(|m| m.get(TaskMetric::LogitLensPpl.name()))
+            .and_then(|c| c.last().copied().flatten());
         let best = nll.and_then(|c| {
             c.iter().enumerate().filter_map(|(l, v)| v.map(|v| (l, v))).min_by(|a, b| a.1.total_cmp(&b.1))
         });
-        let n = p.n_tokens.or((!p.token_ids.is_empty()).then_some(p.token_ids.len()));
+        let n = p.n_tokens();
         let _ = writeln!(
             s,
             "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&p.id),
+            esc(p.id()),
             n.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
-            opt(p.model_nll),
+            opt(p.model_nll()),
             opt(last),
             opt(ppl_l),
             best.map(|(l, v)| format!("{} ({l})", num(v))).unwrap_or_else(|| "–".into()),
@@ -661,8 +664,8 @@ pub(crate) fn probe_sentences(run: &Run) -> Vec<String> {
     // Label distribution.
     let mut labels: Vec<(String, usize)> = Vec::new();
     for p in &run.prompts {
-        let Some(l) = &p.label else { continue };
-        let k = crate::html::json_text(l);
+        let Some(l) = p.label() else { continue };
+        let k = l.to_string();
         match labels.iter_mut().find(|(x, _)| *x == k) {
             Some(e) => e.1 += 1,
             None => labels.push((k, 1)),

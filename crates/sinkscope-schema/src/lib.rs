@@ -9,7 +9,6 @@
 //! [`SchemaError::SchemaVersion`] naming the file, checked before anything else is parsed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -18,8 +17,13 @@ use serde_json::Value;
 
 mod error;
 mod metric;
+mod prompts;
 pub use error::SchemaError;
 pub use metric::{Family, Metric, TaskMetric};
+pub use prompts::{
+    load_lines, ChoiceScores, HeadClass, HeadRecord, LensRecord, LensTotals, McRecord, ProbeRecord,
+    PromptLine, PromptPhases, PromptRecord, PromptTopActivation,
+};
 
 /// The result-schema version this crate reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -647,39 +651,7 @@ pub struct FirstToken {
 // prompts.jsonl
 // ---------------------------------------------------------------------------------------
 
-/// One line of `prompts.jsonl`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PromptRecord {
-    /// The prompt id (a number in the file is read as its decimal text).
-    #[serde(default, deserialize_with = "de_id")]
-    pub id: String,
-    /// Number of tokens T.
-    #[serde(default)]
-    pub n_tokens: Option<usize>,
-    /// The token ids.
-    #[serde(default)]
-    pub token_ids: Vec<u64>,
-    /// The token at position 0.
-    #[serde(default)]
-    pub first_token: Option<FirstToken>,
-    /// Every per-layer metric of this prompt (`L + 1` values each).
-    #[serde(default)]
-    pub metrics: BTreeMap<String, Curve>,
-    /// The model's own next-token NLL on this prompt (lens runs).
-    #[serde(default)]
-    pub model_nll: Option<f64>,
-    /// The sentence's label (probe runs; a boolean, number or string, kept as JSON).
-    #[serde(default)]
-    pub label: Option<Value>,
-}
-
-fn de_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        other => other.to_string(),
-    })
-}
+// The line types are in `prompts.rs`.
 
 fn de_null_lists<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<TopActivation>>, D::Error> {
     let v: Vec<Option<Vec<TopActivation>>> = Vec::deserialize(d)?;
@@ -1224,30 +1196,6 @@ impl Manifest {
     }
 }
 
-impl PromptRecord {
-    /// Reads every line of a `prompts.jsonl` (blank lines skipped).
-    ///
-    /// # Errors
-    /// [`SchemaError::Io`], or [`SchemaError::Parse`] naming the line.
-    pub fn load_all(path: &Path) -> Result<Vec<Self>, SchemaError> {
-        let file = std::fs::File::open(path).map_err(SchemaError::io(path))?;
-        let mut out = Vec::new();
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(SchemaError::io(path))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let rec = serde_json::from_str(&line).map_err(|e| SchemaError::Parse {
-                path: path.to_path_buf(),
-                line: Some(i + 1),
-                message: e.to_string(),
-            })?;
-            out.push(rec);
-        }
-        Ok(out)
-    }
-}
-
 /// A run folder in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -1258,7 +1206,7 @@ pub struct Run {
     /// `metrics.json`.
     pub metrics: MetricsFile,
     /// `prompts.jsonl` (empty when the file is absent).
-    pub prompts: Vec<PromptRecord>,
+    pub prompts: Vec<PromptLine>,
     /// Whether `prompts.jsonl` was present.
     pub prompts_present: bool,
     /// The kind of run (see [`Run::load`]).
@@ -1306,7 +1254,7 @@ impl Run {
     /// Reads `dir/manifest.json`, `dir/metrics.json` and (if present) `dir/prompts.jsonl`.
     ///
     /// # Errors
-    /// As [`Manifest::load`], [`MetricsFile::load`] and [`PromptRecord::load_all`].
+    /// As [`Manifest::load`], [`MetricsFile::load`] and [`PromptLine::load_all`].
     ///
     /// The kind is `manifest.kind`, else `metrics.kind`, else `profile`; when both files
     /// name one they must agree. A lens or probe run's `summary` is read into
@@ -1389,7 +1337,7 @@ impl Run {
         };
         let prompts_path = dir.join(PROMPTS_FILE);
         let prompts_present = prompts_path.is_file();
-        let prompts = if prompts_present { PromptRecord::load_all(&prompts_path)? } else { Vec::new() };
+        let prompts = if prompts_present { PromptLine::load_all(&prompts_path, kind)? } else { Vec::new() };
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,

@@ -16,12 +16,11 @@ use crate::collectors::{AttentionCollector, MlpCollector, ResidualCollector, Sin
 use crate::datasets::{Example, Provenance};
 use crate::error::{AnalysisError, Result};
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_io::ModelFiles;
 use sinkscope_metrics::massive_layers::{detect_massive_layers, MassiveLayerParams, MlpOutNorms};
-use sinkscope_metrics::norms::TopActivation;
 use sinkscope_metrics::values::SinkValueStats;
 use sinkscope_metrics::{AttentionParams, HeadClass, LayerAttention, LayerMetrics, MetricsError};
 use sinkscope_model::{ForwardCtx, Model};
@@ -41,7 +40,7 @@ mod record;
 pub use manifest::{conventions, peak_rss_mib, process_cpu_s, DataSource, FileSource, ManifestHeader};
 pub(crate) use manifest::{data_block, manifest_base, object, profile_manifest, write_json};
 pub use options::{FirstTokenSpec, ProfileOptions};
-pub use record::{first_token, FirstToken, HeadRecord, PromptPhases, PromptRecord};
+pub use record::{first_token, prompt_record, FirstToken, HeadRecord, PromptPhases, PromptRecord};
 
 /// A tokenised prompt, cut as the options ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,7 +394,7 @@ fn own_nll(
 /// Tokenises, runs and records one prompt.
 ///
 /// # Errors
-/// As [`prepare`], [`profile_tokens`] and [`PromptRecord::new`].
+/// As [`prepare`], [`profile_tokens`] and [`prompt_record`].
 pub fn profile_example(
     model: &Model,
     files: &ModelFiles,
@@ -405,7 +404,7 @@ pub fn profile_example(
     let prepared = prepare(files, &example.id, &example.text, opts)?;
     let profile = profile_tokens(model, &example.id, &prepared.ids, opts)?;
     let first = first_token(files, &prepared.ids, prepared.bos_prepended);
-    PromptRecord::new(&example.id, &prepared, first, example.label, &profile, opts)
+    prompt_record(&example.id, &prepared, first, example.label, &profile, opts)
 }
 
 /// Progress reports from [`run_profile`] (the CLI draws a bar).
@@ -459,7 +458,7 @@ impl Job {
         let profiles = profile_pack(model, &prompts, opts);
         jobs.into_iter()
             .zip(profiles)
-            .map(|(j, p)| PromptRecord::new(&j.id, &j.prepared, j.first, j.label, &p?, opts))
+            .map(|(j, p)| prompt_record(&j.id, &j.prepared, j.first, j.label, &p?, opts))
             .collect()
     }
 }

@@ -136,7 +136,7 @@ pub(crate) fn page(title: &str, body: &str) -> String {
 /// The first-token sentence: which token sits at position 0 and whether it is a BOS.
 fn first_token_sentence(run: &Run) -> String {
     let m = &run.manifest;
-    let ft = m.first_token.clone().or_else(|| run.prompts.first().and_then(|p| p.first_token.clone()));
+    let ft = m.first_token.clone().or_else(|| run.prompts.first().and_then(|p| p.first_token().cloned()));
     let policy = m.tokenizer.as_ref().and_then(|t| t.bos_policy.clone());
     let adds = m.tokenizer.as_ref().and_then(|t| t.model_adds_bos);
     let mut s = match ft {
@@ -192,7 +192,7 @@ fn first_token_sentence(run: &Run) -> String {
 fn first_token_mix(run: &Run) -> String {
     let mut counts: Vec<(String, usize, bool)> = Vec::new();
     for p in &run.prompts {
-        let Some(ft) = &p.first_token else { continue };
+        let Some(ft) = p.first_token() else { continue };
         let tok =
             ft.token.clone().unwrap_or_else(|| ft.id.map(|i| format!("#{i}")).unwrap_or_else(|| "?".into()));
         let bos = ft.is_bos == Some(true);
@@ -576,7 +576,7 @@ fn prompt_table(run: &Run) -> String {
          <th>min entropy_norm (layer)</th></tr></thead>\n<tbody>\n",
     );
     for p in &run.prompts {
-        let ft = p.first_token.as_ref();
+        let ft = p.first_token();
         let tok = ft
             .map(|f| {
                 let t = f.token.as_deref().map(|t| format!("{t:?}")).unwrap_or_else(|| "?".into());
@@ -588,17 +588,21 @@ fn prompt_table(run: &Run) -> String {
             Some(false) => "no",
             None => "?",
         };
-        let pr = peak(&p.metrics, "bos_ratio", true)
+        let pr = p
+            .metrics()
+            .and_then(|m| peak(m, "bos_ratio", true))
             .map(|(l, v)| format!("{} ({l})", num(v)))
             .unwrap_or_else(|| "–".into());
-        let me = peak(&p.metrics, "entropy_norm", false)
+        let me = p
+            .metrics()
+            .and_then(|m| peak(m, "entropy_norm", false))
             .map(|(l, v)| format!("{} ({l})", num(v)))
             .unwrap_or_else(|| "–".into());
-        let n = p.n_tokens.or((!p.token_ids.is_empty()).then_some(p.token_ids.len()));
+        let n = p.n_tokens();
         let _ = writeln!(
             s,
             "<tr><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{tok}</td><td class=\"l\">{bos}</td><td>{pr}</td><td>{me}</td></tr>",
-            esc(&p.id),
+            esc(p.id()),
             n.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
         );
     }
