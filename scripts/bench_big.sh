@@ -12,7 +12,8 @@ MODEL="${1:?model}"; PROMPTS="${2:?prompts.jsonl}"; OUT="${3:?out dir}"; shift 3
 BIN="${SINKSCOPE_BIN:-target/release/sinkscope}"
 LOG="$(mktemp)"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) logical cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM"
-echo "model: $MODEL ($(stat -c %s "$MODEL" 2>/dev/null || du -sb "$MODEL" | cut -f1) bytes)"
+if [ -d "$MODEL" ]; then size=$(du -sb "$MODEL" | cut -f1); else size=$(stat -c %s "$MODEL"); fi
+echo "model: $MODEL ($size bytes)"
 start=$(date +%s.%N)
 /usr/bin/time -f "TIME %e %U %S %M" "$BIN" profile "$MODEL" --prompts "$PROMPTS" --no-report --force --out "$OUT" "$@" >"$LOG" 2>&1 &
 tpid=$!

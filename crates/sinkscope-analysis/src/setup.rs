@@ -204,8 +204,20 @@ pub fn worker_count(requested: Option<usize>, notes: &mut dyn FnMut(&str)) -> Re
 /// thread pool starts; the split is set on every call, so a run's bits follow its settings,
 /// not the process's history.
 pub fn single_threaded_passes(workers: usize) {
-    let vars: &[&str] =
-        if workers > 1 { &["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] } else { &["CANDLE_NUM_THREADS"] };
+    single_threaded_passes_for(workers, usize::MAX);
+}
+
+/// [`single_threaded_passes`] for a run that forms `passes` forward passes: with one pass
+/// (a few short prompts in one pack, as on a large model) the other workers would have
+/// nothing to do, so the pass's matrix products keep every core (their bits do not depend
+/// on the threads). The metrics' split still follows `workers`, so every output is the
+/// same as with more passes.
+pub fn single_threaded_passes_for(workers: usize, passes: usize) {
+    let vars: &[&str] = if workers > 1 && passes > 1 {
+        &["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"]
+    } else {
+        &["CANDLE_NUM_THREADS"]
+    };
     for var in vars {
         if std::env::var_os(var).is_none() {
             // Read by candle-core when its thread pool starts; set here, before any tensor

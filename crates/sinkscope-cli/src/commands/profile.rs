@@ -180,7 +180,8 @@ pub fn run(a: Args) -> Result<()> {
         a.input.force,
         &mut notes(),
     )?;
-    setup::single_threaded_passes(workers);
+    let passes = sinkscope_analysis::runner::pack_ranges(&lengths, a.pack_tokens).len();
+    setup::single_threaded_passes_for(workers, passes);
     let inputs: Vec<&Path> =
         [Some(a.model.as_path()), a.input.prompts.as_deref()].into_iter().flatten().collect();
     let _out = claim_out(&a.out, "profile", RUN_ENTRIES, &[], &inputs, a.input.force, a.input.resume)?;
