@@ -78,8 +78,9 @@ pub use crate::error::ReportError;
 pub use crate::lens_probe::MeanStd;
 pub use crate::plots::RenderedPlot;
 pub use crate::schema::{
-    AblateFile, Evidence, Intervention, InterventionValues, LensSummary, Manifest, MetricsFile, ProbeLayer,
-    ProbeSummary, PromptRecord, Run, RunKind, Valley, SCHEMA_VERSION,
+    AblateFile, Evidence, Intervention, InterventionValues, LensRecord, LensSummary, Manifest, McRecord,
+    MetricsFile, ProbeLayer, ProbeRecord, ProbeSummary, PromptLine, PromptRecord, Run, RunKind, Valley,
+    SCHEMA_VERSION,
 };
 pub use crate::tasks::{render_tasks, TaskDirs, TasksSummary, TASKS_CSV, TASKS_HTML};
 pub use crate::trajectory::{
