@@ -23,6 +23,7 @@
 
 use crate::error::{AnalysisError, Result};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
@@ -138,10 +139,15 @@ impl<T> Finished<T> {
 
 /// Reads the complete lines of a JSONL result file (none when the file does not exist).
 ///
+/// A line must be exactly what the writer of `T` writes: it parses into `T` and `T` written
+/// back gives the same JSON value. The schema's line types default every field (so that old
+/// folders still render), so parsing alone would take a line that lost a field for a finished
+/// prompt with empty metrics.
+///
 /// # Errors
 /// [`AnalysisError::ResultFile`] for an unreadable file or a complete line that does not parse
-/// (naming the line).
-pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
+/// or is not a whole record (naming the line).
+pub fn read_finished<T: DeserializeOwned + Serialize>(path: &Path) -> Result<Finished<T>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Finished::none()),
@@ -154,10 +160,17 @@ pub fn read_finished<T: DeserializeOwned>(path: &Path) -> Result<Finished<T>> {
     while let Some(nl) = bytes.get(pos..).and_then(|rest| rest.iter().position(|b| *b == b'\n')) {
         line_no += 1;
         let line = bytes.get(pos..pos + nl).unwrap_or_default();
-        let record = serde_json::from_slice::<T>(line).map_err(|e| AnalysisError::ResultFile {
+        let corrupt = |e: String| AnalysisError::ResultFile {
             path: path.to_path_buf(),
             reason: format!("line {line_no}: cannot resume from a corrupt record: {e}"),
-        })?;
+        };
+        let record = serde_json::from_slice::<T>(line).map_err(|e| corrupt(e.to_string()))?;
+        let as_written = serde_json::from_slice::<Value>(line).map_err(|e| corrupt(e.to_string()))?;
+        if serde_json::to_value(&record).map_err(|e| corrupt(e.to_string()))? != as_written {
+            return Err(corrupt(
+                "it is not a whole record of this run's kind (a field is missing or extra)".into(),
+            ));
+        }
         records.push(record);
         pos += nl + 1;
         line_ends.push(pos as u64);
@@ -229,6 +242,28 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let none: Finished<Value> = read_finished(&d.join("none.jsonl")).unwrap();
         assert!(none.records.is_empty() && !none.torn);
+    }
+
+    /// A line that parses only because the type defaults a missing field, or that carries a
+    /// field the type does not have, is refused: resuming would count it as finished.
+    #[test]
+    fn a_line_that_is_not_a_whole_record_is_an_error() {
+        #[derive(Debug, serde::Serialize, serde::Deserialize)]
+        struct Rec {
+            #[serde(default)]
+            id: String,
+            #[serde(default)]
+            metrics: Vec<f64>,
+        }
+        let d = tmp("partial");
+        let p = d.join("r.jsonl");
+        std::fs::write(&p, "{\"id\":\"a\",\"metrics\":[1.5]}\n{\"id\":\"b\"}\n").unwrap();
+        let e = read_finished::<Rec>(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("not a whole record"), "{e}");
+        std::fs::write(&p, "{\"id\":\"a\",\"metrics\":[1.5],\"x\":1}\n").unwrap();
+        assert!(read_finished::<Rec>(&p).is_err());
+        std::fs::write(&p, "{\"id\":\"a\",\"metrics\":[1.5]}\n{\"id\":\"b\",\"metrics\":[]}\n").unwrap();
+        assert_eq!(read_finished::<Rec>(&p).unwrap().records.len(), 2);
     }
 
     /// The manifest check ignores timings and names the first field that differs.
