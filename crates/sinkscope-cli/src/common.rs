@@ -2,7 +2,6 @@
 
 use crate::exit;
 use anyhow::Result;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sinkscope_io::tokenizer::BosPolicy;
 use std::path::Path;
@@ -41,14 +40,19 @@ pub use sinkscope_analysis::header::{model_info, tokenizer_info, tool_info};
 pub use sinkscope_analysis::setup::{claim_out, Placement, RUN_ENTRIES, STREAM_CHUNK_TOKENS};
 
 /// Describes the token at position 0 (the sink candidate).
-pub fn first_token(files: &sinkscope_io::ModelFiles, ids: &[u32], bos_prepended: bool) -> Value {
+pub fn first_token(
+    files: &sinkscope_io::ModelFiles,
+    ids: &[u32],
+    bos_prepended: bool,
+) -> sinkscope_report::schema::FirstToken {
     let id = ids.first().copied();
-    json!({
-        "id": id,
-        "token": id.and_then(|i| files.tokenizer.id_to_token(i)),
-        "is_bos": bos_prepended || (id.is_some() && id == files.tokenizer.bos_id()),
-        "bos_prepended": bos_prepended,
-    })
+    sinkscope_report::schema::FirstToken {
+        id: id.map(u64::from),
+        token: id.and_then(|i| files.tokenizer.id_to_token(i)),
+        is_bos: Some(bos_prepended || (id.is_some() && id == files.tokenizer.bos_id())),
+        bos_prepended: Some(bos_prepended),
+        same_for_all_prompts: None,
+    }
 }
 
 /// The longest id kept as it is in a file name (longer ones are cut and hashed).

@@ -309,6 +309,10 @@ fn sweep_on_a_real_slurm_cluster() {
         ));
         compare::assert_same_run(&full, &d.join("out/runs").join(format!("{label}.p.profile")));
     }
+    compare::roundtrip::<sinkscope_report::schema::SweepFile>(&d.join("out/sweep.json"));
+    compare::roundtrip::<sinkscope_report::schema::TrajectoryFile>(
+        &d.join("out/trajectory/ckpt.p/trajectory.json"),
+    );
     let t: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("out/trajectory/ckpt.p/trajectory.json")).unwrap())
             .unwrap();

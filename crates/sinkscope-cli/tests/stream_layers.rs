@@ -96,6 +96,17 @@ fn files(a: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A `run` folder's manifest parses into `ActivationManifest`, which serialises back (keys
+/// sorted, as the writer does) to the same bytes.
+fn manifest_roundtrips(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let typed: sinkscope_report::schema::ActivationManifest =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(typed.kind, "run");
+    let back = serde_json::to_string_pretty(&serde_json::to_value(&typed).unwrap()).unwrap();
+    assert_eq!(back, text, "{} does not round-trip through ActivationManifest", path.display());
+}
+
 /// Both folders hold the same files with the same bytes (manifests: but for execution).
 #[track_caller]
 fn same_run(a: &Path, b: &Path) {
@@ -108,6 +119,12 @@ fn same_run(a: &Path, b: &Path) {
             assert_eq!(stable_manifest(&a.join(&f)), stable_manifest(&b.join(&f)), "{}", f.display());
             let m: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(b.join(&f)).unwrap()).unwrap();
+            if m["kind"] == "run" {
+                // An activation dump's manifest is exactly its schema type.
+                for dir in [a, b] {
+                    manifest_roundtrips(&dir.join(&f));
+                }
+            }
             if m.get("merged_from").is_none() && m["kind"] != "ablate" {
                 assert_eq!(m["execution"]["stream_layers"]["enabled"], true, "{}", b.join(&f).display());
             }
@@ -206,6 +223,13 @@ fn lens_and_ablate_are_byte_identical_streamed() {
         &m,
         &["--prompts", p, "--capture", "blocks.*.hook_resid_post", "--edit", edit],
     );
+    let m: sinkscope_report::schema::ActivationManifest =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run-mean-mem/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m.reference_means.len(), 1);
+    assert_eq!(m.reference_means[0].site, "blocks.1.hook_resid_post");
+    assert_eq!(m.reference_means[0].positions, [0]);
+    assert_eq!(m.reference_means[0].dims, [0, 1, 2, 3]);
 }
 
 /// A resident run cut after two prompts and resumed with `--stream-layers` ends with the bytes

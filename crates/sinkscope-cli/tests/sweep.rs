@@ -13,6 +13,7 @@ mod checkpoints;
 mod compare;
 
 use compare::assert_same_run;
+use sinkscope_report::schema::{SweepFile, TrajectoryFile};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -111,6 +112,8 @@ fn local_sweep_merges_exactly_and_draws_the_trajectory() {
     ] {
         assert!(tdir.join(f).is_file(), "{f} missing");
     }
+    compare::roundtrip::<SweepFile>(&out.join("sweep.json"));
+    compare::roundtrip::<TrajectoryFile>(&tdir.join("trajectory.json"));
     let t: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tdir.join("trajectory.json")).unwrap()).unwrap();
     let steps: Vec<u64> =
@@ -230,9 +233,10 @@ fn failed_tasks_are_listed_and_rerun_alone() {
         "the log names the missing file"
     );
     assert!(d.join("out/runs/good.prompts.profile/metrics.json").is_file(), "the complete group is merged");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("out/sweep.json")).unwrap()).unwrap();
-    assert_eq!(summary["tasks"][1]["complete"], false);
+    let summary: SweepFile = compare::roundtrip(&d.join("out/sweep.json"));
+    assert_eq!(summary.tasks[1].id, "bad.prompts.profile.0of1");
+    assert!(!summary.tasks[1].complete && summary.tasks[0].complete);
+    assert_eq!(summary.runs.keys().collect::<Vec<_>>(), ["good.prompts.profile"]);
 
     std::fs::copy(good.join("model.safetensors"), bad.join("model.safetensors")).unwrap();
     let o = sinkscope(&["sweep", plan_s, "--only", "bad.prompts.profile.0of1"]);

@@ -17,18 +17,17 @@ use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde_json::{json, Value};
 
 use crate::html::{figure, num, page};
 use crate::plots::xml_escape as esc;
 use crate::plots::{self, DrawResult, Figure, Panel, Series, VLine, YScale};
-use crate::schema::Run;
+use crate::schema::{Crossings, LayerSpan, LayerValue, Run, TrajectoryFile, TrajectoryStep};
 use crate::{write_file, ReportError, PLOTS_DIR};
 
 /// `trajectory.csv`.
 pub const TRAJECTORY_CSV: &str = "trajectory.csv";
 /// `trajectory.json`.
-pub const TRAJECTORY_JSON: &str = "trajectory.json";
+pub const TRAJECTORY_JSON: &str = crate::schema::TRAJECTORY_FILE;
 /// `trajectory.html`.
 pub const TRAJECTORY_HTML: &str = "trajectory.html";
 
@@ -134,33 +133,39 @@ fn csv(rows: &[StepRow]) -> String {
     s
 }
 
-fn document(rows: &[StepRow], crossings: &[Option<u64>; 3]) -> Value {
-    let lv = |v: Option<(usize, f64)>| v.map(|(l, x)| json!({"layer": l, "value": x}));
+fn document(rows: &[StepRow], crossings: &[Option<u64>; 3]) -> TrajectoryFile {
+    let lv = |v: Option<(usize, f64)>| v.map(|(layer, value)| LayerValue { layer, value });
     let together = crossings.iter().all(Option::is_some) && crossings.windows(2).all(|w| w[0] == w[1]);
-    json!({
-        "schema_version": crate::schema::SCHEMA_VERSION,
-        "kind": "trajectory",
-        "steps": rows.iter().map(|r| json!({
-            "step": r.step, "run": r.run,
-            "peak_bos_ratio": lv(r.peak_bos_ratio),
-            "min_entropy_norm": lv(r.min_entropy_norm),
-            "peak_sink_rate": lv(r.peak_sink_rate),
-            "massive_blocks": r.massive_blocks,
-            "compress": r.compress.map(|(a, b)| json!({"first": a, "last": b})),
-            "n_layers": r.n_layers,
-        })).collect::<Vec<_>>(),
-        "thresholds": {
-            "massive_activation": "a massive-activation block is detected (summary.massive_layers, metrics.md rule)",
-            "attention_sinks": format!("peak prompt-mean sink_rate >= {SINK_RATE_THRESHOLD}"),
-            "compression_valley": "a compress phase is detected (summary.phases.compress, metrics.md rule)",
+    TrajectoryFile {
+        schema_version: crate::schema::SCHEMA_VERSION,
+        kind: "trajectory".into(),
+        steps: rows
+            .iter()
+            .map(|r| TrajectoryStep {
+                step: r.step,
+                run: r.run.clone(),
+                peak_bos_ratio: lv(r.peak_bos_ratio),
+                min_entropy_norm: lv(r.min_entropy_norm),
+                peak_sink_rate: lv(r.peak_sink_rate),
+                massive_blocks: r.massive_blocks.clone(),
+                compress: r.compress.map(|(first, last)| LayerSpan { first, last }),
+                n_layers: r.n_layers,
+            })
+            .collect(),
+        thresholds: Crossings {
+            massive_activation:
+                "a massive-activation block is detected (summary.massive_layers, metrics.md rule)".into(),
+            attention_sinks: format!("peak prompt-mean sink_rate >= {SINK_RATE_THRESHOLD}"),
+            compression_valley: "a compress phase is detected (summary.phases.compress, metrics.md rule)"
+                .into(),
         },
-        "crossings": {
-            "massive_activation": crossings[0],
-            "attention_sinks": crossings[1],
-            "compression_valley": crossings[2],
+        crossings: Crossings {
+            massive_activation: crossings[0],
+            attention_sinks: crossings[1],
+            compression_valley: crossings[2],
         },
-        "emerge_together": together,
-    })
+        emerge_together: together,
+    }
 }
 
 struct TrajectoryFig<'a> {
@@ -316,7 +321,8 @@ pub fn render_trajectory(
     std::fs::create_dir_all(out).map_err(ReportError::io(out))?;
     write_file(&out.join(TRAJECTORY_CSV), &csv(&rows))?;
     let doc = document(&rows, &crossings);
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| {
+    // Keys sorted, as in every results file (the type declares its fields in reading order).
+    let text = serde_json::to_value(&doc).and_then(|v| serde_json::to_string_pretty(&v)).map_err(|e| {
         ReportError::Schema(sinkscope_schema::SchemaError::Invalid {
             path: out.join(TRAJECTORY_JSON),
             message: e.to_string(),

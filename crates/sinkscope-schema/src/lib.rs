@@ -15,14 +15,22 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod activations;
 mod error;
 mod metric;
 mod prompts;
+mod sweep;
+pub use activations::{
+    ActivationManifest, ActivationPrompt, ActivationTimings, ReferenceMeans, ACTIVATIONS_DIR,
+};
 pub use error::SchemaError;
 pub use metric::{Family, Metric, TaskMetric};
 pub use prompts::{
     load_lines, ChoiceScores, HeadClass, HeadRecord, LensRecord, LensTotals, McRecord, ProbeRecord,
     PromptLine, PromptPhases, PromptRecord, PromptTopActivation,
+};
+pub use sweep::{
+    Crossings, LayerSpan, SweepFile, SweepTask, TrajectoryFile, TrajectoryStep, SWEEP_FILE, TRAJECTORY_FILE,
 };
 
 /// The result-schema version this crate reads and writes.

@@ -2,9 +2,12 @@
 
 use crate::common::*;
 use anyhow::{Context, Result};
-use serde_json::json;
 use sinkscope_io::tokenizer::BosPolicy;
 use sinkscope_model::{memory, ActivationCache, EditHook, ForwardCtx};
+use sinkscope_report::schema::{
+    ActivationManifest, ActivationPrompt, ActivationTimings, ReferenceMeans, ACTIVATIONS_DIR, MANIFEST_FILE,
+    SCHEMA_VERSION,
+};
 use sinkscope_spec::{Edit, HookPlan, SiteKind, SitePattern, EDIT_GRAMMAR};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -122,13 +125,13 @@ pub fn run(a: Args) -> Result<()> {
     let _out = claim_out(
         &a.out,
         "run",
-        &["manifest.json", "activations"],
+        &[MANIFEST_FILE, ACTIVATIONS_DIR],
         &[],
         &[a.model.as_path(), a.prompts.as_path()],
         a.force,
         false,
     )?;
-    let act_dir = a.out.join("activations");
+    let act_dir = a.out.join(ACTIVATIONS_DIR);
     sinkscope_output::create_dir(&act_dir)?;
     let model = load_model(&files, &placement)?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -150,9 +153,12 @@ pub fn run(a: Args) -> Result<()> {
         plan.edits = resolved;
         reference_means = means
             .iter()
-            .map(|m| {
-                json!({"site": m.site.to_string(), "positions": m.positions, "dims": m.dims,
-                       "means": m.means, "n_prompts": m.n_prompts})
+            .map(|m| ReferenceMeans {
+                site: m.site.to_string(),
+                positions: m.positions.clone(),
+                dims: m.dims.clone(),
+                means: m.means.clone(),
+                n_prompts: m.n_prompts.clone(),
             })
             .collect();
     }
@@ -218,43 +224,52 @@ pub fn run(a: Args) -> Result<()> {
             let bytes = safetensors::serialize(views, None)?;
             sinkscope_output::write_atomic(&file, &bytes)?;
             n_tokens_total += enc.ids.len();
-            records.push(json!({
-                "id": p.id,
-                "file": format!("activations/{name}.safetensors"),
-                "n_tokens": enc.ids.len(),
-                "truncated": truncated,
-                "token_ids": enc.ids,
-                "first_token": first_token(&files, &enc.ids, enc.bos_prepended),
-            }));
+            records.push(ActivationPrompt {
+                id: p.id.clone(),
+                file: format!("{ACTIVATIONS_DIR}/{name}.safetensors"),
+                n_tokens: enc.ids.len(),
+                truncated: *truncated,
+                token_ids: enc.ids.clone(),
+                first_token: first_token(&files, &enc.ids, enc.bos_prepended),
+            });
         }
     }
     let run_s = t1.elapsed().as_secs_f64();
-    let manifest = json!({
-        "schema_version": 1,
-        "kind": "run",
-        "tool": tool_info(),
-        "model": model_info(&files, &sha),
-        "tokenizer": tokenizer_info(&files, a.bos),
-        "prompts_file": prompt_file.path,
-        "prompts_sha256": prompt_file.sha256,
-        "prompts_utf8_bom_skipped": prompt_file.bom,
-        "plan": plan,
-        "edits_requested": requested_edits,
-        "reference_means": reference_means,
-        "captured_sites": sites.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        "conventions": {
-            "hook_names": "TransformerLens names, 0-based blocks: blocks.{i}.hook_resid_post is X(i+1) of metrics.md; hook_embed is X(0)",
-            "activations": "float32, no batch dimension: [T, d_model], per-head [T, n_heads, d_head], patterns [n_heads, T, T]",
-            "ln_final": "ln_final.hook_normalized is after the final norm; blocks.{L-1}.hook_resid_post is before it",
+    let manifest = ActivationManifest {
+        schema_version: SCHEMA_VERSION,
+        kind: "run".into(),
+        tool: sinkscope_analysis::header::tool(),
+        model: sinkscope_analysis::header::model(&files, &sha),
+        tokenizer: sinkscope_analysis::header::tokenizer(&files, a.bos),
+        prompts_file: prompt_file.path.clone(),
+        prompts_sha256: prompt_file.sha256.clone(),
+        prompts_utf8_bom_skipped: prompt_file.bom,
+        plan: serde_json::to_value(&plan)?,
+        edits_requested: serde_json::to_value(&requested_edits)?,
+        reference_means,
+        captured_sites: sites.iter().map(|s| s.to_string()).collect(),
+        conventions: [
+            ("hook_names", "TransformerLens names, 0-based blocks: blocks.{i}.hook_resid_post is X(i+1) of metrics.md; hook_embed is X(0)"),
+            ("activations", "float32, no batch dimension: [T, d_model], per-head [T, n_heads, d_head], patterns [n_heads, T, T]"),
+            ("ln_final", "ln_final.hook_normalized is after the final norm; blocks.{L-1}.hook_resid_post is before it"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        prompts: records,
+        memory: placement.memory(a.force),
+        execution: [("stream_layers".to_string(), placement.execution())].into_iter().collect(),
+        timings: ActivationTimings {
+            load_s,
+            forward_s: run_s,
+            tokens: n_tokens_total,
+            tokens_per_s: n_tokens_total as f64 / run_s.max(1e-9),
         },
-        "prompts": records,
-        "memory": placement.memory(a.force),
-        "execution": {"stream_layers": placement.execution()},
-        "timings": {"load_s": load_s, "forward_s": run_s, "tokens": n_tokens_total, "tokens_per_s": n_tokens_total as f64 / run_s.max(1e-9)},
-    });
+    };
+    // Keys sorted, as in every results file (the type declares its fields in reading order).
     sinkscope_output::write_atomic(
-        &a.out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+        &a.out.join(MANIFEST_FILE),
+        serde_json::to_string_pretty(&serde_json::to_value(&manifest)?)?.as_bytes(),
     )?;
     crate::term::note!(
         "{} prompts, {} tokens in {:.2}s ({:.0} tokens/s); wrote {}",
@@ -262,7 +277,7 @@ pub fn run(a: Args) -> Result<()> {
         n_tokens_total,
         run_s,
         n_tokens_total as f64 / run_s.max(1e-9),
-        a.out.join("manifest.json").display()
+        a.out.join(MANIFEST_FILE).display()
     );
     Ok(())
 }

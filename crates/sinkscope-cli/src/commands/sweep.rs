@@ -26,6 +26,7 @@ use crate::term::{note, say};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sinkscope_analysis::AnalysisError;
+use sinkscope_report::schema::{SweepFile, SweepTask, SWEEP_FILE};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -697,7 +698,7 @@ pub fn run(a: Args) -> Result<()> {
     let _root = claim_out(
         &plan.out,
         "sweep",
-        &["tasks", "logs", "runs", "slurm", "trajectory", "sweep.json"],
+        &["tasks", "logs", "runs", "slurm", "trajectory", SWEEP_FILE],
         &[],
         &[plan.file.as_path()],
         false,
@@ -758,26 +759,41 @@ pub fn run(a: Args) -> Result<()> {
         );
         trajectories.push(out.join(sinkscope_report::TRAJECTORY_HTML));
     }
-    let summary = serde_json::json!({
-        "name": plan.name,
-        "plan": plan.file,
-        "tasks": plan.tasks.iter().map(|t| serde_json::json!({
-            "id": t.id, "group": t.group, "model": plan.models[t.model].path, "label": plan.models[t.model].label,
-            "step": plan.models[t.model].step, "revision": plan.models[t.model].revision,
-            "data": plan.data[t.data].0, "command": t.command, "shard": format!("{}/{}", t.shard, plan.p.shards),
-            "complete": state(&plan.task_dir(t)) == State::Done, "log": plan.log(t),
-        })).collect::<Vec<_>>(),
-        "runs": merged,
-        "trajectories": trajectories,
-    });
+    let summary = SweepFile {
+        name: plan.name.clone(),
+        plan: plan.file.clone(),
+        tasks: plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let m = &plan.models[t.model];
+                SweepTask {
+                    id: t.id.clone(),
+                    group: t.group.clone(),
+                    model: m.path.clone(),
+                    label: m.label.clone(),
+                    step: m.step,
+                    revision: m.revision.clone(),
+                    data: plan.data[t.data].0.clone(),
+                    command: t.command.clone(),
+                    shard: format!("{}/{}", t.shard, plan.p.shards),
+                    complete: state(&plan.task_dir(t)) == State::Done,
+                    log: plan.log(t),
+                }
+            })
+            .collect(),
+        runs: merged,
+        trajectories,
+    };
+    // Keys sorted, as in every results file (the type declares its fields in reading order).
     sinkscope_output::write_atomic(
-        &plan.out.join("sweep.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
+        &plan.out.join(SWEEP_FILE),
+        serde_json::to_string_pretty(&serde_json::to_value(&summary)?)?.as_bytes(),
     )?;
-    for dir in merged.values() {
+    for dir in summary.runs.values() {
         say!("{}", dir.display());
     }
-    for t in &trajectories {
+    for t in &summary.trajectories {
         say!("{}", t.display());
     }
     if !failed.is_empty() {

@@ -76,3 +76,13 @@ pub fn assert_same_run(full: &Path, merged: &Path) {
     assert!(n.get("shard").is_none());
     assert!(n["merged_from"].as_array().is_some_and(|v| !v.is_empty()));
 }
+
+/// `path` parses into its schema type `T`, which serialises back (keys sorted, as the writers
+/// do) to the file's bytes: the file has exactly the type's keys and values.
+pub fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(path: &Path) -> T {
+    let text = std::fs::read_to_string(path).unwrap();
+    let typed: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let back = serde_json::to_string_pretty(&serde_json::to_value(&typed).unwrap()).unwrap();
+    assert_eq!(back, text, "{} does not round-trip through its schema type", path.display());
+    typed
+}
