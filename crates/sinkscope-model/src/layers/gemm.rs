@@ -533,7 +533,7 @@ mod kernels {
                         }
                         let sp = scratch.as_ptr() as *const f32;
                         // `span` reads panel q's row kk at b[q] + kk·NR for kk in kb..kb+len.
-                        let b = [sp.wrapping_sub(kb * NR), sp.wrapping_add((len - kb) * NR)];
+                        let b = [sp.wrapping_sub(kb * NR), sp.wrapping_add(len * NR).wrapping_sub(kb * NR)];
                         for i0 in (0..m).step_by(mc_len) {
                             let rows = i0..(i0 + mc_len).min(m);
                             span::<M>(n, k, x, op, p0, np, b, kb..kb + len, KC, rows);
