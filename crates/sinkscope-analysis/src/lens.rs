@@ -4,8 +4,11 @@
 //! norm and the unembedding (and any final soft-capping) to X(l)") are applied to `X(l)` as
 //! the layer runs, the next-token NLL over positions 1..T−1 is reduced on the spot
 //! ([`sinkscope_metrics::lens::next_token_nll`], f64 log-softmax) and the `[T, V]` logits
-//! are dropped, so no layer's logits outlive it. The model's own logits come from the same
-//! forward pass, so `logit_lens_nll(L)` equals the model's NLL (a test checks it).
+//! are dropped, so no layer's logits outlive it. The model's own logits are the lens at
+//! l = L (the final norm and the head applied to `X(L)`, the same products in the same
+//! order), so the model's statistics are layer L's and the forward pass skips its LM head:
+//! one unembedding per prompt fewer. A test checks them against an ordinary forward pass's
+//! logits bit for bit.
 
 use crate::aggregate::Running;
 use crate::error::{AnalysisError, Result};
@@ -36,7 +39,6 @@ struct LensCollector<'m> {
     model: &'m Model,
     tokens: Vec<u32>,
     layers: Vec<Option<LensStats>>,
-    own: Option<std::result::Result<LensStats, String>>,
     error: Option<(HookSite, String)>,
 }
 
@@ -54,16 +56,10 @@ pub(crate) fn logits_stats(logits: &Tensor, tokens: &[u32]) -> std::result::Resu
 
 impl Hook for LensCollector<'_> {
     fn wants(&self, site: HookSite) -> bool {
-        site.metric_layer().is_some() || site == HookSite::global(SiteKind::Logits)
+        site.metric_layer().is_some()
     }
 
     fn on(&mut self, site: HookSite, act: &Tensor) -> sinkscope_model::Result<Option<Tensor>> {
-        if site == HookSite::global(SiteKind::Logits) {
-            // The model's own logits, reduced here rather than returned: a chunk of prompts
-            // does not hold its `[T, V]` logits until the chunk ends.
-            self.own = Some(logits_stats(act, &self.tokens));
-            return Ok(None);
-        }
         let Some(l) = site.metric_layer() else { return Ok(None) };
         let stats = logits_stats(&self.model.unembed(act)?, &self.tokens); // [T, V]
         match stats {
@@ -109,7 +105,7 @@ pub fn lens_pack(model: &Model, prompts: &[(&str, &[u32])]) -> Vec<Result<Prompt
 impl<'m> LensCollector<'m> {
     fn new(model: &'m Model, ids: &[u32]) -> Self {
         let layers = vec![None; model.config.n_layers + 1];
-        LensCollector { model, tokens: ids.to_vec(), layers, own: None, error: None }
+        LensCollector { model, tokens: ids.to_vec(), layers, error: None }
     }
 }
 
@@ -130,10 +126,6 @@ impl crate::pack::HookSet for LensCollector<'_> {
         if let Some((site, e)) = self.error {
             return Err(AnalysisError::Options(format!("prompt '{id}': LogitLens at {site}: {e}")));
         }
-        let own = self
-            .own
-            .ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no logits")))?
-            .map_err(|e| AnalysisError::Options(format!("prompt '{id}': model NLL: {e}")))?;
         let layers = self
             .layers
             .into_iter()
@@ -149,6 +141,11 @@ impl crate::pack::HookSet for LensCollector<'_> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // The model's logits are the lens at l = L (module docs).
+        let own = layers
+            .last()
+            .cloned()
+            .ok_or_else(|| AnalysisError::Options(format!("prompt '{id}': no layers")))?;
         Ok(PromptLens { layers, model: own })
     }
 }

@@ -213,19 +213,27 @@ pub fn single_threaded_passes(workers: usize) {
 /// on the threads). The metrics' split still follows `workers`, so every output is the
 /// same as with more passes.
 pub fn single_threaded_passes_for(workers: usize, passes: usize) {
-    let vars: &[&str] = if workers > 1 && passes > 1 {
-        &["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"]
-    } else {
-        &["CANDLE_NUM_THREADS"]
-    };
-    for var in vars {
-        if std::env::var_os(var).is_none() {
-            // Read by candle-core when its thread pool starts; set here, before any tensor
-            // operation.
-            std::env::set_var(var, "1");
-        }
+    single_threaded_elementwise();
+    if workers > 1 && passes > 1 {
+        set_unless_set("RAYON_NUM_THREADS");
     }
     sinkscope_metrics::set_parallelism(if workers > 1 { 1 } else { rayon_threads() });
+}
+
+/// candle's element-wise pool gets one thread (see [`single_threaded_passes`]) unless the
+/// user set `CANDLE_NUM_THREADS`. Every command calls it before any tensor operation, also
+/// those with one prompt worker (LogitLens, probes, ablations), whose forward passes would
+/// otherwise hand each element-wise operation to a second thread that then spins.
+pub fn single_threaded_elementwise() {
+    set_unless_set("CANDLE_NUM_THREADS");
+}
+
+/// Sets `var` to 1 unless the environment already has it. Read by candle-core and rayon when
+/// their thread pools start: called before any tensor operation.
+fn set_unless_set(var: &str) {
+    if std::env::var_os(var).is_none() {
+        std::env::set_var(var, "1");
+    }
 }
 
 /// The threads of rayon's global pool as it starts with this environment: `RAYON_NUM_THREADS`

@@ -2,8 +2,9 @@
 //!
 //! - SmolLM2 and Gemma-3 270M (the real models, fetched by scripts/test.sh) on the 8 reference prompts:
 //!   `logit_lens_nll` at every layer within 1e-3 relative of the independent Hugging Face
-//!   reference, and `logit_lens_nll(L)` equal to the model's own NLL within 1e-6 relative
-//!   (the same logits: the lens at L *is* the LM head).
+//!   reference, and the lens at L (which the run reports as the model's own statistics)
+//!   bit for bit those of the logits an ordinary forward pass returns (the same products:
+//!   the lens at L *is* the LM head).
 //! - A probe run on the tiny llama fixture with a synthetic labelled set: the output has one
 //!   accuracy per layer, accuracies are fractions, the baseline is the majority share, and
 //!   convergence is reported.
@@ -15,7 +16,10 @@ use sinkscope_analysis::lens::lens_tokens;
 use sinkscope_analysis::probe::{run_probe, ProbeOptions};
 use sinkscope_analysis::profile::{DataSource, ManifestHeader, NoProgress, ProfileInput, ProfileOptions};
 use sinkscope_io::tokenizer::BosPolicy;
+use sinkscope_metrics::lens::next_token_nll;
 use sinkscope_metrics::probe::{Pool, ProbeParams};
+use sinkscope_metrics::Matrix;
+use sinkscope_model::ForwardCtx;
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
@@ -60,9 +64,19 @@ fn check_lens(file: &str, name: &str, n_prompts: usize) {
             let (g, w) = (got.nll.unwrap(), want.as_f64().unwrap());
             assert!((g - w).abs() <= 1e-3 * w.abs(), "{id} layer {l}: logit_lens_nll {g} vs reference {w}");
         }
-        let last = lens.layers.last().unwrap().nll.unwrap();
+        let last = lens.layers.last().unwrap();
+        assert_eq!(&lens.model, last);
+        let logits = model.forward(&ids, &mut ForwardCtx::new().with_logits()).unwrap().unwrap();
+        let (t, v) = logits.dims2().unwrap();
+        let data: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+        let forward = next_token_nll(&Matrix::new(&data, t, v).unwrap(), &ids, None).unwrap();
+        assert_eq!(
+            forward.nll_sum.to_bits(),
+            last.nll_sum.to_bits(),
+            "{id}: lens at L vs the forward's logits"
+        );
+        assert_eq!((forward.n_tokens, forward.n_correct), (last.n_tokens, last.n_correct), "{id}");
         let own = lens.model.nll.unwrap();
-        assert!((last - own).abs() <= 1e-6 * own.abs(), "{id}: lens at L {last} vs model NLL {own}");
         let ref_final = p["final"]["nll_mean"].as_f64().unwrap();
         assert!(
             (own - ref_final).abs() <= 1e-3 * ref_final,

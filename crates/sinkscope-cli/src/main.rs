@@ -62,6 +62,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any tensor operation, on the main thread before any other starts.
+    sinkscope_analysis::setup::single_threaded_elementwise();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),

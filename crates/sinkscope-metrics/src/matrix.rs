@@ -17,6 +17,9 @@ pub struct Matrix<'a> {
     cols: usize,
 }
 
+/// From this many values on, [`Matrix::new`] scans for non-finite values on rayon's threads.
+const PARALLEL_SCAN_MIN: usize = 1 << 20;
+
 impl<'a> Matrix<'a> {
     /// Wraps `data` (row-major, `rows * cols` values) as a matrix.
     ///
@@ -32,9 +35,17 @@ impl<'a> Matrix<'a> {
         if data.len() != expected || rows.checked_mul(cols).is_none() {
             return Err(MetricsError::ShapeMismatch { len: data.len(), rows, cols, expected });
         }
-        // Blocks without an early exit inside (vectorised), then the first bad value's place.
+        // Blocks without an early exit inside (vectorised), then the first bad value's place;
+        // a large matrix (a LogitLens layer's `[T, V]` logits) is scanned on rayon's threads
+        // (the first bad block is the same).
         let bad = |c: &[f32]| c.iter().fold(false, |acc, v| acc | !v.is_finite());
-        if let Some(pos) = data.chunks(4096).position(bad).and_then(|b| {
+        let first_bad_block = if data.len() >= PARALLEL_SCAN_MIN {
+            use rayon::prelude::*;
+            data.par_chunks(4096).position_first(bad)
+        } else {
+            data.chunks(4096).position(bad)
+        };
+        if let Some(pos) = first_bad_block.and_then(|b| {
             let start = b * 4096;
             data.get(start..).and_then(|rest| rest.iter().position(|v| !v.is_finite())).map(|p| start + p)
         }) {

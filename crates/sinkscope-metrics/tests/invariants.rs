@@ -49,6 +49,23 @@ fn matrix_constructor_checks() {
     assert!(matches!(Matrix::new(&bad, 2, 2), Err(MetricsError::NonFinite { row: 1, col: 0, .. })));
     let inf = [f32::INFINITY];
     assert!(matches!(Matrix::new(&inf, 1, 1), Err(MetricsError::NonFinite { .. })));
+    // A matrix large enough to be scanned on several threads (a LogitLens layer's logits):
+    // the error still names the first bad value in row-major order, wherever the others are.
+    let (rows, cols) = (40, 49_152);
+    let mut big = vec![0.5_f32; rows * cols];
+    assert!(Matrix::new(&big, rows, cols).is_ok());
+    for (first, later) in
+        [(37 * cols + 5, 39 * cols), (3 * cols + 4_097, 3 * cols + 4_098), (rows * cols - 1, rows * cols - 1)]
+    {
+        big.fill(0.5);
+        big[later] = f32::NEG_INFINITY;
+        big[first] = f32::NAN;
+        let e = Matrix::new(&big, rows, cols).err();
+        assert!(
+            matches!(e, Some(MetricsError::NonFinite { row, col, .. }) if row * cols + col == first),
+            "{e:?} for the first bad value at {first}"
+        );
+    }
     let m = Matrix::new(&d, 2, 3).unwrap();
     assert_eq!(m.row(1), Some(&d[3..6]));
     assert_eq!(m.row(2), None);
