@@ -421,6 +421,17 @@ mod kernels {
 
     use super::{PanelRow, StoredMatrix, KC, KS, MC, NR, PREFETCH, X_BLOCK_FLOATS};
 
+    /// [`Micro::transpose`] of panel rows `from..`, one panel row (a cache line) at a time.
+    #[inline(always)]
+    fn transpose_from(rows: &[f32], panel: &mut [PanelRow], from: usize) {
+        let len = panel.len();
+        for (kk, pr) in panel.iter_mut().enumerate().skip(from) {
+            for (c, v) in pr.0.iter_mut().enumerate() {
+                *v = rows[c * len + kk];
+            }
+        }
+    }
+
     /// Where the panels come from.
     #[derive(Clone, Copy)]
     pub(super) enum Src<'a> {
@@ -453,6 +464,17 @@ mod kernels {
             cols: usize,
             acc: bool,
         );
+
+        /// Writes `panel[kk][c] = rows[c·len + kk]` for `c < 16`, `kk < len` (`len =
+        /// panel.len()`, `rows.len() == 16·len`): the transposition of 16 dequantised weight
+        /// rows into a panel. Data movement only, so every path gives the same panel.
+        ///
+        /// # Safety
+        /// The path's instructions present.
+        #[inline(always)]
+        unsafe fn transpose(rows: &[f32], panel: &mut [PanelRow]) {
+            transpose_from(rows, panel, 0);
+        }
 
         /// Panels a register block spans: 1, or 2 where [`block2`](Self::block2) is
         /// implemented (each `A` element then feeds two fused multiply-adds per load).
@@ -529,7 +551,7 @@ mod kernels {
                         let len = ks.min(k - kb);
                         for q in 0..np {
                             let slot = &mut scratch[q * len..(q + 1) * len];
-                            fill_panel(st, (p0 + q) * NR, n, kb, &mut rows_f32[..len * NR], slot)?;
+                            fill_panel::<M>(st, (p0 + q) * NR, n, kb, &mut rows_f32[..len * NR], slot)?;
                         }
                         let sp = scratch.as_ptr() as *const f32;
                         // `span` reads panel q's row kk at b[q] + kk·NR for kk in kb..kb+len.
@@ -591,7 +613,7 @@ mod kernels {
     /// into `panel` (`len` rows of 16), through `rows` (`len × 16` floats). Inlined into each
     /// path's `rows`, so the transposition is compiled for that path's vector width.
     #[inline(always)]
-    fn fill_panel(
+    fn fill_panel<M: Micro>(
         st: &StoredMatrix,
         j0: usize,
         n: usize,
@@ -605,12 +627,11 @@ mod kernels {
             st.dequant_range(j0 + c, kb, row).map_err(|e| e.to_string())?;
         }
         rows[width * len..].fill(0.0);
-        // Transposed one panel row (a cache line) at a time.
-        for (kk, pr) in panel.iter_mut().enumerate() {
-            for (c, v) in pr.0.iter_mut().enumerate() {
-                *v = rows[c * len + kk];
-            }
-        }
+        // SAFETY: `fill_panel` runs inside `nest::<M>`, whose callers checked the path.
+        #[allow(unsafe_code)]
+        unsafe {
+            M::transpose(rows, panel)
+        };
         Ok(())
     }
 
@@ -642,10 +663,58 @@ mod kernels {
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod avx512 {
-        use super::{load_partial, nest, prefetch, Micro, Src, NR};
+        use super::{load_partial, nest, prefetch, transpose_from, Micro, PanelRow, Src, NR};
         use std::arch::x86_64::*;
 
         pub(in super::super) struct K;
+
+        /// A 16 × 16 tile in registers: `dst[kk·16 + c] = src[c·ld + kk]` (four rounds of
+        /// shuffles, no scatter: the compiler's vectorisation of the scalar loop scattered).
+        ///
+        /// # Safety
+        /// AVX-512F present; `src + c·ld + kk` readable and `dst + kk·16 + c` writable for
+        /// `c, kk < 16`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn transpose16(src: *const f32, ld: usize, dst: *mut f32) {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (c, rc) in r.iter_mut().enumerate() {
+                *rc = _mm512_loadu_ps(src.add(c * ld));
+            }
+            // Interleave pairs of rows (32-bit), then pairs of pairs (64-bit): within each
+            // 128-bit lane, t'[4i + j] holds rows 4i..4i+4 of column j of that lane.
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for q in 0..4 {
+                let (a0, a1, b0, b1) = (t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
+                let pd = _mm512_castps_pd;
+                r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a0), pd(b0)));
+                r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a0), pd(b0)));
+                r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a1), pd(b1)));
+                r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a1), pd(b1)));
+            }
+            // r[4q + j], 128-bit lane l: column kk = 4l + j of rows 4q..4q+4. Output row kk
+            // is lane l of r[j], r[4 + j], r[8 + j], r[12 + j]: two rounds of lane shuffles
+            // (0x88 takes lanes 0 and 2 of each source, 0xdd lanes 1 and 3).
+            for j in 0..4 {
+                t[j] = _mm512_shuffle_f32x4::<0x88>(r[j], r[4 + j]);
+                t[4 + j] = _mm512_shuffle_f32x4::<0xdd>(r[j], r[4 + j]);
+                t[8 + j] = _mm512_shuffle_f32x4::<0x88>(r[8 + j], r[12 + j]);
+                t[12 + j] = _mm512_shuffle_f32x4::<0xdd>(r[8 + j], r[12 + j]);
+            }
+            for j in 0..4 {
+                for h in 0..2 {
+                    // lo: lane l = h of every r[4q + j], i.e. kk = 4h + j; hi: lane 2 + h.
+                    let lo = _mm512_shuffle_f32x4::<0x88>(t[4 * h + j], t[8 + 4 * h + j]);
+                    let hi = _mm512_shuffle_f32x4::<0xdd>(t[4 * h + j], t[8 + 4 * h + j]);
+                    _mm512_storeu_ps(dst.add((4 * h + j) * 16), lo);
+                    _mm512_storeu_ps(dst.add((8 + 4 * h + j) * 16), hi);
+                }
+            }
+        }
 
         /// # Safety
         /// AVX-512F present; as [`nest`].
@@ -769,6 +838,19 @@ mod kernels {
         impl Micro for K {
             const MR: usize = 12;
             const PANELS: usize = 2;
+
+            #[inline(always)]
+            unsafe fn transpose(rows: &[f32], panel: &mut [PanelRow]) {
+                let len = panel.len();
+                let tiles = if rows.len() == NR * len { len / NR } else { 0 };
+                for t in 0..tiles {
+                    // SAFETY: AVX-512F present (this function's contract); tile `t` reads
+                    // rows[c·len + 16t .. +16] for c < 16 and writes panel rows 16t..16t+16,
+                    // all in bounds (16t + 16 <= len, rows.len() = 16·len).
+                    transpose16(rows.as_ptr().add(t * NR), len, panel.as_mut_ptr().add(t * NR) as *mut f32);
+                }
+                transpose_from(rows, panel, tiles * NR);
+            }
             #[target_feature(enable = "avx512f")]
             unsafe fn block(
                 r: usize,
@@ -1017,6 +1099,38 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
             })
             .collect()
+    }
+
+    /// Every path's transposition of 16 weight rows into a panel is the plain transposition,
+    /// for lengths with and without whole 16 × 16 tiles (the AVX-512 one shuffles registers).
+    #[test]
+    fn panel_transposition_is_exact_on_every_path() {
+        use kernels::Micro;
+        for len in [1, 15, 16, 17, 32, 100, 256] {
+            let rows = values(NR * len, len as u64);
+            let want: Vec<f32> =
+                (0..len).flat_map(|kk| (0..NR).map(|c| rows[c * len + kk]).collect::<Vec<_>>()).collect();
+            let run = |f: unsafe fn(&[f32], &mut [PanelRow])| {
+                let mut panel = vec![PanelRow([f32::NAN; NR]); len];
+                // SAFETY: only paths this CPU runs are called below.
+                #[allow(unsafe_code)]
+                unsafe {
+                    f(&rows, &mut panel)
+                };
+                panel.iter().flat_map(|p| p.0).map(f32::to_bits).collect::<Vec<_>>()
+            };
+            let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(run(<kernels::portable::K as Micro>::transpose), want, "portable, len {len}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if KernelPath::Avx2.supported() {
+                    assert_eq!(run(<kernels::avx2::K as Micro>::transpose), want, "avx2, len {len}");
+                }
+                if KernelPath::Avx512.supported() {
+                    assert_eq!(run(<kernels::avx512::K as Micro>::transpose), want, "avx512, len {len}");
+                }
+            }
+        }
     }
 
     /// f64 reference and the absolute bound on f32 rounding for each element:
