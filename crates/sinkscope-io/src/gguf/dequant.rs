@@ -71,35 +71,119 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n_elements: usize) -> Result<Vec<f3
     Ok(out)
 }
 
+/// Applies a block function to every `TS`-byte block of `data` and `QB`-element chunk of `out`
+/// (sizes were checked by `check_sizes`, so both iterators have the same length and no
+/// remainder). A macro, so that each block function is called directly and inlined into the
+/// instruction set's build of [`dequantize_sized`] (through a closure parameter it stayed a
+/// separate call compiled for the baseline).
+macro_rules! run {
+    ($data:expr, $out:expr, $ts:literal, $qb:expr, $f:path) => {
+        for (b, y) in $data.chunks_exact($ts).zip($out.chunks_exact_mut($qb)) {
+            if let (Ok(b), Ok(y)) = (<&[u8; $ts]>::try_from(b), <&mut [f32; $qb]>::try_from(y)) {
+                $f(b, y);
+            }
+        }
+    };
+}
+
 /// Dequantise `data` (values of type `ty`) into `out`; `data` must hold exactly `out.len()` elements.
+///
+/// The block functions are compiled once more for AVX-512 and for AVX2 and picked at run
+/// time: the same scalar arithmetic (Rust never fuses a multiply and an add), vectorised
+/// wider, so the same bits on every path (a test compares them).
 pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), DequantError> {
     check_sizes(ty, data.len(), out.len())?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if wide::avx512() {
+            // SAFETY: the CPU has the features `dequantize_avx512` enables (checked just above).
+            #[allow(unsafe_code)]
+            return unsafe { wide::dequantize_avx512(ty, data, out) };
+        }
+        if wide::avx2() {
+            // SAFETY: as above, for AVX2.
+            #[allow(unsafe_code)]
+            return unsafe { wide::dequantize_avx2(ty, data, out) };
+        }
+    }
+    dequantize_sized(ty, data, out)
+}
+
+/// The x86-64 builds of [`dequantize_sized`].
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::{dequantize_sized, DequantError, GgmlType};
+    use std::sync::OnceLock;
+
+    /// Whether the CPU has AVX-512 F, BW and VL (and F16C), detected once.
+    pub(super) fn avx512() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+
+    /// Whether the CPU has AVX2 (and F16C), detected once.
+    pub(super) fn avx2() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F, BW, VL and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+    pub(super) unsafe fn dequantize_avx512(
+        ty: GgmlType,
+        data: &[u8],
+        out: &mut [f32],
+    ) -> Result<(), DequantError> {
+        dequantize_sized(ty, data, out)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn dequantize_avx2(
+        ty: GgmlType,
+        data: &[u8],
+        out: &mut [f32],
+    ) -> Result<(), DequantError> {
+        dequantize_sized(ty, data, out)
+    }
+}
+
+/// [`dequantize_into`] after its size check, on whatever instruction set it is compiled for.
+#[inline(always)]
+fn dequantize_sized(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), DequantError> {
     match ty {
-        GgmlType::F32 => run::<4, 1>(data, out, |b, y| y[0] = f32::from_le_bytes(*b)),
-        GgmlType::F16 => run::<2, 1>(data, out, |b, y| y[0] = f16::from_le_bytes(*b).to_f32()),
-        GgmlType::BF16 => run::<2, 1>(data, out, |b, y| y[0] = bf16_to_f32(*b)),
-        GgmlType::Q4_0 => run::<18, QK>(data, out, block_q4_0),
-        GgmlType::Q4_1 => run::<20, QK>(data, out, block_q4_1),
-        GgmlType::Q5_0 => run::<22, QK>(data, out, block_q5_0),
-        GgmlType::Q5_1 => run::<24, QK>(data, out, block_q5_1),
-        GgmlType::Q8_0 => run::<34, QK>(data, out, block_q8_0),
-        GgmlType::Q2_K => run::<84, QK_K>(data, out, block_q2_k),
-        GgmlType::Q3_K => run::<110, QK_K>(data, out, block_q3_k),
-        GgmlType::Q4_K => run::<144, QK_K>(data, out, block_q4_k),
-        GgmlType::Q5_K => run::<176, QK_K>(data, out, block_q5_k),
-        GgmlType::Q6_K => run::<210, QK_K>(data, out, block_q6_k),
-        GgmlType::IQ4_NL => run::<18, QK>(data, out, block_iq4_nl),
-        GgmlType::IQ4_XS => run::<136, QK_K>(data, out, block_iq4_xs),
-        GgmlType::IQ2_XXS => run::<66, QK_K>(data, out, block_iq2_xxs),
-        GgmlType::IQ2_XS => run::<74, QK_K>(data, out, block_iq2_xs),
-        GgmlType::IQ2_S => run::<82, QK_K>(data, out, block_iq2_s),
-        GgmlType::IQ3_XXS => run::<98, QK_K>(data, out, block_iq3_xxs),
-        GgmlType::IQ3_S => run::<110, QK_K>(data, out, block_iq3_s),
-        GgmlType::IQ1_S => run::<50, QK_K>(data, out, block_iq1_s),
-        GgmlType::IQ1_M => run::<56, QK_K>(data, out, block_iq1_m),
-        GgmlType::MXFP4 => run::<17, QK>(data, out, block_mxfp4),
-        GgmlType::TQ1_0 => run::<54, QK_K>(data, out, block_tq1_0),
-        GgmlType::TQ2_0 => run::<66, QK_K>(data, out, block_tq2_0),
+        GgmlType::F32 => run!(data, out, 4, 1, value_f32),
+        GgmlType::F16 => run!(data, out, 2, 1, value_f16),
+        GgmlType::BF16 => run!(data, out, 2, 1, value_bf16),
+        GgmlType::Q4_0 => run!(data, out, 18, QK, block_q4_0),
+        GgmlType::Q4_1 => run!(data, out, 20, QK, block_q4_1),
+        GgmlType::Q5_0 => run!(data, out, 22, QK, block_q5_0),
+        GgmlType::Q5_1 => run!(data, out, 24, QK, block_q5_1),
+        GgmlType::Q8_0 => run!(data, out, 34, QK, block_q8_0),
+        GgmlType::Q2_K => run!(data, out, 84, QK_K, block_q2_k),
+        GgmlType::Q3_K => run!(data, out, 110, QK_K, block_q3_k),
+        GgmlType::Q4_K => run!(data, out, 144, QK_K, block_q4_k),
+        GgmlType::Q5_K => run!(data, out, 176, QK_K, block_q5_k),
+        GgmlType::Q6_K => run!(data, out, 210, QK_K, block_q6_k),
+        GgmlType::IQ4_NL => run!(data, out, 18, QK, block_iq4_nl),
+        GgmlType::IQ4_XS => run!(data, out, 136, QK_K, block_iq4_xs),
+        GgmlType::IQ2_XXS => run!(data, out, 66, QK_K, block_iq2_xxs),
+        GgmlType::IQ2_XS => run!(data, out, 74, QK_K, block_iq2_xs),
+        GgmlType::IQ2_S => run!(data, out, 82, QK_K, block_iq2_s),
+        GgmlType::IQ3_XXS => run!(data, out, 98, QK_K, block_iq3_xxs),
+        GgmlType::IQ3_S => run!(data, out, 110, QK_K, block_iq3_s),
+        GgmlType::IQ1_S => run!(data, out, 50, QK_K, block_iq1_s),
+        GgmlType::IQ1_M => run!(data, out, 56, QK_K, block_iq1_m),
+        GgmlType::MXFP4 => run!(data, out, 17, QK, block_mxfp4),
+        GgmlType::TQ1_0 => run!(data, out, 54, QK_K, block_tq1_0),
+        GgmlType::TQ2_0 => run!(data, out, 66, QK_K, block_tq2_0),
         other => return Err(DequantError::Unsupported(other)),
     }
     Ok(())
@@ -174,18 +258,22 @@ fn check_sizes(ty: GgmlType, n_bytes: usize, n_elements: usize) -> Result<(), De
     Ok(())
 }
 
-/// Apply a block function to every `TS`-byte block of `data` and `QB`-element chunk of `out`.
-/// (Sizes were checked by `check_sizes`, so both iterators have the same length and no remainder.)
-fn run<const TS: usize, const QB: usize>(
-    data: &[u8],
-    out: &mut [f32],
-    f: impl Fn(&[u8; TS], &mut [f32; QB]),
-) {
-    for (b, y) in data.chunks_exact(TS).zip(out.chunks_exact_mut(QB)) {
-        if let (Ok(b), Ok(y)) = (<&[u8; TS]>::try_from(b), <&mut [f32; QB]>::try_from(y)) {
-            f(b, y);
-        }
-    }
+/// F32 values as stored.
+#[inline(always)]
+fn value_f32(b: &[u8; 4], y: &mut [f32; 1]) {
+    y[0] = f32::from_le_bytes(*b);
+}
+
+/// F16 values.
+#[inline(always)]
+fn value_f16(b: &[u8; 2], y: &mut [f32; 1]) {
+    y[0] = f16::from_le_bytes(*b).to_f32();
+}
+
+/// BF16 values.
+#[inline(always)]
+fn value_bf16(b: &[u8; 2], y: &mut [f32; 1]) {
+    y[0] = bf16_to_f32(*b);
 }
 
 /// `GGML_FP16_TO_FP32` of the little-endian f16 at bytes `lo`, `hi`.
@@ -210,6 +298,7 @@ fn fl(v: i32) -> f32 {
 // Legacy 32-element blocks.
 
 /// `block_q4_0 { ggml_half d; uint8_t qs[16]; }` → `dequantize_row_q4_0`.
+#[inline(always)]
 fn block_q4_0(b: &[u8; 18], y: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     for j in 0..QK / 2 {
@@ -222,6 +311,7 @@ fn block_q4_0(b: &[u8; 18], y: &mut [f32; QK]) {
 }
 
 /// `block_q4_1 { ggml_half d; ggml_half m; uint8_t qs[16]; }` → `dequantize_row_q4_1`.
+#[inline(always)]
 fn block_q4_1(b: &[u8; 20], y: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     let m = f16_le(b[2], b[3]);
@@ -235,6 +325,7 @@ fn block_q4_1(b: &[u8; 20], y: &mut [f32; QK]) {
 }
 
 /// `block_q5_0 { ggml_half d; uint8_t qh[4]; uint8_t qs[16]; }` → `dequantize_row_q5_0`.
+#[inline(always)]
 fn block_q5_0(b: &[u8; 22], y: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
@@ -250,6 +341,7 @@ fn block_q5_0(b: &[u8; 22], y: &mut [f32; QK]) {
 }
 
 /// `block_q5_1 { ggml_half d; ggml_half m; uint8_t qh[4]; uint8_t qs[16]; }` → `dequantize_row_q5_1`.
+#[inline(always)]
 fn block_q5_1(b: &[u8; 24], y: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     let m = f16_le(b[2], b[3]);
@@ -266,6 +358,7 @@ fn block_q5_1(b: &[u8; 24], y: &mut [f32; QK]) {
 }
 
 /// `block_q8_0 { ggml_half d; int8_t qs[32]; }` → `dequantize_row_q8_0`.
+#[inline(always)]
 fn block_q8_0(b: &[u8; 34], y: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     for j in 0..QK {
@@ -287,6 +380,7 @@ fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
 }
 
 /// `block_q2_K { uint8_t scales[16]; uint8_t qs[64]; ggml_half d; ggml_half dmin; }` → `dequantize_row_q2_K`.
+#[inline(always)]
 fn block_q2_k(b: &[u8; 84], y: &mut [f32; QK_K]) {
     let d = f16_le(b[80], b[81]);
     let min = f16_le(b[82], b[83]);
@@ -320,6 +414,7 @@ fn block_q2_k(b: &[u8; 84], y: &mut [f32; QK_K]) {
 
 /// `block_q3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; ggml_half d; }` →
 /// `dequantize_row_q3_K` (including its `kmask1`/`kmask2` unpacking of the 16 6-bit scales).
+#[inline(always)]
 fn block_q3_k(b: &[u8; 110], y: &mut [f32; QK_K]) {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
@@ -375,6 +470,7 @@ fn block_q3_k(b: &[u8; 110], y: &mut [f32; QK_K]) {
 }
 
 /// `block_q4_K { ggml_half d; ggml_half dmin; uint8_t scales[12]; uint8_t qs[128]; }` → `dequantize_row_q4_K`.
+#[inline(always)]
 fn block_q4_k(b: &[u8; 144], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     let min = f16_le(b[2], b[3]);
@@ -404,6 +500,7 @@ fn block_q4_k(b: &[u8; 144], y: &mut [f32; QK_K]) {
 
 /// `block_q5_K { ggml_half d; ggml_half dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; }` →
 /// `dequantize_row_q5_K`.
+#[inline(always)]
 fn block_q5_k(b: &[u8; 176], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     let min = f16_le(b[2], b[3]);
@@ -439,6 +536,7 @@ fn block_q5_k(b: &[u8; 176], y: &mut [f32; QK_K]) {
 }
 
 /// `block_q6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; ggml_half d; }` → `dequantize_row_q6_K`.
+#[inline(always)]
 fn block_q6_k(b: &[u8; 210], y: &mut [f32; QK_K]) {
     let d = f16_le(b[208], b[209]);
     for n in 0..2 {
@@ -480,6 +578,7 @@ fn sign(signs: u8, j: usize) -> f32 {
 }
 
 /// `block_iq4_nl { ggml_half d; uint8_t qs[16]; }` → `dequantize_row_iq4_nl`.
+#[inline(always)]
 fn block_iq4_nl(b: &[u8; 18], y: &mut [f32; QK]) {
     let d = f16_le(b[0], b[1]);
     for j in 0..QK / 2 {
@@ -491,6 +590,7 @@ fn block_iq4_nl(b: &[u8; 18], y: &mut [f32; QK]) {
 
 /// `block_iq4_xs { ggml_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; }` →
 /// `dequantize_row_iq4_xs`.
+#[inline(always)]
 fn block_iq4_xs(b: &[u8; 136], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     let scales_h = u16::from_le_bytes([b[2], b[3]]);
@@ -509,6 +609,7 @@ fn block_iq4_xs(b: &[u8; 136], y: &mut [f32; QK_K]) {
 
 /// `block_iq2_xxs { ggml_half d; uint16_t qs[32]; }` → `dequantize_row_iq2_xxs`: per 32 values, four grid
 /// bytes and a `u32` of four 7-bit sign indices and a 4-bit scale.
+#[inline(always)]
 fn block_iq2_xxs(b: &[u8; 66], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     for ib32 in 0..QK_K / 32 {
@@ -527,6 +628,7 @@ fn block_iq2_xxs(b: &[u8; 66], y: &mut [f32; QK_K]) {
 
 /// `block_iq2_xs { ggml_half d; uint16_t qs[32]; uint8_t scales[8]; }` → `dequantize_row_iq2_xs`: each `qs`
 /// is a 9-bit grid index and a 7-bit sign index.
+#[inline(always)]
 fn block_iq2_xs(b: &[u8; 74], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     for ib32 in 0..QK_K / 32 {
@@ -546,6 +648,7 @@ fn block_iq2_xs(b: &[u8; 74], y: &mut [f32; QK_K]) {
 
 /// `block_iq2_s { ggml_half d; uint8_t qs[64]; uint8_t qh[8]; uint8_t scales[8]; }` → `dequantize_row_iq2_s`:
 /// `qs[0..32]` are the low 8 bits of the 10-bit grid indices, `qs[32..64]` the sign bytes.
+#[inline(always)]
 fn block_iq2_s(b: &[u8; 82], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     for ib32 in 0..QK_K / 32 {
@@ -566,6 +669,7 @@ fn block_iq2_s(b: &[u8; 82], y: &mut [f32; QK_K]) {
 
 /// `block_iq3_xxs { ggml_half d; uint8_t qs[96]; }` → `dequantize_row_iq3_xxs`: 64 grid bytes, then per 32
 /// values a `u32` of four 7-bit sign indices and a 4-bit scale.
+#[inline(always)]
 fn block_iq3_xxs(b: &[u8; 98], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     for ib32 in 0..QK_K / 32 {
@@ -588,6 +692,7 @@ fn block_iq3_xxs(b: &[u8; 98], y: &mut [f32; QK_K]) {
 
 /// `block_iq3_s { ggml_half d; uint8_t qs[64]; uint8_t qh[8]; uint8_t signs[32]; uint8_t scales[4]; }` →
 /// `dequantize_row_iq3_s`: 9-bit grid indices (bit 8 of index `8k + i` is bit `i` of `qh[k]`).
+#[inline(always)]
 fn block_iq3_s(b: &[u8; 110], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     for ib32 in 0..QK_K / 32 {
@@ -613,6 +718,7 @@ const IQ1S_DELTA: f32 = 0.125;
 
 /// `block_iq1_s { ggml_half d; uint8_t qs[32]; uint16_t qh[8]; }` → `dequantize_row_iq1_s`: 11-bit indices
 /// into the ternary grid, a 3-bit scale and a shift sign per 32 values.
+#[inline(always)]
 fn block_iq1_s(b: &[u8; 50], y: &mut [f32; QK_K]) {
     let d = f16_le(b[0], b[1]);
     for ib in 0..QK_K / 32 {
@@ -631,6 +737,7 @@ fn block_iq1_s(b: &[u8; 50], y: &mut [f32; QK_K]) {
 
 /// `block_iq1_m { uint8_t qs[32]; uint8_t qh[16]; uint8_t scales[8]; }` → `dequantize_row_iq1_m`: the f16
 /// super-block scale is spread over the top nibbles of the four `u16` scale words.
+#[inline(always)]
 fn block_iq1_m(b: &[u8; 56], y: &mut [f32; QK_K]) {
     let sc = [
         u16::from_le_bytes([b[48], b[49]]),
@@ -673,6 +780,7 @@ fn e8m0_to_fp32_half(x: u8) -> f32 {
 }
 
 /// `block_mxfp4 { uint8_t e; uint8_t qs[16]; }` → `dequantize_row_mxfp4`.
+#[inline(always)]
 fn block_mxfp4(b: &[u8; 17], y: &mut [f32; QK]) {
     let d = e8m0_to_fp32_half(b[0]);
     for j in 0..QK / 2 {
@@ -691,6 +799,7 @@ fn tq1_digit(q: u8, pow3: u8) -> i32 {
 
 /// `block_tq1_0 { uint8_t qs[48]; uint8_t qh[4]; ggml_half d; }` → `dequantize_row_tq1_0`: five base-3
 /// digits per `qs` byte, four per `qh` byte.
+#[inline(always)]
 fn block_tq1_0(b: &[u8; 54], y: &mut [f32; QK_K]) {
     const POW3: [u8; 5] = [1, 3, 9, 27, 81];
     let d = f16_le(b[52], b[53]);
@@ -709,6 +818,7 @@ fn block_tq1_0(b: &[u8; 54], y: &mut [f32; QK_K]) {
 }
 
 /// `block_tq2_0 { uint8_t qs[64]; ggml_half d; }` → `dequantize_row_tq2_0`.
+#[inline(always)]
 fn block_tq2_0(b: &[u8; 66], y: &mut [f32; QK_K]) {
     let d = f16_le(b[64], b[65]);
     let mut yi = 0usize;
@@ -720,5 +830,62 @@ fn block_tq2_0(b: &[u8; 66], y: &mut [f32; QK_K]) {
                 yi += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod wide_tests {
+    use super::*;
+
+    /// Every type's blocks give the same values on every instruction path this CPU runs as in
+    /// the portable build (random bytes, so every scale and code; NaN counts as equal to NaN,
+    /// the only case where bits could legitimately differ, in the payload).
+    #[test]
+    fn every_path_gives_the_portable_values() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut compared = 0;
+        for ty in GgmlType::ALL {
+            let (bs, ts) = (ty.block_size() as usize, ty.type_size() as usize);
+            let blocks = 37;
+            let data: Vec<u8> = (0..blocks * ts)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as u8
+                })
+                .collect();
+            let mut want = vec![0f32; blocks * bs];
+            if dequantize_sized(ty, &data, &mut want).is_err() {
+                continue; // a type without a dequantiser (nothing to compare)
+            }
+            let same = |got: &[f32], path: &str| {
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{ty:?} {path} value {i}: {g} vs {w}"
+                    );
+                }
+            };
+            let mut got = vec![0f32; blocks * bs];
+            dequantize_into(ty, &data, &mut got).unwrap();
+            same(&got, "dispatched");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if wide::avx2() {
+                    #[allow(unsafe_code)]
+                    unsafe { wide::dequantize_avx2(ty, &data, &mut got) }.unwrap();
+                    same(&got, "avx2");
+                }
+                if wide::avx512() {
+                    #[allow(unsafe_code)]
+                    unsafe { wide::dequantize_avx512(ty, &data, &mut got) }.unwrap();
+                    same(&got, "avx512");
+                }
+            }
+            compared += 1;
+        }
+        assert!(compared >= 24, "only {compared} types compared");
     }
 }
