@@ -887,10 +887,44 @@ mod kernels {
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod avx2 {
-        use super::{load_partial, nest, prefetch, Micro, Src, NR};
+        use super::{load_partial, nest, prefetch, transpose_from, Micro, PanelRow, Src, NR};
         use std::arch::x86_64::*;
 
         pub(in super::super) struct K;
+
+        /// An 8 × 8 tile in registers: `dst[kk·16 + c] = src[c·ld + kk]` for `c, kk < 8`
+        /// (`dst` rows are panel rows, 16 floats apart).
+        ///
+        /// # Safety
+        /// AVX present; `src + c·ld + kk` readable and `dst + kk·16 + c` writable for
+        /// `c, kk < 8`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn transpose8(src: *const f32, ld: usize, dst: *mut f32) {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (c, rc) in r.iter_mut().enumerate() {
+                *rc = _mm256_loadu_ps(src.add(c * ld));
+            }
+            // Pairs of rows interleaved, then pairs of pairs: tt[j] (lane 0 | lane 1) holds
+            // column j | column j + 4 of rows 0..4 (j < 4), tt[4 + j] the same of rows 4..8.
+            let mut t = [_mm256_setzero_ps(); 8];
+            for i in 0..4 {
+                t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let mut tt = [_mm256_setzero_ps(); 8];
+            for h in 0..2 {
+                let (a0, a1, b0, b1) = (t[4 * h], t[4 * h + 1], t[4 * h + 2], t[4 * h + 3]);
+                tt[4 * h] = _mm256_shuffle_ps::<0x44>(a0, b0);
+                tt[4 * h + 1] = _mm256_shuffle_ps::<0xEE>(a0, b0);
+                tt[4 * h + 2] = _mm256_shuffle_ps::<0x44>(a1, b1);
+                tt[4 * h + 3] = _mm256_shuffle_ps::<0xEE>(a1, b1);
+            }
+            for j in 0..4 {
+                _mm256_storeu_ps(dst.add(j * NR), _mm256_permute2f128_ps::<0x20>(tt[j], tt[4 + j]));
+                _mm256_storeu_ps(dst.add((4 + j) * NR), _mm256_permute2f128_ps::<0x31>(tt[j], tt[4 + j]));
+            }
+        }
 
         /// # Safety
         /// AVX2 and FMA present; as [`nest`].
@@ -964,6 +998,25 @@ mod kernels {
 
         impl Micro for K {
             const MR: usize = 6;
+
+            #[inline(always)]
+            unsafe fn transpose(rows: &[f32], panel: &mut [PanelRow]) {
+                let len = panel.len();
+                let tiles = if rows.len() == NR * len { len / 8 } else { 0 };
+                for t in 0..tiles {
+                    for h in 0..2 {
+                        // SAFETY: AVX2 present (this function's contract); the tile reads
+                        // rows[(8h + c)·len + 8t ..+8] and writes panel rows 8t..8t+8, columns
+                        // 8h..8h+8, all in bounds (8t + 8 <= len, rows.len() = 16·len).
+                        transpose8(
+                            rows.as_ptr().add(8 * h * len + 8 * t),
+                            len,
+                            (panel.as_mut_ptr().add(8 * t) as *mut f32).add(8 * h),
+                        );
+                    }
+                }
+                transpose_from(rows, panel, tiles * 8);
+            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn block(
                 r: usize,
