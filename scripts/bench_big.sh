@@ -11,7 +11,7 @@ set -euo pipefail
 MODEL="${1:?model}"; PROMPTS="${2:?prompts.jsonl}"; OUT="${3:?out dir}"; shift 3
 BIN="${SINKSCOPE_BIN:-target/release/sinkscope}"
 LOG="$(mktemp)"
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) logical cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') (family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), model $(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')), $(nproc) logical cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM"
 if [ -d "$MODEL" ]; then size=$(du -sb "$MODEL" | cut -f1); else size=$(stat -c %s "$MODEL"); fi
 echo "model: $MODEL ($size bytes)"
 start=$(date +%s.%N)

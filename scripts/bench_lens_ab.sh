@@ -16,7 +16,7 @@ shift
 MODEL="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 LIMIT="${LIMIT:-4}"
 OUT="$(mktemp -d)"
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) logical cores"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') (family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), model $(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')), $(nproc) logical cores"
 echo "| round | binary | tokens | run s | tokens/s | wall s | CPU s |"
 echo "|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do

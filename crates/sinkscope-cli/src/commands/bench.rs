@@ -59,17 +59,31 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The machine, in words (CPU model, logical cores, memory).
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
+/// The CPU in words from `/proc/cpuinfo`'s text: its model name, then its family and model
+/// numbers (a KVM guest often shows only "AMD EPYC", which both Zen 3 and Zen 4 print) and the
+/// widest vector extension it has.
+fn cpu_words(cpuinfo: &str) -> String {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
         })
-        .unwrap_or_else(|| "unknown CPU".into());
+    };
+    let name = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let ids = match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!(" (family {f}, model {m})"),
+        _ => String::new(),
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let widest = ["avx512f", "avx2"].into_iter().find(|f| has(f)).map_or(String::new(), |f| format!(", {f}"));
+    format!("{name}{ids}{widest}")
+}
+
+/// The machine, in words (CPU, logical cores, memory).
+fn machine() -> String {
+    let cpu =
+        std::fs::read_to_string("/proc/cpuinfo").map_or_else(|_| "unknown CPU".into(), |s| cpu_words(&s));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -187,4 +201,19 @@ pub fn run(a: Args) -> Result<()> {
     say!("matmul kernel path: {}", kernel.unwrap_or_else(|| "unknown".into()));
     say!("load average after: {}", load_average());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_words;
+
+    #[test]
+    fn cpu_words_name_family_model_and_widest_vectors() {
+        let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n\
+                    model name\t: AMD EPYC\nflags\t\t: fpu avx2 fma avx512f avx512bw\n";
+        assert_eq!(cpu_words(zen4), "AMD EPYC (family 25, model 17), avx512f");
+        let zen3 = "cpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fma avx2\n";
+        assert_eq!(cpu_words(zen3), "AMD EPYC (family 25, model 1), avx2");
+        assert_eq!(cpu_words(""), "unknown CPU");
+    }
 }
