@@ -88,7 +88,7 @@ pub fn code_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     }
     if let Some(m) = cause.downcast_ref::<MemoryError>() {
         return Some(match m {
-            MemoryError::Insufficient { .. } => MEMORY,
+            MemoryError::Insufficient { .. } | MemoryError::Threads { .. } => MEMORY,
             MemoryError::BadOverride { .. } => USAGE,
         });
     }

@@ -236,6 +236,26 @@ fn set_unless_set(var: &str) {
     }
 }
 
+/// Starts rayon's global thread pool now, with the thread settings made so far (commands call
+/// it through [`load_model`], after [`single_threaded_passes_for`]). A process that cannot
+/// start its threads (a tight `ulimit -v`, whose room the thread stacks exceed) then gets
+/// [`MemoryError::Threads`], exit 6, instead of rayon's panic at the first parallel loop. A
+/// pool already running is kept.
+///
+/// # Errors
+/// [`MemoryError::Threads`] when the system refuses a thread.
+pub fn start_threads() -> Result<(), MemoryError> {
+    match rayon::ThreadPoolBuilder::new().build_global() {
+        Ok(()) => Ok(()),
+        // A failed start carries the system's error as its source; no source means that the
+        // global pool was already running.
+        Err(e) => match std::error::Error::source(&e) {
+            None => Ok(()),
+            Some(io) => Err(MemoryError::Threads { threads: rayon_threads(), reason: io.to_string() }),
+        },
+    }
+}
+
 /// The threads of rayon's global pool as it starts with this environment: `RAYON_NUM_THREADS`
 /// when it is a positive number, else the cores available.
 pub fn rayon_threads() -> usize {
@@ -446,6 +466,7 @@ pub fn profile_placement(
 /// # Errors
 /// An unreadable tensor; a model that cannot be built from the weights.
 pub fn load_model(files: &ModelFiles, placement: &Placement) -> Result<sinkscope_model::Model, SetupError> {
+    start_threads()?;
     let weights = files.load_weights_for(placement.choice.streamed())?;
     let model = sinkscope_model::Model::new(files.config.clone(), weights, &candle_core::Device::Cpu)
         .map_err(|source| SetupError::Build { path: files.path.clone(), source })?;

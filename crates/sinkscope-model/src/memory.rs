@@ -175,6 +175,17 @@ pub enum MemoryError {
         /// The value found.
         value: String,
     },
+    /// The worker threads could not be started (the system refused their stacks).
+    #[error(
+        "not enough memory: starting {threads} worker threads failed: {reason} (the limits of \
+         this process: ulimit -v, ulimit -u or its cgroup); raise them, or set RAYON_NUM_THREADS=1"
+    )]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// The system's error.
+        reason: String,
+    },
 }
 
 /// Bytes as `1.23 GiB` / `45.6 MiB` / `789 KiB` / `12 B`.

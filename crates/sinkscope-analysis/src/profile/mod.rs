@@ -484,10 +484,15 @@ pub fn run_ordered<J: Send, R: Send>(
     let stop = AtomicBool::new(false);
     let (res_tx, res_rx) = mpsc::channel::<(usize, Result<R>)>();
     std::thread::scope(|scope| -> Result<()> {
+        // A worker the system refuses (its stack does not fit the process's limits) is left
+        // out: each job's result does not depend on which worker runs it or on how many run.
+        // Only when none starts is it an error.
+        let mut started = 0usize;
+        let mut refused = None;
         for _ in 0..workers {
             let res_tx = res_tx.clone();
             let (job_rx, stop) = (&job_rx, &stop);
-            scope.spawn(move || loop {
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || loop {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
@@ -500,6 +505,19 @@ pub fn run_ordered<J: Send, R: Send>(
                     return;
                 }
             });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if let (0, Some(e)) = (started, refused) {
+            return Err(AnalysisError::Internal(format!(
+                "starting a prompt worker thread failed: {e} (the limits of this process: ulimit -v, \
+                 ulimit -u or its cgroup)"
+            )));
         }
         drop(res_tx);
         let lost = |n: usize| {
