@@ -216,15 +216,15 @@ mod x86 {
 pub fn sum_exp_shifted(row: &[f32], m: f64) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX-512F and FMA (checked just above).
+        match sinkscope_cpu::path() {
+            // SAFETY: the process's path is one the CPU supports, and each path includes the
+            // features the function enables (AVX-512F and FMA; AVX2 and FMA).
             #[allow(unsafe_code)]
-            return unsafe { x86::sum_avx512(row, m) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            sinkscope_cpu::Path::Avx512 => return unsafe { x86::sum_avx512(row, m) },
+            // SAFETY: as above.
             #[allow(unsafe_code)]
-            return unsafe { x86::sum_avx2(row, m) };
+            sinkscope_cpu::Path::Avx2 => return unsafe { x86::sum_avx2(row, m) },
+            sinkscope_cpu::Path::Portable => {}
         }
     }
     sum_portable(row, m)
@@ -299,13 +299,13 @@ mod tests {
             assert_eq!(sum_exp_shifted(part, m).to_bits(), want, "len {len}");
             #[cfg(target_arch = "x86_64")]
             {
-                use std::arch::is_x86_feature_detected as has;
-                if has!("avx512f") && has!("fma") {
+                use sinkscope_cpu::Path;
+                if Path::Avx512.supported() {
                     #[allow(unsafe_code)]
                     let got = unsafe { x86::sum_avx512(part, m) };
                     assert_eq!(got.to_bits(), want, "avx512, len {len}");
                 }
-                if has!("avx2") && has!("fma") {
+                if Path::Avx2.supported() {
                     #[allow(unsafe_code)]
                     let got = unsafe { x86::sum_avx2(part, m) };
                     assert_eq!(got.to_bits(), want, "avx2, len {len}");

@@ -95,15 +95,15 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(),
     check_sizes(ty, data.len(), out.len())?;
     #[cfg(target_arch = "x86_64")]
     {
-        if wide::avx512() {
-            // SAFETY: the CPU has the features `dequantize_avx512` enables (checked just above).
+        match sinkscope_cpu::path() {
+            // SAFETY: the process's path is one the CPU supports, and each path includes the
+            // features the function enables (AVX-512 F, BW, VL and F16C; AVX2 and F16C).
             #[allow(unsafe_code)]
-            return unsafe { wide::dequantize_avx512(ty, data, out) };
-        }
-        if wide::avx2() {
-            // SAFETY: as above, for AVX2.
+            sinkscope_cpu::Path::Avx512 => return unsafe { wide::dequantize_avx512(ty, data, out) },
+            // SAFETY: as above.
             #[allow(unsafe_code)]
-            return unsafe { wide::dequantize_avx2(ty, data, out) };
+            sinkscope_cpu::Path::Avx2 => return unsafe { wide::dequantize_avx2(ty, data, out) },
+            sinkscope_cpu::Path::Portable => {}
         }
     }
     dequantize_sized(ty, data, out)
@@ -113,24 +113,6 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(),
 #[cfg(target_arch = "x86_64")]
 mod wide {
     use super::{dequantize_sized, DequantError, GgmlType};
-    use std::sync::OnceLock;
-
-    /// Whether the CPU has AVX-512 F, BW and VL (and F16C), detected once.
-    pub(super) fn avx512() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vl")
-                && is_x86_feature_detected!("f16c")
-        })
-    }
-
-    /// Whether the CPU has AVX2 (and F16C), detected once.
-    pub(super) fn avx2() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
-    }
 
     /// # Safety
     /// The CPU has AVX-512 F, BW, VL and F16C.
@@ -873,12 +855,12 @@ mod wide_tests {
             same(&got, "dispatched");
             #[cfg(target_arch = "x86_64")]
             {
-                if wide::avx2() {
+                if sinkscope_cpu::Path::Avx2.supported() {
                     #[allow(unsafe_code)]
                     unsafe { wide::dequantize_avx2(ty, &data, &mut got) }.unwrap();
                     same(&got, "avx2");
                 }
-                if wide::avx512() {
+                if sinkscope_cpu::Path::Avx512.supported() {
                     #[allow(unsafe_code)]
                     unsafe { wide::dequantize_avx512(ty, &data, &mut got) }.unwrap();
                     same(&got, "avx512");

@@ -324,92 +324,30 @@ unsafe impl Send for SharedOut {}
 #[allow(unsafe_code)]
 unsafe impl Sync for SharedOut {}
 
-/// The instruction paths of the kernel. Every path computes each output as the same in-order
-/// chain of fused multiply-adds over `k` (single rounding each, as `f32::mul_add`), so all
-/// paths give the same bits; they differ only in speed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelPath {
-    /// AVX-512F: one 16-float register per row of a panel, register blocks of 12 rows.
-    Avx512,
-    /// AVX2 + FMA: two 8-float registers per row, register blocks of 6 rows.
-    Avx2,
-    /// Any CPU: plain `f32::mul_add` (slow without a hardware FMA).
-    Portable,
-}
+/// The instruction paths of the kernel, shared with the crate's other kernels and with GGUF
+/// dequantisation and the metrics' exp-sums ([`sinkscope_cpu`]): AVX-512 keeps one 16-float
+/// register per row of a panel in register blocks of 12 rows, AVX2 two 8-float registers per
+/// row in blocks of 6, the portable loop plain `f32::mul_add` (slow without a hardware FMA).
+/// Every path computes each output as the same in-order chain of fused multiply-adds over `k`
+/// (single rounding each), so all paths give the same bits; they differ only in speed.
+pub use sinkscope_cpu::Path as KernelPath;
 
-impl KernelPath {
-    /// The name used by [`KERNEL_ENV`] and reported in manifests and benchmarks.
-    pub fn name(self) -> &'static str {
-        match self {
-            KernelPath::Avx512 => "avx512",
-            KernelPath::Avx2 => "avx2",
-            KernelPath::Portable => "portable",
-        }
-    }
+/// Environment variable that picks a narrower path than the widest this CPU runs
+/// ([`sinkscope_cpu::ENV`]; it narrows every kernel of the process).
+pub use sinkscope_cpu::ENV as KERNEL_ENV;
 
-    /// Whether this CPU can run the path.
-    pub fn supported(self) -> bool {
-        match self {
-            KernelPath::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-            }
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
+static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
-    /// The widest path this CPU runs.
-    pub fn widest() -> KernelPath {
-        [KernelPath::Avx512, KernelPath::Avx2]
-            .into_iter()
-            .find(|p| p.supported())
-            .unwrap_or(KernelPath::Portable)
-    }
-}
-
-/// Environment variable that picks a narrower kernel path (`avx512`, `avx2`, `portable`) than
-/// the widest this CPU runs, for tests and A/B benchmarks. A path the CPU lacks, or a value not
-/// understood, leaves the widest path in place ([`kernel_path_note`] says so).
-pub const KERNEL_ENV: &str = "SINKSCOPE_KERNEL";
-
-fn choose_path() -> (Option<KernelPath>, Option<String>) {
-    if std::env::var(DISABLE_ENV).is_ok_and(|v| v == "0") {
-        return (None, None);
-    }
-    let widest = KernelPath::widest();
-    let Ok(want) = std::env::var(KERNEL_ENV) else { return (Some(widest), None) };
-    let asked =
-        [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable].into_iter().find(|p| p.name() == want);
-    match asked {
-        Some(p) if p.supported() => (Some(p), None),
-        Some(p) => (
-            Some(widest),
-            Some(format!("{KERNEL_ENV}={want}: this CPU lacks {}, using {}", p.name(), widest.name())),
-        ),
-        None => (
-            Some(widest),
-            Some(format!(
-                "{KERNEL_ENV}={want} is not one of avx512, avx2, portable; using {}",
-                widest.name()
-            )),
-        ),
-    }
-}
-
-static PATH: std::sync::OnceLock<(Option<KernelPath>, Option<String>)> = std::sync::OnceLock::new();
-
-/// The kernel path of this process (decided once), or `None` when [`DISABLE_ENV`]` = 0`.
+/// The kernel path of this process ([`sinkscope_cpu::path`], decided once), or `None` when
+/// [`DISABLE_ENV`]` = 0`.
 pub fn kernel_path() -> Option<KernelPath> {
-    PATH.get_or_init(choose_path).0
+    let disabled = *DISABLED.get_or_init(|| std::env::var(DISABLE_ENV).is_ok_and(|v| v == "0"));
+    (!disabled).then(sinkscope_cpu::path)
 }
 
 /// Why [`kernel_path`] is not what [`KERNEL_ENV`] asked for, if it is not.
 pub fn kernel_path_note() -> Option<&'static str> {
-    PATH.get_or_init(choose_path).1.as_deref()
+    kernel_path().and(sinkscope_cpu::note())
 }
 
 #[allow(unsafe_code)]
