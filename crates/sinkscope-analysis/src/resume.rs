@@ -204,17 +204,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("sinkscope-resume-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh folder, removed when the guard drops.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("sinkscope-resume-{name}-")).tempdir().unwrap()
     }
 
     /// A torn last line is dropped (and cut off when reopened); complete lines are kept.
     #[test]
     fn torn_last_line_is_dropped_and_cut() {
-        let d = tmp("torn");
+        let guard = tmp("torn");
+        let d = guard.path().to_path_buf();
         let p = d.join("r.jsonl");
         std::fs::write(&p, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
         let f: Finished<Value> = read_finished(&p).unwrap();
@@ -235,7 +234,8 @@ mod tests {
     /// A corrupt complete line is an error naming it; a missing file is an empty run.
     #[test]
     fn corrupt_line_is_an_error() {
-        let d = tmp("corrupt");
+        let guard = tmp("corrupt");
+        let d = guard.path().to_path_buf();
         let p = d.join("r.jsonl");
         std::fs::write(&p, "{\"a\":1}\n{oops}\n{\"a\":3}\n").unwrap();
         let e = read_finished::<Value>(&p).unwrap_err().to_string();
@@ -255,7 +255,8 @@ mod tests {
             #[serde(default)]
             metrics: Vec<f64>,
         }
-        let d = tmp("partial");
+        let guard = tmp("partial");
+        let d = guard.path().to_path_buf();
         let p = d.join("r.jsonl");
         std::fs::write(&p, "{\"id\":\"a\",\"metrics\":[1.5]}\n{\"id\":\"b\"}\n").unwrap();
         let e = read_finished::<Rec>(&p).unwrap_err().to_string();
@@ -269,7 +270,8 @@ mod tests {
     /// The manifest check ignores timings and names the first field that differs.
     #[test]
     fn manifest_identity() {
-        let d = tmp("manifest");
+        let guard = tmp("manifest");
+        let d = guard.path().to_path_buf();
         let p = d.join("manifest.json");
         let m = json!({"schema_version": 1, "kind": "profile", "model": {"sha256": "ab", "path": "x"},
                        "options": {"epsilon": 0.3}, "timings": {"run_s": 1.0}});

@@ -313,11 +313,9 @@ fn take_lock(lock: &Path) -> Result<String, OutputError> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("sinkscope-claim-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh folder, removed when the guard drops.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("sinkscope-claim-{name}-")).tempdir().unwrap()
     }
 
     fn claim<'a>(mode: Mode, inputs: &'a [&'a Path]) -> Claim<'a> {
@@ -327,7 +325,8 @@ mod tests {
     /// A second claim is refused while the first is held; released on drop.
     #[test]
     fn lock_refuses_a_second_run_and_is_released() {
-        let d = tmp("lock");
+        let guard = tmp("lock");
+        let d = guard.path().to_path_buf();
         let a = OutDir::claim(&d, &claim(Mode::Fresh, &[])).unwrap();
         let e = OutDir::claim(&d, &claim(Mode::Resume, &[])).unwrap_err();
         assert!(matches!(e, OutputError::Locked { .. }), "{e}");
@@ -344,7 +343,8 @@ mod tests {
     /// Earlier runs: refused when fresh, removed with force (ours only), kept with resume.
     #[test]
     fn earlier_run_modes() {
-        let d = tmp("modes");
+        let guard = tmp("modes");
+        let d = guard.path().to_path_buf();
         drop(OutDir::claim(&d, &claim(Mode::Fresh, &[])).unwrap());
         std::fs::write(d.join("manifest.json"), "{}").unwrap();
         std::fs::create_dir(d.join("scale_0")).unwrap();
@@ -364,7 +364,8 @@ mod tests {
     /// is refused.
     #[test]
     fn foreign_files_and_inputs() {
-        let d = tmp("foreign");
+        let guard = tmp("foreign");
+        let d = guard.path().to_path_buf();
         std::fs::write(d.join("manifest.json"), "{\"not\": \"ours\"}").unwrap();
         let e = OutDir::claim(&d, &claim(Mode::Force, &[])).unwrap_err();
         assert!(matches!(e, OutputError::NotOurs { .. }), "{e}");
@@ -384,7 +385,8 @@ mod tests {
     /// ours, so a user's `prompts.jsonl` beside it is not.
     #[test]
     fn legacy_run_folder() {
-        let d = tmp("legacy");
+        let guard = tmp("legacy");
+        let d = guard.path().to_path_buf();
         std::fs::write(d.join("manifest.json"), r#"{"kind": "run", "tool": {"name": "sinkscope"}}"#).unwrap();
         let c = Claim {
             kind: "profile",

@@ -128,18 +128,17 @@ pub fn remove_entry(path: &Path) -> Result<(), OutputError> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("sinkscope-output-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh folder, removed when the guard drops.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("sinkscope-output-{name}-")).tempdir().unwrap()
     }
 
     /// A planted symlink is replaced by the new file; its target is untouched.
     #[cfg(unix)]
     #[test]
     fn atomic_write_replaces_a_symlink_without_following_it() {
-        let d = tmp("symlink");
+        let guard = tmp("symlink");
+        let d = guard.path().to_path_buf();
         let victim = d.join("victim.txt");
         std::fs::write(&victim, "precious").unwrap();
         let link = d.join("manifest.json");
