@@ -320,13 +320,36 @@ impl Placement {
         })
     }
 
-    /// The manifest blocks every run records (`memory`, `execution.stream_layers`).
+    /// The manifest's `execution` block as every run records it: the layout
+    /// (`stream_layers`, [`execution`](Self::execution)) and the kernels
+    /// ([`kernel_execution`]).
+    pub fn execution_block(&self) -> serde_json::Map<String, Value> {
+        let mut execution = kernel_execution();
+        execution.insert("stream_layers".into(), self.execution());
+        execution
+    }
+
+    /// The manifest blocks every run records (`memory`, [`execution_block`](Self::execution_block)).
     pub fn manifest_extra(&self, force: bool) -> serde_json::Map<String, Value> {
         let mut extra = serde_json::Map::new();
         extra.insert("memory".into(), self.memory(force));
-        extra.insert("execution".into(), json!({"stream_layers": self.execution()}));
+        extra.insert("execution".into(), Value::Object(self.execution_block()));
         extra
     }
+}
+
+/// The manifest's `execution` fields that say which kernels ran (none changes a result byte):
+/// `packed_matmul` (sinkscope's kernel, or candle's matmul with `SINKSCOPE_PACKED_MATMUL=0`),
+/// `kernel_path` (`avx512`, `avx2` or `portable`, [`sinkscope_cpu::path`], shared by the
+/// matmul, GGUF dequantisation and the lens's exp-sums; `null` with the packed kernel off) and
+/// `kernel_path_note` (why it is not what `SINKSCOPE_KERNEL` asked for).
+pub fn kernel_execution() -> serde_json::Map<String, Value> {
+    use sinkscope_model::layers::gemm;
+    let mut m = serde_json::Map::new();
+    m.insert("packed_matmul".into(), json!(gemm::available()));
+    m.insert("kernel_path".into(), json!(gemm::kernel_path().map(|p| p.name())));
+    m.insert("kernel_path_note".into(), json!(gemm::kernel_path_note()));
+    m
 }
 
 /// The shape of the passes a run makes, for [`place_model`].

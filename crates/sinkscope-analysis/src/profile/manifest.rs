@@ -195,9 +195,6 @@ pub(crate) fn profile_manifest(
         "prompt_workers": workers.max(1),
         "pack_tokens": pack_tokens,
         "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
-        "packed_matmul": sinkscope_model::layers::gemm::available(),
-        "kernel_path": sinkscope_model::layers::gemm::kernel_path().map(|p| p.name()),
-        "kernel_path_note": sinkscope_model::layers::gemm::kernel_path_note(),
         "order": "consecutive prompts run together in packs of at most pack_tokens tokens (bit-identical to one pass per prompt); packs run concurrently on prompt_workers threads; records are written in input order",
     });
     let mut m = manifest_base(

@@ -258,7 +258,7 @@ pub fn run(a: Args) -> Result<()> {
         .collect(),
         prompts: records,
         memory: placement.memory(a.force),
-        execution: [("stream_layers".to_string(), placement.execution())].into_iter().collect(),
+        execution: placement.execution_block().into_iter().collect(),
         timings: ActivationTimings {
             load_s,
             forward_s: run_s,
