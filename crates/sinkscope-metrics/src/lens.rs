@@ -154,18 +154,18 @@ fn max_and_argmax(row: &[f32]) -> (f32, usize) {
         }
     }
     let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &z| a.max(z));
-    let argmax = row
-        .chunks(FIND_BLOCK)
-        .enumerate()
-        .find(|(_, c)| c.iter().fold(false, |found, &z| found | (z == max)))
-        .and_then(|(b, c)| c.iter().position(|&z| z == max).map(|i| b * FIND_BLOCK + i));
-    // A finite row holds its maximum, so the search always finds it.
-    (max, argmax.unwrap_or(0))
+    // The values before the first block that holds the maximum, then those before it there.
+    let before = FIND_BLOCK
+        * row
+            .chunks(FIND_BLOCK)
+            .take_while(|c| !c.iter().fold(false, |found, &z| found | (z == max)))
+            .count();
+    (max, before + row.iter().skip(before).take_while(|&&z| z != max).count())
 }
 
 /// Scores a finite, non-empty row with a validated cap (`target < row.len()`).
 fn score_row(row: &[f32], target: usize, cap: Option<f64>) -> TokenScore {
-    // Max and arg-max on the raw logits (the cap is strictly increasing), in one pass.
+    // Max and arg-max on the raw logits (the cap is strictly increasing).
     let (max_raw, argmax) = max_and_argmax(row);
     let target_raw = row.get(target).copied().unwrap_or(max_raw);
     let (m, sum, zy) = match cap {
